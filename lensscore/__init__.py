@@ -1,0 +1,34 @@
+"""lensscore: find galaxy-scale strong gravitational lenses in multi-band FITS cutouts.
+
+The scorer needs only numpy, astropy and onnxruntime::
+
+    from lensscore import Scorer, load_cutout, scan
+
+    scorer = Scorer("models/rot.onnx")                 # bands, size, preprocessing from the model
+    cut = load_cutout("obj.fits", scorer.bands, scorer.size)
+    p = scorer.score(cut.data)                         # (bands, y, x) or (N, bands, y, x)
+    res = scan("cutouts/", scorer=scorer, output="candidates.ecsv")
+"""
+
+from ._version import __version__
+from .errors import CutoutError, LensscoreError, ModelError
+from .io import Cutout, Source, find_sources, load_cutout
+from .preprocess import PreprocessSpec, preprocess
+from .scan import ScanResult, scan
+from .scorer import Scorer
+
+__all__ = [
+    "__version__",
+    "Scorer",
+    "load_cutout",
+    "find_sources",
+    "scan",
+    "ScanResult",
+    "Cutout",
+    "Source",
+    "preprocess",
+    "PreprocessSpec",
+    "CutoutError",
+    "LensscoreError",
+    "ModelError",
+]

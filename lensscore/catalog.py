@@ -1,0 +1,250 @@
+"""Catalogs written row by row, so a crash or Ctrl-C never loses a row already scored.
+
+``.csv`` and ``.ecsv`` are appended to and flushed after every batch. ``.fits`` and ``.parquet``
+cannot be appended to safely, so rows stream into a journal (``OUT.journal.ecsv``) that becomes
+the final file when the scan ends; ``--resume`` reads both.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LensscoreError
+
+__all__ = ["CatalogWriter", "catalog_columns", "read_catalog", "FORMATS"]
+
+log = logging.getLogger(__name__)
+
+FORMATS = (".csv", ".ecsv", ".fits", ".parquet")
+_STREAMED = (".csv", ".ecsv")
+
+
+def catalog_columns(rotations: bool, labels: bool) -> list[tuple[str, str]]:
+    """The catalog schema: ``(name, numpy dtype)`` pairs, in column order (DESIGN.md)."""
+    cols = [("id", "str"), ("path", "str"), ("score", "float64")]
+    if rotations:
+        cols += [("score_std", "float64")] + [(f"score_r{k}", "float64") for k in range(4)]
+    cols += [("ra", "float64"), ("dec", "float64")]
+    if labels:
+        cols += [("label", "int16")]
+    cols += [("n_nonfinite", "int64"), ("status", "str"), ("error", "str")]
+    return cols
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return "" if math.isnan(v) else repr(float(v))
+    return str(v)
+
+
+def _suffix(path: Path) -> str:
+    suf = path.suffix.lower()
+    if suf not in FORMATS:
+        raise LensscoreError(
+            f"{path}: unknown catalog format {suf or '(none)'!r}; use one of {', '.join(FORMATS)}"
+        )
+    return suf
+
+
+def _header_text(columns, meta: dict, ecsv: bool) -> str:
+    if not ecsv:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow([c for c, _ in columns])
+        return buf.getvalue()
+    from astropy.table import Table
+
+    t = Table(names=[c for c, _ in columns], dtype=[d for _, d in columns])
+    t.meta.update(meta)
+    buf = io.StringIO()
+    t.write(buf, format="ascii.ecsv", delimiter=",")
+    return buf.getvalue()
+
+
+def _repair_tail(path: Path) -> int:
+    """Cut a partial last line (the process died mid-write); return bytes removed."""
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with open(path, "rb+") as fh:
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return 0
+        # find the last newline
+        pos, step = size, 4096
+        while pos > 0:
+            start = max(0, pos - step)
+            fh.seek(start)
+            chunk = fh.read(pos - start)
+            nl = chunk.rfind(b"\n")
+            if nl >= 0:
+                cut = start + nl + 1
+                fh.truncate(cut)
+                return size - cut
+            pos = start
+        fh.truncate(0)
+        return size
+
+
+def _read_streamed(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Column names and raw rows of a csv/ecsv file written by :class:`CatalogWriter`."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        lines = (ln for ln in fh if not ln.startswith("#"))
+        reader = csv.reader(lines)
+        try:
+            names = next(reader)
+        except StopIteration:
+            return [], []
+        return names, [r for r in reader if r]
+
+
+class CatalogWriter:
+    """Append catalog rows to ``path`` batch by batch.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.csv``, ``.ecsv``, ``.fits`` or ``.parquet``.
+    columns : list of (name, dtype)
+        From :func:`catalog_columns`.
+    meta : dict
+        Written into the ECSV/FITS header (model, version, row order).
+    resume : bool
+        Keep rows already in ``path`` (and its journal) and skip their inputs; without it an
+        existing file is an error, never silently overwritten.
+    overwrite : bool
+        Replace an existing catalog.
+
+    Attributes
+    ----------
+    done : set of str
+        ``path`` values of rows already in the catalog (on resume).
+    existing : list of dict
+        Those rows, values as the strings on disk.
+    """
+
+    def __init__(self, path, columns, meta: dict | None = None, *, resume=False,
+                 overwrite=False):
+        self.path = Path(path)
+        self.format = _suffix(self.path)
+        self.columns = list(columns)
+        self.names = [c for c, _ in self.columns]
+        self.meta = dict(meta or {})
+        self.streamed = self.format in _STREAMED
+        self.target = self.path if self.streamed else self.path.with_name(
+            self.path.name + ".journal.ecsv")
+        self.done: set[str] = set()
+        self.existing: list[dict[str, str]] = []
+        exists = self.path.exists() or self.target.exists()
+        if exists and not (resume or overwrite):
+            raise LensscoreError(f"{self.path} exists; use --resume to continue that scan or "
+                                 "--overwrite to replace it")
+        if exists and resume:
+            self._load_existing()
+        else:
+            if self.path.exists():
+                self.path.unlink()
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.target, "w", encoding="utf-8", newline="") as fh:
+                fh.write(_header_text(self.columns, self.meta, ecsv=self.format != ".csv"))
+        self._fh = open(self.target, "a", encoding="utf-8", newline="")
+        self._csv = csv.writer(self._fh, lineterminator="\n")
+
+    def _load_existing(self):
+        if not self.streamed and self.path.exists():
+            # a finished .fits/.parquet: move its rows back into a journal and append
+            from astropy.table import Table
+
+            t = Table.read(self.path)
+            self._check_names(list(t.colnames), self.path)
+            if not self.target.exists():
+                with open(self.target, "w", encoding="utf-8", newline="") as fh:
+                    fh.write(_header_text(self.columns, self.meta, ecsv=True))
+                    w = csv.writer(fh, lineterminator="\n")
+                    for row in t:
+                        w.writerow([_fmt(None if np.ma.is_masked(row[c]) else row[c])
+                                    for c in self.names])
+            self.path.unlink()
+        if self.target.exists():
+            cut = _repair_tail(self.target)
+            if cut:
+                log.warning("%s: removed a partial last line (%d bytes) left by an interrupted "
+                            "scan", self.target, cut)
+            names, rows = _read_streamed(self.target)
+            if not names:  # header lost: start the file again
+                with open(self.target, "w", encoding="utf-8", newline="") as fh:
+                    fh.write(_header_text(self.columns, self.meta, ecsv=self.format != ".csv"))
+                return
+            self._check_names(names, self.target)
+            ip = names.index("path")
+            good = [r for r in rows if len(r) == len(names)]
+            if len(good) != len(rows):
+                raise LensscoreError(f"{self.target}: {len(rows) - len(good)} malformed rows; "
+                                     "not a catalog this tool can resume")
+            self.existing = [dict(zip(names, r)) for r in good]
+            self.done = {r[ip] for r in good}
+
+    def _check_names(self, names, where):
+        if names != self.names:
+            raise LensscoreError(
+                f"{where}: existing catalog has columns {','.join(names)}, this scan writes "
+                f"{','.join(self.names)} (same --rotations/labels options needed to resume)")
+
+    def write(self, rows: Iterable[dict]) -> None:
+        """Append rows (dicts keyed by column name) and flush them to disk."""
+        for r in rows:
+            self._csv.writerow([_fmt(r.get(c)) for c in self.names])
+        self._fh.flush()
+
+    def close(self, finalize: bool = True) -> None:
+        """Flush and close; for ``.fits``/``.parquet`` write the final file from the journal.
+
+        With ``finalize=False`` (an interrupted scan) the journal stays for ``--resume``.
+        """
+        if self._fh.closed:
+            return
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        if finalize and not self.streamed:
+            from astropy.table import Table
+
+            t = Table.read(self.target, format="ascii.ecsv")
+            tmp = self.path.with_name(self.path.name + ".tmp" + self.format)
+            if self.format == ".fits":
+                t.meta = {k[:8].upper(): str(v)[:68] for k, v in self.meta.items()}
+                t.write(tmp, format="fits", overwrite=True)
+            else:
+                try:
+                    t.write(tmp, format="parquet", overwrite=True)
+                except ImportError:
+                    raise LensscoreError(
+                        "writing .parquet needs pyarrow: pip install 'lensscore[parquet]'; the rows "
+                        f"are kept in {self.target}") from None
+            os.replace(tmp, self.path)
+            self.target.unlink()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(finalize=exc_type is None)
+
+
+def read_catalog(path):
+    """Read a catalog written by lensscore (any format) as an astropy Table."""
+    from astropy.table import Table
+
+    p = Path(path)
+    fmt = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv"}.get(p.suffix.lower())
+    return Table.read(p, format=fmt) if fmt else Table.read(p)
+

@@ -1,0 +1,237 @@
+"""The ``lensscore`` command: thin typer layer over :mod:`lensscore.scan` and :mod:`lensscore.scorer`.
+
+Results go to stdout; progress, warnings and errors to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from ._version import __version__
+from .config import DEFAULT_BATCH_SIZE, DEFAULT_THRESHOLD
+from .errors import LensscoreError, ModelError
+
+app = typer.Typer(
+    name="lensscore",
+    help="Find strong gravitational lenses in multi-band FITS cutouts with ONNX CNNs "
+         "(rotation-invariant, no TensorFlow needed).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+EXIT_OK, EXIT_NOTHING, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _version(value: bool):
+    if value:
+        out.print(f"lensscore {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details to stderr.")]
+    = False,
+):
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err, show_time=False, show_path=False)],
+                        force=True)
+
+
+def _fail(msg: str, code: int):
+    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
+
+
+@app.command()
+def scan(
+    paths: Annotated[list[Path], typer.Argument(
+        help="FITS files and/or directories (searched recursively).", exists=True,
+        show_default=False)],
+    model: Annotated[Optional[Path], typer.Option(
+        "--model", "-m", help="ONNX model [default: the shipped models/rot.onnx].")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Catalog to write, one row per input, flushed every batch: "
+        ".csv, .ecsv, .fits or .parquet.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(
+        help="Table with id,label (1 lens, 0 non-lens); default: from directory names "
+        "(lenses/, nonlenses/, lens_*/, nonlens_*/).", exists=True, dir_okay=False)] = None,
+    rotations: Annotated[bool, typer.Option(
+        help="Also score each cutout rotated by 90, 180, 270 degrees and report rotation "
+        "stability (4x the work).")] = True,
+    threshold: Annotated[float, typer.Option(
+        help="Score at or above which a cutout counts as a lens.", min=0.0, max=1.0)]
+    = DEFAULT_THRESHOLD,
+    batch_size: Annotated[int, typer.Option(help="Images per inference batch.", min=1)]
+    = DEFAULT_BATCH_SIZE,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    threads: Annotated[Optional[int], typer.Option(
+        help="Inference threads [default: all cores].", min=1)] = None,
+    workers: Annotated[int, typer.Option(
+        help="FITS loaders beside inference (1: a thread; more: processes).", min=1)] = 1,
+    resume: Annotated[bool, typer.Option(
+        help="Continue an interrupted scan: skip inputs already in --output.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --output.")] = False,
+    top: Annotated[int, typer.Option(help="Rows of the top-score table printed.", min=0)] = 20,
+    bands: Annotated[Optional[str], typer.Option(
+        help="Bands, e.g. g,r,i, for a model without lensscore metadata.")] = None,
+    size: Annotated[Optional[int], typer.Option(
+        help="Cutout size in pixels, for a model without lensscore metadata.", min=1)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+):
+    """Score every FITS cutout under PATHS and write a lens-score catalog.
+
+    Exit codes: 0 all inputs scored; 3 finished, some inputs failed (each has an error row);
+    1 nothing could be scored (bad model, no inputs); 2 usage error; 130 interrupted
+    (rows written so far are kept; rerun with --resume).
+    """
+    from .scan import scan as run_scan
+    from .scorer import Scorer
+
+    try:
+        scorer = Scorer(model, device=device, threads=threads, batch_size=batch_size,
+                        bands=bands.split(",") if bands else None, size=size)
+    except ModelError as exc:
+        _fail(str(exc), EXIT_NOTHING)
+    err.print(f"model {scorer.path} ({scorer.arch}, bands {','.join(scorer.bands)}, "
+              f"{scorer.size}px) on {', '.join(scorer.providers)}", highlight=False)
+    if output is None:
+        err.print("[yellow]no --output given: scores are printed, not saved[/]")
+
+    bar = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                   console=err, disable=quiet, transient=False)
+    task = bar.add_task("scan", total=None, rate="")
+    t0 = time.perf_counter()
+
+    def progress(done, total):
+        rate = done / max(time.perf_counter() - t0, 1e-9)
+        bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} files/s")
+
+    try:
+        with bar:
+            res = run_scan(paths, scorer=scorer, output=output, rotations=rotations,
+                           labels=labels, threshold=threshold, workers=workers, resume=resume,
+                           overwrite=overwrite, progress=progress)
+    except KeyboardInterrupt:
+        where = f"; rows so far are in {output} -- rerun with --resume" if output else ""
+        err.print(f"[bold yellow]interrupted[/]{where}", highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    except ModelError as exc:
+        _fail(str(exc), EXIT_NOTHING)
+    except (LensscoreError, FileNotFoundError) as exc:
+        _fail(str(exc), EXIT_USAGE)
+
+    if res.n_inputs == 0:
+        _fail(f"no FITS files found under {', '.join(map(str, paths))}", EXIT_NOTHING)
+    _print_summary(res, top)
+    raise typer.Exit(res.exit_code)
+
+
+def _print_summary(res, top: int):
+    if top and res.n_scored:
+        t = Table(title=f"top {min(top, res.n_scored)} lens scores", title_justify="left")
+        t.add_column("#", justify="right")
+        t.add_column("id")
+        t.add_column("score", justify="right")
+        if res.rotation_scores is not None:
+            t.add_column("rot std", justify="right")
+        has_labels = bool((res.labels >= 0).any())
+        if has_labels:
+            t.add_column("label", justify="right")
+        for rank, i in enumerate(res.top(top), 1):
+            row = [str(rank), res.ids[i], f"{res.scores[i]:.4f}"]
+            if res.rotation_scores is not None:
+                row.append(f"{res.rotation_scores[i].std():.4f}")
+            if has_labels:
+                row.append("" if res.labels[i] < 0 else str(res.labels[i]))
+            t.add_row(*row)
+        out.print(t)
+    rate = res.n_inputs - res.n_skipped
+    out.print(f"scored {res.n_scored} of {res.n_inputs} inputs, {res.n_failed} failed"
+              + (f" ({res.n_skipped} resumed from the catalog)" if res.n_skipped else "")
+              + f"; {rate / max(res.seconds, 1e-9):,.0f} files/s", highlight=False)
+    for path, msg in res.errors[:10]:
+        err.print(f"  [red]failed[/] {path}: {msg}", highlight=False, soft_wrap=True)
+    if len(res.errors) > 10:
+        err.print(f"  … and {len(res.errors) - 10} more (status=error rows in the catalog)")
+    m = res.metrics()
+    if m:
+        out.print(f"labels: {m['n_lens']} lenses, {m['n_nonlens']} non-lenses; at threshold "
+                  f"{m['threshold']:g}: accuracy {_pct(m['accuracy'])}, ROC AUC "
+                  f"{m['roc_auc']:.4f}, TPR@FPR1% {_pct(m['tpr_at_fpr_1pct'])}, TPR@FPR0.1% "
+                  f"{_pct(m['tpr_at_fpr_0.1pct'])}, TPR0 {_pct(m['tpr0'])}", highlight=False)
+    s = res.stability()
+    if s and s["n"]:
+        out.print(f"rotation stability over {s['n']} cutouts: std mean {_pct(s['std_mean'])}, "
+                  f"median {_pct(s['std_median'])}, p99 {_pct(s['std_p99'])}, max "
+                  f"{_pct(s['std_max'])}; class flips {_pct(s['flip_fraction'])}",
+                  highlight=False)
+    if res.output:
+        out.print(f"catalog: {res.output} (rows in input order)", highlight=False)
+
+
+@app.command()
+def info(
+    model: Annotated[Optional[Path], typer.Argument(
+        help="ONNX model [default: the shipped models/rot.onnx].", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+):
+    """Show what a model says about itself: bands, size, preprocessing, arch, metrics."""
+    from .scorer import Scorer
+
+    try:
+        d = Scorer(model, threads=1).info()
+    except ModelError as exc:
+        _fail(str(exc), EXIT_NOTHING)
+    if as_json:
+        out.print_json(json.dumps(d, default=str))
+        return
+    t = Table(show_header=False, title=str(d["path"]), title_justify="left")
+    t.add_column("key", style="bold")
+    t.add_column("value")
+    for k, v in d.items():
+        if k == "path":
+            continue
+        t.add_row(k, v if isinstance(v, str) else json.dumps(v))
+    out.print(t)
+
+
+def main():  # console script entry point
+    try:
+        app()
+    except KeyboardInterrupt:  # before the scan loop got going
+        err.print("[bold yellow]interrupted[/]")
+        sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    main()

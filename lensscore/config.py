@@ -1,0 +1,31 @@
+"""Defaults shared by the scorer, training and export: the one place for these numbers."""
+
+from __future__ import annotations
+
+__all__ = [
+    "DEFAULT_BANDS",
+    "DEFAULT_SIZE",
+    "PIXEL_SCALE_ARCSEC",
+    "DEFAULT_THRESHOLD",
+    "DEFAULT_BATCH_SIZE",
+    "MAX_CUTOUT_PIXELS",
+    "FITS_SUFFIXES",
+    "META_PREFIX",
+]
+
+#: HSC g, r, i as in Cañameras et al. (2020, 2021).
+DEFAULT_BANDS: tuple[str, ...] = ("g", "r", "i")
+#: Cutout side in pixels (72 px x 0.168"/px = 12").
+DEFAULT_SIZE: int = 72
+PIXEL_SCALE_ARCSEC: float = 0.168
+DEFAULT_THRESHOLD: float = 0.5
+DEFAULT_BATCH_SIZE: int = 128
+#: A cutout is small; an image HDU with more pixels than this is refused before its data are read,
+#: so a corrupt header cannot make the scorer allocate gigabytes.
+MAX_CUTOUT_PIXELS: int = 4096 * 4096
+#: File name endings treated as FITS (longest first: matching order matters).
+FITS_SUFFIXES: tuple[str, ...] = (
+    ".fits.gz", ".fits.fz", ".fit.gz", ".fts.gz", ".fits", ".fit", ".fts", ".fz",
+)
+#: Prefix of the ONNX ``metadata_props`` keys that lensscore reads and writes.
+META_PREFIX: str = "lensscore."

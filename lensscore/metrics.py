@@ -1,0 +1,139 @@
+"""Classification and rotation-stability metrics in plain numpy (no scikit-learn)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import DEFAULT_THRESHOLD
+
+__all__ = [
+    "accuracy",
+    "roc_auc",
+    "roc_curve",
+    "tpr_at_fpr",
+    "tpr0",
+    "confusion",
+    "classification_summary",
+    "rotation_stability",
+]
+
+
+def _check(labels, scores):
+    y = np.asarray(labels).astype(int).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if y.shape != s.shape:
+        raise ValueError(f"labels and scores differ in length: {y.size} vs {s.size}")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("labels must be 0 or 1")
+    return y, s
+
+
+def accuracy(labels, scores, threshold: float = DEFAULT_THRESHOLD) -> float:
+    """Fraction of cutouts classified right with ``score >= threshold`` meaning lens."""
+    y, s = _check(labels, scores)
+    return float(np.mean((s >= threshold).astype(int) == y)) if y.size else float("nan")
+
+
+def confusion(labels, scores, threshold: float = DEFAULT_THRESHOLD) -> dict[str, int]:
+    """Counts ``tp, fp, tn, fn`` at ``threshold``."""
+    y, s = _check(labels, scores)
+    p = s >= threshold
+    return {"tp": int(np.sum(p & (y == 1))), "fp": int(np.sum(p & (y == 0))),
+            "tn": int(np.sum(~p & (y == 0))), "fn": int(np.sum(~p & (y == 1)))}
+
+
+def roc_auc(labels, scores) -> float:
+    """Area under the ROC curve (Mann-Whitney U, ties counted half); NaN with one class only."""
+    y, s = _check(labels, scores)
+    n1, n0 = int(y.sum()), int((1 - y).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(s.size, dtype=np.float64)
+    sorted_s = s[order]
+    # average ranks over ties
+    _, first, counts = np.unique(sorted_s, return_index=True, return_counts=True)
+    avg = first + (counts - 1) / 2.0 + 1.0
+    ranks[order] = np.repeat(avg, counts)
+    u = ranks[y == 1].sum() - n1 * (n1 + 1) / 2.0
+    return float(u / (n1 * n0))
+
+
+def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False- and true-positive rates at each distinct threshold, highest threshold first.
+
+    Returns
+    -------
+    fpr, tpr, thresholds : ndarray
+        Starting at ``(0, 0, inf)``.
+    """
+    y, s = _check(labels, scores)
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1] if s.size else np.array([], int)
+    tps = np.cumsum(y)[last]
+    fps = (last + 1) - tps
+    n1, n0 = max(int(y.sum()), 1), max(int((1 - y).sum()), 1)
+    return (np.r_[0.0, fps / n0], np.r_[0.0, tps / n1], np.r_[np.inf, s[last]])
+
+
+def tpr_at_fpr(labels, scores, fpr: float) -> float:
+    """Highest true-positive rate at a threshold whose false-positive rate is ``<= fpr``."""
+    y, s = _check(labels, scores)
+    if y.sum() == 0 or (1 - y).sum() == 0:
+        return float("nan")
+    f, t, _ = roc_curve(y, s)
+    return float(t[f <= fpr + 1e-12].max())
+
+
+def tpr0(labels, scores) -> float:
+    """Recall before the first false positive: positives scoring above every negative."""
+    y, s = _check(labels, scores)
+    if y.sum() == 0 or (1 - y).sum() == 0:
+        return float("nan")
+    return float(np.mean(s[y == 1] > s[y == 0].max()))
+
+
+def classification_summary(labels, scores, threshold: float = DEFAULT_THRESHOLD) -> dict:
+    """Accuracy, ROC AUC, TPR at FPR 1% and 0.1%, TPR0 and the confusion counts."""
+    y, s = _check(labels, scores)
+    return {
+        "n": int(y.size), "n_lens": int(y.sum()), "n_nonlens": int((1 - y).sum()),
+        "threshold": float(threshold),
+        "accuracy": accuracy(y, s, threshold),
+        "roc_auc": roc_auc(y, s),
+        "tpr_at_fpr_1pct": tpr_at_fpr(y, s, 0.01),
+        "tpr_at_fpr_0.1pct": tpr_at_fpr(y, s, 0.001),
+        "tpr0": tpr0(y, s),
+        **confusion(y, s, threshold),
+    }
+
+
+def rotation_stability(rotation_scores, threshold: float = DEFAULT_THRESHOLD) -> dict:
+    """The seed's measurement: spread of the scores of the four 90° rotations of each cutout.
+
+    Parameters
+    ----------
+    rotation_scores : array_like, shape ``(N, 4)``
+    threshold : float
+        A cutout *flips* if its four rotations do not all fall on the same side of it.
+
+    Returns
+    -------
+    dict
+        ``n``, ``std_mean``, ``std_median``, ``std_p99``, ``std_max`` (population std of the
+        four scores, per cutout) and ``flip_fraction``.
+    """
+    r = np.asarray(rotation_scores, dtype=np.float64)
+    if r.ndim != 2 or r.shape[1] != 4:
+        raise ValueError(f"rotation scores must have shape (N, 4), got {r.shape}")
+    if len(r) == 0:
+        nan = float("nan")
+        return {"n": 0, "std_mean": nan, "std_median": nan, "std_p99": nan, "std_max": nan,
+                "flip_fraction": nan}
+    std = r.std(axis=1)
+    cls = r >= threshold
+    flips = cls.any(axis=1) & ~cls.all(axis=1)
+    return {"n": int(len(r)), "std_mean": float(std.mean()), "std_median": float(np.median(std)),
+            "std_p99": float(np.percentile(std, 99)), "std_max": float(std.max()),
+            "flip_fraction": float(flips.mean())}

@@ -1,0 +1,369 @@
+"""Scan directories of cutouts: find, load in parallel, score, and stream the catalog to disk."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ._version import __version__
+from .catalog import CatalogWriter, catalog_columns
+from .config import DEFAULT_THRESHOLD
+from .errors import CutoutError, LensscoreError
+from .io import Source, find_sources, load_source
+from .metrics import classification_summary, rotation_stability
+from .preprocess import PreprocessSpec, preprocess
+from .scorer import Scorer
+
+__all__ = ["scan", "ScanResult", "read_labels"]
+
+log = logging.getLogger(__name__)
+
+#: Sources handed to a loader at once: big enough to amortise the hand-over, small enough to
+#: keep memory bounded (workers x prefetch x chunk cutouts in flight).
+_CHUNK = 16
+_PREFETCH = 4
+
+
+@dataclass
+class ScanResult:
+    """What a scan found: one entry per input, in input order (rows resumed from disk first).
+
+    Attributes
+    ----------
+    ids, paths : list of str
+    scores : ndarray
+        NaN for inputs that failed.
+    rotation_scores : ndarray (N, 4) or None
+    labels : ndarray of int
+        -1 where unknown.
+    errors : list of (path, message)
+    n_skipped : int
+        Inputs already in the catalog when resuming.
+    seconds : float
+    output : Path or None
+    """
+
+    ids: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    scores: np.ndarray = field(default_factory=lambda: np.empty(0))
+    rotation_scores: np.ndarray | None = None
+    labels: np.ndarray = field(default_factory=lambda: np.empty(0, int))
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    n_skipped: int = 0
+    seconds: float = 0.0
+    output: Path | None = None
+    threshold: float = DEFAULT_THRESHOLD
+
+    @property
+    def n_inputs(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_failed(self) -> int:
+        return int(np.isnan(self.scores).sum())
+
+    @property
+    def n_scored(self) -> int:
+        return self.n_inputs - self.n_failed
+
+    @property
+    def exit_code(self) -> int:
+        """0 every input scored, 3 some failed (each has an error row), 1 no input at all."""
+        if self.n_inputs == 0:
+            return 1
+        return 3 if self.n_failed else 0
+
+    def metrics(self) -> dict | None:
+        """Classification metrics over scored inputs with known labels (None without labels)."""
+        ok = ~np.isnan(self.scores) & (self.labels >= 0)
+        if not ok.any():
+            return None
+        return classification_summary(self.labels[ok], self.scores[ok], self.threshold)
+
+    def stability(self) -> dict | None:
+        """Rotation stability over scored inputs (None when rotations were not scored)."""
+        if self.rotation_scores is None:
+            return None
+        ok = ~np.isnan(self.scores)
+        return rotation_stability(self.rotation_scores[ok], self.threshold)
+
+    def top(self, k: int) -> list[int]:
+        """Indices of the ``k`` highest scores (failed inputs last, never included)."""
+        ok = np.flatnonzero(~np.isnan(self.scores))
+        order = ok[np.argsort(-self.scores[ok], kind="stable")]
+        return order[:k].tolist()
+
+
+def read_labels(path) -> dict[str, int]:
+    """Read ``id,label`` from a csv/ecsv/fits table; labels 0/1 (or true/false, lens/nonlens).
+
+    Raises
+    ------
+    LensscoreError
+        If the file cannot be read or lacks the columns.
+    """
+    from astropy.table import Table
+
+    p = Path(path)
+    try:
+        fmt = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv"}.get(p.suffix.lower())
+        t = Table.read(p, format=fmt) if fmt else Table.read(p)
+    except Exception as exc:
+        raise LensscoreError(f"{p}: cannot read labels ({exc})") from None
+    if "id" not in t.colnames or "label" not in t.colnames:
+        raise LensscoreError(f"{p}: labels file needs columns id,label (has "
+                             f"{','.join(t.colnames)})")
+    words = {"1": 1, "0": 0, "true": 1, "false": 0, "lens": 1, "nonlens": 0}
+    out = {}
+    for i, lab in zip(t["id"], t["label"]):
+        key = str(lab).strip().lower()
+        if key not in words:
+            raise LensscoreError(f"{p}: label {lab!r} of {i} is not 0/1")
+        out[str(i)] = words[key]
+    return out
+
+
+# --------------------------------------------------------------------------- loading workers
+
+_W: dict = {}
+
+
+def _init_worker(bands, size, spec_json):
+    _W.update(bands=tuple(bands), size=size, spec=PreprocessSpec.from_json(spec_json))
+
+
+def _load_one(src: Source, bands, size, spec):
+    try:
+        c = load_source(src, bands, size)
+        try:
+            x = preprocess(c.data, spec)
+        except ValueError as exc:
+            raise CutoutError(src.path, str(exc)) from None
+        return True, (x, c.ra, c.dec, c.n_nonfinite)
+    except CutoutError as exc:
+        return False, exc.reason
+    except Exception as exc:  # never let one odd file stop a scan
+        msg = " ".join(f"{type(exc).__name__}: {exc}".split())
+        return False, f"unexpected error reading file ({msg[:200]})"
+
+
+def _load_chunk(chunk: list[Source]):
+    return [_load_one(s, _W["bands"], _W["size"], _W["spec"]) for s in chunk]
+
+
+def _make_executor(workers: int, scorer: Scorer) -> Executor:
+    args = (scorer.bands, scorer.size, scorer.spec.to_json())
+    if workers == 1:
+        # one loader thread: onnxruntime releases the GIL, so parsing overlaps inference
+        return ThreadPoolExecutor(1, initializer=_init_worker, initargs=args)
+    methods = mp.get_all_start_methods()
+    ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=args)
+
+
+# --------------------------------------------------------------------------- the scan
+
+
+def _float(v: str) -> float:
+    return float(v) if v not in ("", None) else float("nan")
+
+
+def scan(
+    paths: Sequence | str,
+    model=None,
+    *,
+    output=None,
+    scorer: Scorer | None = None,
+    rotations: bool = True,
+    labels: Mapping[str, int] | str | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    workers: int = 1,
+    resume: bool = False,
+    overwrite: bool = False,
+    sources: Sequence[Source] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    **scorer_kwargs,
+) -> ScanResult:
+    """Score every cutout under ``paths`` and stream one catalog row per input.
+
+    Parameters
+    ----------
+    paths : path or sequence of paths
+        FITS files and directories (searched recursively).
+    model : str or Path, optional
+        ONNX model; ignored when ``scorer`` is given; default the shipped ``models/rot.onnx``.
+    output : str or Path, optional
+        Catalog file (``.csv``, ``.ecsv``, ``.fits``, ``.parquet``), rows in input order,
+        flushed after every batch.
+    scorer : Scorer, optional
+        A ready scorer (pipelines that scan many directories with one model).
+    rotations : bool
+        Also score the 90°, 180°, 270° rotations (``score_r0..3``, ``score_std``).
+    labels : mapping or path, optional
+        ``id -> 0/1`` or an ``id,label`` table; otherwise labels come from directory names.
+    threshold : float
+        Lens if ``score >= threshold`` (accuracy, class flips).
+    workers : int
+        FITS loaders running beside inference: 1 is a thread, more are processes.
+    resume : bool
+        Skip inputs already in ``output`` and append the rest.
+    overwrite : bool
+        Replace an existing ``output``.
+    sources : sequence of Source, optional
+        Inputs already found (skips the directory walk).
+    progress : callable(done, total), optional
+        Called after every batch.
+    **scorer_kwargs
+        Passed to :class:`Scorer` (``device``, ``threads``, ``batch_size``, ``bands``, ``size``).
+
+    Returns
+    -------
+    ScanResult
+
+    Raises
+    ------
+    ModelError, LensscoreError, FileNotFoundError
+        For a bad model, options or paths -- never for a bad input file, which gets an error row.
+    """
+    t0 = time.perf_counter()
+    if int(workers) < 1:
+        raise LensscoreError(f"workers must be >= 1, got {workers}")
+    if resume and output is None:
+        raise LensscoreError("--resume needs the catalog to resume: give -o/--output")
+    scorer = scorer or Scorer(model, **scorer_kwargs)
+    if isinstance(labels, (str, Path)):
+        labels = read_labels(labels)
+    if sources is None:
+        sources = find_sources(paths, scorer.bands, labels=labels)
+    has_labels = any(s.label is not None for s in sources)
+    columns = catalog_columns(rotations, has_labels)
+    meta = {"model": Path(scorer.path).name, "model_arch": scorer.arch,
+            "lensscore_version": __version__, "row_order": "input",
+            "threshold": float(threshold)}
+
+    res = ScanResult(threshold=threshold, output=Path(output) if output else None)
+    ids, paths_out, scores, rots, labs = [], [], [], [], []
+    writer = None
+    if output is not None:
+        writer = CatalogWriter(output, columns, meta, resume=resume, overwrite=overwrite)
+        if writer.done:
+            _absorb_existing(writer, ids, paths_out, scores, rots, labs, rotations)
+            res.n_skipped = len(writer.done)
+            sources = [s for s in sources if s.path not in writer.done]
+
+    total = len(sources)
+    try:
+        for rows, s_chunk, r_chunk in _score_stream(sources, scorer, rotations, workers):
+            for r, s in zip(rows, s_chunk):
+                ids.append(r["id"])
+                paths_out.append(r["path"])
+                scores.append(s)
+                labs.append(-1 if r.get("label") is None else r["label"])
+                if r["status"] == "error":
+                    res.errors.append((r["path"], r["error"]))
+            if rotations:
+                rots.extend(r_chunk)
+            if not has_labels:
+                for r in rows:
+                    r.pop("label", None)
+            if writer is not None:
+                writer.write(rows)
+            if progress is not None:
+                progress(len(ids) - res.n_skipped, total)
+    except BaseException:
+        if writer is not None:
+            writer.close(finalize=False)
+        raise
+    if writer is not None:
+        writer.close()
+
+    res.ids, res.paths = ids, paths_out
+    res.scores = np.asarray(scores, dtype=np.float64)
+    res.labels = np.asarray(labs, dtype=int)
+    if rotations:
+        res.rotation_scores = np.asarray(rots, dtype=np.float64).reshape(-1, 4)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _absorb_existing(writer, ids, paths_out, scores, rots, labs, rotations):
+    for r in writer.existing:
+        ids.append(r["id"])
+        paths_out.append(r["path"])
+        scores.append(_float(r["score"]))
+        labs.append(int(r["label"]) if r.get("label", "") != "" else -1)
+        if rotations:
+            rots.append([_float(r[f"score_r{k}"]) for k in range(4)])
+
+
+def _score_stream(sources, scorer: Scorer, rotations: bool, workers: int):
+    """Yield ``(rows, scores, rotation_scores)`` per batch, in input order."""
+    if not sources:
+        return
+    chunks = [list(sources[i:i + _CHUNK]) for i in range(0, len(sources), _CHUNK)]
+    pending: list[tuple[Source, tuple]] = []
+    n_ok = 0
+    with _make_executor(workers, scorer) as ex:
+        inflight: deque = deque()
+        it = iter(chunks)
+        limit = max(2, workers * _PREFETCH)
+
+        def fill():
+            for chunk in it:
+                inflight.append((chunk, ex.submit(_load_chunk, chunk)))
+                if len(inflight) >= limit:
+                    break
+
+        fill()
+        try:
+            while inflight:
+                chunk, fut = inflight.popleft()
+                loaded = fut.result()
+                fill()
+                for src, item in zip(chunk, loaded):
+                    pending.append((src, item))
+                    n_ok += item[0]
+                if n_ok >= scorer.batch_size or not inflight:
+                    yield _score_pending(pending, scorer, rotations)
+                    pending, n_ok = [], 0
+        finally:
+            for _, fut in inflight:
+                fut.cancel()
+
+
+def _score_pending(pending, scorer: Scorer, rotations: bool):
+    ok = [item[1][0] for _, item in pending if item[0]]
+    if ok:
+        x = np.stack(ok)
+        r = scorer.score_rotations(x, preprocessed=True) if rotations else None
+        s = r[:, 0] if rotations else scorer.score(x, preprocessed=True)
+    rows, out_s, out_r = [], [], []
+    j = 0
+    for src, (good, payload) in pending:
+        row = {"id": src.id, "path": src.path, "label": src.label}
+        if good:
+            _, ra, dec, nbad = payload
+            row.update(score=float(s[j]), ra=ra, dec=dec, n_nonfinite=nbad, status="ok",
+                       error="")
+            if rotations:
+                rr = r[j].astype(np.float64)
+                row.update(score_std=float(rr.std()),
+                           **{f"score_r{k}": float(rr[k]) for k in range(4)})
+                out_r.append(rr.tolist())
+            out_s.append(float(s[j]))
+            j += 1
+        else:
+            row.update(status="error", error=payload)
+            out_s.append(float("nan"))
+            if rotations:
+                out_r.append([float("nan")] * 4)
+        rows.append(row)
+    return rows, out_s, out_r

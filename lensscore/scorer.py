@@ -1,0 +1,285 @@
+"""ONNX scoring: one onnxruntime session, metadata-driven preprocessing, batch-independent scores."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .config import DEFAULT_BATCH_SIZE, META_PREFIX
+from .errors import ModelError
+from .preprocess import DEFAULT_SPEC, PreprocessSpec, preprocess
+
+__all__ = ["Scorer", "default_model_path", "read_model_metadata", "rotations"]
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def default_model_path() -> Path:
+    """The shipped rotation-invariant model: ``$LENSSCORE_MODEL``, else ``models/rot.onnx``.
+
+    Raises
+    ------
+    ModelError
+        If no default model can be found.
+    """
+    env = os.environ.get("LENSSCORE_MODEL")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    for cand in (here / "models" / "rot.onnx", here.parent / "models" / "rot.onnx"):
+        if cand.is_file():
+            return cand
+    raise ModelError(
+        "no default model: models/rot.onnx is not shipped with this installation; "
+        "pass --model FILE.onnx (or set LENSSCORE_MODEL)"
+    )
+
+
+def rotations(images: np.ndarray) -> np.ndarray:
+    """The four 90° rotations of ``(N, bands, y, x)`` images: shape ``(4, N, bands, y, x)``.
+
+    Rotation ``k`` is ``np.rot90(images, k, axes=(-2, -1))``; ``k = 0`` is the image as given.
+    """
+    return np.stack([np.rot90(images, k, axes=(-2, -1)) for k in range(4)])
+
+
+def _load_session(path: str, providers: list[str], threads: int | None):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads or 0)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    try:
+        return ort.InferenceSession(path, sess_options=so, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        msg = " ".join(str(exc).split())
+        raise ModelError(f"{path}: not a usable ONNX model ({msg[:200]})") from None
+
+
+def read_model_metadata(path) -> dict[str, str]:
+    """All ``metadata_props`` of an ONNX file (as onnxruntime reads them)."""
+    sess = _load_session(_check_path(path), ["CPUExecutionProvider"], 1)
+    return dict(sess.get_modelmeta().custom_metadata_map)
+
+
+def _check_path(path) -> str:
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise ModelError(f"{p}: model file not found")
+    if os.path.isdir(p):
+        raise ModelError(f"{p}: is a directory, not an ONNX file")
+    return p
+
+
+def _providers(device: str) -> list[str]:
+    if device not in DEVICES:
+        raise ModelError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        raise ModelError(
+            "--device cuda: this onnxruntime has no CUDA provider "
+            f"(available: {', '.join(available)}); install the [gpu] extra "
+            "(onnxruntime-gpu) or use --device cpu/auto"
+        )
+    return ["CPUExecutionProvider"]
+
+
+class Scorer:
+    """Score cutouts with an ONNX lens finder.
+
+    Parameters
+    ----------
+    model : str or Path, optional
+        ONNX file; defaults to the shipped ``models/rot.onnx`` (:func:`default_model_path`).
+    device : {"cpu", "cuda", "auto"}
+        ``cuda`` fails loudly if CUDA cannot be used; ``auto`` takes CUDA when it works.
+    threads : int, optional
+        onnxruntime intra-op threads (default: onnxruntime's choice, all physical cores).
+    batch_size : int
+        Images per ``session.run``; scores do not depend on it.
+    bands, size, preprocess : optional
+        Override or supply what the model's metadata says (needed for models without it).
+
+    Attributes
+    ----------
+    bands : tuple of str
+    size : int
+    spec : PreprocessSpec
+    metadata : dict of str
+        Every ``metadata_props`` entry of the model.
+    providers : list of str
+        The execution providers the session really uses.
+
+    Raises
+    ------
+    ModelError
+        Missing or corrupt file, unusable input shape, missing metadata, unavailable device.
+    """
+
+    def __init__(
+        self,
+        model=None,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        bands: Sequence[str] | None = None,
+        size: int | None = None,
+        preprocess: PreprocessSpec | str | None = None,
+    ):
+        if int(batch_size) < 1:
+            raise ModelError(f"batch size must be >= 1, got {batch_size}")
+        if threads is not None and int(threads) < 0:
+            raise ModelError(f"threads must be >= 0, got {threads}")
+        self.path = _check_path(default_model_path() if model is None else model)
+        self.batch_size = int(batch_size)
+        self.device = device
+        self._session = _load_session(self.path, _providers(device), threads)
+        self.providers = list(self._session.get_providers())
+        if device == "cuda" and "CUDAExecutionProvider" not in self.providers:
+            raise ModelError(
+                f"--device cuda: onnxruntime fell back to {self.providers} (CUDA libraries "
+                "missing or no GPU visible); refusing to run a GPU scan on the CPU"
+            )
+        if device == "auto":
+            log.info("execution providers: %s", self.providers)
+        self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+        self._configure(bands, size, preprocess)
+
+    # ------------------------------------------------------------------ metadata
+    def _meta(self, key: str):
+        return self.metadata.get(META_PREFIX + key)
+
+    def _configure(self, bands, size, spec):
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelError(f"{self.path}: expected one input, the model has {len(inputs)}")
+        inp = inputs[0]
+        self.input_name = inp.name
+        shape = list(inp.shape)
+        if len(shape) != 4:
+            raise ModelError(f"{self.path}: input {inp.name!r} has shape {shape}; expected "
+                             "[N, size, size, bands] (NHWC)")
+        if inp.type != "tensor(float)":
+            raise ModelError(f"{self.path}: input must be float32, is {inp.type}")
+        static = [d if isinstance(d, int) else None for d in shape[1:]]
+
+        if bands is None and self._meta("bands"):
+            bands = [b for b in self._meta("bands").split(",") if b]
+        if bands is None:
+            raise ModelError(f"{self.path}: model has no lensscore.bands metadata; "
+                             "give the bands (--bands g,r,i)")
+        self.bands = tuple(str(b).strip() for b in bands)
+        if size is None and self._meta("size"):
+            size = int(self._meta("size"))
+        if size is None and static[0] is not None and static[0] == static[1]:
+            size = static[0]
+        if size is None:
+            raise ModelError(f"{self.path}: model has no lensscore.size metadata and a dynamic "
+                             "input size; give the size (--size 72)")
+        self.size = int(size)
+        if static[0] not in (None, self.size) or static[1] not in (None, self.size):
+            raise ModelError(f"{self.path}: input is {static[0]}x{static[1]} px but size "
+                             f"{self.size} was asked for")
+        if static[2] not in (None, len(self.bands)):
+            raise ModelError(f"{self.path}: input has {static[2]} bands, but bands are "
+                             f"{','.join(self.bands)}")
+        if spec is None and self._meta("preprocess"):
+            spec = self._meta("preprocess")
+        if spec is None:
+            log.warning("%s: no lensscore.preprocess metadata; using the default", self.path)
+            spec = DEFAULT_SPEC
+        try:
+            self.spec = spec if isinstance(spec, PreprocessSpec) else PreprocessSpec.from_json(spec)
+        except ValueError as exc:
+            raise ModelError(f"{self.path}: {exc}") from None
+        outputs = self._session.get_outputs()
+        self.output_name = outputs[0].name
+
+    @property
+    def arch(self) -> str:
+        return self._meta("arch") or "unknown"
+
+    @property
+    def rotation_invariant(self) -> bool:
+        return str(self._meta("rotation_invariant")).lower() == "true"
+
+    def info(self) -> dict:
+        """Everything the model says about itself, JSON values decoded."""
+        out = {"path": self.path, "input": self.input_name, "bands": list(self.bands),
+               "size": self.size, "preprocess": json.loads(self.spec.to_json()),
+               "providers": self.providers}
+        for k, v in sorted(self.metadata.items()):
+            key = k[len(META_PREFIX):] if k.startswith(META_PREFIX) else k
+            if key in out:
+                continue
+            try:
+                out[key] = json.loads(v)
+            except (json.JSONDecodeError, TypeError):
+                out[key] = v
+        return out
+
+    # ------------------------------------------------------------------ scoring
+    def prepare(self, images) -> np.ndarray:
+        """Preprocess raw ``(N, bands, size, size)`` (or one ``(bands, size, size)``) cutouts."""
+        x = np.asarray(images, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[None]
+        want = (len(self.bands), self.size, self.size)
+        if x.ndim != 4 or x.shape[1:] != want:
+            raise ValueError(f"images must have shape (N, {want[0]}, {want[1]}, {want[2]}) in "
+                             f"FITS order (N, bands, y, x), got {np.shape(images)}")
+        return preprocess(x, self.spec)
+
+    def run(self, prepared: np.ndarray) -> np.ndarray:
+        """Run the network on preprocessed ``(N, bands, y, x)`` arrays; return scores ``(N,)``."""
+        x = np.ascontiguousarray(np.transpose(prepared, (0, 2, 3, 1)), dtype=np.float32)
+        out = np.empty(len(x), dtype=np.float32)
+        for i in range(0, len(x), self.batch_size):
+            res = self._session.run([self.output_name], {self.input_name: x[i:i + self.batch_size]})
+            out[i:i + self.batch_size] = np.asarray(res[0], dtype=np.float32).reshape(-1)
+        return out
+
+    def score(self, images, *, preprocessed: bool = False) -> np.ndarray:
+        """Lens scores in [0, 1] of cutouts given in FITS order.
+
+        Parameters
+        ----------
+        images : array_like, shape ``(N, bands, size, size)`` or ``(bands, size, size)``
+            Raw pixels (any flux unit), bands in ``self.bands`` order.
+        preprocessed : bool
+            True if ``images`` already went through :meth:`prepare`.
+
+        Returns
+        -------
+        ndarray of float32, shape ``(N,)``
+        """
+        x = np.asarray(images, np.float32) if preprocessed else self.prepare(images)
+        if x.ndim == 3:
+            x = x[None]
+        return self.run(x)
+
+    def score_rotations(self, images, *, preprocessed: bool = False) -> np.ndarray:
+        """Scores of each cutout rotated by 0, 90, 180 and 270°: shape ``(N, 4)``.
+
+        Column 0 is the score of the cutout as given (equal to :meth:`score`).
+        """
+        x = np.asarray(images, np.float32) if preprocessed else self.prepare(images)
+        if x.ndim == 3:
+            x = x[None]
+        rot = rotations(x)  # (4, N, b, y, x); preprocessing commutes with rotation
+        s = self.run(rot.reshape(-1, *x.shape[1:]))
+        return s.reshape(4, len(x)).T.copy()
