@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
-from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs import WCS
 
 from .config import DEFAULT_BANDS, DEFAULT_SIZE, FITS_SUFFIXES, MAX_CUTOUT_PIXELS
 from .errors import (
@@ -575,9 +575,10 @@ def find_sources(
                 src = Source(id=str(Path(sid).with_name(stem).as_posix()), path=f, files=f,
                              label=label_from_path(f))
             else:
-                first = next(iter(per_band.values()))
-                src = Source(id=sid, path=_group_display(per_band),
-                             files=tuple(sorted(per_band.items())), label=label_from_path(first))
+                rank = {b: k for k, b in enumerate(normalize_band(b) for b in bands)}
+                items = sorted(per_band.items(), key=lambda kv: (rank.get(kv[0], 99), kv[0]))
+                src = Source(id=sid, path=_group_display(dict(items)), files=tuple(items),
+                             label=label_from_path(items[0][1]))
         if labels:
             lab = labels.get(src.id, labels.get(src.id.rsplit("/", 1)[-1]))
             if lab is not None:

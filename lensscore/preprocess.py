@@ -66,7 +66,7 @@ class PreprocessSpec:
         return json.dumps({"name": _NAME, "version": _VERSION, **asdict(self)}, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str | dict) -> "PreprocessSpec":
+    def from_json(cls, text: str | dict) -> PreprocessSpec:
         """Parse a spec written by :meth:`to_json`.
 
         Raises

@@ -1,0 +1,85 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from conftest import fake_cutout
+from lensscore import metrics
+from lensscore.preprocess import DEFAULT_SPEC, PreprocessSpec, preprocess
+
+
+def test_scale_offset_rotation_invariance(rng):
+    x = fake_cutout(rng)
+    p = preprocess(x)
+    assert p.dtype == np.float32 and p.shape == x.shape
+    for c in (1e-11, 10 ** (0.4 * 3), 7.5e4):  # KiDS-like, zp 30 vs 27, huge
+        np.testing.assert_allclose(preprocess(x * c), p, atol=2e-6)
+    offsets = np.array([-40.0, 3.0, 1e3], np.float32)[:, None, None]
+    np.testing.assert_allclose(preprocess(x + offsets), p, atol=1e-4)
+    for k in range(4):
+        np.testing.assert_array_equal(preprocess(np.rot90(x, k, axes=(1, 2))),
+                                      np.rot90(p, k, axes=(1, 2)))
+    np.testing.assert_array_equal(preprocess(x[:, ::-1]), p[:, ::-1])
+
+
+def test_batch_is_per_cutout(rng):
+    xs = np.stack([fake_cutout(rng) * s for s in (1, 100, 0.01)])
+    batch = preprocess(xs)
+    for k in range(3):
+        np.testing.assert_array_equal(batch[k], preprocess(xs[k]))
+
+
+def test_spec_json_roundtrip_and_errors(rng):
+    s = PreprocessSpec(stretch="asinh", clip=None, percentile=99.0)
+    assert PreprocessSpec.from_json(s.to_json()) == s
+    assert PreprocessSpec.from_json(DEFAULT_SPEC.to_json()) == DEFAULT_SPEC
+    with pytest.raises(ValueError, match="not known"):
+        PreprocessSpec.from_json('{"name": "other"}')
+    with pytest.raises(ValueError, match="unknown fields"):
+        PreprocessSpec.from_json('{"name": "sky-scale", "bogus": 1}')
+    with pytest.raises(ValueError):
+        PreprocessSpec(stretch="log")
+    with pytest.raises(ValueError, match="no signal"):
+        preprocess(np.ones((3, 8, 8)))
+    p = preprocess(fake_cutout(rng), s)
+    assert np.isfinite(p).all()
+
+
+def _auc_bruteforce(y, s):
+    pos, neg = s[y == 1], s[y == 0]
+    return np.mean([1.0 if a > b else 0.5 if a == b else 0.0
+                    for a, b in itertools.product(pos, neg)])
+
+
+def test_auc_matches_definition_with_ties(rng):
+    y = rng.integers(0, 2, 300)
+    s = np.round(rng.random(300) + 0.3 * y, 1)  # many ties
+    assert metrics.roc_auc(y, s) == pytest.approx(_auc_bruteforce(y, s), abs=1e-12)
+    assert np.isnan(metrics.roc_auc(np.ones(4), np.arange(4)))
+
+
+def test_tpr_at_fpr_and_tpr0():
+    # 10 negatives, 10 positives
+    neg = np.arange(10) / 100.0          # 0 .. 0.09
+    pos = np.array([0.005, 0.02, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99])
+    y = np.r_[np.zeros(10), np.ones(10)]
+    s = np.r_[neg, pos]
+    assert metrics.tpr0(y, s) == pytest.approx(0.8)
+    assert metrics.tpr_at_fpr(y, s, 0.0) == pytest.approx(0.8)
+    assert metrics.tpr_at_fpr(y, s, 0.1) == pytest.approx(0.8)
+    assert metrics.tpr_at_fpr(y, s, 0.8) == pytest.approx(0.9)
+    assert metrics.accuracy(y, s, 0.5) == pytest.approx(0.9)
+    c = metrics.confusion(y, s, 0.5)
+    assert c == {"tp": 8, "fp": 0, "tn": 10, "fn": 2}
+    summ = metrics.classification_summary(y, s)
+    assert summ["accuracy"] == pytest.approx(0.9) and summ["n_lens"] == 10
+
+
+def test_rotation_stability():
+    r = np.array([[0.1, 0.1, 0.1, 0.1], [0.4, 0.6, 0.4, 0.6], [0.9, 0.9, 0.9, 0.5]])
+    st = metrics.rotation_stability(r)
+    assert st["std_max"] == pytest.approx(np.std([0.9, 0.9, 0.9, 0.5]))
+    assert st["std_median"] == pytest.approx(0.1)
+    assert st["flip_fraction"] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError):
+        metrics.rotation_stability(np.zeros((3, 3)))

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+
+from conftest import fake_cutout
+from lensscore import ModelError, Scorer
+from lensscore.preprocess import DEFAULT_SPEC
+from onnx_models import make_model
+
+
+def test_metadata_and_info(rot_model):
+    s = Scorer(rot_model)
+    assert s.bands == ("g", "r", "i") and s.size == 72 and s.spec == DEFAULT_SPEC
+    assert s.arch == "rot" and s.rotation_invariant
+    info = s.info()
+    assert info["bands"] == ["g", "r", "i"] and info["rotation_invariant"] is True
+    assert s.providers == ["CPUExecutionProvider"]
+
+
+def test_batch_size_and_neighbours_do_not_change_scores(conv_model, rng):
+    xs = np.stack([fake_cutout(rng, lens=k % 2 == 0) * (1 + k) for k in range(37)])
+    ref = Scorer(conv_model, batch_size=1).score(xs)
+    for bs in (2, 7, 64):
+        np.testing.assert_allclose(Scorer(conv_model, batch_size=bs).score(xs), ref, atol=1e-6)
+    # a cutout scored alone or among others, in any order
+    perm = rng.permutation(len(xs))
+    np.testing.assert_allclose(Scorer(conv_model, batch_size=16).score(xs[perm]), ref[perm],
+                               atol=1e-6)
+    np.testing.assert_allclose(Scorer(conv_model, threads=1).score(xs), ref, atol=1e-6)
+
+
+def test_scale_and_offset_invariance_of_scores(conv_model, rng):
+    s = Scorer(conv_model)
+    xs = np.stack([fake_cutout(rng) for _ in range(4)])
+    ref = s.score(xs)
+    np.testing.assert_allclose(s.score(xs * 1e-11), ref, atol=1e-6)
+    np.testing.assert_allclose(s.score(xs * 10 ** 1.2), ref, atol=1e-6)
+    np.testing.assert_allclose(s.score(xs + np.array([5, -2, 30.0])[:, None, None]), ref,
+                               atol=1e-5)
+
+
+def test_rotation_scores(conv_model, rot_model, rng):
+    xs = np.stack([fake_cutout(rng, lens=True) + rng.normal(0, 3, (3, 72, 72)) for _ in range(5)])
+    r = Scorer(rot_model).score_rotations(xs)
+    assert r.shape == (5, 4)
+    assert np.all(r == r[:, :1])  # exactly invariant, bit for bit
+    c = Scorer(conv_model)
+    rc = c.score_rotations(xs)
+    np.testing.assert_allclose(rc[:, 0], c.score(xs), atol=1e-7)
+    assert rc.std(axis=1).max() > 1e-6  # the plain conv model is not invariant
+    rotated = np.rot90(xs, 1, axes=(2, 3))
+    np.testing.assert_allclose(c.score(rotated), rc[:, 1], atol=1e-7)
+
+
+def test_bad_models(tmp_path, rng):
+    with pytest.raises(ModelError, match="not found"):
+        Scorer(tmp_path / "missing.onnx")
+    (tmp_path / "corrupt.onnx").write_bytes(b"\x08\x01garbage" * 10)
+    with pytest.raises(ModelError, match="not a usable ONNX model"):
+        Scorer(tmp_path / "corrupt.onnx")
+    bare = make_model(tmp_path / "bare.onnx", metadata=False)
+    with pytest.raises(ModelError, match="--bands"):
+        Scorer(bare)
+    s = Scorer(bare, bands=["g", "r", "i"])  # size from the static input shape
+    assert s.size == 72
+    with pytest.raises(ModelError, match="input is 72x72"):
+        Scorer(bare, bands=["g", "r", "i"], size=64)
+    wrong = make_model(tmp_path / "wrong.onnx", size=72, input_size=64)
+    with pytest.raises(ModelError, match="64x64"):
+        Scorer(wrong)
+    with pytest.raises(ModelError, match="bands"):
+        Scorer(bare, bands=["g", "r"])
+    with pytest.raises(ModelError, match="device"):
+        Scorer(bare, bands="gri", device="tpu")
+
+
+def test_cuda_unavailable_is_loud(rot_model):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA present")
+    with pytest.raises(ModelError, match="CUDA"):
+        Scorer(rot_model, device="cuda")
+    assert Scorer(rot_model, device="auto").providers == ["CPUExecutionProvider"]
+
+
+def test_wrong_image_shape(rot_model, rng):
+    with pytest.raises(ValueError, match="FITS order"):
+        Scorer(rot_model).score(np.zeros((2, 72, 72, 3)))
