@@ -96,3 +96,15 @@ def labelled_dir(tmp_path, rng):
         for k in range(6):
             write_cube(root / cls / f"obj{k:03d}.fits", fake_cutout(rng, lens=lens))
     return root
+
+
+@pytest.fixture(scope="session")
+def train_dir(tmp_path_factory):
+    """A tiny labelled training set: 20 lenses and 20 non-lenses (lenses/, nonlenses/)."""
+    rng = np.random.default_rng(7)
+    root = tmp_path_factory.mktemp("traindata")
+    for cls, lens in (("lenses", True), ("nonlenses", False)):
+        (root / cls).mkdir()
+        for k in range(20):
+            write_cube(root / cls / f"o{k:02d}.fits", fake_cutout(rng, lens=lens))
+    return root

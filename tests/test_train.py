@@ -1,0 +1,121 @@
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from conftest import fake_cutout, write_cube  # noqa: E402
+from train.cli import app  # noqa: E402
+from train.data import SplitError, load_dataset, make_split  # noqa: E402
+from train.fit import FitConfig, fit  # noqa: E402
+from train.models import build_model  # noqa: E402
+
+pytestmark = pytest.mark.tf
+runner = CliRunner()
+
+
+@pytest.fixture
+def data_dir(train_dir):
+    return train_dir
+
+
+def test_parameter_counts_match_design():
+    for arch in ("baseline", "rot"):
+        n = build_model(arch).count_params()
+        assert n == 27_467_905, (arch, n)  # ~27.5 M (DESIGN.md, Cañameras et al. 2020)
+
+
+def test_split_stratified_disjoint_stable():
+    y = np.r_[np.ones(400), np.zeros(600)].astype(int)
+    s = make_split(y, seed=3)
+    assert {k: len(v) for k, v in s.items()} == {"train": 560, "val": 140, "test": 300}
+    assert not (set(s["train"]) & set(s["test"])) and not (set(s["val"]) & set(s["test"]))
+    assert len(set(np.concatenate(list(s.values())))) == 1000
+    assert y[s["test"]].mean() == pytest.approx(0.4) and y[s["val"]].mean() == pytest.approx(0.4)
+    s2 = make_split(y, seed=3)
+    assert all(np.array_equal(s[k], s2[k]) for k in s)
+    assert not np.array_equal(make_split(y, seed=4)["test"], s["test"])
+
+
+def test_rot_model_saved_reloads_invariant(tmp_path, rng):
+    x = rng.normal(size=(6, 72, 72, 3)).astype(np.float32)
+    for arch in ("rot", "baseline"):
+        m = build_model(arch, seed=1)
+        # make the network less trivial than its init: scale up the dense weights
+        m.get_layer("score").set_weights([w * 30 for w in m.get_layer("score").get_weights()])
+        m.save(tmp_path / f"{arch}.keras")
+        m2 = keras.saving.load_model(tmp_path / f"{arch}.keras")  # no custom_objects needed
+        p = np.stack([np.asarray(m2(np.rot90(x, k, axes=(1, 2)))).ravel() for k in range(4)])
+        spread = np.abs(p - p[0]).max()
+        if arch == "rot":
+            assert spread <= 1e-6
+        else:
+            assert spread > 1e-4
+
+
+def test_dataset_cache(data_dir, tmp_path):
+    a = load_dataset(data_dir, cache_dir=tmp_path / "cache")
+    assert a.x.shape == (40, 3, 72, 72) and a.y.sum() == 20
+    b = load_dataset(data_dir, cache_dir=tmp_path / "cache")
+    assert isinstance(b.x, np.memmap) and b.fingerprint == a.fingerprint
+    np.testing.assert_array_equal(np.asarray(b.x), a.x)
+
+
+def test_resume_equals_one_shot_and_evaluate(data_dir, tmp_path):
+    cfg = FitConfig(arch="rot", epochs=2, batch_size=8, jit=False, patience=5)
+    ds = load_dataset(data_dir, cache_dir=tmp_path / "cache")
+    h1 = fit(data_dir, tmp_path / "one", cfg, dataset=ds)
+    fit(data_dir, tmp_path / "two", cfg, dataset=ds, stop_after=1)
+    assert not (tmp_path / "two" / "model.keras").exists()
+    h2 = fit(data_dir, tmp_path / "two", resume=True, dataset=ds)
+    assert len(h1) == len(h2) == 2
+    assert h1[1]["val_loss"] == pytest.approx(h2[1]["val_loss"], abs=1e-6)
+    w1 = keras.saving.load_model(tmp_path / "one" / "model.keras").get_weights()
+    w2 = keras.saving.load_model(tmp_path / "two" / "model.keras").get_weights()
+    assert max(float(np.abs(a - b).max()) for a, b in zip(w1, w2)) < 1e-6
+    split = json.loads((tmp_path / "one" / "split.json").read_text())
+    assert len(split["test"]) == 12 and not set(split["test"]) & set(split["train"])
+
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "one"), "--data", str(data_dir)])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    for k in ("accuracy", "roc_auc", "tpr_at_fpr_1pct", "tpr_at_fpr_0.1pct", "tpr0", "tp"):
+        assert k in m["metrics"]
+    assert m["metrics"]["n"] == 12 and m["rotation_stability"]["std_max"] <= 1e-6
+    assert (tmp_path / "one" / "report.md").read_text().startswith("# Evaluation")
+
+    # another data set: evaluate refuses
+    other = tmp_path / "other"
+    for cls in ("lenses", "nonlenses"):
+        (other / cls).mkdir(parents=True)
+        for k in range(3):
+            write_cube(other / cls / f"x{k}.fits", fake_cutout(np.random.default_rng(k)))
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "one"), "--data", str(other)])
+    assert r.exit_code == 1 and "another data set" in r.output
+    with pytest.raises(SplitError):
+        from train.evaluate import evaluate
+
+        evaluate(tmp_path / "one", other)
+
+    r = runner.invoke(app, ["predict", str(tmp_path / "one" / "model.keras"),
+                            str(data_dir / "lenses" / "o00.fits")])
+    assert r.exit_code == 0 and "o00.fits" in r.stdout
+
+
+def test_cli_fit_help_and_refuses_existing_run(data_dir, tmp_path):
+    r = runner.invoke(app, ["--help"])
+    assert r.exit_code == 0 and all(c in r.stdout for c in ("fit", "evaluate", "predict"))
+    r = runner.invoke(app, ["fit", "--data", str(data_dir), "--out", str(tmp_path / "r"),
+                            "--epochs", "1", "--batch-size", "16", "--no-jit", "--arch",
+                            "baseline"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "r" / "history.csv").exists() and (tmp_path / "r" / "model.keras").exists()
+    r = runner.invoke(app, ["fit", "--data", str(data_dir), "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "--resume" in r.output
+    r = runner.invoke(app, ["fit", "--data", str(data_dir), "--out", str(tmp_path / "q"),
+                            "--arch", "resnet"])
+    assert r.exit_code == 2

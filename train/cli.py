@@ -1,0 +1,183 @@
+"""``python -m train``: fit, evaluate and predict with the HOLISMOKES CNNs (needs the [train] extra)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(name="train", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False,
+                  help="Train and evaluate lens finders (HOLISMOKES CNN, RotationalConv2D) on "
+                       "directories of FITS cutouts.")
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err, show_time=False, show_path=False)],
+                        force=True)
+
+
+def _fail(msg: str, code: int = 1):
+    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def fit(
+    data: Annotated[Path, typer.Option(help="Directory of labelled FITS cutouts "
+                                            "(lenses/ and nonlenses/, or lens_*/nonlens_*).",
+                                       exists=True, file_okay=False)],
+    out_dir: Annotated[Path, typer.Option("--out", help="Run directory to create (or resume).")],
+    arch: Annotated[str, typer.Option(help="baseline or rot.")] = "baseline",
+    epochs: Annotated[int, typer.Option(min=1)] = 35,
+    batch_size: Annotated[int, typer.Option(min=1)] = 128,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 6e-4,
+    l2: Annotated[float, typer.Option(help="L2 weight decay.")] = 1e-4,
+    conv_l2: Annotated[Optional[float], typer.Option(
+        help="L2 on conv kernels if different (the seed's code: 1e-3).")] = None,
+    dropout: Annotated[float, typer.Option(min=0.0, max=0.99)] = 0.5,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).", min=1)] = 5,
+    augment: Annotated[bool, typer.Option(help="Random 90° rotations and flips.")] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+    rot_mode: Annotated[str, typer.Option(help="RotationalConv2D computation: kernel|input "
+                                               "(same function).")] = "kernel",
+    jit: Annotated[bool, typer.Option(help="XLA-compile the training step.")] = True,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
+    stop_after: Annotated[Optional[int], typer.Option(
+        help="Stop after this many epochs in this call (train in several sessions).")] = None,
+):
+    """Train a model with the seed's recipe; checkpoints every epoch (resume with --resume)."""
+    from .data import SplitError
+    from .fit import FitConfig
+    from .fit import fit as run_fit
+
+    if arch not in ("baseline", "rot"):
+        _fail(f"unknown --arch {arch!r}: baseline or rot", 2)
+    cfg = FitConfig(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, l2=l2,
+                    conv_l2=conv_l2, dropout=dropout, patience=patience, augment=augment,
+                    seed=seed, rot_mode=rot_mode, jit=jit)
+    prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(),
+                    console=err)
+    task = prog.add_task("epoch", total=None, loss=float("nan"))
+
+    def on_batch(epoch, b, n, loss):
+        prog.update(task, description=f"epoch {epoch + 1}", completed=b, total=n, loss=loss)
+
+    def on_epoch(row):
+        prog.console.print(
+            f"epoch {row['epoch']}: loss {row['loss']:.4f}, val_loss {row['val_loss']:.4f}, "
+            f"val_acc {row['val_accuracy']:.4f}, {row['samples_per_s']:.1f} samples/s",
+            highlight=False)
+
+    try:
+        with prog:
+            hist = run_fit(data, out_dir, cfg, resume=resume, stop_after=stop_after,
+                           on_batch=on_batch, on_epoch=on_epoch)
+    except (FileExistsError, FileNotFoundError, SplitError, ValueError) as exc:
+        _fail(str(exc), 2 if isinstance(exc, FileExistsError) else 1)
+    except KeyboardInterrupt:
+        err.print(f"[yellow]interrupted[/]: the last finished epoch is checkpointed in "
+                  f"{out_dir}; continue with --resume", highlight=False)
+        raise typer.Exit(130)
+    if (Path(out_dir) / "model.keras").exists():
+        out.print(f"trained {len(hist)} epochs; model: {Path(out_dir) / 'model.keras'}")
+    else:
+        out.print(f"stopped after epoch {len(hist)}; continue with --resume")
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory made by `fit`.", exists=True,
+                                            file_okay=False)],
+    data: Annotated[Optional[Path], typer.Option(help="Data set [default: the run's].")] = None,
+    truth: Annotated[Optional[Path], typer.Option(
+        help="Truth catalog for completeness [default: DATA/truth.ecsv if present].")] = None,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.5,
+):
+    """Metrics on the test split (never trained on): accuracy, AUC, TPR@FPR, TPR0, rotations."""
+    from .data import SplitError
+    from .evaluate import evaluate as run_eval
+
+    try:
+        r = run_eval(run_dir, data, threshold=threshold, truth=truth)
+    except (SplitError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    m, s = r["metrics"], r["rotation_stability"]
+    t = Table(title=f"{r['arch']} on the test split ({m['n']} cutouts)", title_justify="left")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k in ("accuracy", "roc_auc", "tpr_at_fpr_1pct", "tpr_at_fpr_0.1pct", "tpr0"):
+        t.add_row(k, f"{m[k]:.4f}")
+    t.add_row("confusion tp/fp/tn/fn", f"{m['tp']}/{m['fp']}/{m['tn']}/{m['fn']}")
+    for k in ("std_mean", "std_p99", "std_max", "flip_fraction"):
+        t.add_row(f"rotation {k}", f"{s[k]:.4g}")
+    out.print(t)
+    out.print(f"wrote {Path(run_dir) / 'metrics.json'} and {Path(run_dir) / 'report.md'}")
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="A .keras model (e.g. runs/NAME/model.keras).",
+                                          exists=True, dir_okay=False)],
+    files: Annotated[list[Path], typer.Argument(help="FITS cutouts.", exists=True)],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+):
+    """Score single FITS images with a Keras model (the seed's prediction function)."""
+    import keras
+    import numpy as np
+
+    from lensscore.errors import CutoutError
+    from lensscore.io import load_cutout
+    from lensscore.preprocess import preprocess
+
+    from . import models  # noqa: F401  (registers RotationalConv2D)
+
+    m = keras.saving.load_model(model, compile=False)
+    size = int(m.input_shape[1])
+    spec, bands = _run_spec(model)
+    results, failed = [], 0
+    for f in files:
+        try:
+            c = load_cutout(f, bands, size)
+            x = np.transpose(preprocess(c.data, spec), (1, 2, 0))[None]
+            results.append({"path": str(f), "score": float(np.asarray(m(x)).reshape(-1)[0])})
+        except CutoutError as exc:
+            failed += 1
+            results.append({"path": str(f), "error": exc.reason})
+    if as_json:
+        out.print_json(json.dumps(results))
+    else:
+        for r in results:
+            out.print(f"{r['path']}\t" + (f"{r['score']:.6f}" if "score" in r else
+                                          f"error: {r['error']}"), highlight=False)
+    raise typer.Exit(3 if failed else 0)
+
+
+def _run_spec(model_path: Path):
+    """Preprocessing and bands of the run a model belongs to (defaults otherwise)."""
+    from lensscore.config import DEFAULT_BANDS
+    from lensscore.preprocess import DEFAULT_SPEC, PreprocessSpec
+
+    conf = model_path.parent / "config.json"
+    if conf.exists():
+        d = json.loads(conf.read_text())
+        return PreprocessSpec.from_json(d["preprocess"]), tuple(d["bands"])
+    return DEFAULT_SPEC, DEFAULT_BANDS
+
+
+def main():
+    app()

@@ -1,0 +1,193 @@
+"""Labelled data sets from FITS directories, an on-disk array cache, and the 56/14/30 split.
+
+Pixels come from :func:`lensscore.io.load_source` and :func:`lensscore.preprocess.preprocess`:
+the network is trained on exactly what the scorer will feed it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lensscore.config import DEFAULT_BANDS, DEFAULT_SIZE
+from lensscore.errors import CutoutError
+from lensscore.io import find_sources, load_source
+from lensscore.preprocess import DEFAULT_SPEC, PreprocessSpec, preprocess
+
+__all__ = ["Dataset", "load_dataset", "make_split", "load_split", "save_split", "SplitError"]
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+
+
+class SplitError(ValueError):
+    """A run directory's split does not match the data set."""
+
+
+@dataclass
+class Dataset:
+    """Preprocessed cutouts and labels.
+
+    Attributes
+    ----------
+    x : ndarray, float32, shape ``(N, bands, size, size)`` (FITS order; may be a memmap)
+    y : ndarray, int8, shape ``(N,)``
+    ids : list of str
+    fingerprint : str
+        Hash of the ids and labels: identifies the data set in ``split.json``.
+    skipped : list of (path, reason)
+        Files that could not be loaded.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    ids: list[str]
+    fingerprint: str
+    skipped: list[tuple[str, str]]
+
+    def nhwc(self, idx) -> np.ndarray:
+        """Images ``idx`` in the Keras layout ``(n, size, size, bands)``."""
+        return np.ascontiguousarray(np.transpose(self.x[idx], (0, 2, 3, 1)))
+
+
+def _fingerprint(ids, y) -> str:
+    h = hashlib.sha256()
+    for i, lab in zip(ids, y):
+        h.update(f"{i}\t{int(lab)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _listing_key(sources, bands, size, spec: PreprocessSpec) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{','.join(bands)}|{size}|{spec.to_json()}".encode())
+    for s in sources:
+        files = [f for _, f in s.files] if isinstance(s.files, tuple) else [s.files]
+        for f in files:
+            st = os.stat(f)
+            h.update(f"{s.id}|{s.label}|{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def load_dataset(
+    data_dir,
+    *,
+    bands=DEFAULT_BANDS,
+    size: int = DEFAULT_SIZE,
+    spec: PreprocessSpec = DEFAULT_SPEC,
+    labels: dict | None = None,
+    cache_dir=None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Dataset:
+    """Load every labelled cutout under ``data_dir`` (``lenses/``/``nonlenses/`` or a catalog).
+
+    Parameters
+    ----------
+    data_dir : path
+    labels : dict id -> 0/1, optional
+        Overrides labels from directory names.
+    cache_dir : path, optional
+        Where the array cache lives (default ``DATA/.lensscore_cache``); keyed by the file
+        listing (names, sizes, mtimes), bands, size and preprocessing, so a changed data set is
+        re-read, never served stale.
+    progress : callable(done, total), optional
+
+    Raises
+    ------
+    ValueError
+        If no labelled cutouts are found, or only one class.
+    """
+    sources = [s for s in find_sources(data_dir, bands, labels=labels) if s.label is not None]
+    if not sources:
+        raise ValueError(f"{data_dir}: no labelled FITS cutouts (need lenses/ and nonlenses/ "
+                         "directories, lens_*/nonlens_*, or a labels file)")
+    key = _listing_key(sources, bands, size, spec)
+    cache = Path(cache_dir) if cache_dir else Path(data_dir) / ".lensscore_cache"
+    xf, mf = cache / f"{key}.x.npy", cache / f"{key}.json"
+    if xf.exists() and mf.exists():
+        meta = json.loads(mf.read_text())
+        x = np.load(xf, mmap_mode="r")
+        y = np.asarray(meta["y"], dtype=np.int8)
+        log.info("array cache hit: %s (%d cutouts)", xf, len(y))
+        return Dataset(x, y, meta["ids"], meta["fingerprint"],
+                       [tuple(s) for s in meta["skipped"]])
+
+    xs, ys, ids, skipped = [], [], [], []
+    for k, s in enumerate(sources):
+        try:
+            xs.append(preprocess(load_source(s, bands, size).data, spec))
+            ys.append(s.label)
+            ids.append(s.id)
+        except (CutoutError, ValueError) as exc:
+            skipped.append((s.path, str(exc)))
+        if progress is not None:
+            progress(k + 1, len(sources))
+    if skipped:
+        log.warning("%d of %d files could not be loaded (first: %s)", len(skipped),
+                    len(sources), skipped[0][1])
+    y = np.asarray(ys, dtype=np.int8)
+    if len(set(y.tolist())) < 2:
+        raise ValueError(f"{data_dir}: need both lenses and non-lenses, found only label "
+                         f"{sorted(set(y.tolist()))}")
+    x = np.stack(xs).astype(np.float32)
+    fp = _fingerprint(ids, y)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = xf.with_suffix(".tmp.npy")
+        np.save(tmp, x)
+        os.replace(tmp, xf)
+        mf.write_text(json.dumps({"y": y.tolist(), "ids": ids, "fingerprint": fp,
+                                  "skipped": skipped, "data_dir": str(data_dir)}))
+    except OSError as exc:
+        log.warning("cannot write the array cache in %s (%s); continuing without", cache, exc)
+    return Dataset(x, y, ids, fp, skipped)
+
+
+def make_split(y, seed: int = 0, test: float = 0.30, val: float = 0.20) -> dict[str, np.ndarray]:
+    """Stratified split: ``test`` kept aside, the rest ``1-val``/``val`` train/validation.
+
+    The defaults give the seed's 56/14/30. Returns sorted index arrays ``train``, ``val``,
+    ``test``; the same ``y`` and ``seed`` always give the same split.
+    """
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    parts = {"train": [], "val": [], "test": []}
+    for cls in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == cls))
+        n_test = int(round(test * len(idx)))
+        n_val = int(round(val * (len(idx) - n_test)))
+        parts["test"].append(idx[:n_test])
+        parts["val"].append(idx[n_test:n_test + n_val])
+        parts["train"].append(idx[n_test + n_val:])
+    return {k: np.sort(np.concatenate(v)) for k, v in parts.items()}
+
+
+def save_split(path, ds: Dataset, split: dict, seed: int) -> None:
+    """Write ``split.json``: the ids of each part and the data set's fingerprint."""
+    doc = {"fingerprint": ds.fingerprint, "seed": seed, "n": len(ds.ids),
+           **{k: [ds.ids[i] for i in v] for k, v in split.items()}}
+    Path(path).write_text(json.dumps(doc, indent=0))
+
+
+def load_split(path, ds: Dataset) -> dict[str, np.ndarray]:
+    """Read ``split.json`` and map its ids onto ``ds``.
+
+    Raises
+    ------
+    SplitError
+        If the data set is not the one the split was made for.
+    """
+    doc = json.loads(Path(path).read_text())
+    if doc["fingerprint"] != ds.fingerprint:
+        raise SplitError(
+            f"{path}: this run was split on another data set (fingerprint {doc['fingerprint']}, "
+            f"{doc['n']} cutouts; the data given has {ds.fingerprint}, {len(ds.ids)} cutouts)")
+    pos = {i: k for k, i in enumerate(ds.ids)}
+    return {k: np.sort(np.array([pos[i] for i in doc[k]], dtype=int))
+            for k in ("train", "val", "test")}
