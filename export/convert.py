@@ -1,0 +1,356 @@
+"""Keras -> ONNX: trace, convert with tf2onnx, describe, compress, and prove parity."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lensscore._version import __version__
+from lensscore.config import DEFAULT_BANDS, DEFAULT_SIZE, META_PREFIX
+from lensscore.preprocess import DEFAULT_SPEC, PreprocessSpec
+
+from .graph import compress_weights, control_flow_nodes, fuse_max_trees, merge_metadata, \
+    rename_io, rotational_branches
+
+__all__ = ["OPSET", "ExportError", "ExportResult", "export_model", "load_keras", "to_onnx"]
+
+log = logging.getLogger(__name__)
+
+#: The ONNX opset every export uses (onnxruntime >= 1.13 runs it).
+OPSET = 17
+#: Parity bounds of DESIGN.md / issue 5: Keras vs onnxruntime, and across the four rotations.
+MAX_DIFF = 1e-5
+MAX_ROT_SPREAD = 1e-6
+WEIGHT_MODES = ("float32", "float16", "int8")
+
+
+class ExportError(Exception):
+    """An export that cannot be done or did not prove equal; the message is one line."""
+
+
+@dataclass
+class ExportResult:
+    """What an export did and measured (printed by the CLI, stored in the model metadata)."""
+
+    path: str
+    arch: str
+    opset: int
+    weights: str
+    size_bytes: int
+    parity_source: str
+    n_parity: int
+    max_abs_diff: float
+    mean_abs_diff: float
+    rotation_spread: float
+    rotation_invariant: bool
+    float32_max_abs_diff: float
+    accuracy_keras: float | None = None
+    accuracy_onnx: float | None = None
+    compression: dict | None = None
+    seconds: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        d = asdict(self)
+        d.pop("metadata")
+        return d
+
+
+def load_keras(path):
+    """Load a ``.keras`` model (RotationalConv2D registered); a clear error if it is not one."""
+    import keras
+
+    from train import models  # noqa: F401  (registers RotationalConv2D)
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"{path}: no such file")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as exc:  # keras raises ValueError, BadZipFile, OSError, ... for bad files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"{path}: not a loadable Keras model ({first[:160]})") from None
+
+
+def _input_geometry(model) -> tuple[int, int]:
+    shapes = [tuple(t.shape) for t in model.inputs]
+    if len(shapes) != 1:
+        raise ExportError(f"model has {len(shapes)} inputs; expected one image input")
+    s = shapes[0]
+    if len(s) != 4 or s[1] is None or s[1] != s[2] or s[3] is None:
+        raise ExportError(f"model input shape is {s}; expected (None, size, size, bands) NHWC "
+                          "with a square, fixed size")
+    out = tuple(model.outputs[0].shape)
+    if len(model.outputs) != 1 or out[-1] != 1:
+        raise ExportError(f"model output shape is {out}; expected one score per cutout (N, 1)")
+    return int(s[1]), int(s[3])
+
+
+def _rotational_layers(model):
+    from train.models import RotationalConv2D
+
+    return [layer for layer in model.layers if isinstance(layer, RotationalConv2D)]
+
+
+def to_onnx(model, opset: int = OPSET):
+    """Convert with ``tf2onnx.convert.from_function`` (``from_keras`` fails on Keras 3).
+
+    Every ``RotationalConv2D`` is traced in ``input`` mode: four Conv branches on the input
+    rotated by transpose/reverse, sharing one kernel, joined by ``Max``, then bias and ReLU --
+    bit-exactly invariant to 90° rotations in onnxruntime.
+    """
+    import tensorflow as tf
+    import tf2onnx
+
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    size, nb = _input_geometry(model)
+    rot = _rotational_layers(model)
+    modes = [layer.mode for layer in rot]
+    spec = (tf.TensorSpec([None, size, size, nb], tf.float32, name="image"),)
+
+    @tf.function(input_signature=spec)
+    def serve(image):
+        return model(image, training=False)
+
+    try:
+        for layer in rot:
+            layer.mode = "input"
+        proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset)
+    finally:
+        for layer, m in zip(rot, modes):
+            layer.mode = m
+    rename_io(proto, "score")
+    fuse_max_trees(proto)
+    return proto
+
+
+def _keras_scores(model, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    out = [np.asarray(model(x[i:i + batch], training=False)).reshape(-1)
+           for i in range(0, len(x), batch)]
+    return np.concatenate(out).astype(np.float64)
+
+
+def synthetic_cutouts(n: int, bands=DEFAULT_BANDS, size: int = DEFAULT_SIZE, seed: int = 0):
+    """Raw, galaxy-like cutouts ``(n, bands, size, size)``: sky noise, an elliptical galaxy and,
+    for every other cutout, an arc; only for parity checks when no test split is at hand."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    out = np.empty((n, len(bands), size, size), np.float32)
+    for j in range(n):
+        q, pa, r0 = rng.uniform(0.5, 1), rng.uniform(0, np.pi), rng.uniform(2, 6)
+        u = xx * np.cos(pa) + yy * np.sin(pa)
+        v = (-xx * np.sin(pa) + yy * np.cos(pa)) / q
+        gal = np.exp(-np.hypot(u, v) / r0)
+        arc = 0
+        if j % 2:
+            re, phi = rng.uniform(6, 14), rng.uniform(0, 2 * np.pi)
+            ang = np.angle(np.exp(1j * (np.arctan2(yy, xx) - phi)))
+            arc = np.exp(-0.5 * ((np.hypot(xx, yy) - re) / 1.2) ** 2) * np.exp(-0.5 * (ang / 0.8) ** 2)
+        for b in range(len(bands)):
+            out[j, b] = (gal * (1 + 0.5 * b) + arc * (1.5 - 0.4 * b) * rng.uniform(0.3, 1)
+                         + rng.normal(0, 0.03, (size, size)) + rng.normal(0, 0.01))
+    return out
+
+
+def _run_context(keras_path: Path, run_dir):
+    """The run directory a model belongs to: given, or the model's own directory if it is one."""
+    if run_dir is not None:
+        run = Path(run_dir)
+        if not (run / "config.json").is_file():
+            raise ExportError(f"{run}: not a run directory (no config.json)")
+        return run
+    parent = keras_path.parent
+    return parent if (parent / "config.json").is_file() else None
+
+
+def _parity_inputs(run, data_dir, bands, size, spec, n: int, seed: int):
+    """Preprocessed NHWC inputs: the run's test split when reachable, padded with synthetic."""
+    x, y, source = None, None, "synthetic"
+    if run is not None:
+        from train.data import load_dataset, load_split
+
+        conf = json.loads((run / "config.json").read_text())
+        data = Path(data_dir or conf.get("data_dir", ""))
+        if (run / "split.json").is_file() and data.is_dir():
+            ds = load_dataset(data, bands=tuple(bands), size=size, spec=spec)
+            test = load_split(run / "split.json", ds)["test"]
+            x, y, source = ds.nhwc(test), ds.y[test].astype(int), f"test split of {data}"
+        elif data_dir is None:
+            log.warning("%s: data set %s not found; parity on synthetic cutouts", run, data)
+    if x is None or len(x) < n:
+        from lensscore.preprocess import preprocess
+
+        k = n - (0 if x is None else len(x))
+        syn = np.transpose(preprocess(synthetic_cutouts(k, bands, size, seed), spec), (0, 2, 3, 1))
+        x = syn if x is None else np.concatenate([x, syn])
+        if source != "synthetic":
+            source += f" + {k} synthetic"
+    return np.ascontiguousarray(x, np.float32), y, source
+
+
+def _run_metadata(run) -> dict:
+    """Training description and test metrics of a run directory (JSON strings)."""
+    meta = {}
+    if run is None:
+        return meta
+    conf = json.loads((run / "config.json").read_text())
+    train = {"data_dir": conf.get("data_dir"), "n": conf.get("n"), "run": run.name,
+             "config": {k: conf[k] for k in ("arch", "epochs", "batch_size", "lr", "l2", "conv_l2",
+                                              "dropout", "patience", "augment", "seed")
+                        if k in conf}}
+    if (run / "state.json").is_file():
+        st = json.loads((run / "state.json").read_text())
+        train.update(epochs_trained=st.get("epoch"), best_epoch=st.get("best_epoch"),
+                     best_val_loss=st.get("best_val_loss"))
+    meta["training"] = json.dumps(train)
+    if (run / "metrics.json").is_file():
+        m = json.loads((run / "metrics.json").read_text())
+        meta["test_metrics"] = json.dumps({k: m[k] for k in ("metrics", "rotation_stability",
+                                                             "threshold") if k in m})
+    return meta
+
+
+def _ort_scores(path: Path, x_nhwc: np.ndarray, rotations: bool):
+    from lensscore.scorer import Scorer
+
+    sc = Scorer(path, device="cpu")
+    prepared = np.transpose(x_nhwc, (0, 3, 1, 2))
+    if rotations:
+        r = sc.score_rotations(prepared, preprocessed=True).astype(np.float64)
+        return r[:, 0], r, sc
+    return sc.run(prepared).astype(np.float64), None, sc
+
+
+def export_model(
+    keras_path,
+    out_path,
+    *,
+    run_dir=None,
+    data_dir=None,
+    weights: str = "float32",
+    opset: int = OPSET,
+    n_parity: int = 256,
+    max_diff: float | None = None,
+    overwrite: bool = False,
+    seed: int = 0,
+) -> ExportResult:
+    """Export a Keras model to ONNX and prove it computes the same scores.
+
+    Parameters
+    ----------
+    keras_path : path
+        A ``.keras`` file, typically ``runs/NAME/model.keras``.
+    out_path : path
+        The ``.onnx`` file to write (written only if parity holds).
+    run_dir : path, optional
+        The training run (default: the model's directory when it holds ``config.json``): bands,
+        size, preprocessing, training description and test metrics come from it, and parity runs
+        on its test split.
+    data_dir : path, optional
+        Where the run's data set is now, if it moved.
+    weights : {"float32", "float16", "int8"}
+        Storage of the large weights; compute is float32 in every case.
+    n_parity : int
+        At least this many cutouts in the parity check.
+    max_diff : float, optional
+        Bound on max |Δscore| vs Keras: 1e-5 for float32 (DESIGN.md); for compressed weights
+        default 0.02.
+    """
+    import onnx
+
+    if weights not in WEIGHT_MODES:
+        raise ExportError(f"--weights must be one of {', '.join(WEIGHT_MODES)}, got {weights!r}")
+    out_path = Path(out_path)
+    if out_path.suffix != ".onnx":
+        raise ExportError(f"{out_path}: the output must end in .onnx")
+    if out_path.exists() and not overwrite:
+        raise ExportError(f"{out_path} exists; pass --overwrite to replace it")
+    if max_diff is None:
+        max_diff = MAX_DIFF if weights == "float32" else 0.02
+    keras_path = Path(keras_path)
+    t = {}
+    t0 = time.perf_counter()
+    model = load_keras(keras_path)
+    size, nb = _input_geometry(model)
+    run = _run_context(keras_path, run_dir)
+    conf = json.loads((run / "config.json").read_text()) if run is not None else {}
+    bands = tuple(conf.get("bands") or DEFAULT_BANDS)
+    spec = PreprocessSpec.from_json(conf["preprocess"]) if "preprocess" in conf else DEFAULT_SPEC
+    if len(bands) != nb:
+        raise ExportError(f"model takes {nb} bands but the run's bands are {','.join(bands)}")
+    if conf.get("size", size) != size:
+        raise ExportError(f"model input is {size} px but the run's size is {conf['size']}")
+    rot = bool(_rotational_layers(model))
+    arch = conf.get("arch") or ("rot" if rot else "baseline")
+    t["load"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    x, y, source = _parity_inputs(run, data_dir, bands, size, spec, n_parity, seed)
+    ref = _keras_scores(model, x)
+    t["keras"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    proto = to_onnx(model, opset)
+    t["convert"] = time.perf_counter() - t0
+    cf = control_flow_nodes(proto)
+    if cf:
+        raise ExportError(f"the exported graph has control flow ({', '.join(cf[:4])}); refusing")
+    if rot and len(rotational_branches(proto)) != len(_rotational_layers(model)):
+        raise ExportError("the RotationalConv2D did not export as four Conv branches into Max")
+    meta = {"bands": ",".join(bands), "size": str(size), "preprocess": spec.to_json(),
+            "arch": arch, "rotation_invariant": "true" if rot else "false",
+            "version": __version__, "source": keras_path.name, **_run_metadata(run)}
+    meta = {META_PREFIX + k: v for k, v in meta.items()}
+    merge_metadata(proto, meta)
+    proto.producer_name, proto.doc_string = "lensscore.export", f"lensscore {arch} lens finder"
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    try:
+        # float32 parity first: the conversion itself must be exact
+        onnx.save_model(proto, tmp)
+        onnx.checker.check_model(str(tmp))
+        s32, _, _ = _ort_scores(tmp, x, rotations=False)
+        d32 = float(np.abs(s32 - ref).max())
+        if d32 > MAX_DIFF:
+            raise ExportError(f"parity failed: max |Δscore| keras vs onnxruntime = {d32:.3g} > "
+                              f"{MAX_DIFF:g} on {len(x)} cutouts")
+        comp = None
+        if weights != "float32":
+            comp = compress_weights(proto, weights)
+        t0 = time.perf_counter()
+        export_info = {"opset": opset, "weights": weights, "parity_source": source,
+                       "n_parity": len(x), "float32_max_abs_diff": d32}
+        merge_metadata(proto, {META_PREFIX + "export": json.dumps(export_info)})
+        onnx.save_model(proto, tmp)
+        onnx.checker.check_model(str(tmp))
+        s, rots, sc = _ort_scores(tmp, x, rotations=True)
+        t["onnx_parity"] = time.perf_counter() - t0
+        diff = np.abs(s - ref)
+        spread = float((rots.max(axis=1) - rots.min(axis=1)).max())
+        res = ExportResult(
+            path=str(out_path), arch=arch, opset=opset, weights=weights,
+            size_bytes=tmp.stat().st_size, parity_source=source, n_parity=len(x),
+            max_abs_diff=float(diff.max()), mean_abs_diff=float(diff.mean()),
+            rotation_spread=spread, rotation_invariant=rot, float32_max_abs_diff=d32,
+            compression=comp, seconds=t, metadata=sc.info())
+        if y is not None:
+            m = len(y)
+            res.accuracy_keras = float(np.mean((ref[:m] >= 0.5) == (y == 1)))
+            res.accuracy_onnx = float(np.mean((s[:m] >= 0.5) == (y == 1)))
+        if res.max_abs_diff > max_diff:
+            raise ExportError(f"parity failed: max |Δscore| keras vs onnxruntime ({weights} "
+                              f"weights) = {res.max_abs_diff:.3g} > {max_diff:g}")
+        if rot and spread > MAX_ROT_SPREAD:
+            raise ExportError(f"rotation invariance failed: onnxruntime scores of the four "
+                              f"rotations differ by {spread:.3g} > {MAX_ROT_SPREAD:g}")
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return res

@@ -1,0 +1,131 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from lensscore.scorer import Scorer
+from onnx_models import make_model
+
+from export.graph import compress_weights, control_flow_nodes, merge_metadata, \
+    rotational_branches
+
+
+def test_graph_walker_on_handmade_models(tmp_path):
+    rot = onnx.load(make_model(tmp_path / "rot.onnx", arch="rot"))
+    conv = onnx.load(make_model(tmp_path / "conv.onnx", arch="conv"))
+    assert len(rotational_branches(rot)) == 1 and rotational_branches(conv) == []
+    assert control_flow_nodes(rot) == []
+    branch = helper.make_graph([helper.make_node("Identity", ["c"], ["d"])], "b", [],
+                               [helper.make_tensor_value_info("d", onnx.TensorProto.BOOL, [])])
+    rot.graph.node.append(helper.make_node("If", ["cond"], ["o"], then_branch=branch,
+                                           else_branch=branch, name="guard"))
+    assert control_flow_nodes(rot) == ["If:guard"]
+
+
+def test_merge_metadata_never_overwrites(tmp_path):
+    m = onnx.load(make_model(tmp_path / "m.onnx", extra_meta={"lensscore.arch": "mine"}))
+    kept = merge_metadata(m, {"lensscore.arch": "rot", "lensscore.new": "1"})
+    d = {p.key: p.value for p in m.metadata_props}
+    assert kept == ["lensscore.arch"] and d["lensscore.arch"] == "mine" and d["lensscore.new"] == "1"
+
+
+def test_compress_weights_only_weights(tmp_path, rng):
+    """Compressed weights: scores close, still batch independent, rotation invariance exact."""
+    import onnxruntime  # noqa: F401
+
+    src = make_model(tmp_path / "rot.onnx", arch="rot", filters=64)
+    x = rng.normal(size=(9, 3, 72, 72)).astype(np.float32)
+    ref = Scorer(src).score(x)
+    for mode in ("float16", "int8"):
+        m = onnx.load(src)
+        info = compress_weights(m, mode, min_size=64)
+        assert info["tensors"] >= 1 and info["bytes_after"] < info["bytes_before"]
+        onnx.checker.check_model(m)
+        onnx.save(m, tmp_path / f"{mode}.onnx")
+        sc = Scorer(tmp_path / f"{mode}.onnx")
+        s = sc.score(x)
+        assert np.abs(s - ref).max() < 0.05
+        np.testing.assert_array_equal(sc.score(x[:1]), s[:1])  # no batch-neighbour effects
+        r = sc.score_rotations(x)
+        assert (r.max(1) - r.min(1)).max() <= 1e-6
+
+
+# --- with TensorFlow ---------------------------------------------------------------------------
+
+def _tf():
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("tf2onnx")
+
+
+@pytest.mark.tf
+def test_export_trained_rot_run_int8_cli_and_scan(train_dir, tmp_path):
+    _tf()
+    from typer.testing import CliRunner
+
+    from export.cli import app
+    from lensscore.cli import app as ls_app
+    from train.fit import FitConfig, fit
+
+    run = tmp_path / "run"
+    fit(train_dir, run, FitConfig(arch="rot", epochs=1, batch_size=16, jit=False))
+    out = tmp_path / "rot.onnx"
+    r = CliRunner().invoke(app, [str(run / "model.keras"), str(out), "--weights", "int8",
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["n_parity"] >= 256 and rep["parity_source"].startswith("test split")
+    assert rep["float32_max_abs_diff"] <= 1e-5 and rep["rotation_spread"] <= 1e-6
+    assert rep["accuracy_keras"] is not None and rep["compression"]["tensors"] == 3  # dense1-3
+    assert out.stat().st_size < 40e6  # ~27.5 M weights: 110 MB in float32
+
+    m = onnx.load(out)
+    assert control_flow_nodes(m) == [] and len(rotational_branches(m)) == 1
+    info = Scorer(out).info()
+    assert info["arch"] == "rot" and info["rotation_invariant"] is True
+    assert info["bands"] == ["g", "r", "i"] and info["size"] == 72
+    assert info["training"]["n"]["test"] == 12 and info["export"]["opset"] == 17
+    assert info["export"]["weights"] == "int8"
+
+    r = CliRunner().invoke(ls_app, ["scan", str(train_dir), "--model", str(out),
+                                    "--output", str(tmp_path / "cat.csv"), "--rotations"])
+    assert r.exit_code == 0, r.output
+
+    r = CliRunner().invoke(app, [str(run / "model.keras"), str(out)])
+    assert r.exit_code == 1 and "--overwrite" in r.output
+
+
+@pytest.mark.tf
+def test_export_untrained_baseline_float32(tmp_path, rng):
+    _tf()
+    from export import ExportError, export_model
+    from train.models import build_model
+
+    m = build_model("baseline", seed=3)
+    m.save(tmp_path / "base.keras")
+    res = export_model(tmp_path / "base.keras", tmp_path / "base.onnx", n_parity=256)
+    assert res.max_abs_diff <= 1e-5 and res.parity_source == "synthetic" and res.n_parity == 256
+    assert res.rotation_invariant is False and res.accuracy_keras is None
+    proto = onnx.load(tmp_path / "base.onnx")
+    assert control_flow_nodes(proto) == [] and rotational_branches(proto) == []
+    assert proto.opset_import[0].version == 17
+    sc = Scorer(tmp_path / "base.onnx")
+    assert sc.arch == "baseline" and not sc.rotation_invariant
+
+    # the ONNX scores are Keras's on new inputs too (not only those of the parity check)
+    x = rng.normal(size=(5, 72, 72, 3)).astype(np.float32)
+    np.testing.assert_allclose(sc.run(np.transpose(x, (0, 3, 1, 2))),
+                               np.asarray(m(x)).ravel(), atol=1e-5)
+
+    (tmp_path / "junk.keras").write_bytes(b"not a zip")
+    with pytest.raises(ExportError, match="not a loadable Keras model"):
+        export_model(tmp_path / "junk.keras", tmp_path / "junk.onnx")
+    import keras
+
+    odd = keras.Sequential([keras.Input((64, 32, 3)), keras.layers.Flatten(),
+                            keras.layers.Dense(1, activation="sigmoid")])
+    odd.save(tmp_path / "odd.keras")
+    with pytest.raises(ExportError, match="expected \\(None, size, size, bands\\)"):
+        export_model(tmp_path / "odd.keras", tmp_path / "odd.onnx")
+    assert not (tmp_path / "odd.onnx").exists() and not (tmp_path / "junk.onnx").exists()
