@@ -167,6 +167,51 @@ def predict(
     raise typer.Exit(3 if failed else 0)
 
 
+@app.command()
+def simulate(
+    n: Annotated[int, typer.Option(min=2, help="Cutouts to make (half lenses, half not).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write (lenses/, "
+                                                       "nonlenses/, truth.ecsv).")],
+    seed: Annotated[int, typer.Option(help="Same seed, same files (whatever --workers).")] = 0,
+    workers: Annotated[int, typer.Option(min=1, help="Processes.")] = 1,
+    preview_png: Annotated[Optional[Path], typer.Option(
+        "--preview", help="Also write a Lupton-RGB grid of examples per subtype (PNG).")] = None,
+    check: Annotated[bool, typer.Option(
+        help="Measure back noise, PSF FWHM and a trivial classifier's accuracy.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Write into a directory that has cutouts.")]
+    = False,
+):
+    """Simulate HSC-like (g, r, i) mock lenses and hard negatives with lenstronomy."""
+    import time
+
+    from .simulate import preview, sim_check, simulate
+
+    if (out_dir / "truth.ecsv").exists() and not overwrite:
+        _fail(f"{out_dir} holds a simulation already; use --overwrite or another --out", 2)
+    prog = Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=err)
+    task = prog.add_task("sim", total=n)
+    t0 = time.perf_counter()
+    try:
+        with prog:
+            simulate(out_dir, n, seed=seed, workers=workers,
+                     progress=lambda done, total: prog.update(task, completed=done))
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: files written so far are complete; rerun to finish",
+                  highlight=False)
+        raise typer.Exit(130)
+    dt = time.perf_counter() - t0
+    out.print(f"wrote {n} cutouts and {out_dir / 'truth.ecsv'} in {dt:.1f} s "
+              f"({n / dt:.1f} cutouts/s, {workers} workers)", highlight=False)
+    if preview_png is not None:
+        out.print(f"preview: {preview(out_dir, preview_png)}", highlight=False)
+    if check:
+        rep = sim_check(out_dir)
+        rep["cutouts_per_s"] = n / dt
+        (out_dir / "simulation_check.json").write_text(json.dumps(rep, indent=1))
+        out.print_json(json.dumps(rep))
+
+
 def _run_spec(model_path: Path):
     """Preprocessing and bands of the run a model belongs to (defaults otherwise)."""
     from lensscore.config import DEFAULT_BANDS

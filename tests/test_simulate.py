@@ -1,0 +1,94 @@
+import hashlib
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+pytest.importorskip("lenstronomy")
+
+from train.simulate import SimConfig, measure_fwhm, measure_noise, simulate, simulate_one  # noqa: E402
+
+from lensscore.io import find_sources, load_cutout  # noqa: E402
+
+
+def _digest(root):
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*.fits"))}
+
+
+def test_simulated_set_deterministic_balanced_readable(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    simulate(a, 24, seed=5, workers=1, chunk=5)
+    simulate(b, 24, seed=5, workers=2, chunk=7)
+    da = _digest(a)
+    assert da == _digest(b) and len(da) == 24  # byte-identical whatever the workers
+    t = Table.read(a / "truth.ecsv")
+    assert len(t) == 24 and int(t["label"].sum()) == 12
+    assert sorted(t["path"]) == sorted(da)
+    lens = t[t["label"] == 1]
+    assert np.all((lens["theta_e"] >= 0.75) & (lens["theta_e"] <= 2.5))
+    assert np.all(lens["magnification"] >= 5) and np.all(lens["visible"])
+    assert np.all(np.isnan(t[t["label"] == 0]["theta_e"]))
+    # lensscore reads them: bands, WCS, labels from the directories
+    srcs = find_sources(a)
+    assert len(srcs) == 24 and sum(s.label for s in srcs) == 12
+    c = load_cutout(a / t["path"][0])
+    assert c.data.shape == (3, 72, 72) and np.isfinite(c.ra) and np.isfinite(c.dec)
+    h = fits.getheader(a / t["path"][0])
+    assert (h["BAND0"], h["BAND1"], h["BAND2"]) == ("g", "r", "i") and h["CTYPE1"] == "RA---TAN"
+    assert {str(s) for s in t["id"]} == {s.id for s in srcs}
+    simulate(tmp_path / "c", 4, seed=6)
+    dc = _digest(tmp_path / "c")
+    assert all(dc[k] != da[k] for k in dc)  # another seed, other cutouts
+
+
+def test_simulate_cli(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from train.cli import app
+
+    r = CliRunner().invoke(app, ["simulate", "--n", "8", "--out", str(tmp_path / "s"),
+                                 "--preview", str(tmp_path / "p.png"), "--check"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+    rep = json.loads((tmp_path / "s" / "simulation_check.json").read_text())
+    assert rep["n"] == 8 and 0 <= rep["trivial_classifier"]["test_accuracy"] <= 1
+    for band in "gri":
+        assert abs(rep["fwhm_measured_over_requested"][band]["median"] - 1) < 0.1
+        assert abs(rep["noise_measured_over_requested"]["star_fields"][band]["median"] - 1) < 0.1
+    r = CliRunner().invoke(app, ["simulate", "--n", "8", "--out", str(tmp_path / "s")])
+    assert r.exit_code == 2 and "--overwrite" in r.output
+
+
+def test_noise_and_psf_measured_back():
+    cfg = SimConfig()
+    for k in range(3):
+        img, t = simulate_one(10_000 + k, 0, cfg, kind="star")
+        for b, band in enumerate(cfg.bands):
+            assert measure_noise(img[b]) / t[f"sigma_{band}"] == pytest.approx(1, abs=0.1)
+            fwhm = measure_fwhm(img[b], 36, 36) * cfg.pixel_scale
+            assert fwhm / t[f"seeing_{band}"] == pytest.approx(1, abs=0.1)
+    # the requested seeing is different per band and per cutout (not a constant)
+    assert len({round(t[f"seeing_{b}"], 4) for b in "gri"}) == 3
+
+
+def test_lensing_moves_the_images(monkeypatch):
+    """The same source behind a bigger Einstein radius appears farther out."""
+    import train.simulate as sim
+
+    radii = []
+    for te in (0.8, 2.2):
+        cfg = SimConfig(theta_e_range=(te, te), min_magnification=0, min_arc_snr=0,
+                        min_contrast=0, star_fraction=0)
+        R = sim._renderer(cfg)
+        rng = np.random.default_rng(1)
+        cond = sim._conditions(R, rng)
+        comps, truth = sim._lens_system(R, rng, cfg, cond)
+        lensed = sim._components_image(R, comps[1:])[2]  # source only, i band
+        yy, xx = np.mgrid[:72, :72] - 35.5
+        radii.append(float((np.hypot(xx, yy) * lensed).sum() / lensed.sum() * cfg.pixel_scale))
+        assert truth["theta_e"] == te
+    assert radii[1] > radii[0] + 0.8, radii

@@ -1,0 +1,636 @@
+"""HSC-like mock lenses and hard negatives, simulated with lenstronomy.
+
+Every cutout is a pure function of ``(seed, index)``: the same seed gives byte-identical files
+whatever the number of worker processes. Even indices are lenses, odd ones non-lenses.
+
+Conventions (HSC Wide, g r i): 72x72 pixels of 0.168", flux in counts with zero point 27, Moffat PSF
+(beta 3.5) with seeing drawn around g 0.80", r 0.75", i 0.60" (12 % log-normal scatter), sky noise
+giving 5-sigma point-source depths g 26.5, r 26.1, i 25.9 (+-0.15 mag), source Poisson noise with
+the effective gain implied by the sky brightness (g 22.0, r 21.3, i 20.5 mag/arcsec^2).
+
+Lenses: an LRG deflector (Sersic n 3-5.5, i 17-21, LRG colours, size growing with luminosity),
+SIE (lenstronomy ``EPL`` with slope 2) + external shear, Einstein radius 0.75"-2.5"; a star-forming
+source (Sersic plus 0-4 bluer clumps, i 21.5-25, z~1-3 sizes) placed inside the caustic region so
+that arcs, rings, doubles and quads occur. Kept only if a person could see it: total
+magnification >= 5, arc S/N >= 20 in g+r+i over the pixels where the lensed light exceeds the
+1-sigma noise, and in g the arc's brightest pixel at least as bright as the deflector there
+(before the PSF; up to 40 redraws, else the last draw is kept with ``visible`` false).
+Non-lenses (HOLISMOKES XI-like mix): 1/3 spirals (bright arms, edge-on discs), 1/4 LRGs (half
+with unrelated blue companions, some tangentially elongated), 1/12 compact groups, 1/3 other
+galaxies (random Sersics, ring galaxies, mergers with tidal arcs). Both classes get the same
+environment: 0-3 neighbours, a star with probability 0.3, the same noise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["SimConfig", "simulate_one", "simulate", "trivial_classifier_accuracy",
+           "measure_noise", "measure_fwhm", "sim_check", "preview", "NONLENS_TYPES"]
+
+log = logging.getLogger(__name__)
+
+BANDS = ("g", "r", "i")
+ZP = 27.0
+NONLENS_TYPES = {"spiral": 2 / 9, "edge_on_disc": 1 / 9, "lrg": 1 / 8, "lrg_blue_companion": 1 / 8,
+                 "compact_group": 1 / 12, "random_galaxy": 1 / 6, "ring_galaxy": 1 / 12,
+                 "merger": 1 / 12}
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Survey and simulation parameters (defaults: HSC Wide g, r, i)."""
+
+    size: int = 72
+    pixel_scale: float = 0.168
+    supersample: int = 2
+    seeing: tuple = (0.80, 0.75, 0.60)
+    seeing_scatter: float = 0.12
+    depth: tuple = (26.5, 26.1, 25.9)
+    depth_scatter: float = 0.15
+    sky_mag: tuple = (22.0, 21.3, 20.5)
+    moffat_beta: float = 3.5
+    psf_size: int = 25
+    theta_e_range: tuple = (0.75, 2.5)
+    min_magnification: float = 5.0
+    min_arc_snr: float = 20.0
+    min_contrast: float = 1.0
+    max_redraws: int = 40
+    star_fraction: float = 0.3
+    bands: tuple = BANDS
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+def _flux(mag):
+    return 10 ** (-0.4 * (np.asarray(mag, float) - ZP))
+
+
+def _e12(rng, qmin=0.5, qmax=1.0):
+    from lenstronomy.Util.param_util import phi_q2_ellipticity
+
+    return phi_q2_ellipticity(rng.uniform(0, np.pi), rng.uniform(qmin, qmax))
+
+
+class _Renderer:
+    """Grids, PSFs and lenstronomy models shared by all cutouts of one process."""
+
+    def __init__(self, cfg: SimConfig):
+        from lenstronomy.LensModel.lens_model import LensModel
+        from lenstronomy.LightModel.light_model import LightModel
+
+        self.cfg = cfg
+        n, ss = cfg.size, cfg.supersample
+        d = cfg.pixel_scale / ss
+        c = (np.arange(n * ss) - (n * ss - 1) / 2) * d
+        self.x, self.y = (a.ravel() for a in np.meshgrid(c, c))
+        self.darea = d * d
+        self.lens = LensModel(["EPL", "SHEAR"])
+        self.sersic = LightModel(["SERSIC_ELLIPSE"])
+        self.gauss = LightModel(["GAUSSIAN"])
+
+    def bin(self, m):
+        n, ss = self.cfg.size, self.cfg.supersample
+        return m.reshape(n, ss, n, ss).sum(axis=(1, 3))
+
+    def sersic_map(self, x, y, r, n, e1, e2, cx, cy):
+        """Unit-flux Sersic (normalised on the unlensed grid), evaluated at x, y."""
+        kw = [{"amp": 1.0, "R_sersic": r, "n_sersic": n, "e1": e1, "e2": e2,
+               "center_x": cx, "center_y": cy}]
+        norm = self.sersic.surface_brightness(self.x, self.y, kw).sum()
+        m = self.sersic.surface_brightness(x, y, kw)
+        return m / max(norm, 1e-30)
+
+    def gauss_map(self, x, y, sigma, cx, cy):
+        """Unit-flux Gaussian (lenstronomy's ``amp`` is the total flux)."""
+        kw = [{"amp": 1.0, "sigma": sigma, "center_x": cx, "center_y": cy}]
+        return self.gauss.surface_brightness(x, y, kw) * self.darea
+
+    def psf(self, fwhm):
+        from lenstronomy.Util.kernel_util import kernel_moffat
+
+        k = kernel_moffat(self.cfg.psf_size * 3, self.cfg.pixel_scale / 3, fwhm,
+                          self.cfg.moffat_beta)
+        n = self.cfg.psf_size
+        k = k.reshape(n, 3, n, 3).sum(axis=(1, 3))
+        return k / k.sum()
+
+
+_RENDERERS: dict = {}
+
+
+def _renderer(cfg: SimConfig) -> _Renderer:
+    key = cfg.to_json()
+    if key not in _RENDERERS:
+        _RENDERERS[key] = _Renderer(cfg)
+    return _RENDERERS[key]
+
+
+# colours: (g - r, r - i) ranges
+_COL = {"lrg": ((1.3, 1.8), (0.45, 0.7)), "blue": ((-0.1, 0.45), (-0.1, 0.3)),
+        "clump": ((-0.3, 0.2), (-0.2, 0.15)), "disc": ((0.4, 0.9), (0.2, 0.45)),
+        "any": ((-0.1, 1.7), (0.0, 0.7))}
+
+
+def _mags(rng, mag_i, col):
+    gr, ri = (rng.uniform(*col[0]), rng.uniform(*col[1]))
+    return np.array([mag_i + ri + gr, mag_i + ri, mag_i])
+
+
+def _component(R: _Renderer, rng, kind, mag_i, cx, cy, x=None, y=None, **kw):
+    """(unit map on the supersampled grid, g r i magnitudes) of one galaxy component."""
+    x = R.x if x is None else x
+    y = R.y if y is None else y
+    if kind == "gauss":
+        return R.gauss_map(x, y, kw["sigma"], cx, cy), _mags(rng, mag_i, kw.get("col", _COL["clump"]))
+    e1, e2 = kw.get("e", _e12(rng, kw.get("qmin", 0.5)))
+    return (R.sersic_map(x, y, kw["r"], kw["n"], e1, e2, cx, cy),
+            _mags(rng, mag_i, kw.get("col", _COL["any"])))
+
+
+def _lrg(R, rng, mag_i=None, cx=0.0, cy=0.0):
+    mag_i = rng.uniform(17.0, 21.0) if mag_i is None else mag_i
+    r_eff = float(np.clip(0.9 * 10 ** (-0.2 * (mag_i - 19)) * rng.lognormal(0, 0.25), 0.3, 3.0))
+    return [_component(R, rng, "sersic", mag_i, cx, cy, r=r_eff, n=rng.uniform(3, 5.5),
+                       qmin=0.6, col=_COL["lrg"])]
+
+
+def _star_forming(R, rng, mag_i, cx, cy, x=None, y=None, r=None, n_clumps=None):
+    """A Sersic body plus 0-4 bluer clumps (a star-forming galaxy); maps at (x, y)."""
+    r = rng.uniform(0.1, 0.45) if r is None else r
+    n_clumps = int(rng.integers(0, 5)) if n_clumps is None else n_clumps
+    f_clumps = rng.uniform(0.1, 0.4) if n_clumps else 0.0
+    comps = [_component(R, rng, "sersic", mag_i - 2.5 * np.log10(1 - f_clumps), cx, cy, x, y,
+                        r=r, n=rng.uniform(0.5, 2.0), col=_COL["blue"])]
+    for _ in range(n_clumps):
+        dx, dy = rng.normal(0, r, 2)
+        comps.append(_component(R, rng, "gauss", mag_i - 2.5 * np.log10(f_clumps / n_clumps),
+                                cx + dx, cy + dy, x, y, sigma=rng.uniform(0.02, 0.07)))
+    return comps
+
+
+def _arc_of_clumps(R, rng, mag_i, radius, phi0, width, cx=0.0, cy=0.0, n=10, sigma=0.1, col=None):
+    """Clumps along a circular arc (spiral arms, rings, tidal tails): not lensed."""
+    comps = []
+    for phi in phi0 + np.linspace(-width / 2, width / 2, n):
+        rr = radius * rng.uniform(0.95, 1.05)
+        comps.append(_component(R, rng, "gauss", mag_i + 2.5 * np.log10(n),
+                                cx + rr * np.cos(phi), cy + rr * np.sin(phi),
+                                sigma=sigma * rng.uniform(0.7, 1.3), col=col or _COL["clump"]))
+    return comps
+
+
+def _nonlens(R, rng, subtype):
+    """Components of a non-lens of the given subtype, centred in the cutout."""
+    mi = rng.uniform(17.0, 21.0)
+    if subtype in ("lrg", "lrg_blue_companion"):
+        comps = _lrg(R, rng, mi)
+        if subtype == "lrg_blue_companion":
+            for _ in range(int(rng.integers(1, 3))):
+                d, phi = rng.uniform(1.0, 3.0), rng.uniform(0, 2 * np.pi)
+                e = (0.0, 0.0)
+                if rng.random() < 0.5:  # tangentially elongated: looks like an arc, is not lensed
+                    from lenstronomy.Util.param_util import phi_q2_ellipticity
+
+                    e = phi_q2_ellipticity(phi + np.pi / 2, rng.uniform(0.25, 0.5))
+                comps.append(_component(R, rng, "sersic", rng.uniform(20.5, 23.5), d * np.cos(phi),
+                                        d * np.sin(phi), r=rng.uniform(0.15, 0.5), n=1.0, e=e,
+                                        col=_COL["blue"]))
+        return comps
+    if subtype in ("spiral", "edge_on_disc"):
+        qmin, qmax = (0.1, 0.25) if subtype == "edge_on_disc" else (0.4, 1.0)
+        from lenstronomy.Util.param_util import phi_q2_ellipticity
+
+        pa, q = rng.uniform(0, np.pi), rng.uniform(qmin, qmax)
+        r_d = rng.uniform(0.8, 2.2)
+        comps = [_component(R, rng, "sersic", mi + 0.4, 0, 0, r=r_d, n=1.0,
+                            e=phi_q2_ellipticity(pa, q), col=_COL["disc"]),
+                 _component(R, rng, "sersic", mi + 1.5, 0, 0, r=0.3 * r_d, n=rng.uniform(2, 4),
+                            qmin=0.7, col=_COL["lrg"])]
+        if subtype == "spiral":  # two bright blue arms, winding out
+            for arm in range(2):
+                phi0 = rng.uniform(0, 2 * np.pi) + arm * np.pi
+                for t in np.linspace(0, 1, 12):
+                    rr, ph = r_d * (0.6 + 1.2 * t), phi0 + 2.5 * t
+                    comps.append(_component(R, rng, "gauss", mi + 0.8 + 2.5 * np.log10(24), rr *
+                                            np.cos(ph), rr * np.sin(ph), sigma=rng.uniform(0.06, 0.15)))
+        return comps
+    if subtype == "compact_group":
+        comps = []
+        for _ in range(int(rng.integers(3, 6))):
+            d, phi = rng.uniform(0, 3.0), rng.uniform(0, 2 * np.pi)
+            comps.append(_component(R, rng, "sersic", mi + rng.uniform(0, 2.5), d * np.cos(phi),
+                                    d * np.sin(phi), r=rng.uniform(0.3, 1.2), n=rng.uniform(1, 4)))
+        return comps
+    if subtype == "ring_galaxy":
+        comps = [_component(R, rng, "sersic", mi + 0.3, 0, 0, r=rng.uniform(0.3, 0.8),
+                            n=rng.uniform(2, 4), qmin=0.7, col=_COL["any"])]
+        return comps + _arc_of_clumps(R, rng, mi + rng.uniform(0.5, 2.0), rng.uniform(1.0, 2.5), 0,
+                                      2 * np.pi, n=24, sigma=0.12)
+    if subtype == "merger":
+        d, phi = rng.uniform(0.6, 2.0), rng.uniform(0, 2 * np.pi)
+        comps = [_component(R, rng, "sersic", mi, 0, 0, r=rng.uniform(0.4, 1.2), n=rng.uniform(1, 4)),
+                 _component(R, rng, "sersic", mi + rng.uniform(0, 1.5), d * np.cos(phi),
+                            d * np.sin(phi), r=rng.uniform(0.3, 1.0), n=rng.uniform(1, 4))]
+        return comps + _arc_of_clumps(R, rng, mi + rng.uniform(1.5, 3.0), rng.uniform(1.2, 2.8),
+                                      phi + np.pi, rng.uniform(1.0, 2.5), n=10, sigma=0.12,
+                                      col=_COL["any"])
+    # random galaxy
+    return [_component(R, rng, "sersic", mi, 0, 0, r=rng.uniform(0.3, 2.0), n=rng.uniform(0.7, 5),
+                       qmin=0.3)]
+
+
+def _environment(R, rng, cfg):
+    """Neighbours and a star, the same for both classes: (components, star or None)."""
+    half = cfg.size * cfg.pixel_scale / 2
+    comps = []
+    for _ in range(int(rng.integers(0, 4))):
+        cx, cy = rng.uniform(-half, half, 2)
+        if np.hypot(cx, cy) < 2.5:
+            cx, cy = cx + np.sign(cx) * 2.5, cy + np.sign(cy) * 2.5
+        comps.append(_component(R, rng, "sersic", rng.uniform(20.0, 24.5), cx, cy,
+                                r=rng.uniform(0.15, 0.8), n=rng.uniform(0.7, 4)))
+    star = None
+    if rng.random() < cfg.star_fraction:
+        px = rng.integers(4, cfg.size - 4, 2)
+        while np.hypot(*(px - cfg.size / 2)) < 15:
+            px = rng.integers(4, cfg.size - 4, 2)
+        star = (int(px[0]), int(px[1]), _mags(rng, rng.uniform(17.5, 23.0), _COL["any"]))
+    return comps, star
+
+
+def _components_image(R, comps) -> np.ndarray:
+    """Sum of components into (bands, size, size) counts at pixel resolution, before the PSF."""
+    n = R.cfg.size
+    img = np.zeros((len(R.cfg.bands), n, n))
+    for m, mags in comps:
+        binned = R.bin(m.reshape(n * R.cfg.supersample, -1))
+        img += _flux(mags)[:, None, None] * binned[None]
+    return img
+
+
+def _observe(R, rng, clean, star, conditions):
+    """PSF convolution, star, noise: the observed (bands, size, size) float32 image."""
+    from scipy.signal import fftconvolve
+
+    out = np.empty(clean.shape, np.float32)
+    for b in range(clean.shape[0]):
+        psf = R.psf(conditions["seeing"][b])
+        img = fftconvolve(clean[b], psf, mode="same")
+        if star is not None:
+            sx, sy, mags = star
+            k = psf.shape[0] // 2
+            stamp = _flux(mags[b]) * psf
+            y0, x0 = sy - k, sx - k
+            ys, xs = slice(max(y0, 0), min(y0 + psf.shape[0], img.shape[0])), \
+                slice(max(x0, 0), min(x0 + psf.shape[1], img.shape[1]))
+            img[ys, xs] += stamp[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+        sigma, gain = conditions["sigma"][b], conditions["gain"][b]
+        var = sigma ** 2 + np.clip(img, 0, None) / gain
+        out[b] = img + rng.normal(0.0, 1.0, img.shape) * np.sqrt(var)
+    return out
+
+
+def _conditions(R, rng):
+    cfg = R.cfg
+    seeing = np.array(cfg.seeing) * rng.lognormal(0, cfg.seeing_scatter, 3)
+    seeing = np.clip(seeing, 0.4, 1.5)
+    depth = np.array(cfg.depth) + rng.uniform(-cfg.depth_scatter, cfg.depth_scatter, 3)
+    sigma, gain = [], []
+    for b in range(3):
+        psf = R.psf(seeing[b])
+        nea = 1.0 / np.sum(psf ** 2)  # noise-equivalent area of PSF photometry, pixels
+        s = float(_flux(depth[b]) / (5 * np.sqrt(nea)))
+        sky = float(_flux(cfg.sky_mag[b]) * cfg.pixel_scale ** 2)  # counts/pixel
+        sigma.append(s)
+        gain.append(sky / s ** 2)  # photons per count implied by sky-limited noise
+    return {"seeing": seeing.tolist(), "depth": depth.tolist(), "sigma": sigma, "gain": gain}
+
+
+def _lens_system(R, rng, cfg, cond):
+    """Draw lens systems until one is visible; returns components and truth."""
+    from scipy import ndimage
+
+    attempt, ok = 0, False
+    for attempt in range(cfg.max_redraws):
+        if attempt % 4 == 0:  # a new deflector every 4 tries; sources are cheap to redraw
+            theta_e = float(cfg.theta_e_range[0] + (cfg.theta_e_range[1] - cfg.theta_e_range[0])
+                            * rng.random() ** 1.3)
+            mag_d = float(np.clip(19.2 - 2.5 * np.log10(theta_e / 1.2) + rng.normal(0, 0.8),
+                                  17.0, 21.0))
+            defl = _lrg(R, rng, mag_d)
+            defl_g = _components_image(R, defl)[0]
+            e1, e2 = _e12(rng, 0.6)
+            g1, g2 = rng.normal(0, 0.04, 2)
+            kwl = [{"theta_E": theta_e, "gamma": 2.0, "e1": e1, "e2": e2, "center_x": 0.0,
+                    "center_y": 0.0}, {"gamma1": g1, "gamma2": g2, "ra_0": 0.0, "dec_0": 0.0}]
+            bx, by = R.lens.ray_shooting(R.x, R.y, kwl)
+        rs, ps = theta_e * np.sqrt(rng.uniform(0, 0.5)), rng.uniform(0, 2 * np.pi)
+        sx, sy = rs * np.cos(ps), rs * np.sin(ps)
+        mag_s = float(rng.uniform(20.5, 24.5))
+        src = _star_forming(R, rng, mag_s, sx, sy, bx, by, r=rng.uniform(0.08, 0.4))
+        lensed = _components_image(R, src)
+        unl = np.array([sum(_flux(m[b]) for _, m in src) for b in range(3)])
+        mu = float(lensed.sum(axis=(1, 2)).sum() / unl.sum())
+        mask = lensed.sum(0) > np.sqrt(np.sum(np.square(cond["sigma"])))
+        noise = np.sqrt(sum(np.sum(cond["sigma"][b] ** 2 + lensed[b][mask] / cond["gain"][b])
+                            for b in range(3)))
+        snr = float(lensed.sum(0)[mask].sum() / noise) if mask.any() else 0.0
+        peak = np.unravel_index(np.argmax(lensed[0]), lensed[0].shape)
+        contrast = float(lensed[0][peak] / max(defl_g[peak], 1e-12))
+        ok = mu >= cfg.min_magnification and snr >= cfg.min_arc_snr and \
+            contrast >= cfg.min_contrast
+        if ok:
+            break
+    # morphology from the 3-sigma footprint of the lensed light: images and azimuthal coverage
+    mask3 = lensed.sum(0) > 3 * np.sqrt(np.sum(np.square(cond["sigma"])))
+    _, nimg = ndimage.label(mask3)
+    ys, xs = np.nonzero(mask3)
+    ang = np.arctan2(ys - (cfg.size - 1) / 2, xs - (cfg.size - 1) / 2)
+    cover = len(np.unique(np.floor((ang + np.pi) / (2 * np.pi) * 36))) / 36  # azimuthal coverage
+    sub = "ring" if cover > 0.85 else "quad" if nimg >= 3 else "double" if nimg == 2 else "arc"
+    truth = {"subtype": sub, "theta_e": theta_e, "magnification": mu, "arc_snr": snr,
+             "src_mag_g": float(-2.5 * np.log10(unl[0]) + ZP),
+             "src_mag_r": float(-2.5 * np.log10(unl[1]) + ZP),
+             "src_mag_i": float(-2.5 * np.log10(unl[2]) + ZP),
+             "defl_mag_g": float(defl[0][1][0]), "defl_mag_r": float(defl[0][1][1]),
+             "defl_mag_i": float(defl[0][1][2]), "redraws": attempt, "visible": bool(ok),
+             "arc_contrast_g": contrast}
+    return defl + src, truth
+
+
+def simulate_one(index: int, seed: int = 0, cfg: SimConfig = SimConfig(), *, kind=None):
+    """One cutout: ``(image (3, size, size) float32, truth dict)``; pure in ``(seed, index)``.
+
+    ``kind``: ``None`` (lens for even index, non-lens for odd), or ``"lens"``, ``"nonlens"``,
+    ``"star"`` (a field with one bright star and nothing else: for PSF and noise checks).
+    """
+    R = _renderer(cfg)
+    rng = np.random.default_rng([seed, index])
+    kind = kind or ("lens" if index % 2 == 0 else "nonlens")
+    cond = _conditions(R, rng)
+    truth = {"index": index, "seed": seed, "label": int(kind == "lens"), "class": kind,
+             "theta_e": np.nan, "magnification": np.nan, "arc_snr": np.nan,
+             "src_mag_g": np.nan, "src_mag_r": np.nan, "src_mag_i": np.nan,
+             "defl_mag_g": np.nan, "defl_mag_r": np.nan, "defl_mag_i": np.nan,
+             "redraws": 0, "visible": True, "arc_contrast_g": np.nan}
+    if kind == "star":
+        comps, star = [], (cfg.size // 2, cfg.size // 2, np.full(3, 18.0))
+        truth["subtype"] = "star"
+    else:
+        env, star = _environment(R, rng, cfg)
+        if kind == "lens":
+            comps, t = _lens_system(R, rng, cfg, cond)
+            truth.update(t)
+        else:
+            sub = rng.choice(list(NONLENS_TYPES), p=np.array(list(NONLENS_TYPES.values())) /
+                             sum(NONLENS_TYPES.values()))
+            comps = _nonlens(R, rng, str(sub))
+            truth["subtype"] = str(sub)
+            mags = comps[0][1]
+            truth.update(defl_mag_g=float(mags[0]), defl_mag_r=float(mags[1]),
+                         defl_mag_i=float(mags[2]))
+        comps = comps + env
+    img = _observe(R, rng, _components_image(R, comps), star, cond)
+    for b, band in enumerate(cfg.bands):
+        truth[f"seeing_{band}"] = float(cond["seeing"][b])
+        truth[f"sigma_{band}"] = float(cond["sigma"][b])
+    truth["has_star"] = star is not None
+    return img, truth
+
+
+def _header(cfg: SimConfig, index: int, truth: dict):
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    w = WCS(naxis=2)
+    ra = 150.0 + (index % 1000) * 0.01
+    dec = 2.0 + (index // 1000) * 0.01
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [ra, dec]
+    w.wcs.crpix = [(cfg.size + 1) / 2] * 2
+    w.wcs.cdelt = [-cfg.pixel_scale / 3600, cfg.pixel_scale / 3600]
+    h = fits.Header()
+    h.update(w.to_header())
+    for k, b in enumerate(cfg.bands):
+        h[f"BAND{k}"] = b
+    h["BUNIT"] = ("count", "flux, zero point 27")
+    h["MAGZERO"] = ZP
+    h["SIMSEED"] = (truth["seed"], "lensscore simulate seed")
+    h["SIMINDEX"] = (index, "cutout index")
+    h["SIMCLASS"] = truth["class"]
+    h["SUBTYPE"] = truth["subtype"]
+    return h
+
+
+def _work(args):
+    out_dir, start, stop, seed, cfg_json = args
+    from astropy.io import fits
+
+    cfg = SimConfig(**{k: tuple(v) if isinstance(v, list) else v
+                       for k, v in json.loads(cfg_json).items()})
+    rows = []
+    for i in range(start, stop):
+        img, truth = simulate_one(i, seed, cfg)
+        rel = f"{'lenses' if truth['label'] else 'nonlenses'}/sim_{i:06d}.fits"
+        path = Path(out_dir) / rel
+        tmp = path.with_suffix(".tmp")
+        fits.PrimaryHDU(img, header=_header(cfg, i, truth)).writeto(tmp, overwrite=True)
+        os.replace(tmp, path)
+        truth["id"] = rel[:-5]
+        truth["path"] = rel
+        rows.append(truth)
+    return rows
+
+
+def simulate(out_dir, n: int, seed: int = 0, workers: int = 1, cfg: SimConfig = SimConfig(),
+             chunk: int = 32, progress=None) -> list[dict]:
+    """Write ``n`` cutouts under ``out_dir/lenses`` and ``out_dir/nonlenses`` and ``truth.ecsv``.
+
+    Files are written atomically; ``progress(done, n)`` is called as chunks finish. Rows of the
+    truth catalog are in index order.
+    """
+    from astropy.table import Table
+
+    out = Path(out_dir)
+    for d in ("lenses", "nonlenses"):
+        (out / d).mkdir(parents=True, exist_ok=True)
+    jobs = [(str(out), s, min(s + chunk, n), seed, cfg.to_json()) for s in range(0, n, chunk)]
+    rows: list[dict] = []
+    if workers <= 1:
+        for j in jobs:
+            rows += _work(j)
+            if progress:
+                progress(len(rows), n)
+    else:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("forkserver")) as ex:
+            for r in ex.map(_work, jobs):
+                rows += r
+                if progress:
+                    progress(len(rows), n)
+    cols = ["id", "path", "index", "class", "label", "subtype", "theta_e", "magnification",
+            "arc_snr", "src_mag_g", "src_mag_r", "src_mag_i", "defl_mag_g", "defl_mag_r",
+            "defl_mag_i", "seeing_g", "seeing_r", "seeing_i", "sigma_g", "sigma_r", "sigma_i",
+            "arc_contrast_g", "has_star", "visible", "redraws", "seed"]
+    t = Table(rows=[[r[c] for c in cols] for r in rows], names=cols)
+    t.meta["simconfig"] = json.loads(cfg.to_json())
+    t.meta["n"] = n
+    t.write(out / "truth.ecsv", overwrite=True)
+    return rows
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def measure_noise(img: np.ndarray) -> float:
+    """Pixel noise of one band, robust to smooth sources: the MAD of differences of neighbouring
+    pixels (var = 2 sigma^2), sigma-clipped."""
+    from astropy.stats import sigma_clipped_stats
+
+    d = np.diff(np.asarray(img, np.float64), axis=1).ravel() / np.sqrt(2)
+    return float(sigma_clipped_stats(d, sigma=3.0, maxiters=10, stdfunc="mad_std")[2])
+
+
+def measure_fwhm(img: np.ndarray, x: int, y: int, half: int = 10) -> float:
+    """FWHM in pixels of a point source at (x, y), by fitting a 2-D Moffat (astropy.modeling)."""
+    from astropy.modeling import fitting, models
+
+    st = img[y - half:y + half + 1, x - half:x + half + 1].astype(float)
+    yy, xx = np.mgrid[:st.shape[0], :st.shape[1]]
+    m0 = models.Moffat2D(amplitude=st.max(), x_0=half, y_0=half, gamma=3.0, alpha=3.5)
+    fit = fitting.LevMarLSQFitter()(m0, xx, yy, st)
+    return float(fit.fwhm)
+
+
+def _features(x: np.ndarray) -> np.ndarray:
+    """Per band: log total flux, log peak flux (central 10 px), concentration r<4 / r<12."""
+    n = x.shape[-1]
+    yy, xx = np.mgrid[:n, :n] - (n - 1) / 2
+    r = np.hypot(xx, yy)
+    f = []
+    for b in range(x.shape[1]):
+        im = x[:, b]
+        tot = im[:, r < 20].sum(1)
+        peak = im[:, r < 5].max(1)
+        conc = im[:, r < 4].sum(1) / np.maximum(im[:, r < 12].sum(1), 1e-9)
+        f += [np.log10(np.maximum(tot, 1e-3)), np.log10(np.maximum(peak, 1e-3)), conc]
+    for b in range(x.shape[1] - 1):  # colours of the centre
+        f.append(f[3 * b] - f[3 * (b + 1)])
+    return np.stack(f, 1)
+
+
+def trivial_classifier_accuracy(x: np.ndarray, y: np.ndarray, seed: int = 0) -> dict:
+    """Test accuracy of a logistic regression on trivial per-band statistics.
+
+    Features: total flux, peak flux and concentration per band, and centre colours. Trained on
+    half of the cutouts (stratified by nothing but a seeded permutation), scored on the other half.
+    A simulation whose classes such a classifier separates is teaching the CNN the wrong thing.
+    """
+    f = _features(np.asarray(x, np.float64))
+    idx = np.random.default_rng(seed).permutation(len(y))
+    tr, te = idx[: len(y) // 2], idx[len(y) // 2:]
+    mu, sd = f[tr].mean(0), f[tr].std(0) + 1e-9
+    a = np.c_[np.ones(len(f)), (f - mu) / sd]
+    w = np.zeros(a.shape[1])
+    for _ in range(50):  # Newton's method with a small ridge
+        p = 1 / (1 + np.exp(-a[tr] @ w))
+        g = a[tr].T @ (p - y[tr]) + 1e-3 * w
+        h = (a[tr] * (p * (1 - p))[:, None]).T @ a[tr] + 1e-3 * np.eye(len(w))
+        w -= np.linalg.solve(h, g)
+    acc_te = float(np.mean(((a[te] @ w) > 0) == (y[te] == 1)))
+    acc_tr = float(np.mean(((a[tr] @ w) > 0) == (y[tr] == 1)))
+    return {"test_accuracy": acc_te, "train_accuracy": acc_tr, "n_test": int(len(te)),
+            "features": int(f.shape[1])}
+
+
+def preview(data_dir, png, per_type: int = 6, truth=None) -> Path:
+    """A Lupton-RGB grid (astropy ``make_lupton_rgb``): one row of examples per subtype."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from astropy.io import fits
+    from astropy.table import Table
+    from astropy.visualization import make_lupton_rgb
+
+    t = Table.read(truth or Path(data_dir) / "truth.ecsv")
+    subs = [s for s in dict.fromkeys(t["subtype"])]
+    subs.sort(key=lambda s: (not t["label"][list(t["subtype"]).index(s)], s))
+    fig, axes = plt.subplots(len(subs), per_type, figsize=(1.6 * per_type, 1.7 * len(subs)),
+                             squeeze=False)
+    for r, sub in enumerate(subs):
+        rows = t[t["subtype"] == sub][:per_type]
+        for c in range(per_type):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(rows):
+                ax.axis("off")
+                continue
+            img = fits.getdata(Path(data_dir) / rows[c]["path"]).astype(float)
+            rgb = make_lupton_rgb(img[2], img[1], img[0], Q=8, minimum=0,
+                                  stretch=max(float(np.percentile(img, 99.5)) / 4, 1e-3))
+            ax.imshow(rgb, origin="lower")
+            label = f"θE {rows[c]['theta_e']:.2f}\" μ {rows[c]['magnification']:.0f}" \
+                if rows[c]["label"] else f"i={rows[c]['defl_mag_i']:.1f}"
+            ax.set_title(label, fontsize=6)
+        axes[r, 0].set_ylabel(sub.replace("_", " "), fontsize=7)
+    fig.tight_layout()
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png
+
+
+def sim_check(data_dir, n_psf: int = 20, seed: int = 1) -> dict:
+    """Measure a simulated set back: noise and PSF FWHM against the truth, trivial classifier.
+
+    Noise: :func:`measure_noise` of every cutout and band over the requested sky sigma (source
+    Poisson noise makes it a little larger), and of ``n_psf`` star fields (sky only) made with the
+    same code (``kind="star"``); PSF: Moffat fits to the stars of those fields.
+    """
+    from astropy.io import fits
+    from astropy.table import Table
+
+    d = Path(data_dir)
+    t = Table.read(d / "truth.ecsv")
+    cfg = SimConfig(**{k: tuple(v) if isinstance(v, list) else v
+                       for k, v in t.meta["simconfig"].items()})
+    imgs = np.stack([fits.getdata(d / p).astype(np.float64) for p in t["path"]])
+    noise = {}
+    for b, band in enumerate(cfg.bands):
+        r = np.array([measure_noise(im[b]) for im in imgs]) / np.asarray(t[f"sigma_{band}"])
+        noise[band] = {"median": float(np.median(r)), "p16": float(np.percentile(r, 16)),
+                       "p84": float(np.percentile(r, 84))}
+    fwhm = {band: [] for band in cfg.bands}
+    sky = {band: [] for band in cfg.bands}
+    for k in range(n_psf):
+        img, tr = simulate_one(10_000_000 + k, seed, cfg, kind="star")
+        for b, band in enumerate(cfg.bands):
+            c = cfg.size // 2
+            fwhm[band].append(measure_fwhm(img[b], c, c) * cfg.pixel_scale / tr[f"seeing_{band}"])
+            sky[band].append(measure_noise(img[b]) / tr[f"sigma_{band}"])
+
+    def summary(v):
+        return {"median": float(np.median(v)), "max_dev": float(np.max(np.abs(np.array(v) - 1)))}
+
+    fw = {band: summary(v) for band, v in fwhm.items()}
+    noise["star_fields"] = {band: summary(v) for band, v in sky.items()}
+    y = np.asarray(t["label"], int)
+    return {"n": len(t), "noise_measured_over_requested": noise,
+            "fwhm_measured_over_requested": fw,
+            "trivial_classifier": trivial_classifier_accuracy(imgs, y),
+            "lens_subtypes": {s: int(np.sum((t["subtype"] == s) & (y == 1)))
+                              for s in sorted(set(t["subtype"][y == 1]))},
+            "visible_fraction": float(np.mean(np.asarray(t["visible"])[y == 1]))}
