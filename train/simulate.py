@@ -227,8 +227,10 @@ def _nonlens(R, rng, subtype):
         comps = []
         for _ in range(int(rng.integers(3, 6))):
             d, phi = rng.uniform(0, 3.0), rng.uniform(0, 2 * np.pi)
+            col = _COL["lrg"] if rng.random() < 0.5 else _COL["any"]  # groups are red-rich
             comps.append(_component(R, rng, "sersic", mi + rng.uniform(0, 2.5), d * np.cos(phi),
-                                    d * np.sin(phi), r=rng.uniform(0.3, 1.2), n=rng.uniform(1, 4)))
+                                    d * np.sin(phi), r=rng.uniform(0.3, 1.2), n=rng.uniform(1, 4),
+                                    col=col))
         return comps
     if subtype == "ring_galaxy":
         comps = [_component(R, rng, "sersic", mi + 0.3, 0, 0, r=rng.uniform(0.3, 0.8),
@@ -243,9 +245,11 @@ def _nonlens(R, rng, subtype):
         return comps + _arc_of_clumps(R, rng, mi + rng.uniform(1.5, 3.0), rng.uniform(1.2, 2.8),
                                       phi + np.pi, rng.uniform(1.0, 2.5), n=10, sigma=0.12,
                                       col=_COL["any"])
-    # random galaxy
-    return [_component(R, rng, "sersic", mi, 0, 0, r=rng.uniform(0.3, 2.0), n=rng.uniform(0.7, 5),
-                       qmin=0.3)]
+    # random galaxy: at these magnitudes about half are early types with LRG-like colours
+    early = rng.random() < 0.5
+    return [_component(R, rng, "sersic", mi, 0, 0, r=rng.uniform(0.3, 2.0),
+                       n=rng.uniform(2.5, 5) if early else rng.uniform(0.7, 2.5), qmin=0.3,
+                       col=_COL["lrg"] if early else _COL["any"])]
 
 
 def _environment(R, rng, cfg):
