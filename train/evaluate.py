@@ -78,6 +78,8 @@ def evaluate(run_dir, data_dir=None, *, threshold: float = 0.5, dataset: Dataset
     path = run.model if run.model.exists() else run.ckpt
     if not path.exists():
         raise FileNotFoundError(f"{run.path}: no model.keras or checkpoint.keras to evaluate")
+    from . import models  # noqa: F401  (registers RotationalConv2D for load_model)
+
     model = keras.saving.load_model(path, compile=False)
     te = split["test"]
     rot = rotation_scores(model, ds, te)

@@ -170,6 +170,8 @@ def fit(
     import keras
     import tensorflow as tf
 
+    from . import models  # noqa: F401  (registers RotationalConv2D for load_model)
+
     run = RunDir(out_dir)
     if resume:
         if not run.config.exists():
@@ -198,7 +200,15 @@ def fit(
         run.config.write_text(json.dumps(d, indent=1))
 
     keras.utils.set_random_seed(cfg.seed)
-    tf.config.experimental.enable_op_determinism()
+    # Keras silently turns XLA off when op determinism is on, so it is one or the other: with
+    # --no-jit every op is deterministic (resume == one-shot is tested that way); with XLA the
+    # compiled CPU program is run identically but TensorFlow does not promise it.
+    if cfg.jit:
+        from tensorflow.python.framework.config import disable_op_determinism
+
+        disable_op_determinism()  # no public alias in TF 2.21
+    else:
+        tf.config.experimental.enable_op_determinism()
     if resume and run.ckpt.exists():
         model = keras.saving.load_model(run.ckpt)
         model.jit_compile = cfg.jit
