@@ -69,6 +69,11 @@ class SimConfig:
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
+    @classmethod
+    def from_json(cls, d: str | dict) -> SimConfig:
+        d = json.loads(d) if isinstance(d, str) else d
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
 
 def _flux(mag):
     return 10 ** (-0.4 * (np.asarray(mag, float) - ZP))
@@ -439,8 +444,7 @@ def _work(args):
     out_dir, start, stop, seed, cfg_json = args
     from astropy.io import fits
 
-    cfg = SimConfig(**{k: tuple(v) if isinstance(v, list) else v
-                       for k, v in json.loads(cfg_json).items()})
+    cfg = SimConfig.from_json(cfg_json)
     rows = []
     for i in range(start, stop):
         img, truth = simulate_one(i, seed, cfg)
@@ -609,8 +613,7 @@ def sim_check(data_dir, n_psf: int = 20, seed: int = 1) -> dict:
 
     d = Path(data_dir)
     t = Table.read(d / "truth.ecsv")
-    cfg = SimConfig(**{k: tuple(v) if isinstance(v, list) else v
-                       for k, v in t.meta["simconfig"].items()})
+    cfg = SimConfig.from_json(dict(t.meta["simconfig"]))
     imgs = np.stack([fits.getdata(d / p).astype(np.float64) for p in t["path"]])
     noise = {}
     for b, band in enumerate(cfg.bands):
