@@ -292,7 +292,7 @@ def _observe(R, rng, clean, star, conditions):
 
     out = np.empty(clean.shape, np.float32)
     for b in range(clean.shape[0]):
-        psf = R.psf(conditions["seeing"][b])
+        psf = conditions["psf"][b]
         img = fftconvolve(clean[b], psf, mode="same")
         if star is not None:
             sx, sy, mags = star
@@ -313,15 +313,17 @@ def _conditions(R, rng):
     seeing = np.array(cfg.seeing) * rng.lognormal(0, cfg.seeing_scatter, 3)
     seeing = np.clip(seeing, 0.4, 1.5)
     depth = np.array(cfg.depth) + rng.uniform(-cfg.depth_scatter, cfg.depth_scatter, 3)
-    sigma, gain = [], []
+    sigma, gain, psfs = [], [], []
     for b in range(3):
         psf = R.psf(seeing[b])
+        psfs.append(psf)
         nea = 1.0 / np.sum(psf ** 2)  # noise-equivalent area of PSF photometry, pixels
         s = float(_flux(depth[b]) / (5 * np.sqrt(nea)))
         sky = float(_flux(cfg.sky_mag[b]) * cfg.pixel_scale ** 2)  # counts/pixel
         sigma.append(s)
         gain.append(sky / s ** 2)  # photons per count implied by sky-limited noise
-    return {"seeing": seeing.tolist(), "depth": depth.tolist(), "sigma": sigma, "gain": gain}
+    return {"seeing": seeing.tolist(), "depth": depth.tolist(), "sigma": sigma, "gain": gain,
+            "psf": psfs}
 
 
 def _lens_system(R, rng, cfg, cond):
