@@ -122,6 +122,12 @@ def test_cli_fit_help_and_refuses_existing_run(data_dir, tmp_path):
     assert (tmp_path / "r" / "history.csv").exists() and (tmp_path / "r" / "model.keras").exists()
     r = runner.invoke(app, ["fit", "--data", str(data_dir), "--out", str(tmp_path / "r")])
     assert r.exit_code == 2 and "--resume" in r.output
+    # a finished run continues in a later session with a raised epoch limit
+    r = runner.invoke(app, ["fit", "--data", str(data_dir), "--out", str(tmp_path / "r"),
+                            "--resume", "--epochs", "2"])
+    assert r.exit_code == 0, r.output
+    assert "trained 2 epochs" in r.stdout
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["epochs"] == 2
     r = runner.invoke(app, ["fit", "--data", str(data_dir), "--out", str(tmp_path / "q"),
                             "--arch", "resnet"])
     assert r.exit_code == 2

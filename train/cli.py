@@ -42,7 +42,8 @@ def fit(
                                        exists=True, file_okay=False)],
     out_dir: Annotated[Path, typer.Option("--out", help="Run directory to create (or resume).")],
     arch: Annotated[str, typer.Option(help="baseline or rot.")] = "baseline",
-    epochs: Annotated[int, typer.Option(min=1)] = 35,
+    epochs: Annotated[Optional[int], typer.Option(
+        min=1, help="Epoch limit [default: 35]; with --resume, raises the run's limit.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 6e-4,
     l2: Annotated[float, typer.Option(help="L2 weight decay.")] = 1e-4,
@@ -66,7 +67,7 @@ def fit(
 
     if arch not in ("baseline", "rot"):
         _fail(f"unknown --arch {arch!r}: baseline or rot", 2)
-    cfg = FitConfig(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, l2=l2,
+    cfg = FitConfig(arch=arch, epochs=epochs or 35, batch_size=batch_size, lr=lr, l2=l2,
                     conv_l2=conv_l2, dropout=dropout, patience=patience, augment=augment,
                     seed=seed, rot_mode=rot_mode, jit=jit)
     prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -86,7 +87,7 @@ def fit(
     try:
         with prog:
             hist = run_fit(data, out_dir, cfg, resume=resume, stop_after=stop_after,
-                           on_batch=on_batch, on_epoch=on_epoch)
+                           epochs=epochs if resume else None, on_batch=on_batch, on_epoch=on_epoch)
     except (FileExistsError, FileNotFoundError, SplitError, ValueError) as exc:
         _fail(str(exc), 2 if isinstance(exc, FileExistsError) else 1)
     except KeyboardInterrupt:

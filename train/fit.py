@@ -140,6 +140,7 @@ def fit(
     resume: bool = False,
     dataset: Dataset | None = None,
     stop_after: int | None = None,
+    epochs: int | None = None,
     on_batch: Callable[[int, int, int, float], None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> list[dict]:
@@ -159,6 +160,9 @@ def fit(
         Already loaded data (tests, notebooks).
     stop_after : int, optional
         Stop after this many epochs in this call (to train in several sessions).
+    epochs : int, optional
+        On resume: raise the run's epoch limit (recorded in ``config.json``) to continue a run
+        that reached it; an early-stopped run stays stopped.
     on_batch : callable(epoch, batch, n_batches, loss), optional
     on_epoch : callable(history_row), optional
 
@@ -177,6 +181,13 @@ def fit(
         if not run.config.exists():
             raise FileNotFoundError(f"{run.path}: no config.json, nothing to resume")
         cfg = load_config(run)
+        if epochs is not None and epochs != cfg.epochs:
+            d = json.loads(run.config.read_text())
+            log.info("%s: epoch limit %d -> %d", run.path, cfg.epochs, epochs)
+            d["epochs"] = cfg.epochs = int(epochs)
+            tmp = run.config.with_suffix(".tmp")
+            tmp.write_text(json.dumps(d, indent=1))
+            os.replace(tmp, run.config)
     else:
         cfg = config or FitConfig()
         if run.state.exists() or run.model.exists():
