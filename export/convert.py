@@ -98,12 +98,76 @@ def _rotational_layers(model):
     return [layer for layer in model.layers if isinstance(layer, RotationalConv2D)]
 
 
+def _chain(model):
+    """The layers of ``model`` if it is a plain chain (each layer fed by the one before), else None."""
+    layers = model.layers
+    for prev, layer in zip(layers, layers[1:]):
+        nodes = getattr(layer, "_inbound_nodes", [])
+        parents = [p.operation for p in nodes[0].parent_nodes] if len(nodes) == 1 else None
+        if parents != [prev]:
+            return None
+    return layers[1:]
+
+
+def _pool_first_forward(model):
+    """An inference function that pools each rotational branch before the rotation maximum.
+
+    ``pool(relu(max_k c_k + b)) == max_k pool(relu(c_k + b))`` exactly (max commutes with max,
+    and adding a constant and ReLU are monotonic, also in floating point), so the function is
+    unchanged, while onnxruntime keeps every branch in its blocked (NCHWc) layout through Conv,
+    ReLU and MaxPool and the four-way ``Max`` reads maps 4x smaller (about 10% faster here).
+    None when the model is not a chain in which every RotationalConv2D (ReLU or no activation)
+    is followed by a 2-D max pooling.
+    """
+    import keras
+
+    from train.models import RotationalConv2D, rot90
+
+    chain = _chain(model)
+    if chain is None:
+        return None
+    steps, i = [], 0
+    while i < len(chain):
+        layer = chain[i]
+        if isinstance(layer, RotationalConv2D):
+            nxt = chain[i + 1] if i + 1 < len(chain) else None
+            act = getattr(layer.activation, "__name__", "")
+            if not isinstance(nxt, keras.layers.MaxPooling2D) or act not in ("relu", "linear"):
+                return None
+            steps.append(("rot", layer, nxt))
+            i += 2
+        else:
+            steps.append(("layer", layer, None))
+            i += 1
+    if not any(kind == "rot" for kind, _, _ in steps):
+        return None
+
+    def branch(conv, pool, x, k):
+        y = conv.convolution_op(rot90(x, k), conv.kernel)
+        if conv.use_bias:
+            y = y + conv.bias
+        return pool(conv.activation(y))
+
+    def forward(x):
+        for kind, layer, pool in steps:
+            if kind == "rot":
+                b = [branch(layer, pool, x, k) for k in range(4)]
+                x = keras.ops.maximum(keras.ops.maximum(b[0], b[1]), keras.ops.maximum(b[2], b[3]))
+            else:
+                x = layer(x, training=False)
+        return x
+
+    return forward
+
+
 def to_onnx(model, opset: int = OPSET):
     """Convert with ``tf2onnx.convert.from_function`` (``from_keras`` fails on Keras 3).
 
-    Every ``RotationalConv2D`` is traced in ``input`` mode: four Conv branches on the input
-    rotated by transpose/reverse, sharing one kernel, joined by ``Max``, then bias and ReLU --
-    bit-exactly invariant to 90° rotations in onnxruntime.
+    Every ``RotationalConv2D`` is traced as four Conv branches on the input rotated by
+    transpose/reverse, sharing one kernel, joined by one ``Max`` -- bit-exactly invariant to 90°
+    rotations in onnxruntime. Where the layer is followed by max pooling (HOLISMOKES), each
+    branch is pooled before the ``Max`` (:func:`_pool_first_forward`); otherwise the layer is
+    traced as it is, in ``input`` mode.
     """
     import tensorflow as tf
     import tf2onnx
@@ -113,10 +177,14 @@ def to_onnx(model, opset: int = OPSET):
     rot = _rotational_layers(model)
     modes = [layer.mode for layer in rot]
     spec = (tf.TensorSpec([None, size, size, nb], tf.float32, name="image"),)
+    forward = _pool_first_forward(model) if rot else None
+    if forward is None:
+        def forward(x):
+            return model(x, training=False)
 
     @tf.function(input_signature=spec)
     def serve(image):
-        return model(image, training=False)
+        return forward(image)
 
     try:
         for layer in rot:
