@@ -1,0 +1,371 @@
+"""``python -m bench``: lensscore's speed as ratios measured side by side in one run.
+
+Every number that is judged is a ratio of two things measured in the same run (the machine is
+shared and noisy): the models against this machine's float32 GEMM rate (the FLOP limit), the
+scan against the model alone, lensscore against TensorFlow doing the same work, training
+against the GEMM rate. Each figure is the median of ``--reps`` interleaved repetitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .flops import gemm_gflops, onnx_flops, training_flops
+
+ROOT = Path(__file__).resolve().parent.parent
+#: issue 7's targets, checked in the table
+TARGETS = {"model_rot": 0.80, "model_baseline": 0.85, "scan_vs_model": 0.85,
+           "speedup_vs_tf": 2.0, "cold_start_s": 1.5, "rss_vs_tf": 1 / 3, "train_peak": 0.30}
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import onnxruntime as ort
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__, "onnxruntime": ort.__version__,
+            "platform": platform.platform()}
+
+
+def _median(v):
+    return float(np.median(v)) if len(v) else float("nan")
+
+
+def run_measured(cmd, *, env=None, timeout=900) -> dict:
+    """Run ``cmd``; wall seconds, peak RSS (MiB, of that process tree's largest) and output."""
+    with tempfile.TemporaryFile("w+") as so, tempfile.TemporaryFile("w+") as se:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=so, stderr=se, env=env, cwd=ROOT)
+        deadline = t0 + timeout
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                p.kill()
+                pid, status, ru = os.wait4(p.pid, 0)
+                break
+            time.sleep(0.005)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        so.seek(0)
+        se.seek(0)
+        return {"rc": p.returncode, "wall_s": wall, "rss_mib": ru.ru_maxrss / 1024,
+                "stdout": so.read(), "stderr": se.read()}
+
+
+def _check(r: dict, what: str) -> dict:
+    if r["rc"] != 0:
+        raise RuntimeError(f"{what} failed (exit {r['rc']}): {r['stderr'].strip()[-800:]}")
+    return r
+
+
+# ----------------------------------------------------------------------------- model only
+def model_throughput(models: dict, batch_sizes, reps: int, min_time: float, threads=None):
+    """img/s of each model through :class:`lensscore.Scorer` on preprocessed batches."""
+    from lensscore import Scorer
+
+    scorers = {k: Scorer(p, threads=threads, batch_size=max(batch_sizes))
+               for k, p in models.items()}
+    rng = np.random.default_rng(0)
+    x = {}
+    for k, s in scorers.items():
+        raw = rng.normal(0, 1, (max(batch_sizes), len(s.bands), s.size, s.size))
+        x[k] = s.prepare(raw.astype(np.float32))
+    rates = {(k, b): [] for k in models for b in batch_sizes}
+    for k, s in scorers.items():  # warm up every shape once
+        for b in batch_sizes:
+            s.batch_size = b
+            s.run(x[k][:b])
+    for _ in range(reps):
+        for b in batch_sizes:
+            for k, s in scorers.items():
+                s.batch_size = b
+                n, t0 = 0, time.perf_counter()
+                while True:
+                    s.run(x[k][:b])
+                    n += b
+                    dt = time.perf_counter() - t0
+                    if dt >= min_time:
+                        break
+                rates[(k, b)].append(n / dt)
+    return {k: {b: _median(rates[(k, b)]) for b in batch_sizes} for k in models}
+
+
+# ----------------------------------------------------------------------------- files
+def write_cutouts(root: Path, n: int, size: int = 72, seed: int = 0) -> Path:
+    """``n`` (3, size, size) float32 FITS cubes (sky noise and a galaxy) in lenses/, nonlenses/."""
+    from astropy.io import fits
+
+    from export.convert import synthetic_cutouts
+
+    rng = np.random.default_rng(seed)
+    cubes = synthetic_cutouts(min(n, 64), size=size, seed=seed)
+    for j in range(n):
+        cls = "lenses" if j % 2 else "nonlenses"
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        cube = cubes[j % len(cubes)] + rng.normal(0, 0.01, cubes.shape[1:]).astype(np.float32)
+        hdu = fits.PrimaryHDU(cube.astype(np.float32))
+        hdu.header["BANDS"] = "g,r,i"
+        hdu.writeto(root / cls / f"c{j:06d}.fits")
+    return root
+
+
+def _lensscore_cmd(*args):
+    return [sys.executable, "-m", "lensscore", *map(str, args)]
+
+
+def scan_runs(model, data: Path, n_files: int, one: Path, out: Path, reps: int,
+              keras_model=None, skip_tf=False) -> dict:
+    """End-to-end scans (lensscore, TF loop, tf.data) and cold starts, interleaved."""
+    res = {k: [] for k in ("scan", "scan_rot4", "tf_loop", "tf_data")}
+    cold = {k: [] for k in ("lensscore", "tf_loop")}
+    rss = {k: [] for k in ("scan", "tf_loop", "tf_data")}
+    inscan = []
+    extra = ["--keras", str(keras_model)] if keras_model else []
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    for _ in range(reps):
+        r = _check(run_measured(_lensscore_cmd("scan", data, "-m", model, "-o", out / "s.csv",
+                                               "--overwrite", "--no-rotations", "--quiet",
+                                               "--top", "0")), "lensscore scan")
+        res["scan"].append(n_files / r["wall_s"])
+        rss["scan"].append(r["rss_mib"])
+        m = re.search(r"([\d,.]+) files/s", r["stdout"])
+        if m:
+            inscan.append(float(m.group(1).replace(",", "")))
+        r = _check(run_measured(_lensscore_cmd("scan", data, "-m", model, "-o", out / "r.csv",
+                                               "--overwrite", "--rotations", "--quiet",
+                                               "--top", "0")), "lensscore scan --rotations")
+        res["scan_rot4"].append(n_files / r["wall_s"])
+        r = _check(run_measured(_lensscore_cmd("scan", one, "-m", model, "-o", out / "one.csv",
+                                               "--overwrite", "--no-rotations", "--quiet",
+                                               "--top", "0")), "lensscore scan (one file)")
+        cold["lensscore"].append(r["wall_s"])
+        if skip_tf:
+            continue
+        for mode in ("loop", "tfdata"):
+            r = _check(run_measured([sys.executable, "-m", "bench.peer_tf", mode, str(data),
+                                     *extra], env=env), f"TensorFlow {mode}")
+            d = json.loads(r["stdout"].strip().splitlines()[-1])
+            key = "tf_loop" if mode == "loop" else "tf_data"
+            res[key].append(d["files"] / r["wall_s"])
+            rss[key].append(r["rss_mib"])
+            if mode == "loop":
+                cold["tf_loop"].append(d["first_score_s"])
+    return {"files_per_s": {k: _median(v) for k, v in res.items()},
+            "scan_inner_files_per_s": _median(inscan),
+            "cold_start_s": {k: _median(v) for k, v in cold.items()},
+            "peak_rss_mib": {k: _median(v) for k, v in rss.items()}}
+
+
+# ----------------------------------------------------------------------------- training, sim
+def train_runs(quick: bool) -> dict:
+    args = ["--batches", "1", "--batch-size", "8", "--repeats", "1", "--only", "baseline",
+            "rot kernel"] if quick else ["--batches", "6", "--repeats", "2", "--only",
+                                         "baseline", "baseline+xla", "rot kernel+xla",
+                                         "rot input+xla"]
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "t.json"
+        _check(run_measured([sys.executable, str(ROOT / "bench" / "train_speed.py"), *args,
+                             "--out", str(out)], timeout=1800), "training benchmark")
+        return json.loads(out.read_text())
+
+
+def sim_runs(n: int, workers: int) -> dict:
+    with tempfile.TemporaryDirectory() as d:
+        r = _check(run_measured([sys.executable, "-m", "train", "simulate", "--n", str(n),
+                                 "--out", str(Path(d) / "sim"), "--workers", str(workers)],
+                                timeout=1800), "simulation")
+        m = re.search(r"\(([\d.]+) cutouts/s", r["stdout"])
+        return {"n": n, "workers": workers,
+                "cutouts_per_s": float(m.group(1)) if m else n / r["wall_s"]}
+
+
+# ----------------------------------------------------------------------------- report
+def _ok(value, target, higher=True):
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    good = value >= target if higher else value <= target
+    return "yes" if good else "NO"
+
+
+def table_rows(r: dict) -> list[tuple[str, str, str, str]]:
+    """(measurement, value, ratio, target met) rows of the results."""
+    rows = []
+    g = r["gemm"]["median"]
+    n = r["gemm"]["n"]
+    rows.append((f"float32 GEMM (numpy, {n}×{n}, all cores)",
+                 f"{g:.1f} GFLOP/s", "1 (the FLOP limit)", ""))
+    for k, v in r.get("model", {}).items():
+        f = r["flops"][k]["total"]
+        limit = g * 1e9 / f
+        for b, ips in v.items():
+            ratio = ips / limit
+            tgt = TARGETS.get(f"model_{k}")
+            rows.append((f"{k}.onnx, onnxruntime, batch {b} ({f / 1e9:.3f} GFLOP/img)",
+                         f"{ips:.1f} img/s", f"{ratio:.2f} of limit ({limit:.0f} img/s)",
+                         f"≥{tgt} {_ok(ratio, tgt)}" if tgt and int(b) >= 32 else ""))
+    s = r.get("scan")
+    if s:
+        mk = r["scan_model"]
+        mo = r["model"][mk][max(r["model"][mk], key=int)]
+        fs = s["files_per_s"]
+        inner = s["scan_inner_files_per_s"]
+        rows.append((f"lensscore scan {r['n_files']} files, {mk}, --no-rotations (process)",
+                     f"{fs['scan']:.1f} files/s", f"{fs['scan'] / mo:.2f} of model-only", ""))
+        rows.append(("  same, inside the scan (after start-up)", f"{inner:.1f} files/s",
+                     f"{inner / mo:.2f} of model-only",
+                     f"≥{TARGETS['scan_vs_model']} {_ok(inner / mo, TARGETS['scan_vs_model'])}"))
+        rows.append((f"lensscore scan {r['n_files']} files, --rotations (4 passes)",
+                     f"{fs['scan_rot4']:.1f} files/s",
+                     f"{4 * fs['scan_rot4'] / mo:.2f} of model-only ×4", ""))
+        for key, name in (("tf_loop", "Keras predict, astropy loop"),
+                          ("tf_data", "Keras predict, tf.data (batch 128)")):
+            if np.isfinite(fs.get(key, np.nan)):
+                sp = fs["scan"] / fs[key]
+                rows.append((f"{name} (process)", f"{fs[key]:.1f} files/s",
+                             f"lensscore {sp:.2f}× faster",
+                             f"≥{TARGETS['speedup_vs_tf']:.0f}× {_ok(sp, TARGETS['speedup_vs_tf'])}"))
+        c = s["cold_start_s"]
+        rows.append(("cold start: lensscore scan of one file (whole process)",
+                     f"{c['lensscore']:.2f} s", "",
+                     f"≤{TARGETS['cold_start_s']} s "
+                     f"{_ok(c['lensscore'], TARGETS['cold_start_s'], higher=False)}"))
+        if np.isfinite(c.get("tf_loop", np.nan)):
+            rows.append(("cold start: Keras, process start to first score",
+                         f"{c['tf_loop']:.2f} s",
+                         f"lensscore {c['tf_loop'] / c['lensscore']:.1f}× sooner", ""))
+        m = s["peak_rss_mib"]
+        rows.append(("peak RSS, lensscore scan", f"{m['scan']:.0f} MiB", "", ""))
+        for key, name in (("tf_loop", "astropy loop"), ("tf_data", "tf.data")):
+            if np.isfinite(m.get(key, np.nan)):
+                q = m["scan"] / m[key]
+                rows.append((f"peak RSS, Keras {name}", f"{m[key]:.0f} MiB",
+                             f"lensscore {q:.2f} of it",
+                             f"≤0.33 {_ok(q, TARGETS['rss_vs_tf'], higher=False)}"))
+    t = r.get("train")
+    if t:
+        for k, sps in t["samples_per_s"].items():
+            arch = "rot" if k.startswith("rot") else "baseline"
+            f = training_flops(r["flops"][arch]) if arch in r["flops"] else None
+            if f:
+                frac = sps * f / (g * 1e9)
+                rows.append((f"training {k}, batch {t['batch_size']} "
+                             f"({f / 1e9:.2f} GFLOP/sample)", f"{sps:.1f} samples/s",
+                             f"{sps * f / 1e9:.0f} GFLOP/s = {frac:.2f} of GEMM",
+                             f"≥{TARGETS['train_peak']} {_ok(frac, TARGETS['train_peak'])}"))
+    sim = r.get("sim")
+    if sim:
+        rows.append((f"simulation, {sim['workers']} workers ({sim['n']} cutouts)",
+                     f"{sim['cutouts_per_s']:.1f} cutouts/s", "", ""))
+    rows.append(("GPU (onnxruntime-gpu, scan, Keras training)", "not measured",
+                 r.get("gpu", "no GPU on this machine"), ""))
+    return rows
+
+
+def markdown(r: dict) -> str:
+    m = r["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, numpy {m['numpy']},"
+             f" onnxruntime {m['onnxruntime']}" + (f", TensorFlow {r['train']['tensorflow']}"
+                                                    if r.get("train") else "") + ".",
+             f"Command: `{r['command']}` ({r['seconds']:.0f} s, {r['date']}).", "",
+             "| measurement | value | ratio (same run) | target |", "| --- | ---: | --- | --- |"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in table_rows(r)]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs")
+    ap.add_argument("--models", default=str(ROOT / "models"),
+                    help="directory with baseline.onnx and rot.onnx [default: models/]")
+    ap.add_argument("--keras", help="trained rot .keras for the TensorFlow peers (default: "
+                                    "the same architecture, random weights)")
+    ap.add_argument("--files", type=int, default=2000, help="FITS files for the scans")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions (median reported)")
+    ap.add_argument("--only", default="model,scan,train,sim",
+                    help="comma-separated parts: model,scan,train,sim")
+    ap.add_argument("--threads", type=int, help="onnxruntime threads [default: all cores]")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "results.json"))
+    ap.add_argument("--markdown", help="also write the table as Markdown (bench/RESULTS.md)")
+    a = ap.parse_args(argv)
+    parts = set(a.only.split(","))
+    if a.quick:
+        a.files, a.reps = min(a.files, 24), 1
+    models = {k: Path(a.models) / f"{k}.onnx" for k in ("baseline", "rot")}
+    missing = [str(p) for p in models.values() if not p.is_file()]
+    if missing:
+        print(f"error: missing {', '.join(missing)} (give --models DIR)", file=sys.stderr)
+        return 1
+
+    t_start = time.perf_counter()
+    r = {"machine": machine(), "command": "python -m bench " + " ".join(argv or sys.argv[1:]),
+         "date": time.strftime("%Y-%m-%d"), "n_files": a.files, "reps": a.reps,
+         "flops": {}, "scan_model": "rot"}
+    r["command"] = r["command"].strip()
+    for k, p in models.items():
+        f = onnx_flops(p)
+        r["flops"][k] = {"total": f["total"], "by_op": f["by_op"], "nodes": f["nodes"]}
+    print("GEMM …", flush=True)
+    r["gemm"] = gemm_gflops(512 if a.quick else 2048, reps=max(a.reps, 3),
+                            min_seconds=0.05 if a.quick else 0.5)
+    if "model" in parts or "scan" in parts:
+        print("model-only throughput …", flush=True)
+        bs = (1, 8) if a.quick else (1, 32, 128)
+        r["model"] = {k: {str(b): v for b, v in d.items()} for k, d in model_throughput(
+            models, bs, a.reps, 0.05 if a.quick else 1.0, a.threads).items()}
+    if "scan" in parts:
+        print(f"scans of {a.files} files (lensscore, TensorFlow) …", flush=True)
+        with tempfile.TemporaryDirectory() as d:
+            d = Path(d)
+            data = write_cutouts(d / "data", a.files)
+            one = d / "one.fits"
+            shutil.copy(next((data / "lenses").glob("*.fits")), one)
+            (d / "out").mkdir()
+            r["scan"] = scan_runs(models["rot"], data, a.files, one, d / "out", a.reps,
+                                  keras_model=a.keras)
+    if "train" in parts:
+        print("training throughput …", flush=True)
+        r["train"] = train_runs(a.quick)
+    if "sim" in parts:
+        print("simulation throughput …", flush=True)
+        r["sim"] = sim_runs(8 if a.quick else 200, 2)
+    r["seconds"] = time.perf_counter() - t_start
+
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"lensscore bench on {r['machine']['cpu']} ({r['machine']['cores']} cores)",
+              title_justify="left")
+    for c in ("measurement", "value", "ratio (same run)", "target"):
+        t.add_column(c)
+    for row in table_rows(r):
+        t.add_row(*row)
+    Console(soft_wrap=True).print(t)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(r, indent=1))
+    print(f"results: {out}")
+    if a.markdown:
+        Path(a.markdown).write_text(markdown(r))
+        print(f"table: {a.markdown}")
+    return 0
