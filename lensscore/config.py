@@ -19,7 +19,9 @@ DEFAULT_BANDS: tuple[str, ...] = ("g", "r", "i")
 DEFAULT_SIZE: int = 72
 PIXEL_SCALE_ARCSEC: float = 0.168
 DEFAULT_THRESHOLD: float = 0.5
-DEFAULT_BATCH_SIZE: int = 128
+#: Images per onnxruntime run. On CPU 32 is as fast as 128 (rot: 131 vs 130 img/s measured on 2
+#: cores) but holds a third of the activation memory (peak RSS of a scan 342 vs 590 MiB).
+DEFAULT_BATCH_SIZE: int = 32
 #: A cutout is small; an image HDU with more pixels than this is refused before its data are read,
 #: so a corrupt header cannot make the scorer allocate gigabytes.
 MAX_CUTOUT_PIXELS: int = 4096 * 4096
