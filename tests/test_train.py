@@ -93,6 +93,21 @@ def test_resume_equals_one_shot_and_evaluate(data_dir, tmp_path):
         assert k in m["metrics"]
     assert m["metrics"]["n"] == 12 and m["rotation_stability"]["std_max"] <= 1e-6
     assert (tmp_path / "one" / "report.md").read_text().startswith("# Evaluation")
+    from train.plots import read_test_scores
+
+    ids, lab, rot = read_test_scores(tmp_path / "one" / "test_scores.csv")
+    assert len(ids) == 12 and rot.shape == (12, 4) and set(ids) == set(split["test"])
+    assert np.allclose(rot.std(axis=1), 0, atol=1e-6)  # rot model
+    from matplotlib.image import imread
+
+    for name in ("training", "roc", "scores", "rotation_std"):
+        img = imread(tmp_path / "one" / "plots" / f"{name}.png")
+        assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 300, name
+    assert "![roc](plots/roc.png)" in (tmp_path / "one" / "report.md").read_text()
+    r = runner.invoke(app, ["plots", str(tmp_path / "one"), str(tmp_path / "two"), "-o",
+                            str(tmp_path / "figs")])
+    assert r.exit_code == 0, r.output
+    assert "not evaluated" in r.output and (tmp_path / "figs" / "rotation_std.png").exists()
 
     # another data set: evaluate refuses
     other = tmp_path / "other"

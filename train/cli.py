@@ -131,6 +131,26 @@ def evaluate(
 
 
 @app.command()
+def plots(
+    runs: Annotated[list[Path], typer.Argument(help="Evaluated run directories to compare.",
+                                               exists=True, file_okay=False)],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for the PNGs.")],
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.5,
+):
+    """Figures comparing runs: training curves, ROC, score histograms, rotation std, completeness."""
+    from .plots import plot_runs
+
+    for r in runs:
+        if not (r / "config.json").exists():
+            _fail(f"{r}: not a run directory (no config.json)")
+        if not (r / "test_scores.csv").exists():
+            err.print(f"[yellow]{r}: not evaluated (no test_scores.csv); run `python -m train "
+                      f"evaluate {r}` for the score plots[/]", highlight=False)
+    for p in plot_runs(runs, out_dir, threshold=threshold):
+        out.print(f"wrote {p}", highlight=False)
+
+
+@app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="A .keras model (e.g. runs/NAME/model.keras).",
                                           exists=True, dir_okay=False)],

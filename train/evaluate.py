@@ -49,8 +49,9 @@ def completeness(truth, ids, labels, scores, threshold: float, column: str, bins
 
 
 def evaluate(run_dir, data_dir=None, *, threshold: float = 0.5, dataset: Dataset | None = None,
-             truth=None) -> dict:
-    """Score the test split of a run and write ``metrics.json`` and ``report.md``.
+             truth=None, plots: bool = True) -> dict:
+    """Score the test split of a run; write ``metrics.json``, ``test_scores.csv``, ``report.md``
+    and ``plots/*.png`` (training curve, ROC, score histograms, rotation std, completeness).
 
     Parameters
     ----------
@@ -60,6 +61,8 @@ def evaluate(run_dir, data_dir=None, *, threshold: float = 0.5, dataset: Dataset
         The data set; default the one recorded in the run's ``config.json``.
     truth : path, optional
         Truth catalog (simulations): completeness in Einstein radius / source magnitude bins.
+    plots : bool
+        Also draw the figures (matplotlib).
 
     Raises
     ------
@@ -102,7 +105,18 @@ def evaluate(run_dir, data_dir=None, *, threshold: float = 0.5, dataset: Dataset
                               ("src_mag_i", [20, 22, 23, 24, 25, 27]))
             if col in t.colnames
         }
+    from .plots import write_test_scores
+
+    write_test_scores(run.path / "test_scores.csv", [ds.ids[i] for i in te], y, rot)
     run.metrics.write_text(json.dumps(result, indent=1))
+    if plots:
+        try:
+            from .plots import plot_runs
+
+            result["plots"] = [p.name for p in plot_runs([run.path], run.path / "plots",
+                                                         threshold=threshold)]
+        except ImportError as exc:  # matplotlib is in the [train] extra, but be forgiving
+            log.warning("no plots: %s", exc)
     run.report.write_text(_report(result))
     return result
 
@@ -127,6 +141,8 @@ def _report(r: dict) -> str:
         f" / {s['std_p99']:.4g} / {s['std_max']:.4g} |",
         f"| class flips under rotation | {s['flip_fraction']:.4f} |",
     ]
+    if r.get("plots"):
+        lines += [""] + [f"![{p[:-4]}](plots/{p})" for p in r["plots"]]
     for col, rows in r.get("completeness", {}).items():
         lines += ["", f"Completeness against `{col}`:", "", "| bin | n | completeness |",
                   "|---|---|---|"]
