@@ -106,6 +106,9 @@ def scan(
     size: Annotated[Optional[int], typer.Option(
         help="Cutout size in pixels, for a model without lensscore metadata.", min=1)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    gallery_html: Annotated[Optional[Path], typer.Option(
+        "--gallery", help="Also write an HTML gallery of the top 100 scores at the end.",
+        dir_okay=False)] = None,
 ):
     """Score every FITS cutout under PATHS and write a lens-score catalog.
 
@@ -153,6 +156,15 @@ def scan(
     if res.n_inputs == 0:
         _fail(f"no FITS files found under {', '.join(map(str, paths))}", EXIT_NOTHING)
     _print_summary(res, top)
+    if gallery_html is not None and res.n_scored:
+        from .gallery import gallery
+
+        try:
+            g = gallery(res.output if res.output else res, gallery_html, top=100,
+                        bands=scorer.bands, size=scorer.size)
+            out.print(f"gallery: {g.html} ({g.n_shown} cutouts)", highlight=False)
+        except LensscoreError as exc:
+            err.print(f"[bold red]gallery failed:[/] {exc}", highlight=False)
     raise typer.Exit(res.exit_code)
 
 
@@ -223,6 +235,48 @@ def info(
             continue
         t.add_row(k, v if isinstance(v, str) else json.dumps(v))
     out.print(t)
+
+
+@app.command()
+def gallery(
+    catalog: Annotated[Path, typer.Argument(help="Catalog written by `lensscore scan` "
+                                                 "(.csv, .ecsv, .fits, .parquet).",
+                                            exists=True, dir_okay=False)],
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="HTML file [default: CATALOG with .html].", dir_okay=False)]
+    = None,
+    top: Annotated[int, typer.Option(help="Highest scores shown (0: all).", min=0)] = 100,
+    min_score: Annotated[Optional[float], typer.Option(
+        help="Only scores at or above this.", min=0.0, max=1.0)] = None,
+    png: Annotated[Optional[Path], typer.Option(
+        help="Also a static PNG grid with labels (needs matplotlib).", dir_okay=False)] = None,
+    bands: Annotated[Optional[str], typer.Option(
+        help="Bands of the cutouts, blue to red [default: the catalog's, else g,r,i].")] = None,
+    rgb: Annotated[Optional[str], typer.Option(
+        help="Three bands shown as blue,green,red [default: the three reddest].")] = None,
+    q: Annotated[Optional[float], typer.Option("--q", help="Lupton asinh softening Q "
+                                                           "[default: 8].", min=0.0)] = None,
+    stretch: Annotated[Optional[float], typer.Option(
+        help="Lupton linear stretch [default: from the data].", min=0.0)] = None,
+):
+    """Colour thumbnails of the top candidates in one self-contained HTML page to grade."""
+    from .gallery import gallery as make_gallery
+
+    html_out = output or catalog.with_suffix(".html")
+    if html_out.resolve() == catalog.resolve():
+        _fail(f"{html_out}: would overwrite the catalog; give -o FILE.html", EXIT_USAGE)
+    try:
+        g = make_gallery(catalog, html_out, top=top or None, min_score=min_score, png=png,
+                         bands=bands.split(",") if bands else None,
+                         rgb_bands=rgb.split(",") if rgb else None, q=q, stretch=stretch)
+    except LensscoreError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    out.print(f"gallery: {g.html} ({g.n_shown} cutouts, Lupton Q {g.q:g}, stretch "
+              f"{g.stretch:.3g})" + (f"; grid: {g.png}" if g.png else ""), highlight=False)
+    if g.n_failed:
+        err.print(f"[yellow]{g.n_failed} cutouts could not be read again for thumbnails[/]")
+    if not g.n_shown:
+        err.print("[yellow]no scored rows matched[/]")
 
 
 def main():  # console script entry point

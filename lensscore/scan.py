@@ -246,6 +246,7 @@ def scan(
     has_labels = any(s.label is not None for s in sources)
     columns = catalog_columns(rotations, has_labels)
     meta = {"model": Path(scorer.path).name, "model_arch": scorer.arch,
+            "bands": ",".join(scorer.bands), "size": scorer.size,
             "lensscore_version": __version__, "row_order": "input",
             "threshold": float(threshold)}
 

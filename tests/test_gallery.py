@@ -1,0 +1,145 @@
+"""Candidate galleries: self-contained HTML, one thumbnail per row, PNGs of the right size."""
+
+import base64
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import fake_cutout, write_cube, write_mef, write_per_band
+from lensscore import scan
+from lensscore.cli import app
+from lensscore.errors import LensscoreError
+from lensscore.gallery import gallery, png_bytes
+
+runner = CliRunner()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """A minimal decoder for the 8-bit RGB, filter-0 PNGs lensscore writes."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, w, h = 8, b"", 0, 0
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos:pos + 4])
+        tag, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        (crc,) = struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])
+        assert zlib.crc32(tag + body) & 0xFFFFFFFF == crc
+        if tag == b"IHDR":
+            w, h, depth, ctype = struct.unpack(">IIBB", body[:10])
+            assert (depth, ctype) == (8, 2)
+        elif tag == b"IDAT":
+            idat += body
+        pos += 12 + n
+    raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, 1 + 3 * w)
+    assert (raw[:, 0] == 0).all()
+    return raw[:, 1:].reshape(h, w, 3)
+
+
+def test_png_roundtrip(rng):
+    img = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(decode_png(png_bytes(img)), img)
+
+
+@pytest.fixture
+def catalog(tmp_path, rng, rot_model):
+    root = tmp_path / "d"
+    (root / "lenses").mkdir(parents=True)
+    (root / "nonlenses").mkdir()
+    for k in range(5):
+        write_cube(root / "lenses" / f"c{k}.fits", fake_cutout(rng, lens=True))
+        write_mef(root / "nonlenses" / f"m{k}.fits", fake_cutout(rng, n=80))
+    write_per_band(root / "lenses", "pb", fake_cutout(rng, lens=True))
+    (root / "nonlenses" / "broken.fits").write_bytes(b"SIMPLE  = T" + b"\0" * 50)
+    out = tmp_path / "cat.ecsv"
+    res = scan(root, rot_model, output=out)
+    assert res.n_scored == 11 and res.n_failed == 1
+    return out
+
+
+def test_gallery_html_self_contained(catalog, tmp_path):
+    html_path = tmp_path / "g.html"
+    g = gallery(catalog, html_path, top=8)
+    text = html_path.read_text()
+    assert g.n_shown == 8 and g.n_failed == 0 and g.stretch > 0
+    bare = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text)
+    assert not re.search(r"\b(https?|ftp):", bare, re.I), "external URL in the page"
+    assert not re.search(r"""(src|href)\s*=\s*["']?//""", bare, re.I)
+    assert not re.search(r"<(link|iframe)\b|@import|url\(", bare)
+    srcs = re.findall(r'<img src="([^"]+)"', text)
+    assert len(srcs) == text.count('<figure class="card"') == 8
+    for s in srcs:
+        assert s.startswith("data:image/png;base64,")
+        assert decode_png(base64.b64decode(s.split(",", 1)[1])).shape == (72, 72, 3)
+    scores = [float(x) for x in re.findall(r'data-score="([\d.]+)"', text)]
+    assert scores == sorted(scores, reverse=True)
+    assert "lenses/pb" in text or len(scores) == 8  # per-band cutouts load again too
+    assert "export grades" in text and "grade" in text
+
+    g = gallery(catalog, html_path, top=0, min_score=0.0)
+    assert g.n_shown == 11  # every scored row, the broken file is not one
+
+
+def test_gallery_cli_and_png(catalog, tmp_path):
+    pytest.importorskip("matplotlib")
+    r = runner.invoke(app, ["gallery", str(catalog), "--top", "4", "--png",
+                            str(tmp_path / "grid.png"), "--q", "5", "--stretch", "2"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "cat.html").exists() and "Lupton Q 5, stretch 2" in r.stdout
+    from matplotlib.image import imread
+
+    img = imread(tmp_path / "grid.png")
+    assert img.ndim == 3 and img.shape[1] > 4 * 100
+
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    r = runner.invoke(app, ["gallery", str(tmp_path / "bad.csv")])
+    assert r.exit_code == 2 and "not a lensscore catalog" in r.output
+    r = runner.invoke(app, ["gallery", str(catalog), "--rgb", "g,r,z"])
+    assert r.exit_code == 2 and "colour bands" in r.output
+
+
+def test_gallery_missing_file_is_a_card(catalog, tmp_path):
+    (catalog.parent / "d" / "lenses" / "c0.fits").unlink()
+    g = gallery(catalog, tmp_path / "g.html", top=0)
+    assert g.n_failed == 1 and g.n_shown == 11
+    assert 'class="noimg"' in (tmp_path / "g.html").read_text()
+    with pytest.raises(LensscoreError):
+        gallery(tmp_path / "nope.ecsv", tmp_path / "x.html")
+
+
+def test_scan_writes_gallery(tmp_path, rng, rot_model):
+    root = tmp_path / "d"
+    root.mkdir()
+    for k in range(3):
+        write_cube(root / f"c{k}.fits", fake_cutout(rng))
+    r = runner.invoke(app, ["scan", str(root), "-m", str(rot_model), "-q", "--gallery",
+                            str(tmp_path / "s.html")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "s.html").read_text().count('<figure class="card"') == 3
+
+
+CHROMIUM = next((shutil.which(c) for c in ("chromium", "chromium-browser", "google-chrome")
+                 if shutil.which(c)), None)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed")
+def test_gallery_renders_in_chromium(catalog, tmp_path):
+    html_path = tmp_path / "g.html"
+    gallery(catalog, html_path, top=8)
+    shot = tmp_path / "shot.png"
+    p = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                        "--hide-scrollbars", "--window-size=1000,700",
+                        f"--screenshot={shot}", html_path.as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    assert shot.exists(), p.stderr[-2000:]
+    from matplotlib.image import imread
+
+    img = imread(shot)
+    assert img.shape[:2] == (700, 1000)
+    # the page drew something: dark background with bright thumbnails and text
+    assert img[..., :3].std() > 0.02
