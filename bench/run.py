@@ -177,6 +177,20 @@ def scan_runs(model, data: Path, n_files: int, one: Path, out: Path, reps: int,
             "peak_rss_mib": {k: _median(v) for k, v in rss.items()}}
 
 
+def dask_runs(model, data: Path, n_files: int, out: Path, reps: int, workers=(1, 2)) -> dict:
+    """``lensscore scan --dask local:W`` for each W: files/s inside the scan (after start-up)."""
+    res = {w: [] for w in workers}
+    for _ in range(reps):
+        for w in workers:
+            r = _check(run_measured(_lensscore_cmd("scan", data, "-m", model, "-o",
+                                                   out / f"d{w}.csv", "--overwrite",
+                                                   "--no-rotations", "--quiet", "--top", "0",
+                                                   "--dask", f"local:{w}")), f"dask {w}")
+            m = re.search(r"([\d,.]+) files/s", r["stdout"])
+            res[w].append(float(m.group(1).replace(",", "")) if m else n_files / r["wall_s"])
+    return {str(w): _median(v) for w, v in res.items()}
+
+
 # ----------------------------------------------------------------------------- training, sim
 def train_runs(quick: bool) -> dict:
     args = ["--batches", "1", "--batch-size", "8", "--repeats", "1", "--only", "baseline",
@@ -262,6 +276,12 @@ def table_rows(r: dict) -> list[tuple[str, str, str, str]]:
                 rows.append((f"peak RSS, Keras {name}", f"{m[key]:.0f} MiB",
                              f"lensscore {q:.2f} of it",
                              f"≤0.33 {_ok(q, TARGETS['rss_vs_tf'], higher=False)}"))
+    dk = r.get("dask")
+    if dk:
+        w1 = dk.get("1")
+        for w, v in dk.items():
+            rows.append((f"lensscore scan --dask local:{w} (inside the scan)", f"{v:.1f} files/s",
+                         f"{v / w1:.2f}× of 1 worker" if w1 else "", ""))
     t = r.get("train")
     if t:
         for k, sps in t["samples_per_s"].items():
@@ -302,8 +322,8 @@ def main(argv=None) -> int:
                                     "the same architecture, random weights)")
     ap.add_argument("--files", type=int, default=2000, help="FITS files for the scans")
     ap.add_argument("--reps", type=int, default=3, help="repetitions (median reported)")
-    ap.add_argument("--only", default="model,scan,train,sim",
-                    help="comma-separated parts: model,scan,train,sim")
+    ap.add_argument("--only", default="model,scan,dask,train,sim",
+                    help="comma-separated parts: model,scan,dask,train,sim (dask needs scan)")
     ap.add_argument("--threads", type=int, help="onnxruntime threads [default: all cores]")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "results.json"))
     ap.add_argument("--markdown", help="also write the table as Markdown (bench/RESULTS.md)")
@@ -343,6 +363,9 @@ def main(argv=None) -> int:
             (d / "out").mkdir()
             r["scan"] = scan_runs(models["rot"], data, a.files, one, d / "out", a.reps,
                                   keras_model=a.keras)
+            if "dask" in parts:
+                print("Dask scaling …", flush=True)
+                r["dask"] = dask_runs(models["rot"], data, a.files, d / "out", a.reps)
     if "train" in parts:
         print("training throughput …", flush=True)
         r["train"] = train_runs(a.quick)

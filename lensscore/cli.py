@@ -109,6 +109,12 @@ def scan(
     gallery_html: Annotated[Optional[Path], typer.Option(
         "--gallery", help="Also write an HTML gallery of the top 100 scores at the end.",
         dir_okay=False)] = None,
+    shard: Annotated[Optional[str], typer.Option(
+        help="Score only shard K of N (K/N, e.g. 3/8; ids hashed, independent of listing "
+             "order); join the catalogs with `lensscore merge`.")] = None,
+    dask: Annotated[Optional[str], typer.Option(
+        help="Score on Dask: local:N (a LocalCluster of N processes) or a scheduler address "
+             "(tcp://host:8786); needs the [dask] extra.")] = None,
 ):
     """Score every FITS cutout under PATHS and write a lens-score catalog.
 
@@ -119,10 +125,19 @@ def scan(
     from .scan import scan as run_scan
     from .scorer import Scorer
 
+    from .scan import parse_shard
+
+    if shard is not None:
+        try:
+            parse_shard(shard)
+        except LensscoreError as exc:
+            _fail(str(exc), EXIT_USAGE)
+    client = _dask_client(dask) if dask else None
     try:
         scorer = Scorer(model, device=device, threads=threads, batch_size=batch_size,
                         bands=bands.split(",") if bands else None, size=size)
     except ModelError as exc:
+        _close_client(client)
         _fail(str(exc), EXIT_NOTHING)
     err.print(f"model {scorer.path} ({scorer.arch}, bands {','.join(scorer.bands)}, "
               f"{scorer.size}px) on {', '.join(scorer.providers)}", highlight=False)
@@ -143,7 +158,8 @@ def scan(
         with bar:
             res = run_scan(paths, scorer=scorer, output=output, rotations=rotations,
                            labels=labels, threshold=threshold, workers=workers, resume=resume,
-                           overwrite=overwrite, progress=progress)
+                           overwrite=overwrite, progress=progress, shard=shard,
+                           client=client)
     except KeyboardInterrupt:
         where = f"; rows so far are in {output} -- rerun with --resume" if output else ""
         err.print(f"[bold yellow]interrupted[/]{where}", highlight=False)
@@ -152,6 +168,8 @@ def scan(
         _fail(str(exc), EXIT_NOTHING)
     except (LensscoreError, FileNotFoundError) as exc:
         _fail(str(exc), EXIT_USAGE)
+    finally:
+        _close_client(client)
 
     if res.n_inputs == 0:
         _fail(f"no FITS files found under {', '.join(map(str, paths))}", EXIT_NOTHING)
@@ -166,6 +184,37 @@ def scan(
         except LensscoreError as exc:
             err.print(f"[bold red]gallery failed:[/] {exc}", highlight=False)
     raise typer.Exit(res.exit_code)
+
+
+def _dask_client(spec: str):
+    """A dask.distributed Client for ``local:N`` or a scheduler address."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        _fail("--dask needs dask.distributed: pip install 'lensscore[dask]'", EXIT_USAGE)
+    try:
+        if spec.startswith("local"):
+            n = int(spec.partition(":")[2] or 0) or None
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+            err.print(f"dask: LocalCluster of {len(cluster.workers)} worker processes",
+                      highlight=False)
+            return Client(cluster)
+        return Client(spec, timeout="30s")
+    except ValueError:
+        _fail(f"--dask {spec!r}: use local:N or a scheduler address like tcp://host:8786",
+              EXIT_USAGE)
+    except OSError as exc:
+        _fail(f"--dask {spec}: cannot reach the scheduler ({exc})", EXIT_NOTHING)
+
+
+def _close_client(client):
+    if client is None:
+        return
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None and type(cluster).__name__ == "LocalCluster":
+        cluster.close()
 
 
 def _print_summary(res, top: int):
@@ -235,6 +284,48 @@ def info(
             continue
         t.add_row(k, v if isinstance(v, str) else json.dumps(v))
     out.print(t)
+
+
+@app.command()
+def merge(
+    catalogs: Annotated[list[Path], typer.Argument(help="Shard catalogs (scan --shard K/N).",
+                                                   exists=True, dir_okay=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Merged catalog.",
+                                         dir_okay=False)],
+    inputs: Annotated[Optional[list[Path]], typer.Option(
+        "--inputs", help="The FITS files/directories scanned: report inputs without a row "
+                         "(repeatable).", exists=True)] = None,
+    shards: Annotated[Optional[int], typer.Option(
+        help="N of --shard K/N, for catalogs that do not record it (.csv).", min=1)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --output.")] = False,
+):
+    """Join shard catalogs; report missing or repeated shards, duplicate ids and gaps.
+
+    Exit codes: 0 complete; 3 written, but shards, ids or inputs are missing or repeated
+    (of a repeated id the first row is kept); 2 unreadable or incompatible catalogs.
+    """
+    from .merge import merge as run_merge
+
+    try:
+        r = run_merge(catalogs, output, inputs=inputs, shards=shards, overwrite=overwrite)
+    except LensscoreError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    shards = f", {r.shards} shards" if r.shards else ""
+    out.print(f"merged {r.n_catalogs} catalogs{shards}: {r.n_rows} rows ({r.n_errors} error "
+              f"rows) -> {r.output}", highlight=False)
+
+    def show(what, items):
+        if items:
+            more = f" … (+{len(items) - 10})" if len(items) > 10 else ""
+            err.print(f"[bold red]{what} ({len(items)}):[/] "
+                      + ", ".join(map(str, items[:10])) + more, highlight=False)
+
+    show("missing shards", [f"{k}/{r.shards}" for k in r.missing_shards])
+    show("shards given twice", [f"{k}/{r.shards}" for k in r.duplicate_shards])
+    show("ids in more than one row (first kept)", r.duplicate_ids)
+    show("inputs with no row", r.missing_ids)
+    show("rows for ids not among the inputs", r.unexpected_ids)
+    raise typer.Exit(EXIT_OK if r.ok else EXIT_SOME_FAILED)
 
 
 @app.command()

@@ -215,10 +215,12 @@ def gallery(
         except Exception as exc:  # astropy raises many types for unreadable tables
             raise LensscoreError(f"{p}: cannot read the catalog ({str(exc).splitlines()[0]})") \
                 from None
-        meta, base, catalog_name = dict(t.meta), p.parent, p.name
+        meta = {str(k).lower(): v for k, v in t.meta.items()}  # FITS keys are upper case
+        base, catalog_name = p.parent, p.name
         rows = catalog_rows(t)
     elif hasattr(rows_or_catalog, "colnames"):
-        meta, rows = dict(rows_or_catalog.meta), catalog_rows(rows_or_catalog)
+        meta = {str(k).lower(): v for k, v in rows_or_catalog.meta.items()}
+        rows = catalog_rows(rows_or_catalog)
     elif hasattr(rows_or_catalog, "scores"):
         rows = _rows_from_result(rows_or_catalog)
         catalog_name = str(rows_or_catalog.output.name) if rows_or_catalog.output else "scan"

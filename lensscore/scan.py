@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import multiprocessing as mp
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -22,7 +24,7 @@ from .metrics import classification_summary, rotation_stability
 from .preprocess import PreprocessSpec, preprocess
 from .scorer import Scorer
 
-__all__ = ["scan", "ScanResult", "read_labels"]
+__all__ = ["scan", "ScanResult", "read_labels", "shard_of", "parse_shard"]
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +171,95 @@ def _make_executor(workers: int, scorer: Scorer) -> Executor:
     return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=args)
 
 
+# --------------------------------------------------------------------------- shards
+
+
+def parse_shard(shard) -> tuple[int, int]:
+    """``"K/N"`` or ``(K, N)`` -> ``(K, N)`` with ``1 <= K <= N``; LensscoreError otherwise."""
+    try:
+        k, n = (int(v) for v in (shard.split("/") if isinstance(shard, str) else shard))
+    except (TypeError, ValueError):
+        raise LensscoreError(f"--shard must be K/N (e.g. 3/8), got {shard!r}") from None
+    if not 1 <= k <= n:
+        raise LensscoreError(f"--shard {k}/{n}: K must be between 1 and N")
+    return k, n
+
+
+def shard_of(obj_id: str, n: int) -> int:
+    """The shard (1..n) of an object id: a stable hash (BLAKE2b of the id), not listing order."""
+    h = hashlib.blake2b(obj_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(h, "big") % n + 1
+
+
+# --------------------------------------------------------------------------- Dask
+
+#: Sources per Dask task: large enough to amortise scheduling (~1 ms a task), small enough to
+#: spread a scan over workers and to lose little work when one dies.
+_DASK_CHUNK = 64
+_DASK_SCORERS: dict = {}
+
+
+def _dask_score_chunk(model_path: str, opts: dict, chunk: list[Source], rotations: bool):
+    """On a worker: load and score ``chunk`` with the worker's one cached Scorer."""
+    key = (model_path, tuple(sorted(opts.items())))
+    sc = _DASK_SCORERS.get(key)
+    if sc is None:
+        kw = dict(opts)
+        if kw.get("threads") is None:
+            try:
+                from distributed import get_worker
+
+                kw["threads"] = get_worker().state.nthreads
+            except (ImportError, ValueError, AttributeError):
+                kw["threads"] = 1
+        sc = _DASK_SCORERS[key] = Scorer(model_path, **kw)
+    pending = [(src, _load_one(src, sc.bands, sc.size, sc.spec)) for src in chunk]
+    return _score_pending(pending, sc, rotations)
+
+
+def _score_stream_dask(sources, scorer: Scorer, rotations: bool, client):
+    """Like :func:`_score_stream`, on a Dask cluster; yields in input order."""
+    from distributed import as_completed
+
+    if not sources:
+        return
+    opts = (("batch_size", scorer.batch_size), ("bands", tuple(scorer.bands)),
+            ("device", scorer.device), ("preprocess", scorer.spec.to_json()),
+            ("size", scorer.size), ("threads", None))
+    chunks = [list(sources[i:i + _DASK_CHUNK]) for i in range(0, len(sources), _DASK_CHUNK)]
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    limit = max(4, 3 * n_workers)  # chunks in flight: workers stay busy, memory stays bounded
+    todo = iter(enumerate(chunks))
+    live, done, nxt = {}, {}, 0
+    ac = as_completed()
+    tag = uuid.uuid4().hex[:8]
+
+    def submit_next():
+        for i, chunk in todo:
+            # pure=False, unique key: a chunk lost with a worker is recomputed by the
+            # scheduler; its result reaches the catalog once, from here, in input order
+            f = client.submit(_dask_score_chunk, scorer.path, dict(opts), chunk, rotations,
+                              pure=False, retries=2, key=f"lensscore-{tag}-{i}")
+            live[f.key] = (i, f)
+            ac.add(f)
+            return
+
+    for _ in range(limit):
+        submit_next()
+    try:
+        for f in ac:
+            i, _ = live.pop(f.key)
+            done[i] = f.result()
+            f.release()
+            submit_next()
+            while nxt in done:
+                yield done.pop(nxt)
+                nxt += 1
+    finally:
+        if live:
+            client.cancel([f for _, f in live.values()])
+
+
 # --------------------------------------------------------------------------- the scan
 
 
@@ -190,6 +281,8 @@ def scan(
     overwrite: bool = False,
     sources: Sequence[Source] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    shard: tuple[int, int] | str | None = None,
+    client=None,
     **scorer_kwargs,
 ) -> ScanResult:
     """Score every cutout under ``paths`` and stream one catalog row per input.
@@ -221,6 +314,14 @@ def scan(
         Inputs already found (skips the directory walk).
     progress : callable(done, total), optional
         Called after every batch.
+    shard : (K, N) or "K/N", optional
+        Score only shard ``K`` (1..N) of the inputs: those whose id hashes to it
+        (:func:`shard_of`), independent of listing order -- N independent processes (a Slurm
+        array) cover every input once; ``lensscore merge`` joins their catalogs.
+    client : dask.distributed.Client, optional
+        Score on a Dask cluster: one ONNX session per worker process, files read where the
+        worker runs (a shared file system), results streamed back into the same catalog in
+        input order; a lost worker's chunks are recomputed, never written twice.
     **scorer_kwargs
         Passed to :class:`Scorer` (``device``, ``threads``, ``batch_size``, ``bands``, ``size``).
 
@@ -243,12 +344,17 @@ def scan(
         labels = read_labels(labels)
     if sources is None:
         sources = find_sources(paths, scorer.bands, labels=labels)
+    if shard is not None:
+        k, n = parse_shard(shard)
+        sources = [s for s in sources if shard_of(s.id, n) == k]
     has_labels = any(s.label is not None for s in sources)
     columns = catalog_columns(rotations, has_labels)
     meta = {"model": Path(scorer.path).name, "model_arch": scorer.arch,
             "bands": ",".join(scorer.bands), "size": scorer.size,
             "lensscore_version": __version__, "row_order": "input",
             "threshold": float(threshold)}
+    if shard is not None:
+        meta["shard"] = "{}/{}".format(*parse_shard(shard))
 
     res = ScanResult(threshold=threshold, output=Path(output) if output else None)
     ids, paths_out, scores, rots, labs = [], [], [], [], []
@@ -262,7 +368,9 @@ def scan(
 
     total = len(sources)
     try:
-        for rows, s_chunk, r_chunk in _score_stream(sources, scorer, rotations, workers):
+        stream = (_score_stream(sources, scorer, rotations, workers) if client is None else
+                  _score_stream_dask(sources, scorer, rotations, client))
+        for rows, s_chunk, r_chunk in stream:
             for r, s in zip(rows, s_chunk):
                 ids.append(r["id"])
                 paths_out.append(r["path"])

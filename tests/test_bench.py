@@ -31,5 +31,6 @@ def test_bench_quick(tmp_path):
     assert r["scan"]["peak_rss_mib"]["tf_data"] > 0 and r["scan"]["cold_start_s"]["lensscore"] > 0
     assert set(r["train"]["samples_per_s"]) == {"baseline", "rot kernel"}
     assert r["sim"]["cutouts_per_s"] > 0
+    assert r["dask"]["1"] > 0 and r["dask"]["2"] > 0
     text = md.read_text()
     assert "| measurement |" in text and "GEMM" in text and "python -m bench" in text
