@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import LensscoreError
 
-__all__ = ["CatalogWriter", "catalog_columns", "read_catalog", "FORMATS"]
+__all__ = ["CatalogWriter", "catalog_columns", "read_catalog", "check_output", "FORMATS"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,16 @@ def _suffix(path: Path) -> str:
             f"{path}: unknown catalog format {suf or '(none)'!r}; use one of {', '.join(FORMATS)}"
         )
     return suf
+
+
+def check_output(path) -> Path:
+    """Refuse, before any work, a catalog path with an unknown format or a missing directory."""
+    p = Path(path)
+    _suffix(p)
+    if not p.parent.is_dir():
+        raise LensscoreError(f"{p}: directory {p.parent} does not exist (a typo?); create it "
+                             "first")
+    return p
 
 
 def _header_text(columns, meta: dict, ecsv: bool) -> str:

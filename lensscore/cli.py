@@ -125,13 +125,18 @@ def scan(
     from .scan import scan as run_scan
     from .scorer import Scorer
 
+    from .catalog import check_output
     from .scan import parse_shard
 
-    if shard is not None:
-        try:
+    try:
+        if shard is not None:
             parse_shard(shard)
-        except LensscoreError as exc:
-            _fail(str(exc), EXIT_USAGE)
+        if output is not None:
+            check_output(output)
+        if resume and output is None:
+            raise LensscoreError("--resume needs the catalog to resume: give -o/--output")
+    except LensscoreError as exc:
+        _fail(str(exc), EXIT_USAGE)
     client = _dask_client(dask) if dask else None
     try:
         scorer = Scorer(model, device=device, threads=threads, batch_size=batch_size,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
-from .catalog import CatalogWriter, catalog_columns
+from .catalog import CatalogWriter, catalog_columns, check_output
 from .config import DEFAULT_THRESHOLD
 from .errors import CutoutError, LensscoreError
 from .io import Source, find_sources, load_source
@@ -339,6 +339,8 @@ def scan(
         raise LensscoreError(f"workers must be >= 1, got {workers}")
     if resume and output is None:
         raise LensscoreError("--resume needs the catalog to resume: give -o/--output")
+    if output is not None:
+        check_output(output)
     scorer = scorer or Scorer(model, **scorer_kwargs)
     if isinstance(labels, (str, Path)):
         labels = read_labels(labels)

@@ -112,7 +112,7 @@ def load_dataset(
     xf, mf = cache / f"{key}.x.npy", cache / f"{key}.json"
     if xf.exists() and mf.exists():
         meta = json.loads(mf.read_text())
-        x = np.load(xf, mmap_mode="r")
+        x = np.load(xf, mmap_mode="r", allow_pickle=False)
         y = np.asarray(meta["y"], dtype=np.int8)
         log.info("array cache hit: %s (%d cutouts)", xf, len(y))
         return Dataset(x, y, meta["ids"], meta["fingerprint"],
