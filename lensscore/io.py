@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
-from astropy.utils.exceptions import AstropyUserWarning
-from astropy.wcs import WCS
+
+from ._lazy import LazyModule
 
 from .config import DEFAULT_BANDS, DEFAULT_SIZE, FITS_SUFFIXES, MAX_CUTOUT_PIXELS
 from .errors import (
@@ -39,6 +38,11 @@ from .errors import (
     NotFITSError,
     TruncatedFITSError,
 )
+
+# astropy is imported on first use: `lensscore scan` builds the ONNX session meanwhile
+fits = LazyModule("astropy.io.fits")
+_exceptions = LazyModule("astropy.utils.exceptions")
+_wcs = LazyModule("astropy.wcs")
 
 __all__ = [
     "Cutout",
@@ -139,7 +143,7 @@ class Cutout:
     ra: float = float("nan")
     dec: float = float("nan")
     n_nonfinite: int = 0
-    wcs: WCS | None = field(default=None, repr=False)
+    wcs: object = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -273,7 +277,7 @@ def _open_fits(path: str):
 
 def _raise_if_truncated(caught, path, hdul=None):
     for w in caught:
-        if issubclass(w.category, AstropyUserWarning) and "truncated" in str(w.message):
+        if issubclass(w.category, _exceptions.AstropyUserWarning) and "truncated" in str(w.message):
             if hdul is not None:
                 hdul.close()
             raise TruncatedFITSError(path, "file is truncated (shorter than its header says)")
@@ -355,7 +359,7 @@ def _celestial(header, path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            w = WCS(header).celestial
+            w = _wcs.WCS(header).celestial
         return w if w.has_celestial and w.naxis == 2 else None
     except Exception as exc:  # a broken WCS is no reason to drop the cutout
         log.debug("%s: unusable WCS (%s)", path, exc)

@@ -9,11 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+
+from ._lazy import LazyModule
 
 from .config import DEFAULT_BATCH_SIZE, META_PREFIX
 from .errors import ModelError
 from .preprocess import DEFAULT_SPEC, PreprocessSpec, preprocess
+
+ort = LazyModule("onnxruntime")  # imported on first use (see lensscore.cli.scan)
 
 __all__ = ["Scorer", "default_model_path", "read_model_metadata", "rotations"]
 

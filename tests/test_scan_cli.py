@@ -3,6 +3,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,3 +198,25 @@ def test_core_install_never_pulls_tensorflow():
     core = [r for r in requires("lensscore") if "extra ==" not in r]
     assert core and not any(r.lower().startswith(("tensorflow", "keras", "tf2onnx", "lenstronomy"))
                             for r in core)
+
+
+def test_installed_package_ships_the_default_model(tmp_path):
+    """A non-editable install finds models/rot.onnx (installed as lensscore/models/)."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "models" / "rot.onnx").exists():
+        pytest.skip("models/rot.onnx not in this checkout")
+    target = tmp_path / "site"
+    p = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                        "--no-build-isolation", "--target", str(target), str(root)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    code = ("import lensscore, lensscore.scorer as s; p = s.default_model_path(); "
+            "print(lensscore.__file__); print(p); print(s.Scorer().arch)")
+    env = {k: v for k, v in os.environ.items() if k != "LENSSCORE_MODEL"}
+    env["PYTHONPATH"] = str(target)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=tmp_path, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lib, model, arch = p.stdout.split()
+    assert lib.startswith(str(target)) and model.startswith(str(target))
+    assert model.endswith("lensscore/models/rot.onnx") and arch == "rot"
