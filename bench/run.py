@@ -111,6 +111,33 @@ def model_throughput(models: dict, batch_sizes, reps: int, min_time: float, thre
     return {k: {b: _median(rates[(k, b)]) for b in batch_sizes} for k in models}
 
 
+def ort_profile(path, batch: int = 32, runs: int = 5, threads=None) -> dict:
+    """Where onnxruntime spends a run: share of kernel time by op type (its own profiler)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.enable_profiling = True
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.disable_quant_qdq", "1")
+    if threads:
+        so.intra_op_num_threads = threads
+    with tempfile.TemporaryDirectory() as d:
+        so.profile_file_prefix = str(Path(d) / "p")
+        s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        inp = s.get_inputs()[0]
+        x = np.random.default_rng(0).normal(size=(batch, *inp.shape[1:])).astype(np.float32)
+        for _ in range(runs):
+            s.run(None, {inp.name: x})
+        events = json.loads(Path(s.end_profiling()).read_text())
+    by_op: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            op = e.get("args", {}).get("op_name", "?")
+            by_op[op] = by_op.get(op, 0.0) + e["dur"]
+    total = sum(by_op.values()) or 1.0
+    return {k: v / total for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])}
+
+
 # ----------------------------------------------------------------------------- files
 def write_cutouts(root: Path, n: int, size: int = 72, seed: int = 0) -> Path:
     """``n`` (3, size, size) float32 FITS cubes (sky noise and a galaxy) in lenses/, nonlenses/."""
@@ -297,6 +324,9 @@ def table_rows(r: dict) -> list[tuple[str, str, str, str]]:
     if sim:
         rows.append((f"simulation, {sim['workers']} workers ({sim['n']} cutouts)",
                      f"{sim['cutouts_per_s']:.1f} cutouts/s", "", ""))
+    for k, prof in r.get("profile", {}).items():
+        top = ", ".join(f"{op} {100 * v:.0f}%" for op, v in list(prof.items())[:5])
+        rows.append((f"profile {k}.onnx, batch 32 (share of kernel time)", top, "", ""))
     rows.append(("GPU (onnxruntime-gpu, scan, Keras training)", "not measured",
                  r.get("gpu", "no GPU on this machine"), ""))
     return rows
@@ -353,6 +383,8 @@ def main(argv=None) -> int:
         bs = (1, 8) if a.quick else (1, 32, 128)
         r["model"] = {k: {str(b): v for b, v in d.items()} for k, d in model_throughput(
             models, bs, a.reps, 0.05 if a.quick else 1.0, a.threads).items()}
+    if "model" in parts:
+        r["profile"] = {k: ort_profile(p, threads=a.threads) for k, p in models.items()}
     if "scan" in parts:
         print(f"scans of {a.files} files (lensscore, TensorFlow) …", flush=True)
         with tempfile.TemporaryDirectory() as d:
