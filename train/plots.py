@@ -140,6 +140,7 @@ def plot_runs(runs, out_dir, *, threshold: float = 0.5, dpi: int = 110) -> list[
                 label=f"{d['label']} (max {d['rot'].std(axis=1).max():.2g})")
     ax.set(xscale="log", yscale="log", xlabel=f"std of the 4 rotation scores (floor {STD_FLOOR:g})",
            ylabel="test cutouts", title="rotation stability")
+    ax.set_ylim(bottom=0.7)  # single cutouts stay visible on the log axis
     ax.legend(fontsize=8)
     save(fig, "rotation_std.png")
 
@@ -150,10 +151,16 @@ def plot_runs(runs, out_dir, *, threshold: float = 0.5, dpi: int = 110) -> list[
         names = {"theta_e": "Einstein radius θE (arcsec)", "src_mag_i": "source i magnitude"}
         for a, col in zip(axes[0], cols):
             for d in comp:
-                rows = d["metrics"]["completeness"].get(col, [])
-                x = [(r["lo"] + r["hi"]) / 2 for r in rows]
-                a.plot(x, [r["completeness"] for r in rows], "-o", ms=3, color=d["color"],
-                       label=d["label"])
+                rows = [r for r in d["metrics"]["completeness"].get(col, []) if r["n"]]
+                x = np.array([(r["lo"] + r["hi"]) / 2 for r in rows])
+                c = np.array([r["completeness"] for r in rows])
+                n = np.array([r["n"] for r in rows])
+                err = np.sqrt(np.clip(c * (1 - c), 1 / n, None) / n)  # binomial, >0 at 0 and 1
+                a.errorbar(x, c, yerr=err, fmt="-o", ms=3, capsize=2, color=d["color"],
+                           label=d["label"])
+                if d is comp[0]:
+                    for xi, ni in zip(x, n):
+                        a.annotate(f"{ni}", (xi, 0.02), ha="center", fontsize=6, color="grey")
             a.set(xlabel=names.get(col, col), ylabel=f"completeness (score ≥ {threshold:g})",
                   ylim=(0, 1.02))
             a.grid(alpha=0.3)
