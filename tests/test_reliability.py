@@ -370,25 +370,28 @@ def _scan_measured(d, model, out):
     _, status, ru = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
     t.join()
-    assert p.returncode == 0, p.stderr.read()[-2000:]
+    errtext = p.stderr.read()
+    p.stderr.close()
+    assert p.returncode == 0, errtext[-2000:]
     return ru.ru_maxrss / 1024, max(fds) if fds else 0
 
 
 @pytest.mark.slow
 def test_100k_files_bounded_memory_and_fds(tmp_path, conv_model, rng):
     d = tmp_path / "big"
-    write_cube(tmp_path / "seed.fits", fake_cutout(rng))
-    for k in range(100_000):  # hard links: 100,000 inputs in one file's disk space
+    for j in range(4):  # ext4 allows 65,000 links to a file
+        write_cube(tmp_path / f"seed{j}.fits", fake_cutout(rng))
+    for k in range(100_000):  # hard links: 100,000 inputs in the disk space of 4 files
         sub = d / f"d{k // 1000:03d}"
         if k % 1000 == 0:
             sub.mkdir(parents=True)
-        os.link(tmp_path / "seed.fits", sub / f"o{k:06d}.fits")
+        os.link(tmp_path / f"seed{k % 4}.fits", sub / f"o{k:06d}.fits")
     small = tmp_path / "small"
     for k in range(10_000):
         sub = small / f"d{k // 1000:03d}"
         if k % 1000 == 0:
             sub.mkdir(parents=True)
-        os.link(tmp_path / "seed.fits", sub / f"o{k:06d}.fits")
+        os.link(tmp_path / f"seed{k % 4}.fits", sub / f"o{k:06d}.fits")
     rss_small, fd_small = _scan_measured(small, conv_model, tmp_path / "s.csv")
     rss_big, fd_big = _scan_measured(d, conv_model, tmp_path / "b.csv")
     assert len(read_catalog(tmp_path / "b.csv")) == 100_000
