@@ -220,10 +220,13 @@ def _warm_imports(output) -> None:
 
 def _dask_client(spec: str):
     """A dask.distributed Client for ``local:N`` or a scheduler address."""
+    from ._optional import require
+
     try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        _fail("--dask needs dask.distributed: pip install 'lensscore[dask]'", EXIT_USAGE)
+        require("HAS_DASK", "--dask")
+    except LensscoreError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    from distributed import Client, LocalCluster
     try:
         if spec.startswith("local"):
             n = int(spec.partition(":")[2] or 0) or None

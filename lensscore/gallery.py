@@ -313,13 +313,13 @@ def _html(rows: list[dict], imgs, info: dict, title: str | None) -> str:
 
 
 def _png_grid(rows, imgs, path: Path, columns: int, info: dict) -> None:
-    try:
-        import matplotlib
+    from ._optional import require
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise LensscoreError("--png needs matplotlib: pip install 'lensscore[plots]'") from None
+    require("HAS_MATPLOTLIB", "--png")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     n = max(len(rows), 1)
     cols = min(columns, n)
     nrows = math.ceil(n / cols)
