@@ -206,8 +206,9 @@ def test_installed_package_ships_the_default_model(tmp_path):
     if not (root / "models" / "rot.onnx").exists():
         pytest.skip("models/rot.onnx not in this checkout")
     target = tmp_path / "site"
+    # build isolation: the venv's own setuptools may predate pyproject's license field
     p = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                        "--no-build-isolation", "--target", str(target), str(root)],
+                        "--target", str(target), str(root)],
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     code = ("import lensscore, lensscore.scorer as s; p = s.default_model_path(); "
