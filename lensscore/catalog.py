@@ -19,7 +19,8 @@ import numpy as np
 
 from .errors import LensscoreError
 
-__all__ = ["CatalogWriter", "catalog_columns", "read_catalog", "check_output", "FORMATS"]
+__all__ = ["CatalogWriter", "catalog_columns", "read_catalog", "load_catalog", "catalog_meta",
+           "check_output", "FORMATS"]
 
 log = logging.getLogger(__name__)
 
@@ -258,3 +259,25 @@ def read_catalog(path):
     fmt = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv"}.get(p.suffix.lower())
     return Table.read(p, format=fmt) if fmt else Table.read(p)
 
+
+
+def catalog_meta(table) -> dict:
+    """A catalog's metadata with lower-case keys (a FITS header upper-cases them)."""
+    return {str(k).lower(): v for k, v in table.meta.items()}
+
+
+def load_catalog(path):
+    """Read a lensscore catalog for gallery/merge: a one-line LensscoreError if it is missing,
+    unreadable or lacks the ``id``, ``path`` and ``score`` columns."""
+    p = Path(path)
+    if not p.exists():
+        raise LensscoreError(f"{p}: catalog not found")
+    try:
+        t = read_catalog(p)
+    except Exception as exc:  # astropy raises many types for unreadable tables
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise LensscoreError(f"{p}: cannot read the catalog ({first[:160]})") from None
+    if not {"id", "path", "score"} <= set(t.colnames):
+        raise LensscoreError(f"{p}: not a lensscore catalog: needs columns id, path, score "
+                             f"(has {', '.join(t.colnames)})")
+    return t

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
+from .catalog import catalog_meta, load_catalog
 from .config import DEFAULT_BANDS, DEFAULT_SIZE
 from .errors import CutoutError, LensscoreError
 
@@ -205,22 +206,12 @@ def gallery(
 
     meta, base, catalog_name = {}, None, ""
     if isinstance(rows_or_catalog, (str, os.PathLike)):
-        from .catalog import read_catalog
-
         p = Path(rows_or_catalog)
-        if not p.exists():
-            raise LensscoreError(f"{p}: catalog not found")
-        try:
-            t = read_catalog(p)
-        except Exception as exc:  # astropy raises many types for unreadable tables
-            raise LensscoreError(f"{p}: cannot read the catalog ({str(exc).splitlines()[0]})") \
-                from None
-        meta = {str(k).lower(): v for k, v in t.meta.items()}  # FITS keys are upper case
-        base, catalog_name = p.parent, p.name
+        t = load_catalog(p)
+        meta, base, catalog_name = catalog_meta(t), p.parent, p.name
         rows = catalog_rows(t)
     elif hasattr(rows_or_catalog, "colnames"):
-        meta = {str(k).lower(): v for k, v in rows_or_catalog.meta.items()}
-        rows = catalog_rows(rows_or_catalog)
+        meta, rows = catalog_meta(rows_or_catalog), catalog_rows(rows_or_catalog)
     elif hasattr(rows_or_catalog, "scores"):
         rows = _rows_from_result(rows_or_catalog)
         catalog_name = str(rows_or_catalog.output.name) if rows_or_catalog.output else "scan"

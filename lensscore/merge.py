@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalog import CatalogWriter, catalog_columns, read_catalog
+from .catalog import CatalogWriter, catalog_columns, catalog_meta, load_catalog
 from .config import DEFAULT_BANDS
 from .errors import LensscoreError
 
@@ -103,17 +103,9 @@ def merge(catalogs, output, *, inputs=None, bands=None, shards: int | None = Non
     res = MergeResult(output=Path(output), n_catalogs=len(paths))
     tables, metas = [], []
     for p in paths:
-        if not p.exists():
-            raise LensscoreError(f"{p}: catalog not found")
-        try:
-            t = read_catalog(p)
-        except Exception as exc:  # astropy raises many types for unreadable tables
-            raise LensscoreError(f"{p}: cannot read ({str(exc).splitlines()[0][:160]})") from None
-        if not {"id", "path", "score"} <= set(t.colnames):
-            raise LensscoreError(f"{p}: not a lensscore catalog (columns "
-                                 f"{', '.join(t.colnames)})")
+        t = load_catalog(p)
         tables.append(t)
-        metas.append({str(k).lower(): v for k, v in t.meta.items()})
+        metas.append(catalog_meta(t))
     names = tables[0].colnames
     for p, t in zip(paths[1:], tables[1:]):
         if t.colnames != names:
