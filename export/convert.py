@@ -280,6 +280,18 @@ def _parity_inputs(run, data_dir, bands, size, spec, n: int, seed: int):
     return np.ascontiguousarray(x, np.float32), y, source
 
 
+def _grid_metadata(conf: dict, size: int) -> dict:
+    """``survey``, ``pixel_scale``, ``zeropoint`` of the training data (its survey preset)."""
+    from train.presets import preset
+
+    p = preset(conf.get("survey") or "hsc")
+    if p["size"] != size:
+        log.warning("model input %d px differs from the %s preset's %d px", size, p["survey"],
+                    p["size"])
+    return {"survey": p["survey"], "pixel_scale": repr(float(p["pixel_scale"])),
+            "zeropoint": repr(float(p["zeropoint"]))}
+
+
 def _run_metadata(run) -> dict:
     """Training description and test metrics of a run directory (JSON strings)."""
     meta = {}
@@ -391,7 +403,8 @@ def export_model(
         raise ExportError("the RotationalConv2D did not export as four Conv branches into Max")
     meta = {"bands": ",".join(bands), "size": str(size), "preprocess": spec.to_json(),
             "arch": arch, "rotation_invariant": "true" if rot else "false",
-            "version": __version__, "source": keras_path.name, **_run_metadata(run)}
+            "version": __version__, "source": keras_path.name, **_grid_metadata(conf, size),
+            **_run_metadata(run)}
     meta = {META_PREFIX + k: v for k, v in meta.items()}
     merge_metadata(proto, meta)
     proto.producer_name, proto.doc_string = "lensscore.export", f"lensscore {arch} lens finder"

@@ -36,13 +36,16 @@ def catalog_columns(rotations: bool, labels: bool) -> list[tuple[str, str]]:
     cols += [("ra", "float64"), ("dec", "float64")]
     if labels:
         cols += [("label", "int16")]
-    cols += [("n_nonfinite", "int64"), ("status", "str"), ("error", "str")]
+    cols += [("n_nonfinite", "int64"), ("pixscale_in", "float64"), ("resampled", "str"),
+             ("zp_source", "str"), ("band_source", "str"), ("status", "str"), ("error", "str")]
     return cols
 
 
 def _fmt(v) -> str:
     if v is None:
         return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
     if isinstance(v, (float, np.floating)):
         return "" if math.isnan(v) else repr(float(v))
     return str(v)

@@ -116,6 +116,12 @@ def scan(
     dask: Annotated[Optional[str], typer.Option(
         help="Score on Dask: local:N (a LocalCluster of N processes) or a scheduler address "
              "(tcp://host:8786); needs the [dask] extra.")] = None,
+    pixel_scale: Annotated[Optional[float], typer.Option(
+        help="Input pixel scale in arcsec/px, for files whose header has no WCS or PIXSCALE "
+             "(without it they are assumed to be on the model's scale).", min=0.0)] = None,
+    zeropoint: Annotated[Optional[str], typer.Option(
+        help="Zero points overriding the headers', e.g. g=27,r=27,i=27 (AB mag of one pixel "
+             "unit).")] = None,
 ):
     """Score every FITS cutout under PATHS and write a lens-score catalog.
 
@@ -161,8 +167,14 @@ def scan(
             _fail(str(built["error"]), EXIT_NOTHING)
         raise built["error"]
     scorer = built["scorer"]
+    try:
+        grid = scorer.read_options(pixel_scale, zeropoint).grid
+    except ModelError as exc:
+        _close_client(client)
+        _fail(str(exc), EXIT_USAGE)
     err.print(f"model {scorer.path} ({scorer.arch}, bands {','.join(scorer.bands)}, "
-              f"{scorer.size}px) on {', '.join(scorer.providers)}", highlight=False)
+              f"{scorer.size}px at {grid.pixel_scale:g}\"/px, zero point {grid.zeropoint:g}) on "
+              f"{', '.join(scorer.providers)}", highlight=False, markup=False)
     if output is None:
         err.print("[yellow]no --output given: scores are printed, not saved[/]")
 
@@ -181,7 +193,7 @@ def scan(
             res = run_scan(paths, scorer=scorer, output=output, rotations=rotations,
                            labels=labels, threshold=threshold, workers=workers, resume=resume,
                            overwrite=overwrite, progress=progress, shard=shard,
-                           client=client)
+                           client=client, pixel_scale=pixel_scale, zeropoints=zeropoint)
     except KeyboardInterrupt:
         where = f"; rows so far are in {output} -- rerun with --resume" if output else ""
         err.print(f"[bold yellow]interrupted[/]{where}", highlight=False)
@@ -196,6 +208,10 @@ def scan(
     if res.n_inputs == 0:
         _fail(f"no FITS files found under {', '.join(map(str, paths))}", EXIT_NOTHING)
     _print_summary(res, top)
+    if res.n_scale_assumed:
+        err.print(f"note: {res.n_scale_assumed} input(s) state no pixel scale (no WCS or "
+                  f"PIXSCALE): read as {grid.pixel_scale:g}\"/px, the model's; give "
+                  "--pixel-scale if that is wrong", highlight=False, markup=False)
     if gallery_html is not None and res.n_scored:
         from .gallery import gallery
 

@@ -6,6 +6,7 @@ __all__ = [
     "DEFAULT_BANDS",
     "DEFAULT_SIZE",
     "PIXEL_SCALE_ARCSEC",
+    "DEFAULT_ZEROPOINT",
     "DEFAULT_THRESHOLD",
     "DEFAULT_BATCH_SIZE",
     "MAX_CUTOUT_PIXELS",
@@ -18,6 +19,9 @@ DEFAULT_BANDS: tuple[str, ...] = ("g", "r", "i")
 #: Cutout side in pixels (72 px x 0.168"/px = 12").
 DEFAULT_SIZE: int = 72
 PIXEL_SCALE_ARCSEC: float = 0.168
+#: Common AB zero point of the training images of a model without ``lensscore.zeropoint`` (HSC
+#: coadd counts).
+DEFAULT_ZEROPOINT: float = 27.0
 DEFAULT_THRESHOLD: float = 0.5
 #: Images per onnxruntime run. On CPU 32 is as fast as 128 (rot: 131 vs 130 img/s measured on 2
 #: cores) but holds a third of the activation memory (peak RSS of a scan 342 vs 590 MiB).

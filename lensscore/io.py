@@ -29,6 +29,15 @@ import numpy as np
 from ._lazy import LazyModule
 
 from .config import DEFAULT_BANDS, DEFAULT_SIZE, FITS_SUFFIXES, MAX_CUTOUT_PIXELS
+from .grid import RESAMPLE_TOLERANCE, Grid, ReadOptions, covers, resample
+from .survey import (
+    band_from_header,
+    bad_pixel_bits,
+    hdu_kind,
+    normalize_band,
+    pixel_scale_from_header,
+    zeropoint_from_header,
+)
 from .errors import (
     BadPixelsError,
     BandError,
@@ -56,40 +65,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_BAND_ALIASES = {
-    # survey filter names -> short names; anything unknown is kept lower-cased
-    **{f"hsc-{b}": b for b in "grizy"},
-    **{f"hsc-{b}2": b for b in "ri"},
-    **{f"hsc_{b}": b for b in "grizy"},
-    **{f"{b}_band": b for b in "ugrizy"},
-    **{f"{b}band": b for b in "ugrizy"},
-    **{f"{b}-band": b for b in "ugrizy"},
-    **{f"decam-{b}": b for b in "grz"},
-    **{f"sdss-{b}": b for b in "ugriz"},
-    **{f"lsst-{b}": b for b in "ugrizy"},
-    **{f"lsst_{b}": b for b in "ugrizy"},
-}
-
 #: band tokens recognised at the end of a per-band file name, ``<id>_g.fits``
 _SUFFIX_BANDS = ("u", "g", "r", "i", "z", "y")
 _SUFFIX_RE = re.compile(r"^(?P<id>.+?)[_.\-](?P<band>[A-Za-z0-9]+)$")
 _HSC_RE = re.compile(r"^(?P<pre>.*?)[_.\-]?HSC-(?P<band>[GRIZY])2?(?P<post>.*)$", re.IGNORECASE)
 _POS_LABEL = re.compile(r"^(lens|lenses|lens_.*)$", re.IGNORECASE)
 _NEG_LABEL = re.compile(r"^(nonlens|nonlenses|nonlens_.*)$", re.IGNORECASE)
-
-
-def normalize_band(name) -> str | None:
-    """Map a filter name from a header or file name to a short band name.
-
-    ``HSC-G`` -> ``g``, ``HSC-I2`` -> ``i``, ``r_band`` -> ``r``, ``G`` -> ``g``; unknown names
-    are returned lower-cased and stripped; empty or missing names give ``None``.
-    """
-    if name is None:
-        return None
-    s = str(name).strip().lower()
-    if not s:
-        return None
-    return _BAND_ALIASES.get(s, s)
 
 
 def split_fits_suffix(name: str) -> tuple[str, str] | None:
@@ -101,13 +82,24 @@ def split_fits_suffix(name: str) -> tuple[str, str] | None:
     return None
 
 
-def label_from_path(path) -> int | None:
+def label_from_path(path, root=None) -> int | None:
     """Label from the innermost directory named ``lens*``/``nonlens*`` (1, 0), else ``None``.
 
     A directory named ``lens``, ``lenses`` or ``lens_…`` is positive; ``nonlens``,
     ``nonlenses`` or ``nonlens_…`` negative (the seed's ``lens_1..4``/``nonlens_1..4``).
+    With ``root`` (the directory given on the command line), only the root's own name and the
+    directories below it count: scanning ``/home/lens_group/run1`` labels nothing a lens.
+    Without it, the directories of ``path`` as given (relative paths stay relative).
     """
-    for part in reversed(Path(os.path.abspath(path)).parent.parts):
+    if root is not None:
+        r = Path(os.path.abspath(root))
+        try:
+            parts = (r.name,) + Path(os.path.abspath(path)).parent.relative_to(r).parts
+        except ValueError:
+            parts = ()
+    else:
+        parts = Path(os.fspath(path)).parent.parts
+    for part in reversed(parts):
         if _NEG_LABEL.match(part):
             return 0
         if _POS_LABEL.match(part):
@@ -117,12 +109,13 @@ def label_from_path(path) -> int | None:
 
 @dataclass
 class Cutout:
-    """One multi-band cutout, pixels in FITS order.
+    """One multi-band cutout on the model's grid, pixels in FITS order.
 
     Attributes
     ----------
     data : ndarray, float32, shape ``(bands, size, size)``
-        Centre-cropped to the model size; non-finite pixels replaced by the band's median.
+        On the model's zero point and pixel scale, centre-cropped to its size; non-finite and
+        masked pixels replaced by the band's median.
     bands : tuple of str
         Band of each plane, in the model's order.
     id : str
@@ -131,9 +124,17 @@ class Cutout:
     ra, dec : float
         Sky position of the cutout centre (degrees) from the celestial WCS; NaN without one.
     n_nonfinite : int
-        Number of NaN/inf pixels that were replaced.
+        Number of NaN/inf and bad-mask pixels that were replaced.
     wcs : astropy.wcs.WCS or None
-        Celestial WCS of the cropped cutout.
+        Celestial WCS of the cropped cutout (None when resampled).
+    pixscale_in : float
+        Input pixel scale (arcsec/px); NaN when neither header nor option states it.
+    resampled : bool
+        Whether the input was resampled onto the model's pixel scale.
+    zp_source : {"header", "option", "assumed"}
+        Where the zero points came from (``assumed``: no band states one; used as read).
+    band_source : {"header", "filename", "position"}
+        How planes were matched to the model's bands.
     """
 
     data: np.ndarray
@@ -144,6 +145,10 @@ class Cutout:
     dec: float = float("nan")
     n_nonfinite: int = 0
     wcs: object = field(default=None, repr=False)
+    pixscale_in: float = float("nan")
+    resampled: bool = False
+    zp_source: str = "assumed"
+    band_source: str = "header"
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,17 @@ class Source:
     path: str
     files: str | tuple[tuple[str, str], ...]
     label: int | None = None
+
+
+@dataclass
+class _Plane:
+    """One science image read from a file: pixels (bad ones NaN), band, headers for its
+    zero point (extension first, then primary)."""
+
+    data: np.ndarray
+    band: str | None
+    headers: tuple
+    n_masked: int = 0
 
 
 # --------------------------------------------------------------------------- reading
@@ -237,14 +253,6 @@ def _header_bands(header, n: int) -> list[str | None] | None:
     return None
 
 
-def _hdu_band(header) -> str | None:
-    for key in ("FILTER", "BAND", "EXTNAME", "FILTNAME"):
-        v = header.get(key)
-        if isinstance(v, str) and v.strip() and v.strip().upper() not in ("PRIMARY", "IMAGE", "SCI"):
-            return normalize_band(v)
-    return None
-
-
 def _open_fits(path: str):
     """``(hdul, fh)``: the HDUs and the file they come from; the caller closes both.
 
@@ -288,8 +296,26 @@ def _short(exc: BaseException) -> str:
     return msg if len(msg) <= 160 else msg[:157] + "..."
 
 
-def _planes_from_file(path: str) -> tuple[list[np.ndarray], list[str | None], object]:
-    """Read one file: its image planes, their band names (``None`` if unknown), a header for WCS."""
+def _apply_mask(plane: _Plane, mask_hdu, path: str) -> None:
+    """Bad planes of a ``MASK`` HDU become NaN pixels of ``plane`` (replaced and counted later)."""
+    m = np.asarray(mask_hdu.data)
+    if m.shape != plane.data.shape or m.dtype.kind not in "iu":
+        log.debug("%s: mask HDU of shape %s/%s ignored", path, m.shape, m.dtype)
+        return
+    bad = (m.astype(np.int64) & bad_pixel_bits(mask_hdu.header)) != 0
+    plane.n_masked = int(bad.sum())
+    if plane.n_masked:
+        plane.data = plane.data.copy()
+        plane.data[bad] = np.nan
+
+
+def _planes_from_file(path: str) -> tuple[list[_Plane], object]:
+    """Read one file: its science planes (band ``None`` if unnamed) and a header for the WCS.
+
+    Survey MEFs (``IMAGE``/``MASK``/``VARIANCE`` HDUs, as HSC and Rubin write them): the science
+    planes are read, each ``MASK`` applies its bad planes to the science plane before it, and
+    variance planes are ignored.
+    """
     hdul, fh = _open_fits(path)
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -297,8 +323,11 @@ def _planes_from_file(path: str) -> tuple[list[np.ndarray], list[str | None], ob
             hdus = list(_image_hdus(hdul, path))
             if not hdus:
                 raise NoImageError(path, "no image HDU with data (empty primary HDU, tables only?)")
-            first, shape = hdus[0]
             primary = hdul[0].header
+            sci = [(h, shp) for h, shp in hdus if hdu_kind(h.header) == "image"]
+            if not sci:
+                raise NoImageError(path, "no science image HDU (only MASK/VARIANCE planes)")
+            first, shape = sci[0]
             if len(shape) == 1:
                 raise CutoutShapeError(path, f"image is 1-D (shape {shape}), not an image")
             if len(shape) >= 3:
@@ -308,17 +337,21 @@ def _planes_from_file(path: str) -> tuple[list[np.ndarray], list[str | None], ob
                                                  "expected (bands, y, x)")
                 cube = _read_hdu_data(first, path).reshape(shape[-3:])
                 names = _header_bands(first.header, shape[-3]) or _header_bands(primary, shape[-3])
-                planes = list(cube)
-                names = names or [None] * len(planes)
-                return planes, names, first.header
-            planes, names = [], []
+                names = names or [None] * len(cube)
+                hdrs = (first.header, primary)
+                return [_Plane(p, n, hdrs) for p, n in zip(cube, names)], first.header
+            planes: list[_Plane] = []
+            single = len(sci) == 1
             for hdu, shp in hdus:
-                if len(shp) != 2:
-                    continue  # a cube after 2-D images: ambiguous, ignore it
-                planes.append(_read_hdu_data(hdu, path))
-                names.append(_hdu_band(hdu.header) or
-                             (_hdu_band(primary) if len(hdus) == 1 else None))
-            return planes, names, first.header
+                kind = hdu_kind(hdu.header)
+                if kind == "mask" and planes:
+                    _apply_mask(planes[-1], hdu, path)
+                if kind != "image" or len(shp) != 2:
+                    continue  # variance planes; a cube after 2-D images is ambiguous
+                band = band_from_header(hdu.header) or (band_from_header(primary) if single
+                                                        else None)
+                planes.append(_Plane(_read_hdu_data(hdu, path), band, (hdu.header, primary)))
+            return planes, first.header
     except CutoutError:
         raise
     except MemoryError:
@@ -334,20 +367,28 @@ def _planes_from_file(path: str) -> tuple[list[np.ndarray], list[str | None], ob
             fh.close()
 
 
-def _match_bands(path: str, planes, names, bands: Sequence[str]) -> list[np.ndarray]:
-    want = [normalize_band(b) for b in bands]
-    if all(n is not None for n in names):
-        have = {}
-        for n, p in zip(names, planes):
-            have.setdefault(n, p)
+def _match_bands(path: str, planes: list[_Plane], want: Sequence[str]) -> tuple[list[_Plane], str]:
+    """The planes of the model's bands, in its order, and how they were matched.
+
+    By name whenever any plane names a band (unnamed planes are then ignored, never guessed);
+    by position only when no plane names one and the count is exactly the model's.
+    """
+    named = [p for p in planes if p.band is not None]
+    if named:
+        have: dict[str, _Plane] = {}
+        for p in named:
+            have.setdefault(p.band, p)
         missing = [b for b in want if b not in have]
         if missing:
-            raise BandError(path, f"missing band(s) {','.join(missing)}: file has "
-                                  f"{','.join(names)}; model needs {','.join(want)}")
-        return [have[b] for b in want]
+            n_unnamed = len(planes) - len(named)
+            extra = f" and {n_unnamed} unnamed plane(s)" if n_unnamed else ""
+            raise BandError(path, f"missing band(s) {','.join(missing)}: file names "
+                                  f"{','.join(p.band for p in named)}{extra}; model needs "
+                                  f"{','.join(want)}")
+        return [have[b] for b in want], "header"
     if len(planes) == len(want):
         log.debug("%s: no band names, assuming the model's order %s", path, want)
-        return list(planes)
+        return list(planes), "position"
     kind = "one 2-D image" if len(planes) == 1 else f"{len(planes)} images/planes"
     raise BandError(path, f"{kind} without band names; model needs {len(want)} bands "
                           f"({','.join(want)})")
@@ -366,24 +407,70 @@ def _celestial(header, path):
         return None
 
 
+def _read_per_band(per_band: Mapping[str, str], want, shown) -> tuple[list[_Plane], object, str]:
+    """One plane per band from per-band files; the header must not contradict the file name."""
+    missing = [b for b in want if b not in per_band]
+    if missing:
+        raise BandError(shown, f"no file for band(s) {','.join(missing)}")
+    planes, header, source = [], None, "header"
+    for b in want:
+        p, hdr = _planes_from_file(per_band[b])
+        if len(p) != 1:
+            # a per-band file that holds several images: pick the named band if it can
+            named = [q for q in p if q.band == b]
+            if len(named) != 1:
+                raise BandError(per_band[b], f"per-band file for {b} holds {len(p)} images")
+            p = named
+        if p[0].band is not None and p[0].band != b:
+            raise BandError(per_band[b], f"file name says band {b}, its header says {p[0].band}")
+        if p[0].band is None:
+            source = "filename"
+        planes.append(p[0])
+        header = header if header is not None else hdr
+    return planes, header, source
+
+
+def _zero_points(path, planes: list[_Plane], want, options: ReadOptions):
+    """Per-band factors onto the grid's zero point, and where the zero points came from."""
+    given = options.zeropoint_map
+    zps = [given.get(b, zeropoint_from_header(*p.headers)) for b, p in zip(want, planes)]
+    from_option = any(b in given for b in want)
+    if all(z is None for z in zps):
+        return None, "assumed"
+    if any(z is None for z in zps):
+        lack = [b for b, z in zip(want, zps) if z is None]
+        raise CutoutError(path, f"zero point stated for some bands but not for "
+                                f"{','.join(lack)}; give them with --zeropoint "
+                                f"{','.join(f'{b}=ZP' for b in lack)}")
+    factors = [10 ** (0.4 * (options.grid.zeropoint - z)) for z in zps]
+    return factors, "option" if from_option else "header"
+
+
 def load_cutout(
     path,
     bands: Sequence[str] = DEFAULT_BANDS,
     size: int | None = DEFAULT_SIZE,
     id: str | None = None,
+    *,
+    options: ReadOptions | None = None,
 ) -> Cutout:
-    """Load one cutout in any supported layout.
+    """Load one cutout in any supported layout and put it on the model's grid.
 
     Parameters
     ----------
     path : str, Path, or mapping of band -> path
-        A FITS file (cube, or one HDU per band), or per-band files ``{"g": …, "r": …}``.
+        A FITS file (cube, or one HDU per band, or a survey MEF with MASK/VARIANCE), or
+        per-band files ``{"g": …, "r": …}``.
     bands : sequence of str
         Bands the model needs, in the model's order (``Scorer.bands``).
     size : int or None
-        Centre-crop to ``size x size`` pixels; ``None`` keeps the full image.
+        Cutout side on the model's grid; ``None`` keeps the full image as read (no zero point
+        scaling or resampling either).
     id : str, optional
         Object id; defaults to the file name without its FITS suffix.
+    options : ReadOptions, optional
+        The model's grid (pixel scale, zero point; ``Scorer.read_options()``) and overrides;
+        default the HSC grid (0.168"/px, zero point 27).
 
     Returns
     -------
@@ -394,79 +481,92 @@ def load_cutout(
     CutoutError
         A subclass naming the file and the problem: :class:`NotFITSError`,
         :class:`TruncatedFITSError`, :class:`NoImageError`, :class:`BandError`,
-        :class:`CutoutShapeError`, :class:`BadPixelsError`.
+        :class:`CutoutShapeError`, :class:`BadPixelsError`; or a zero point / coverage problem.
     """
     want = [normalize_band(b) for b in bands]
+    options = options or ReadOptions(Grid(bands=tuple(want), size=size or DEFAULT_SIZE))
     if isinstance(path, Mapping):
-        shown = _group_display({normalize_band(k): str(v) for k, v in path.items()})
-        planes, header = [], None
         per_band = {normalize_band(k): str(v) for k, v in path.items()}
-        missing = [b for b in want if b not in per_band]
-        if missing:
-            raise BandError(shown, f"no file for band(s) {','.join(missing)}")
-        for b in want:
-            p, names, hdr = _planes_from_file(per_band[b])
-            if len(p) != 1:
-                # a per-band file that holds several images: pick the named band if it can
-                p = _match_bands(per_band[b], p, names, [b]) if b in names else p
-                if len(p) != 1:
-                    raise BandError(per_band[b], f"per-band file for {b} holds {len(p)} images")
-            planes.append(p[0])
-            header = header if header is not None else hdr
-        path_str = shown
+        path_str = _group_display(per_band)
+        planes, header, band_source = _read_per_band(per_band, want, path_str)
         default_id = split_fits_suffix(Path(per_band[want[0]]).name)
         default_id = default_id[0] if default_id else Path(per_band[want[0]]).stem
     else:
         path_str = os.fspath(path)
-        planes, names, header = _planes_from_file(path_str)
-        planes = _match_bands(path_str, planes, names, want)
+        planes, header = _planes_from_file(path_str)
+        planes, band_source = _match_bands(path_str, planes, want)
         name = Path(path_str).name
         default_id = (split_fits_suffix(name) or (Path(name).stem, ""))[0]
 
-    shapes = {p.shape for p in planes}
+    shapes = {p.data.shape for p in planes}
     if len(shapes) != 1:
         raise CutoutShapeError(path_str, f"bands differ in shape: {sorted(shapes)}")
-    ny, nx = planes[0].shape
-    if size is not None and (ny < size or nx < size):
-        raise CutoutShapeError(path_str, f"image is {ny}x{nx} px, smaller than the model's "
-                                         f"{size}x{size}")
-    sy, sx = (ny, nx) if size is None else (size, size)
-    y0, x0 = (ny - sy) // 2, (nx - sx) // 2
-    data = np.stack([p[y0:y0 + sy, x0:x0 + sx] for p in planes]).astype(np.float32)
+    data = np.stack([p.data for p in planes]).astype(np.float32)
 
     bad = ~np.isfinite(data)
     n_bad = int(bad.sum())
-    if n_bad:
-        for k, b in enumerate(want):
-            if bad[k].all():
-                raise BadPixelsError(path_str, f"band {b} is entirely NaN/inf")
-            if bad[k].any():
-                data[k][bad[k]] = np.median(data[k][~bad[k]])
+    for k, b in enumerate(want):
+        if bad[k].all():
+            reason = "masked or NaN/inf" if planes[k].n_masked else "NaN/inf"
+            raise BadPixelsError(path_str, f"band {b} is entirely {reason}")
+        if bad[k].any():
+            data[k][bad[k]] = np.median(data[k][~bad[k]])
+
+    wcs = _celestial(header, path_str) if header is not None else None
+    scale_in = pixel_scale_from_header(header, wcs) if header is not None else None
+    scale_in = scale_in or options.pixel_scale
+    zp_source, resampled = "assumed", False
+    ny, nx = data.shape[1:]
+    y0 = x0 = 0
+    if size is not None:
+        grid = options.grid
+        factors, zp_source = _zero_points(path_str, planes, want, options)
+        if factors is not None:
+            data *= np.asarray(factors, np.float32)[:, None, None]
+        scale = scale_in or grid.pixel_scale
+        if abs(scale / grid.pixel_scale - 1) > RESAMPLE_TOLERANCE:
+            if not covers((ny, nx), scale, grid):
+                raise CutoutShapeError(
+                    path_str, f"image is {ny}x{nx} px at {scale:.4g}\"/px = "
+                    f"{ny * scale:.1f}x{nx * scale:.1f}\", smaller than the model's field of "
+                    f"{size * grid.pixel_scale:.1f}\" ({size} px at {grid.pixel_scale:g}\"/px)")
+            data = np.stack([resample(p, scale, grid.pixel_scale, size) for p in data])
+            resampled = True
+        else:
+            if ny < size or nx < size:
+                raise CutoutShapeError(path_str, f"image is {ny}x{nx} px, smaller than the "
+                                                 f"model's {size}x{size}")
+            y0, x0 = (ny - size) // 2, (nx - size) // 2
+            data = np.ascontiguousarray(data[:, y0:y0 + size, x0:x0 + size])
     for k, b in enumerate(want):
         lo, hi = float(data[k].min()), float(data[k].max())
         if lo == hi:
             raise BadPixelsError(path_str, f"band {b} is constant (every pixel {lo:g})")
 
     ra = dec = float("nan")
-    wcs = _celestial(header, path_str) if header is not None else None
     if wcs is not None:
+        sy, sx = data.shape[1:] if not resampled else (ny, nx)
         try:
             c = wcs.all_pix2world([[x0 + (sx - 1) / 2, y0 + (sy - 1) / 2]], 0)[0]
             ra, dec = float(c[0]), float(c[1])
-            wcs = wcs.slice((slice(y0, y0 + sy), slice(x0, x0 + sx)))
+            wcs = None if resampled else wcs.slice((slice(y0, y0 + sy), slice(x0, x0 + sx)))
         except Exception as exc:
             log.debug("%s: WCS evaluation failed (%s)", path_str, exc)
             wcs = None
     return Cutout(data=data, bands=tuple(want), id=id or default_id, path=path_str,
-                  ra=ra, dec=dec, n_nonfinite=n_bad, wcs=wcs)
+                  ra=ra, dec=dec, n_nonfinite=n_bad, wcs=wcs,
+                  pixscale_in=float(scale_in) if scale_in else float("nan"),
+                  resampled=resampled, zp_source=zp_source, band_source=band_source)
 
 
-def load_source(source: Source, bands: Sequence[str], size: int | None) -> Cutout:
+def load_source(source: Source, bands: Sequence[str], size: int | None,
+                options: ReadOptions | None = None) -> Cutout:
     """Load a :class:`Source` found by :func:`find_sources`."""
     files = dict(source.files) if isinstance(source.files, tuple) else source.files
-    c = load_cutout(files, bands=bands, size=size, id=source.id)
+    c = load_cutout(files, bands=bands, size=size, id=source.id, options=options)
     c.path = source.path
     return c
+
 
 
 # --------------------------------------------------------------------------- finding
@@ -578,32 +678,32 @@ def find_sources(
         rel_dir = "" if rel_dir == "." else rel_dir
         tok = _band_token(stem, band_set)
         if tok is None:
-            order.append(("file", f, os.path.join(rel_dir, stem)))
+            order.append(("file", f, os.path.join(rel_dir, stem), root))
             continue
         gid, band = tok
         key = (os.path.dirname(f), gid)
         if key not in groups:
             groups[key] = {}
-            order.append(("group", key, os.path.join(rel_dir, gid)))
+            order.append(("group", key, os.path.join(rel_dir, gid), root))
         groups[key].setdefault(band, f)
 
     sources = []
-    for kind, ref, sid in order:
+    for kind, ref, sid, root in order:
         sid = Path(sid).as_posix()
         if kind == "file":
-            src = Source(id=sid, path=ref, files=ref, label=label_from_path(ref))
+            src = Source(id=sid, path=ref, files=ref, label=label_from_path(ref, root or None))
         else:
             per_band = groups[ref]
             if len(per_band) == 1:  # a lone obj_g.fits is just a file
                 (f,) = per_band.values()
                 stem = split_fits_suffix(os.path.basename(f))[0]
                 src = Source(id=str(Path(sid).with_name(stem).as_posix()), path=f, files=f,
-                             label=label_from_path(f))
+                             label=label_from_path(f, root or None))
             else:
                 rank = {b: k for k, b in enumerate(normalize_band(b) for b in bands)}
                 items = sorted(per_band.items(), key=lambda kv: (rank.get(kv[0], 99), kv[0]))
                 src = Source(id=sid, path=_group_display(dict(items)), files=tuple(items),
-                             label=label_from_path(items[0][1]))
+                             label=label_from_path(items[0][1], root or None))
         if labels:
             lab = labels.get(src.id, labels.get(src.id.rsplit("/", 1)[-1]))
             if lab is not None:

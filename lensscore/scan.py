@@ -19,6 +19,7 @@ from ._version import __version__
 from .catalog import CatalogWriter, catalog_columns, check_output
 from .config import DEFAULT_THRESHOLD
 from .errors import CutoutError, LensscoreError
+from .grid import ReadOptions
 from .io import Source, find_sources, load_source
 from .metrics import classification_summary, rotation_stability
 from .preprocess import PreprocessSpec, preprocess
@@ -60,6 +61,7 @@ class ScanResult:
     labels: np.ndarray = field(default_factory=lambda: np.empty(0, int))
     errors: list[tuple[str, str]] = field(default_factory=list)
     n_skipped: int = 0
+    n_scale_assumed: int = 0
     seconds: float = 0.0
     output: Path | None = None
     threshold: float = DEFAULT_THRESHOLD
@@ -138,18 +140,20 @@ def read_labels(path) -> dict[str, int]:
 _W: dict = {}
 
 
-def _init_worker(bands, size, spec_json):
-    _W.update(bands=tuple(bands), size=size, spec=PreprocessSpec.from_json(spec_json))
+def _init_worker(options: ReadOptions, spec_json):
+    _W.update(options=options, spec=PreprocessSpec.from_json(spec_json))
 
 
-def _load_one(src: Source, bands, size, spec):
+def _load_one(src: Source, options: ReadOptions, spec):
     try:
-        c = load_source(src, bands, size)
+        c = load_source(src, options.grid.bands, options.grid.size, options)
         try:
             x = preprocess(c.data, spec)
         except ValueError as exc:
             raise CutoutError(src.path, str(exc)) from None
-        return True, (x, c.ra, c.dec, c.n_nonfinite)
+        return True, (x, {"ra": c.ra, "dec": c.dec, "n_nonfinite": c.n_nonfinite,
+                          "pixscale_in": c.pixscale_in, "resampled": c.resampled,
+                          "zp_source": c.zp_source, "band_source": c.band_source})
     except CutoutError as exc:
         return False, exc.reason
     except Exception as exc:  # never let one odd file stop a scan
@@ -158,11 +162,11 @@ def _load_one(src: Source, bands, size, spec):
 
 
 def _load_chunk(chunk: list[Source]):
-    return [_load_one(s, _W["bands"], _W["size"], _W["spec"]) for s in chunk]
+    return [_load_one(s, _W["options"], _W["spec"]) for s in chunk]
 
 
-def _make_executor(workers: int, scorer: Scorer) -> Executor:
-    args = (scorer.bands, scorer.size, scorer.spec.to_json())
+def _make_executor(workers: int, scorer: Scorer, options: ReadOptions) -> Executor:
+    args = (options, scorer.spec.to_json())
     if workers == 1:
         # one loader thread: onnxruntime releases the GIL, so parsing overlaps inference
         return ThreadPoolExecutor(1, initializer=_init_worker, initargs=args)
@@ -199,7 +203,8 @@ _DASK_CHUNK = 64
 _DASK_SCORERS: dict = {}
 
 
-def _dask_score_chunk(model_path: str, opts: dict, chunk: list[Source], rotations: bool):
+def _dask_score_chunk(model_path: str, opts: dict, chunk: list[Source], rotations: bool,
+                      read_options: ReadOptions):
     """On a worker: load and score ``chunk`` with the worker's one cached Scorer."""
     key = (model_path, tuple(sorted(opts.items())))
     sc = _DASK_SCORERS.get(key)
@@ -213,11 +218,11 @@ def _dask_score_chunk(model_path: str, opts: dict, chunk: list[Source], rotation
             except (ImportError, ValueError, AttributeError):
                 kw["threads"] = 1
         sc = _DASK_SCORERS[key] = Scorer(model_path, **kw)
-    pending = [(src, _load_one(src, sc.bands, sc.size, sc.spec)) for src in chunk]
+    pending = [(src, _load_one(src, read_options, sc.spec)) for src in chunk]
     return _score_pending(pending, sc, rotations)
 
 
-def _score_stream_dask(sources, scorer: Scorer, rotations: bool, client):
+def _score_stream_dask(sources, scorer: Scorer, rotations: bool, client, options: ReadOptions):
     """Like :func:`_score_stream`, on a Dask cluster; yields in input order."""
     from distributed import as_completed
 
@@ -239,7 +244,7 @@ def _score_stream_dask(sources, scorer: Scorer, rotations: bool, client):
             # pure=False, unique key: a chunk lost with a worker is recomputed by the
             # scheduler; its result reaches the catalog once, from here, in input order
             f = client.submit(_dask_score_chunk, scorer.path, dict(opts), chunk, rotations,
-                              pure=False, retries=2, key=f"lensscore-{tag}-{i}")
+                              options, pure=False, retries=2, key=f"lensscore-{tag}-{i}")
             live[f.key] = (i, f)
             ac.add(f)
             return
@@ -283,6 +288,8 @@ def scan(
     progress: Callable[[int, int], None] | None = None,
     shard: tuple[int, int] | str | None = None,
     client=None,
+    pixel_scale: float | None = None,
+    zeropoints=None,
     **scorer_kwargs,
 ) -> ScanResult:
     """Score every cutout under ``paths`` and stream one catalog row per input.
@@ -322,6 +329,11 @@ def scan(
         Score on a Dask cluster: one ONNX session per worker process, files read where the
         worker runs (a shared file system), results streamed back into the same catalog in
         input order; a lost worker's chunks are recomputed, never written twice.
+    pixel_scale : float, optional
+        Input pixel scale (arcsec/px) for files whose header states none; without it such files
+        are assumed to be on the model's scale.
+    zeropoints : str or mapping, optional
+        Zero points overriding the headers' (``"g=27,r=27,i=27"``).
     **scorer_kwargs
         Passed to :class:`Scorer` (``device``, ``threads``, ``batch_size``, ``bands``, ``size``).
 
@@ -342,6 +354,7 @@ def scan(
     if output is not None:
         check_output(output)
     scorer = scorer or Scorer(model, **scorer_kwargs)
+    options = scorer.read_options(pixel_scale, zeropoints)
     if isinstance(labels, (str, Path)):
         labels = read_labels(labels)
     if sources is None:
@@ -352,6 +365,7 @@ def scan(
     has_labels = any(s.label is not None for s in sources)
     columns = catalog_columns(rotations, has_labels)
     meta = {"model": Path(scorer.path).name, "model_arch": scorer.arch,
+            "pixel_scale": options.grid.pixel_scale, "zeropoint": options.grid.zeropoint,
             "bands": ",".join(scorer.bands), "size": scorer.size,
             "lensscore_version": __version__, "row_order": "input",
             "threshold": float(threshold)}
@@ -370,8 +384,8 @@ def scan(
 
     total = len(sources)
     try:
-        stream = (_score_stream(sources, scorer, rotations, workers) if client is None else
-                  _score_stream_dask(sources, scorer, rotations, client))
+        stream = (_score_stream(sources, scorer, rotations, workers, options) if client is None
+                  else _score_stream_dask(sources, scorer, rotations, client, options))
         for rows, s_chunk, r_chunk in stream:
             for r, s in zip(rows, s_chunk):
                 ids.append(r["id"])
@@ -380,6 +394,8 @@ def scan(
                 labs.append(-1 if r.get("label") is None else r["label"])
                 if r["status"] == "error":
                     res.errors.append((r["path"], r["error"]))
+                elif not r["pixscale_in"] == r["pixscale_in"]:  # NaN: no scale stated
+                    res.n_scale_assumed += 1
             if rotations:
                 rots.extend(r_chunk)
             if not has_labels:
@@ -415,14 +431,14 @@ def _absorb_existing(writer, ids, paths_out, scores, rots, labs, rotations):
             rots.append([_float(r[f"score_r{k}"]) for k in range(4)])
 
 
-def _score_stream(sources, scorer: Scorer, rotations: bool, workers: int):
+def _score_stream(sources, scorer: Scorer, rotations: bool, workers: int, options: ReadOptions):
     """Yield ``(rows, scores, rotation_scores)`` per batch, in input order."""
     if not sources:
         return
     chunks = [list(sources[i:i + _CHUNK]) for i in range(0, len(sources), _CHUNK)]
     pending: list[tuple[Source, tuple]] = []
     n_ok = 0
-    with _make_executor(workers, scorer) as ex:
+    with _make_executor(workers, scorer, options) as ex:
         inflight: deque = deque()
         it = iter(chunks)
         limit = max(2, workers * _PREFETCH)
@@ -461,9 +477,7 @@ def _score_pending(pending, scorer: Scorer, rotations: bool):
     for src, (good, payload) in pending:
         row = {"id": src.id, "path": src.path, "label": src.label}
         if good:
-            _, ra, dec, nbad = payload
-            row.update(score=float(s[j]), ra=ra, dec=dec, n_nonfinite=nbad, status="ok",
-                       error="")
+            row.update(score=float(s[j]), **payload[1], status="ok", error="")
             if rotations:
                 rr = r[j].astype(np.float64)
                 row.update(score_std=float(rr.std()),

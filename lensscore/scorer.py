@@ -12,7 +12,8 @@ import numpy as np
 
 from ._lazy import LazyModule
 
-from .config import DEFAULT_BATCH_SIZE, META_PREFIX
+from .config import DEFAULT_BATCH_SIZE, DEFAULT_ZEROPOINT, META_PREFIX, PIXEL_SCALE_ARCSEC
+from .grid import Grid, ReadOptions, parse_zeropoints
 from .errors import ModelError
 from .preprocess import DEFAULT_SPEC, PreprocessSpec, preprocess
 
@@ -217,6 +218,46 @@ class Scorer:
         self.output_name = outputs[0].name
 
     @property
+    def grid(self) -> Grid:
+        """The model's grid: bands, size, pixel scale and zero point of its training images.
+
+        A model without ``lensscore.pixel_scale``/``zeropoint`` is read as HSC (0.168"/px, 27).
+        """
+        def num(key, default):
+            try:
+                return float(self._meta(key)) if self._meta(key) else default
+            except ValueError:
+                raise ModelError(f"{self.path}: lensscore.{key} is not a number: "
+                                 f"{self._meta(key)!r}") from None
+
+        return Grid(bands=self.bands, size=self.size,
+                    pixel_scale=num("pixel_scale", PIXEL_SCALE_ARCSEC),
+                    zeropoint=num("zeropoint", DEFAULT_ZEROPOINT),
+                    survey=self._meta("survey") or "hsc")
+
+    def read_options(self, pixel_scale: float | None = None, zeropoints=None) -> ReadOptions:
+        """How to read inputs for this model (:func:`lensscore.io.load_cutout` ``options``).
+
+        Parameters
+        ----------
+        pixel_scale : float, optional
+            Input pixel scale (arcsec/px) for files whose header states none.
+        zeropoints : str or mapping, optional
+            ``"g=27,r=27"``: zero points overriding the headers'.
+        """
+        if pixel_scale is not None and not float(pixel_scale) > 0:
+            raise ModelError(f"--pixel-scale must be positive, got {pixel_scale}")
+        try:
+            zps = parse_zeropoints(zeropoints)
+        except ValueError as exc:
+            raise ModelError(str(exc)) from None
+        unknown = [b for b, _ in zps if b not in self.bands]
+        if unknown:
+            raise ModelError(f"--zeropoint names band(s) {','.join(unknown)} that the model does "
+                             f"not use ({','.join(self.bands)})")
+        return ReadOptions(self.grid, None if pixel_scale is None else float(pixel_scale), zps)
+
+    @property
     def arch(self) -> str:
         return self._meta("arch") or "unknown"
 
@@ -226,8 +267,10 @@ class Scorer:
 
     def info(self) -> dict:
         """Everything the model says about itself, JSON values decoded."""
+        g = self.grid
         out = {"path": self.path, "input": self.input_name, "bands": list(self.bands),
-               "size": self.size, "preprocess": json.loads(self.spec.to_json()),
+               "size": self.size, "survey": g.survey, "pixel_scale": g.pixel_scale,
+               "zeropoint": g.zeropoint, "preprocess": json.loads(self.spec.to_json()),
                "providers": self.providers}
         for k, v in sorted(self.metadata.items()):
             key = k[len(META_PREFIX):] if k.startswith(META_PREFIX) else k

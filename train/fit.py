@@ -59,6 +59,9 @@ class FitConfig:
     jit: bool = True
     bands: tuple = DEFAULT_BANDS
     size: int = DEFAULT_SIZE
+    #: survey preset of the training data (:mod:`train.presets`): export writes its pixel scale
+    #: and zero point into the model, so the scorer puts inputs on the same grid
+    survey: str = "hsc"
     preprocess: str = field(default_factory=DEFAULT_SPEC.to_json)
 
 
@@ -172,7 +175,6 @@ def fit(
         The history, one row per epoch.
     """
     import keras
-    import tensorflow as tf
 
     from . import models  # noqa: F401  (registers RotationalConv2D for load_model)
 
@@ -211,15 +213,10 @@ def fit(
         run.config.write_text(json.dumps(d, indent=1))
 
     keras.utils.set_random_seed(cfg.seed)
-    # Keras silently turns XLA off when op determinism is on, so it is one or the other: with
-    # --no-jit every op is deterministic (resume == one-shot is tested that way); with XLA the
-    # compiled CPU program is run identically but TensorFlow does not promise it.
-    if cfg.jit:
-        from tensorflow.python.framework.config import disable_op_determinism
-
-        disable_op_determinism()  # no public alias in TF 2.21
-    else:
-        tf.config.experimental.enable_op_determinism()
+    if keras.backend.backend() == "tensorflow":
+        _tf_determinism(cfg.jit)
+    # other backends (JAX on a GPU machine without TensorFlow): XLA always; no op-determinism
+    # switch to set
     if resume and run.ckpt.exists():
         model = keras.saving.load_model(run.ckpt)
         model.jit_compile = cfg.jit
@@ -282,6 +279,20 @@ def fit(
             return state["history"]
     _finalize(model, run)
     return state["history"]
+
+
+def _tf_determinism(jit: bool) -> None:
+    """Keras silently turns XLA off when op determinism is on, so it is one or the other: with
+    --no-jit every op is deterministic (resume == one-shot is tested that way); with XLA the
+    compiled CPU program is run identically but TensorFlow does not promise it."""
+    import tensorflow as tf
+
+    if jit:
+        from tensorflow.python.framework.config import disable_op_determinism
+
+        disable_op_determinism()  # no public alias in TF 2.21
+    else:
+        tf.config.experimental.enable_op_determinism()
 
 
 def _seed_states(model) -> dict:

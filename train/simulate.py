@@ -41,7 +41,7 @@ BANDS = ("g", "r", "i")
 ZP = 27.0
 NONLENS_TYPES = {"spiral": 2 / 9, "edge_on_disc": 1 / 9, "lrg": 1 / 8, "lrg_blue_companion": 1 / 8,
                  "compact_group": 1 / 12, "random_galaxy": 1 / 6, "ring_galaxy": 1 / 12,
-                 "merger": 1 / 12}
+                 "merger": 1 / 12, "field_star": 1 / 12, "blank_sky": 1 / 12}
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,20 @@ class SimConfig:
     min_contrast: float = 1.0
     max_redraws: int = 40
     star_fraction: float = 0.3
+    quasar_fraction: float = 0.25
     bands: tuple = BANDS
+    zeropoint: float = ZP
+    survey: str = "hsc"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
+
+    @classmethod
+    def for_survey(cls, survey: str = "hsc", **overrides) -> SimConfig:
+        """The preset of a survey (:mod:`train.presets`), with ``overrides`` on top."""
+        from .presets import preset
+
+        return cls(**{**preset(survey), **overrides})
 
     @classmethod
     def from_json(cls, d: str | dict) -> SimConfig:
@@ -182,6 +192,39 @@ def _star_forming(R, rng, mag_i, cx, cy, x=None, y=None, r=None, n_clumps=None):
     return comps
 
 
+def _lensed_quasar(R, rng, kwl, sx, sy, bx, by):
+    """A quasar (point images from the lens equation) and its faint host, as seen lensed.
+
+    Each image is a Gaussian of 0.6 supersampled pixels (a point once convolved with the PSF)
+    carrying the flux of its magnification; the host is a Sersic 1.5-3 mag fainter, lensed.
+    """
+    from lenstronomy.LensModel.Solver.lens_equation_solver import LensEquationSolver
+
+    mag_q = float(rng.uniform(19.5, 23.0))
+    x_img, y_img = LensEquationSolver(R.lens).image_position_from_source(
+        sx, sy, kwl, min_distance=R.cfg.pixel_scale / R.cfg.supersample,
+        search_window=2 * R.cfg.size * R.cfg.pixel_scale / 2)
+    comps = []
+    sigma = 0.6 * R.cfg.pixel_scale / R.cfg.supersample
+    mags_q = _mags(rng, mag_q, _COL["blue"])
+    for x, y in zip(x_img, y_img):
+        mu = abs(float(R.lens.magnification(x, y, kwl)))
+        comps.append((R.gauss_map(R.x, R.y, sigma, x, y), mags_q - 2.5 * np.log10(max(mu, 1e-3))))
+    host = _component(R, rng, "sersic", mag_q + rng.uniform(1.5, 3.0), sx, sy, bx, by,
+                      r=rng.uniform(0.15, 0.4), n=rng.uniform(0.8, 2.5), col=_COL["blue"])
+    # the unlensed fluxes (for the magnification) are those of the quasar and host as drawn
+    comps.append(host)
+    return _QuasarComps(comps, [mags_q, host[1]])
+
+
+class _QuasarComps(list):
+    """Lensed components whose unlensed magnitudes are not one per component (point images)."""
+
+    def __init__(self, comps, unlensed_mags):
+        super().__init__(comps)
+        self.unlensed_mags = unlensed_mags
+
+
 def _arc_of_clumps(R, rng, mag_i, radius, phi0, width, cx=0.0, cy=0.0, n=10, sigma=0.1, col=None):
     """Clumps along a circular arc (spiral arms, rings, tidal tails): not lensed."""
     comps = []
@@ -269,8 +312,9 @@ def _environment(R, rng, cfg):
                                 r=rng.uniform(0.15, 0.8), n=rng.uniform(0.7, 4)))
     star = None
     if rng.random() < cfg.star_fraction:
+        min_px = 2.5 / cfg.pixel_scale  # keep the star 2.5" off the centre
         px = rng.integers(4, cfg.size - 4, 2)
-        while np.hypot(*(px - cfg.size / 2)) < 15:
+        while np.hypot(*(px - cfg.size / 2)) < min_px:
             px = rng.integers(4, cfg.size - 4, 2)
         star = (int(px[0]), int(px[1]), _mags(rng, rng.uniform(17.5, 23.0), _COL["any"]))
     return comps, star
@@ -331,6 +375,7 @@ def _lens_system(R, rng, cfg, cond):
     from scipy import ndimage
 
     attempt, ok = 0, False
+    quasar = rng.random() < cfg.quasar_fraction
     for attempt in range(cfg.max_redraws):
         if attempt % 4 == 0:  # a new deflector every 4 tries; sources are cheap to redraw
             theta_e = float(cfg.theta_e_range[0] + (cfg.theta_e_range[1] - cfg.theta_e_range[0])
@@ -346,10 +391,14 @@ def _lens_system(R, rng, cfg, cond):
             bx, by = R.lens.ray_shooting(R.x, R.y, kwl)
         rs, ps = theta_e * np.sqrt(rng.uniform(0, 0.5)), rng.uniform(0, 2 * np.pi)
         sx, sy = rs * np.cos(ps), rs * np.sin(ps)
-        mag_s = float(rng.uniform(20.5, 24.5))
-        src = _star_forming(R, rng, mag_s, sx, sy, bx, by, r=rng.uniform(0.08, 0.4))
+        if quasar:
+            src = _lensed_quasar(R, rng, kwl, sx, sy, bx, by)
+        else:
+            mag_s = float(rng.uniform(20.5, 24.5))
+            src = _star_forming(R, rng, mag_s, sx, sy, bx, by, r=rng.uniform(0.08, 0.4))
         lensed = _components_image(R, src)
-        unl = np.array([sum(_flux(m[b]) for _, m in src) for b in range(3)])
+        src_mags = getattr(src, "unlensed_mags", [m for _, m in src])
+        unl = np.array([sum(_flux(m[b]) for m in src_mags) for b in range(3)])
         mu = float(lensed.sum(axis=(1, 2)).sum() / unl.sum())
         mask = lensed.sum(0) > np.sqrt(np.sum(np.square(cond["sigma"])))
         noise = np.sqrt(sum(np.sum(cond["sigma"][b] ** 2 + lensed[b][mask] / cond["gain"][b])
@@ -368,6 +417,7 @@ def _lens_system(R, rng, cfg, cond):
     ang = np.arctan2(ys - (cfg.size - 1) / 2, xs - (cfg.size - 1) / 2)
     cover = len(np.unique(np.floor((ang + np.pi) / (2 * np.pi) * 36))) / 36  # azimuthal coverage
     sub = "ring" if cover > 0.85 else "quad" if nimg >= 3 else "double" if nimg == 2 else "arc"
+    sub = f"quasar_{sub}" if quasar else sub
     truth = {"subtype": sub, "theta_e": theta_e, "magnification": mu, "arc_snr": snr,
              "src_mag_g": float(-2.5 * np.log10(unl[0]) + ZP),
              "src_mag_r": float(-2.5 * np.log10(unl[1]) + ZP),
@@ -402,18 +452,28 @@ def simulate_one(index: int, seed: int = 0, cfg: SimConfig = SimConfig(), *, kin
             comps, t = _lens_system(R, rng, cfg, cond)
             truth.update(t)
         else:
-            sub = rng.choice(list(NONLENS_TYPES), p=np.array(list(NONLENS_TYPES.values())) /
-                             sum(NONLENS_TYPES.values()))
-            comps = _nonlens(R, rng, str(sub))
-            truth["subtype"] = str(sub)
-            mags = comps[0][1]
-            truth.update(defl_mag_g=float(mags[0]), defl_mag_r=float(mags[1]),
-                         defl_mag_i=float(mags[2]))
+            sub = str(rng.choice(list(NONLENS_TYPES), p=np.array(list(NONLENS_TYPES.values())) /
+                                 sum(NONLENS_TYPES.values())))
+            truth["subtype"] = sub
+            if sub in ("field_star", "blank_sky"):
+                # what a survey catalog also holds: a star, or a sky position with no source
+                comps = []
+                if sub == "field_star":
+                    c = cfg.size // 2
+                    star = (c, c, _mags(rng, rng.uniform(15.5, 22.0), _COL["any"]))
+            else:
+                comps = _nonlens(R, rng, sub)
+                mags = comps[0][1]
+                truth.update(defl_mag_g=float(mags[0]), defl_mag_r=float(mags[1]),
+                             defl_mag_i=float(mags[2]))
         comps = comps + env
     img = _observe(R, rng, _components_image(R, comps), star, cond)
+    # flux unit: internal zero point 27 -> the survey's
+    unit = np.float32(10 ** (0.4 * (cfg.zeropoint - ZP)))
+    img = img * unit
     for b, band in enumerate(cfg.bands):
         truth[f"seeing_{band}"] = float(cond["seeing"][b])
-        truth[f"sigma_{band}"] = float(cond["sigma"][b])
+        truth[f"sigma_{band}"] = float(cond["sigma"][b] * unit)
     truth["has_star"] = star is not None
     return img, truth
 
@@ -433,8 +493,10 @@ def _header(cfg: SimConfig, index: int, truth: dict):
     h.update(w.to_header())
     for k, b in enumerate(cfg.bands):
         h[f"BAND{k}"] = b
-    h["BUNIT"] = ("count", "flux, zero point 27")
-    h["MAGZERO"] = ZP
+    h["BUNIT"] = ("count", f"flux, zero point {cfg.zeropoint:g}")
+    h["MAGZERO"] = cfg.zeropoint
+    h["PIXSCALE"] = (cfg.pixel_scale, "arcsec/pixel")
+    h["SURVEY"] = (cfg.survey, "lensscore simulate preset")
     h["SIMSEED"] = (truth["seed"], "lensscore simulate seed")
     h["SIMINDEX"] = (index, "cutout index")
     h["SIMCLASS"] = truth["class"]

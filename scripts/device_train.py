@@ -1,0 +1,196 @@
+"""Paper-scale simulate + train on a GPU machine without TensorFlow (Keras 3, JAX backend).
+
+Run by ``scripts/device-train.sh`` on the device machine (see models/README.md). For every job
+(``survey:arch``) it simulates ``--n`` cutouts with the survey preset (the same pure function of
+``(seed, index)`` as ``python -m train simulate``, so the split and every test cutout can be
+remade on any machine), preprocesses them with :func:`lensscore.preprocess.preprocess`, trains with
+:func:`train.fit.fit` (the 56/14/30 split, early stopping), scores the test split, and writes:
+
+* ``OUT/<job>.partK`` -- the trained weights, int8 per output channel for large kernels (the
+  shipped ONNX stores them so anyway), float32 otherwise, split into <= 15 MiB parts;
+* ``OUT/results.json`` -- per job: the weight index, config, split ids' fingerprint, history,
+  test-split metrics and scores, timings.
+
+Jobs of the same survey share one simulated data set. The next survey's simulation runs on the
+CPU cores while the GPU trains. A job is skipped (and says so) when the time left is too short.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+T0 = time.time()
+
+
+def log(msg):
+    print(f"[{time.time() - T0:7.1f}s] {msg}", flush=True)
+
+
+def _sim_chunk(args):
+    survey, seed, start, stop, spec_json = args
+    from lensscore.preprocess import PreprocessSpec, preprocess
+    from train.simulate import SimConfig, simulate_one
+
+    cfg = SimConfig.for_survey(survey)
+    spec = PreprocessSpec.from_json(spec_json)
+    xs, ys = [], []
+    for i in range(start, stop):
+        img, t = simulate_one(i, seed, cfg)
+        xs.append(preprocess(img, spec))
+        ys.append(t["label"])
+    return start, np.stack(xs).astype(np.float32), np.array(ys, np.int8)
+
+
+def simulate_async(pool, survey, n, seed, spec_json, chunk=100):
+    jobs = [(survey, seed, s, min(s + chunk, n), spec_json) for s in range(0, n, chunk)]
+    return pool.map_async(_sim_chunk, jobs, chunksize=1)
+
+
+def collect(res, n):
+    from train.data import Dataset, _fingerprint
+
+    parts = sorted(res.get(), key=lambda r: r[0])
+    x = np.concatenate([p[1] for p in parts])
+    y = np.concatenate([p[2] for p in parts])
+    assert len(x) == n
+    ids = [f"{'lenses' if y[i] else 'nonlenses'}/sim_{i:06d}" for i in range(n)]
+    return Dataset(x, y, ids, _fingerprint(ids, y), [])
+
+
+def pack_weights(model, out: Path, name: str, part_bytes=15 << 20):
+    """int8 (per last-axis channel) for kernels > 100k values, float32 else; split in parts."""
+    blob, index = bytearray(), []
+    for w, v in zip(model.weights, model.get_weights()):
+        v = np.asarray(v, np.float32)
+        ent = {"name": w.path, "shape": list(v.shape), "offset": len(blob)}
+        if v.size > 100_000:
+            flat = v.reshape(-1, v.shape[-1])
+            scale = np.maximum(np.abs(flat).max(0), 1e-12) / 127.0
+            q = np.clip(np.round(flat / scale), -127, 127).astype(np.int8)
+            ent.update(dtype="int8", scale=scale.astype(np.float32).tolist())
+            blob += q.tobytes()
+        else:
+            ent.update(dtype="float32")
+            blob += v.tobytes()
+        ent["nbytes"] = len(blob) - ent["offset"]
+        index.append(ent)
+    parts = []
+    for k in range(0, len(blob), part_bytes):
+        p = out / f"{name}.part{k // part_bytes}"
+        p.write_bytes(bytes(blob[k:k + part_bytes]))
+        parts.append(p.name)
+    return {"weights": index, "parts": parts}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--jobs", default="ps1:rot,hsc:rot,hsc:baseline")
+    ap.add_argument("--n", type=int, default=80_400)
+    ap.add_argument("--seed", type=int, default=16)
+    ap.add_argument("--budget", type=float, default=540, help="seconds for everything")
+    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    ap.add_argument("--epochs", type=int, default=35)
+    ap.add_argument("--out", default=os.environ.get("OUT", "device-out"))
+    ap.add_argument("--runs", default="/tmp/device-runs")
+    a = ap.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    deadline = T0 + a.budget
+
+    from lensscore.preprocess import DEFAULT_SPEC
+
+    spec_json = DEFAULT_SPEC.to_json()
+    jobs = [tuple(j.split(":")) for j in a.jobs.split(",")]
+    surveys = list(dict.fromkeys(s for s, _ in jobs))
+    ctx = mp.get_context("spawn")  # workers never touch JAX
+    pool = ctx.Pool(a.workers)
+    pending = {surveys[0]: simulate_async(pool, surveys[0], a.n, a.seed, spec_json)}
+    log(f"simulating {surveys[0]} ({a.n}) on {a.workers} workers")
+
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras
+
+    from lensscore.metrics import classification_summary
+    from train.fit import FitConfig, RunDir, fit, predict_scores
+    from train.data import make_split
+    from train.presets import preset
+
+    log(f"keras {keras.__version__} backend {keras.backend.backend()}")
+    results = {"seed": a.seed, "n": a.n, "jobs": {}, "argv": sys.argv}
+    data = {}
+    for j, (survey, arch) in enumerate(jobs):
+        name = f"{survey}_{arch}"
+        if survey not in data:
+            t = time.time()
+            data[survey] = collect(pending.pop(survey), a.n)
+            log(f"{survey}: {a.n} cutouts ready ({time.time() - t:.0f}s waited), "
+                f"{int(data[survey].y.sum())} lenses")
+            nxt = [s for s in surveys if s not in data and s not in pending]
+            if nxt:  # simulate the next survey while the GPU trains
+                pending[nxt[0]] = simulate_async(pool, nxt[0], a.n, a.seed, spec_json)
+                log(f"simulating {nxt[0]} in the background")
+        ds = data[survey]
+        left = deadline - time.time()
+        if left < 45:
+            log(f"{name}: skipped, {left:.0f}s left")
+            results["jobs"][name] = {"skipped": f"{left:.0f}s left"}
+            continue
+        p = preset(survey)
+        cfg = FitConfig(arch=arch, epochs=a.epochs, seed=a.seed, size=p["size"])
+        run = RunDir(Path(a.runs) / name)
+        # leave time for the jobs after this one
+        share = left / (len(jobs) - j) if j < len(jobs) - 1 else left - 15
+        stop_at = time.time() + share
+
+        class _Out(Exception):
+            pass
+
+        def on_epoch(row, stop_at=stop_at, name=name):
+            log(f"{name} epoch {row['epoch']}: loss {row['loss']:.4f} val_loss "
+                f"{row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} "
+                f"{row['samples_per_s']:.0f}/s")
+            if time.time() + row["seconds"] * 1.2 > stop_at:
+                raise _Out()
+
+        t = time.time()
+        cut = False
+        try:
+            hist = fit(None, run.path, cfg, dataset=ds, on_epoch=on_epoch)
+        except _Out:
+            cut = True
+            log(f"{name}: stopped by the time budget")
+        state = json.loads(run.state.read_text())
+        model = keras.saving.load_model(run.ckpt) if cut else keras.saving.load_model(run.model)
+        if cut:
+            model.load_weights(run.best)
+        hist = state["history"]
+        split = make_split(ds.y, seed=cfg.seed)
+        te = split["test"]
+        s = predict_scores(model, ds, te)
+        m = classification_summary(ds.y[te].astype(int), s, 0.5)
+        log(f"{name}: test {json.dumps({k: m[k] for k in ('accuracy', 'roc_auc', 'tpr0')})}")
+        entry = pack_weights(model, out, name)
+        entry.update(config={**cfg.__dict__, "bands": list(cfg.bands)}, survey=survey,
+                     preset=p, history=hist, best_epoch=state["best_epoch"],
+                     early_stopped=bool(state.get("stopped")), cut_by_budget=cut,
+                     fingerprint=ds.fingerprint, n_split={k: int(len(v)) for k, v in split.items()},
+                     test_metrics=m, test_index=te.tolist(),
+                     test_scores=[round(float(v), 6) for v in s], train_seconds=time.time() - t)
+        results["jobs"][name] = entry
+        (out / "results.json").write_text(json.dumps(results))
+        log(f"{name}: done in {time.time() - t:.0f}s")
+    pool.terminate()
+    (out / "results.json").write_text(json.dumps(results))
+    log("all done")
+
+
+if __name__ == "__main__":
+    main()

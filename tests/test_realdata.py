@@ -1,0 +1,100 @@
+"""Real Pan-STARRS1 files (../shared/realdata/ps1-sled-dev, never committed): the reader of raw
+survey files agrees with an independent calibration, and a scan needs no options."""
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from lensscore.cli import app
+from lensscore.grid import Grid, ReadOptions
+from lensscore.io import find_sources, load_source
+from lensscore.preprocess import preprocess
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL = Path(os.environ.get("LENSSCORE_REALDATA", ROOT.parent / "shared" / "realdata")) / "ps1-sled-dev"
+pytestmark = pytest.mark.skipif(not (REAL / "raw").is_dir(),
+                                reason=f"real data not here ({REAL}): ../shared is absent")
+BANDS = ("g", "r", "i")
+runner = CliRunner()
+
+
+def _pairs(step: int):
+    raw = {}
+    for s in find_sources(REAL / "raw", BANDS):
+        raw[s.id.rsplit("/", 1)[0]] = s  # raw/lenses/NAME/NAME_{g,r,i} -> lenses/NAME
+    cal = find_sources(REAL / "cal", BANDS)
+    return [(raw[c.id], c) for c in cal[::step]]
+
+
+def _agreement(step: int):
+    opts = ReadOptions(Grid())  # the HSC grid the cal/ set was made for: 72 px, 0.168", zp 25->27
+    corr = []
+    for r, c in _pairs(step):
+        a = load_source(r, BANDS, 72, opts)
+        b = load_source(c, BANDS, 72, opts)
+        assert a.resampled and not b.resampled and a.zp_source == "header"
+        assert a.pixscale_in == pytest.approx(0.25, rel=1e-3)
+        corr.append(np.corrcoef(preprocess(a.data).ravel(), preprocess(b.data).ravel())[0, 1])
+    corr = np.array(corr)
+    assert np.median(corr) >= 0.95 and corr.min() >= 0.9, (np.median(corr), corr.min())
+    return corr
+
+
+def test_raw_reading_agrees_with_the_independent_calibration_sample():
+    """Every 5th object (lenses, field sources, sky): calibration + resampling + preprocess of
+    raw/ against preprocess(cal/)."""
+    assert len(_agreement(5)) >= 100
+
+
+@pytest.mark.slow
+def test_raw_reading_agrees_with_the_independent_calibration_all():
+    assert len(_agreement(1)) == 550
+
+
+def _subset(tmp_path, n=3):
+    """A small raw/ tree of links: n lenses, n field sources, n sky positions."""
+    out = tmp_path / "raw"
+    for sub in ("lenses", "nonlenses/src", "nonlenses/sky"):
+        (out / sub).mkdir(parents=True)
+        for d in sorted((REAL / "raw" / sub).iterdir())[:n]:
+            (out / sub / d.name).symlink_to(d, target_is_directory=True)
+    return out
+
+
+def _check_catalog(path, n):
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == n
+    for r in rows:
+        assert r["status"] == "ok" and float(r["pixscale_in"]) == pytest.approx(0.25, rel=1e-3)
+        assert r["zp_source"] == "header" and r["band_source"] == "header"
+    return rows
+
+
+def test_scan_raw_ps1_files_with_no_options(tmp_path):
+    raw = _subset(tmp_path)
+    out = tmp_path / "c.csv"
+    r = runner.invoke(app, ["scan", str(raw), "-o", str(out), "--top", "0"])
+    assert r.exit_code == 0, r.output
+    rows = _check_catalog(out, 9)
+    assert all(x["resampled"] == "true" for x in rows)  # 0.25" -> the HSC model's 0.168"
+    assert {x["label"] for x in rows} == {"0", "1"}
+    # the PS1 model's grid is the files' own: cropped, never resampled
+    ps1 = ROOT / "models" / "ps1-rot.onnx"
+    if ps1.exists():
+        r = runner.invoke(app, ["scan", str(raw), "-m", str(ps1), "-o", str(tmp_path / "p.csv"),
+                                "--top", "0"])
+        assert r.exit_code == 0, r.output
+        assert all(x["resampled"] == "false" for x in _check_catalog(tmp_path / "p.csv", 9))
+
+
+@pytest.mark.slow
+def test_scan_all_raw_ps1_files(tmp_path):
+    out = tmp_path / "c.csv"
+    r = runner.invoke(app, ["scan", str(REAL / "raw"), "-o", str(out), "--top", "0"])
+    assert r.exit_code == 0, r.output
+    assert all(x["resampled"] == "true" for x in _check_catalog(out, 550))

@@ -1,0 +1,187 @@
+"""Fine-tune a simulation-trained model on real survey cutouts, measured by cross-validation.
+
+HOLISMOKES trains on real survey galaxies and real non-lenses; we have no such set at scale, but a
+few hundred real confirmed lenses and field sources (``realdata/*``). :func:`finetune` continues
+training a run's model on them mixed with the run's own simulations (so the simulated lenses are
+not forgotten), and reports what it is worth honestly: every real cutout is scored by a model
+that never saw it (k-fold, grouped by field: a lens and the sky positions cut from its field are
+always in the same fold). The model it returns for shipping is then trained on all real cutouts
+with the same recipe; its real-data numbers are the cross-validated ones, never its own
+training-set scores.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lensscore.grid import Grid, ReadOptions
+from lensscore.io import find_sources, load_source
+from lensscore.metrics import classification_summary
+from lensscore.preprocess import PreprocessSpec, preprocess
+
+from .fit import RunDir, load_config
+
+__all__ = ["FinetuneConfig", "finetune", "load_real", "field_of"]
+
+log = logging.getLogger(__name__)
+
+_FIELD_SUFFIX = re.compile(r"-(s|\d+)$")
+
+
+def field_of(obj_id: str) -> str:
+    """The field an object was cut from: its lens name (``nonlenses/sky/NAME-s`` -> ``NAME``)."""
+    name = obj_id.rstrip("/").split("/")[-1]
+    return _FIELD_SUFFIX.sub("", name) if not obj_id.startswith("lenses/") else name
+
+
+@dataclass
+class FinetuneConfig:
+    """Recipe: Adam at ``lr`` for ``epochs`` over the real training folds (each real cutout
+    ``oversample`` times, randomly flipped) plus ``n_sim`` simulated cutouts of the run."""
+
+    folds: int = 5
+    epochs: int = 8
+    lr: float = 1e-4
+    batch_size: int = 64
+    n_sim: int = 4000
+    oversample: int = 4
+    seed: int = 0
+
+
+def load_real(data_dir, cfg) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Labelled real cutouts on the run's grid (its survey preset), preprocessed as in scoring."""
+    from .presets import preset
+
+    p = preset(cfg.survey)
+    grid = Grid(bands=tuple(cfg.bands), size=cfg.size, pixel_scale=p["pixel_scale"],
+                zeropoint=p["zeropoint"], survey=p["survey"])
+    opts = ReadOptions(grid)
+    spec = PreprocessSpec.from_json(cfg.preprocess)
+    xs, ys, ids = [], [], []
+    for s in find_sources(data_dir, grid.bands):
+        if s.label is None:
+            continue
+        c = load_source(s, grid.bands, grid.size, opts)
+        xs.append(preprocess(c.data, spec))
+        ys.append(s.label)
+        ids.append(s.id)
+    return np.stack(xs), np.array(ys, int), ids
+
+
+def _folds(ids, y, k: int, seed: int) -> np.ndarray:
+    """Fold of each cutout: fields shuffled and dealt to folds, lenses and others apart."""
+    fields = [field_of(i) for i in ids]
+    uniq = sorted(set(fields))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(uniq))
+    fold_of = {uniq[j]: n % k for n, j in enumerate(order)}
+    return np.array([fold_of[f] for f in fields])
+
+
+def _nhwc(x):
+    return np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)))
+
+
+def _train(model_path, x_real, y_real, x_sim, y_sim, fc: FinetuneConfig, seed: int):
+    import keras
+
+    from . import models  # noqa: F401  (registers RotationalConv2D)
+
+    keras.utils.set_random_seed(seed)
+    model = keras.saving.load_model(model_path)
+    model.compile(optimizer=keras.optimizers.Adam(fc.lr), loss="binary_crossentropy")
+    rng = np.random.default_rng(seed)
+    xr = np.concatenate([x_real] * fc.oversample)
+    yr = np.concatenate([y_real] * fc.oversample)
+    flip = rng.random(len(xr)) < 0.5
+    xr[flip] = xr[flip][..., ::-1]
+    k = rng.integers(0, 4, len(xr))
+    xr = np.stack([np.rot90(a, int(r), axes=(-2, -1)) for a, r in zip(xr, k)])
+    x = np.concatenate([xr, x_sim])
+    y = np.concatenate([yr, y_sim]).astype(np.float32)
+    model.fit(_nhwc(x), y.reshape(-1, 1), batch_size=fc.batch_size, epochs=fc.epochs,
+              shuffle=True, verbose=0)
+    return model
+
+
+def _predict(model, x):
+    return np.asarray(model.predict(_nhwc(x), batch_size=256, verbose=0)).reshape(-1)
+
+
+def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
+             progress=None) -> dict:
+    """Cross-validate fine-tuning on ``real_dir``, then train the final model into ``out_dir``.
+
+    Parameters
+    ----------
+    run_dir : path
+        A finished run (``model.keras``, ``config.json``) trained on simulations.
+    real_dir : path
+        Labelled real cutouts (``lenses/``, ``nonlenses/``) in any layout the scorer reads.
+    out_dir : path
+        New run directory: ``model.keras``, ``config.json`` (with the fine-tuning recipe),
+        ``cv_scores.csv`` (every real cutout scored by the fold model that did not see it),
+        ``metrics.json`` (cross-validated real-data metrics).
+
+    Returns
+    -------
+    dict
+        ``cv`` (metrics over all out-of-fold scores), ``before`` (the run's model on the same
+        cutouts, for comparison), ``n_real``, ``config``.
+    """
+    from .device import regenerate
+
+    fc = fc or FinetuneConfig()
+    run, out = RunDir(run_dir), RunDir(out_dir)
+    if out.model.exists():
+        raise FileExistsError(f"{out.path} holds a model already")
+    cfg = load_config(run)
+    x, y, ids = load_real(real_dir, cfg)
+    log.info("%d real cutouts (%d lenses)", len(y), int(y.sum()))
+    test_idx = set()
+    dev_scores = run.path / "test_scores_device.csv"
+    if dev_scores.exists():
+        test_idx = {int(r.split(",")[0]) for r in dev_scores.read_text().split()[1:]}
+    sim_idx = [i for i in range(fc.n_sim * 2) if i not in test_idx][:fc.n_sim]
+    xs, ys = regenerate(cfg.survey, cfg.seed, sim_idx, PreprocessSpec.from_json(cfg.preprocess))
+
+    import keras
+
+    from . import models  # noqa: F401
+
+    before = _predict(keras.saving.load_model(run.model), x)
+    fold = _folds(ids, y, fc.folds, fc.seed)
+    cv = np.full(len(y), np.nan)
+    for k in range(fc.folds):
+        tr, te = fold != k, fold == k
+        m = _train(run.model, x[tr], y[tr], xs, ys, fc, fc.seed + k)
+        cv[te] = _predict(m, x[te])
+        if progress:
+            progress(k + 1, fc.folds + 1)
+    final = _train(run.model, x, y, xs, ys, fc, fc.seed + fc.folds)
+    if progress:
+        progress(fc.folds + 1, fc.folds + 1)
+    out.path.mkdir(parents=True, exist_ok=True)
+    final.save(out.model)
+    conf = json.loads(run.config.read_text())
+    conf["finetune"] = {**asdict(fc), "real_data": Path(real_dir).name,
+                        "n_real": int(len(y)), "n_real_lenses": int(y.sum()),
+                        "base_run": run.path.name}
+    out.config.write_text(json.dumps(conf, indent=1))
+    with open(out.path / "cv_scores.csv", "w") as fh:
+        fh.write("id,label,fold,score_cv,score_before\n")
+        for i, lab, f, s, b in zip(ids, y, fold, cv, before):
+            fh.write(f"{i},{lab},{f},{s:.6g},{b:.6g}\n")
+    res = {"n_real": int(len(y)), "config": asdict(fc),
+           "cv": classification_summary(y, cv), "before": classification_summary(y, before)}
+    src = np.array(["/src/" in i for i in ids])
+    res["cv"]["field_sources_above_threshold"] = float(np.mean(cv[src] >= 0.5)) if src.any() \
+        else float("nan")
+    out.metrics.write_text(json.dumps({"real_data_cv": res}, indent=1))
+    return res
