@@ -264,7 +264,12 @@ def _parity_inputs(run, data_dir, bands, size, spec, n: int, seed: int):
         conf = json.loads((run / "config.json").read_text())
         data = Path(data_dir or conf.get("data_dir", ""))
         if (run / "split.json").is_file() and data.is_dir():
-            ds = load_dataset(data, bands=tuple(bands), size=size, spec=spec)
+            from lensscore.grid import ReadOptions
+
+            from train.presets import grid
+
+            opts = ReadOptions(grid(conf.get("survey") or "hsc", bands, size))
+            ds = load_dataset(data, bands=tuple(bands), size=size, spec=spec, options=opts)
             test = load_split(run / "split.json", ds)["test"]
             x, y, source = ds.nhwc(test), ds.y[test].astype(int), f"test split of {data}"
         elif data_dir is None:
@@ -307,10 +312,15 @@ def _run_metadata(run) -> dict:
         train.update(epochs_trained=st.get("epoch"), best_epoch=st.get("best_epoch"),
                      best_val_loss=st.get("best_val_loss"))
     meta["training"] = json.dumps(train)
+    if conf.get("finetune"):
+        train["finetune"] = conf["finetune"]
+        meta["training"] = json.dumps(train)
     if (run / "metrics.json").is_file():
         m = json.loads((run / "metrics.json").read_text())
         meta["test_metrics"] = json.dumps({k: m[k] for k in ("metrics", "rotation_stability",
-                                                             "threshold") if k in m})
+                                                             "threshold", "source") if k in m})
+        if "real_data" in m:  # measured on real survey cutouts (cross-validated if trained on)
+            meta["real_metrics"] = json.dumps(m["real_data"])
     return meta
 
 

@@ -35,31 +35,38 @@ def log(msg):
 
 
 def _sim_chunk(args):
-    survey, seed, start, stop, spec_json = args
+    """Simulated, preprocessed cutouts ``indices`` (a range or a list) of a survey preset."""
+    survey, seed, indices, spec_json = args
     from lensscore.preprocess import PreprocessSpec, preprocess
     from train.simulate import SimConfig, simulate_one
 
     cfg = SimConfig.for_survey(survey)
     spec = PreprocessSpec.from_json(spec_json)
     xs, ys = [], []
-    for i in range(start, stop):
-        img, t = simulate_one(i, seed, cfg)
+    for i in indices:
+        img, t = simulate_one(int(i), seed, cfg)
         xs.append(preprocess(img, spec))
         ys.append(t["label"])
-    return start, np.stack(xs).astype(np.float32), np.array(ys, np.int8)
+    return int(indices[0]), np.stack(xs).astype(np.float32), np.array(ys, np.int8)
 
 
-def simulate_async(pool, survey, n, seed, spec_json, chunk=100):
-    jobs = [(survey, seed, s, min(s + chunk, n), spec_json) for s in range(0, n, chunk)]
+def simulate_async(pool, survey, n, seed, spec_json, chunk=100, indices=None):
+    """Simulate ``range(n)`` (or ``indices``) in ``pool``; ``.get()`` gives sorted chunks."""
+    idx = list(range(n)) if indices is None else list(indices)
+    jobs = [(survey, seed, idx[s:s + chunk], spec_json) for s in range(0, len(idx), chunk)]
     return pool.map_async(_sim_chunk, jobs, chunksize=1)
+
+
+def gather(res):
+    """``(x, y)`` of a :func:`simulate_async` result, in the order the indices were given."""
+    parts = res.get()
+    return np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
 
 
 def collect(res, n):
     from train.data import Dataset, _fingerprint
 
-    parts = sorted(res.get(), key=lambda r: r[0])
-    x = np.concatenate([p[1] for p in parts])
-    y = np.concatenate([p[2] for p in parts])
+    x, y = gather(res)
     assert len(x) == n
     ids = [f"{'lenses' if y[i] else 'nonlenses'}/sim_{i:06d}" for i in range(n)]
     return Dataset(x, y, ids, _fingerprint(ids, y), [])

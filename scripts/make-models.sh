@@ -1,31 +1,67 @@
 #!/usr/bin/env bash
-# How models/baseline.onnx, models/rot.onnx, their figures and examples/cutouts were made
-# (models/README.md). Needs the [train] extra. Run from the repository root; DATA and RUNS may
-# be anywhere outside git (about 1.3 GB of FITS files for 20,000 cutouts).
+# How models/rot.onnx, models/baseline.onnx and models/ps1-rot.onnx were made (models/README.md).
+# Needs the [train] extra. Run from the repository root.
 #
-# The session that made the shipped models trained both networks side by side, one core each
-# (TF_NUM_INTRAOP_THREADS=1), and stopped them at the session's time limit; the epochs each
-# reached are in models/README.md. To reproduce exactly, give those numbers as --epochs
-# (a run stopped early continues with `fit --resume --epochs N`).
+# Step 1 ran on a GPU machine lent by the device tool (one H200, 16 cores, no TensorFlow): Keras 3
+# on its JAX backend, with keras/namex/optree/astropy/pyerfa/astropy-iers-data/lenstronomy wheels
+# installed --no-deps into /tmp/site. It simulates 80,400 cutouts per survey preset (56/14/30:
+# 45,024 for training) and trains within a time budget; the weights come back as int8 parts and
+# results.json. Without a GPU, the same is `python -m train simulate --survey ps1 --n 80400 ...`
+# then `python -m train fit --survey ps1 ...` (hours on a CPU; resumable).
 set -euo pipefail
-DATA=${DATA:-data/sim20k}
+DEV=${DEV:-/work/.device/1}      # where step 1's files came back
+DEV_FT=${DEV_FT:-/work/.device/2}  # where step 3's files came back
+REAL=${REAL:-../shared/realdata/ps1-sled-dev/raw}
 RUNS=${RUNS:-runs}
-EPOCHS_BASELINE=${EPOCHS_BASELINE:-35}
-EPOCHS_ROT=${EPOCHS_ROT:-35}
 
-python -m train simulate --n 20000 --out "$DATA" --seed 20 --workers 2 --check
-TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 python -m train fit --data "$DATA" \
-    --arch baseline --out "$RUNS/baseline" --epochs "$EPOCHS_BASELINE" --seed 0 &
-TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 python -m train fit --data "$DATA" \
-    --arch rot --out "$RUNS/rot" --epochs "$EPOCHS_ROT" --seed 0 &
-wait
-python -m train evaluate "$RUNS/baseline"
-python -m train evaluate "$RUNS/rot"
-python -m train plots "$RUNS/baseline" "$RUNS/rot" -o models/figures
-python -m export "$RUNS/baseline/model.keras" models/baseline.onnx --weights int8 --overwrite \
-    --json > models/baseline.export.json
-python -m export "$RUNS/rot/model.keras" models/rot.onnx --weights int8 --overwrite \
-    --json > models/rot.export.json
-python -m train simulate --n 100 --out examples/cutouts --seed 9001 --overwrite
-lensscore scan examples/cutouts -m models/rot.onnx
-lensscore scan examples/cutouts -m models/baseline.onnx
+# 1. (GPU machine)  KERAS_BACKEND=jax python3 scripts/device_train.py --budget 520 --workers 15
+# 2. the runs, here
+for job in hsc_rot hsc_baseline ps1_rot; do
+  python -m train import-device "$DEV/results.json" "$job" --out "$RUNS/$job"
+done
+# 3. (GPU machine) fine-tune ps1_rot on the real PS1 cutouts, 5-fold cross-validated:
+#    python -c "import numpy as np; from train.finetune import load_real; from train.fit import \
+#      RunDir, load_config; x,y,i = load_real('$REAL', load_config(RunDir('$RUNS/ps1_rot'))); \
+#      np.savez('realdata-ps1.npz', x=x, y=y, ids=np.array(i))"
+#    KERAS_BACKEND=jax python3 scripts/device_finetune.py --epochs 8 --n-sim 6000 --n-test 6000
+#    (on a CPU: python -m train finetune runs/ps1_rot --real "$REAL" --out runs/ps1_rot_ft)
+python -m train import-device "$DEV_FT/results.json" ps1_rot_ft --out "$RUNS/ps1_rot_ft"
+python - <<EOF
+import json, shutil
+r = json.load(open("$DEV_FT/results.json"))["jobs"]["ps1_rot_ft"]
+c = r["real_data_cv"]
+json.dump({"metrics": r["test_metrics"], "threshold": 0.5,
+           "source": "fine-tuned model (Keras JAX, float32) on 6000 cutouts of the base run's "
+                     "simulated test split",
+           "real_data": {"data": "realdata/ps1-sled-dev/raw (177 SLED lenses, 63 field sources, "
+                                 "310 sky positions)",
+                         "method": f"{c['config']['folds']}-fold cross-validation grouped by "
+                                   "field: each cutout scored by a model fine-tuned without it",
+                         "cv": c["cv"], "before_finetune": c["before"]}},
+          open("$RUNS/ps1_rot_ft/metrics.json", "w"), indent=1)
+shutil.copy("$DEV_FT/cv_scores.csv", "$RUNS/ps1_rot_ft/cv_scores.csv")
+EOF
+# 4. export (parity on synthetic cutouts here; cross-machine parity below)
+python -m export "$RUNS/hsc_rot/model.keras" models/rot.onnx --weights int8 --overwrite --json > models/rot.export.json
+python -m export "$RUNS/hsc_baseline/model.keras" models/baseline.onnx --weights int8 --overwrite --json > models/baseline.export.json
+python -m export "$RUNS/ps1_rot_ft/model.keras" models/ps1-rot.onnx --weights int8 --overwrite --json > models/ps1-rot.export.json
+# 5. the shipped ONNX models on simulated test cutouts made again here (pure in seed, index),
+#    with rotations; against the GPU machine's float32 scores of the same cutouts
+python - <<EOF
+import json
+from train.device import evaluate_onnx, verify
+for job, m, res in (("hsc_rot", "models/rot.onnx", "$DEV"), ("hsc_baseline", "models/baseline.onnx", "$DEV"),
+                    ("ps1_rot_ft", "models/ps1-rot.onnx", "$DEV_FT")):
+    print(job, json.dumps(evaluate_onnx(f"{res}/results.json", job, m, f"$RUNS/{job}", 4000)))
+for job, m in (("hsc_rot", "models/rot.onnx"), ("hsc_baseline", "models/baseline.onnx")):
+    print(job, json.dumps(verify("$DEV/results.json", job, m, 1500)))
+EOF
+python -m train plots "$RUNS/hsc_baseline" "$RUNS/hsc_rot" -o models/figures
+# 6. real data: scan as a user would; the HSC models were never trained on it
+for m in rot baseline; do
+  lensscore scan "$REAL" -m models/$m.onnx -o out/${m}-real.csv --overwrite --top 0 || test $? = 3
+  python -m export.stamp models/$m.onnx --real out/${m}-real.csv \
+    --name "realdata/ps1-sled-dev/raw (177 SLED lenses, 63 field sources, 310 sky positions; PS1 resampled to 0.168 arcsec/px)"
+done
+python -m train simulate --survey ps1 --n 16 --out out/ps1-compare --seed 3 --real "$REAL" --overwrite
+cp out/ps1-compare/real_vs_sim.jpg models/figures/ps1_real_vs_sim.jpg

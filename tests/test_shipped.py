@@ -32,6 +32,9 @@ def test_models_are_small_and_describe_themselves():
         info = Scorer(p).info()
         assert info["arch"] == arch and info["bands"] == ["g", "r", "i"] and info["size"] == 72
         assert info["rotation_invariant"] is (arch == "rot")
+        assert (info["survey"], info["pixel_scale"], info["zeropoint"]) == ("hsc", 0.168, 27.0)
+        # measured on real PS1 cutouts by a scan (never trained on them)
+        assert info["real_metrics"]["method"].startswith("scanned")
         assert "accuracy" in json.dumps(info["test_metrics"])
         report = json.loads((MODELS / f"{arch}.export.json").read_text())
         assert report["weights"] == "int8" and report["float32_max_abs_diff"] <= 1e-5
@@ -56,3 +59,19 @@ def test_scan_with_the_default_model(monkeypatch):
     assert r.exit_code == 0, r.output
     assert "rot.onnx" in r.output and "accuracy" in r.stdout and "rotation stability" in r.stdout
     assert "max 0.00%" in r.stdout
+
+
+def test_ps1_model_describes_its_grid_and_cross_validated_real_metrics():
+    p = MODELS / "ps1-rot.onnx"
+    assert p.stat().st_size <= 8 * 10 ** 6
+    info = Scorer(p).info()
+    assert (info["survey"], info["pixel_scale"], info["zeropoint"], info["size"]) == \
+        ("ps1", 0.25, 25.0, 48)
+    assert info["rotation_invariant"] is True and info["arch"] == "rot"
+    # fine-tuned on real cutouts: its real-data numbers are cross-validated, and say so
+    assert info["training"]["finetune"]["n_real"] == 550
+    real = info["real_metrics"]
+    assert "cross-validation" in real["method"] and real["cv"]["n"] == 550
+    assert 0.5 < real["cv"]["roc_auc"] <= 1 and real["before_finetune"]["n"] == 550
+    report = json.loads((MODELS / "ps1-rot.export.json").read_text())
+    assert report["rotation_spread"] == 0 and report["float32_max_abs_diff"] <= 1e-5

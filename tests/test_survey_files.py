@@ -355,3 +355,47 @@ def test_labels_only_below_the_scanned_root(tmp_path, rng):
     assert label_from_path(root / "x.fits", root) is None
     assert label_from_path(root / "nonlenses" / "x.fits", root) == 0
     assert label_from_path(tmp_path / "lenses" / "x.fits", tmp_path / "lenses") == 1
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_scan_cli_grid_options_and_columns(tmp_path, rng):
+    import csv
+
+    from onnx_models import make_model
+    from typer.testing import CliRunner
+
+    from lensscore.cli import app
+
+    runner = CliRunner()
+    ps1 = make_model(tmp_path / "ps1.onnx", size=48,
+                     extra_meta={"lensscore.pixel_scale": "0.25", "lensscore.zeropoint": "25",
+                                 "lensscore.survey": "ps1"})
+    r = runner.invoke(app, ["info", ps1, "--json"])
+    assert r.exit_code == 0 and '"pixel_scale": 0.25' in r.stdout and '"survey": "ps1"' in r.stdout
+    data = tmp_path / "in"
+    write_ps1(data / "lenses" / "a", "a", _sky(rng, 60, 0.25))
+    h = fits.Header()
+    for k, b in enumerate(BANDS):
+        h[f"BAND{k}"] = b
+    (data / "nonlenses").mkdir()
+    fits.PrimaryHDU(_sky(rng, 72, 0.168), header=h).writeto(data / "nonlenses" / "nowcs.fits")
+    out = tmp_path / "c.csv"
+    r = runner.invoke(app, ["scan", str(data), "-m", ps1, "-o", str(out), "--pixel-scale", "0.168",
+                            "--top", "0"])
+    assert r.exit_code == 0, r.output
+    assert '48px at 0.25"/px, zero point 25' in r.stderr
+    with open(out) as fh:
+        rows = {x["id"]: x for x in csv.DictReader(fh)}
+    a, b = rows["lenses/a/a"], rows["nonlenses/nowcs"]
+    assert (a["resampled"], a["zp_source"], a["band_source"]) == ("false", "header", "header")
+    assert float(b["pixscale_in"]) == 0.168 and b["resampled"] == "true"
+    assert b["zp_source"] == "assumed"
+    # without --pixel-scale the header-less file is read at the model's scale, said once
+    r = runner.invoke(app, ["scan", str(data / "nonlenses"), "-m", ps1, "--top", "0"])
+    assert r.exit_code == 0 and "state no pixel scale" in r.stderr
+    # bad options: exit 2 before any work
+    for bad in (["--zeropoint", "g:27"], ["--zeropoint", "z=27"]):
+        r = runner.invoke(app, ["scan", str(data), "-m", ps1, *bad])
+        assert r.exit_code == 2 and "zeropoint" in r.stderr, r.output

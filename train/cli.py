@@ -56,6 +56,9 @@ def fit(
     rot_mode: Annotated[str, typer.Option(help="RotationalConv2D computation: kernel|input "
                                                "(same function).")] = "kernel",
     jit: Annotated[bool, typer.Option(help="XLA-compile the training step.")] = True,
+    survey: Annotated[str, typer.Option(
+        help="Survey preset of the data (hsc, ps1, ...): its pixel scale, zero point and cutout "
+             "size; export writes them into the model.")] = "hsc",
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
     stop_after: Annotated[Optional[int], typer.Option(
         help="Stop after this many epochs in this call (train in several sessions).")] = None,
@@ -67,9 +70,15 @@ def fit(
 
     if arch not in ("baseline", "rot"):
         _fail(f"unknown --arch {arch!r}: baseline or rot", 2)
+    from .presets import preset
+
+    try:
+        size = preset(survey)["size"]
+    except ValueError as exc:
+        _fail(str(exc), 2)
     cfg = FitConfig(arch=arch, epochs=epochs or 35, batch_size=batch_size, lr=lr, l2=l2,
                     conv_l2=conv_l2, dropout=dropout, patience=patience, augment=augment,
-                    seed=seed, rot_mode=rot_mode, jit=jit)
+                    seed=seed, rot_mode=rot_mode, jit=jit, survey=survey, size=size)
     prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(),
                     console=err)
@@ -201,11 +210,22 @@ def simulate(
         help="Measure back noise, PSF FWHM and a trivial classifier's accuracy.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Write into a directory that has cutouts.")]
     = False,
+    survey: Annotated[str, typer.Option(
+        help="Survey preset: hsc, ps1, des, lsst or kids (pixel scale, seeing, depth, zero "
+             "point; the cutout covers ~12\").")] = "hsc",
+    real: Annotated[Optional[Path], typer.Option(
+        help="Real cutouts (lenses/, nonlenses/) to show next to simulated ones in "
+             "OUT/real_vs_sim.jpg, at one stretch.", exists=True, file_okay=False)] = None,
 ):
-    """Simulate HSC-like (g, r, i) mock lenses and hard negatives with lenstronomy."""
+    """Simulate survey-like (g, r, i) mock lenses and hard negatives with lenstronomy."""
     import time
 
-    from .simulate import preview, sim_check, simulate
+    from .simulate import SimConfig, compare_real, preview, sim_check, simulate
+
+    try:
+        cfg = SimConfig.for_survey(survey)
+    except ValueError as exc:
+        _fail(str(exc), 2)
 
     if (out_dir / "truth.ecsv").exists() and not overwrite:
         _fail(f"{out_dir} holds a simulation already; use --overwrite or another --out", 2)
@@ -215,7 +235,7 @@ def simulate(
     t0 = time.perf_counter()
     try:
         with prog:
-            simulate(out_dir, n, seed=seed, workers=workers,
+            simulate(out_dir, n, seed=seed, workers=workers, cfg=cfg,
                      progress=lambda done, total: prog.update(task, completed=done))
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: files written so far are complete; rerun to finish",
@@ -226,11 +246,72 @@ def simulate(
               f"({n / dt:.1f} cutouts/s, {workers} workers)", highlight=False)
     if preview_png is not None:
         out.print(f"preview: {preview(out_dir, preview_png)}", highlight=False)
+    if real is not None:
+        png = compare_real(real, out_dir / "real_vs_sim.jpg", cfg, seed=seed)
+        out.print(f"real vs simulated: {png}", highlight=False)
     if check:
         rep = sim_check(out_dir)
         rep["cutouts_per_s"] = n / dt
         (out_dir / "simulation_check.json").write_text(json.dumps(rep, indent=1))
         out.print_json(json.dumps(rep))
+
+
+@app.command("import-device")
+def import_device(
+    results: Annotated[Path, typer.Argument(help="results.json written by "
+                                                 "scripts/device_train.py (weights beside it).",
+                                            exists=True, dir_okay=False)],
+    job: Annotated[str, typer.Argument(help="Job name in it, e.g. hsc_rot or ps1_rot.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Run directory to write.")],
+):
+    """Turn a model trained on a GPU machine into a run directory (then `python -m export`)."""
+    import json as _json
+
+    from .device import import_run
+
+    if (out_dir / "model.keras").exists():
+        _fail(f"{out_dir} holds a model already", 2)
+    jobs = _json.loads(results.read_text()).get("jobs", {})
+    if job not in jobs or "weights" not in jobs[job]:
+        _fail(f"{results}: no trained job {job!r} (has {', '.join(jobs) or 'none'})", 2)
+    out.print(f"run directory: {import_run(results, job, out_dir)}", highlight=False)
+
+
+@app.command()
+def finetune(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run trained on simulations.",
+                                            exists=True, file_okay=False)],
+    real: Annotated[Path, typer.Option(help="Labelled real cutouts (lenses/, nonlenses/).",
+                                       exists=True, file_okay=False)],
+    out_dir: Annotated[Path, typer.Option("--out", help="New run directory.")],
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds (grouped by "
+                                                   "field).")] = 5,
+    epochs: Annotated[int, typer.Option(min=1)] = 8,
+    lr: Annotated[float, typer.Option()] = 1e-4,
+    n_sim: Annotated[int, typer.Option(min=0, help="Simulated cutouts of the run mixed in.")]
+    = 6000,
+):
+    """Fine-tune on real cutouts; real-data metrics by k-fold cross-validation only."""
+    from .finetune import FinetuneConfig
+    from .finetune import finetune as run_ft
+
+    prog = Progress(TextColumn("fine-tuning"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=err)
+    task = prog.add_task("ft", total=folds + 1)
+    try:
+        with prog:
+            r = run_ft(run_dir, real, out_dir, FinetuneConfig(folds=folds, epochs=epochs, lr=lr,
+                                                             n_sim=n_sim),
+                       progress=lambda k, n: prog.update(task, completed=k))
+    except FileExistsError as exc:
+        _fail(str(exc), 2)
+    t = Table(title=f"real data, {r['n_real']} cutouts: before vs {folds}-fold cross-validated",
+              title_justify="left")
+    for c in ("metric", "before", "fine-tuned (CV)"):
+        t.add_column(c)
+    for k in ("roc_auc", "tpr_at_fpr_1pct", "tpr_at_fpr_0.1pct", "accuracy"):
+        t.add_row(k, f"{r['before'][k]:.4f}", f"{r['cv'][k]:.4f}")
+    out.print(t)
 
 
 def _run_spec(model_path: Path):

@@ -18,6 +18,7 @@ import numpy as np
 
 from lensscore.config import DEFAULT_BANDS, DEFAULT_SIZE
 from lensscore.errors import CutoutError
+from lensscore.grid import Grid, ReadOptions
 from lensscore.io import find_sources, load_source
 from lensscore.preprocess import DEFAULT_SPEC, PreprocessSpec, preprocess
 
@@ -65,8 +66,9 @@ def _fingerprint(ids, y) -> str:
     return h.hexdigest()[:16]
 
 
-def _listing_key(sources, bands, size, spec: PreprocessSpec) -> str:
-    h = hashlib.sha256(f"v{CACHE_VERSION}|{','.join(bands)}|{size}|{spec.to_json()}".encode())
+def _listing_key(sources, bands, size, spec: PreprocessSpec, options: ReadOptions) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{','.join(bands)}|{size}|{spec.to_json()}|"
+                       f"{options}".encode())
     for s in sources:
         files = [f for _, f in s.files] if isinstance(s.files, tuple) else [s.files]
         for f in files:
@@ -84,6 +86,7 @@ def load_dataset(
     labels: dict | None = None,
     cache_dir=None,
     progress: Callable[[int, int], None] | None = None,
+    options: ReadOptions | None = None,
 ) -> Dataset:
     """Load every labelled cutout under ``data_dir`` (``lenses/``/``nonlenses/`` or a catalog).
 
@@ -97,6 +100,8 @@ def load_dataset(
         listing (names, sizes, mtimes), bands, size and preprocessing, so a changed data set is
         re-read, never served stale.
     progress : callable(done, total), optional
+    options : lensscore.grid.ReadOptions, optional
+        The grid the cutouts are put on (the survey preset's; default HSC), as the scorer does.
 
     Raises
     ------
@@ -107,7 +112,8 @@ def load_dataset(
     if not sources:
         raise ValueError(f"{data_dir}: no labelled FITS cutouts (need lenses/ and nonlenses/ "
                          "directories, lens_*/nonlens_*, or a labels file)")
-    key = _listing_key(sources, bands, size, spec)
+    options = options or ReadOptions(Grid(bands=tuple(bands), size=size))
+    key = _listing_key(sources, bands, size, spec, options)
     cache = Path(cache_dir) if cache_dir else Path(data_dir) / ".lensscore_cache"
     xf, mf = cache / f"{key}.x.npy", cache / f"{key}.json"
     if xf.exists() and mf.exists():
@@ -121,7 +127,7 @@ def load_dataset(
     xs, ys, ids, skipped = [], [], [], []
     for k, s in enumerate(sources):
         try:
-            xs.append(preprocess(load_source(s, bands, size).data, spec))
+            xs.append(preprocess(load_source(s, bands, size, options).data, spec))
             ys.append(s.label)
             ids.append(s.id)
         except (CutoutError, ValueError) as exc:

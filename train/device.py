@@ -58,17 +58,20 @@ def import_run(results_json, job: str, out_dir) -> Path:
         raise ValueError(f"{job}: weight shapes do not match the {cfg['arch']} model")
     model.set_weights(ws)
     model.save(run.model)
-    cfg["data_dir"] = data_name(results, e["survey"])
+    if results.get("n") is not None:  # trained from scratch on simulations made there
+        cfg["data_dir"] = data_name(results, e["survey"])
     cfg["data_fingerprint"] = e["fingerprint"]
     cfg["n"] = e["n_split"]
     cfg["trained_on"] = "device (Keras JAX backend); weights int8 per channel for kernels > 1e5"
     run.config.write_text(json.dumps(cfg, indent=1))
     run.state.write_text(json.dumps({"epoch": len(e["history"]), "best_epoch": e["best_epoch"],
-                                     "best_val_loss": min(r["val_loss"] for r in e["history"]),
+                                     "best_val_loss": min((r["val_loss"] for r in e["history"]),
+                                                          default=None),
                                      "stopped": e["early_stopped"],
                                      "cut_by_time_budget": e["cut_by_budget"],
                                      "history": e["history"]}, indent=1))
-    _write_history(run.history, e["history"])
+    if e["history"]:
+        _write_history(run.history, e["history"])
     run.metrics.write_text(json.dumps({"metrics": e["test_metrics"], "threshold": 0.5,
                                        "source": "device, float32 Keras (JAX) on the test split"},
                                       indent=1))
@@ -80,7 +83,7 @@ def import_run(results_json, job: str, out_dir) -> Path:
     return run.path
 
 
-def regenerate(survey: str, seed: int, indices, spec=None, workers: int = 1):
+def regenerate(survey: str, seed: int, indices, spec=None, return_truth: bool = False):
     """Simulate the cutouts ``indices`` again (pure in ``(seed, index)``), preprocessed.
 
     Returns ``(x (n, bands, size, size) float32, y (n,) int)``.
@@ -91,9 +94,64 @@ def regenerate(survey: str, seed: int, indices, spec=None, workers: int = 1):
 
     cfg = SimConfig.for_survey(survey)
     spec = spec or DEFAULT_SPEC
-    xs, ys = [], []
+    xs, ys, truths = [], [], []
     for i in indices:
         img, t = simulate_one(int(i), seed, cfg)
         xs.append(preprocess(img, spec))
         ys.append(t["label"])
+        truths.append(t)
+    if return_truth:
+        return np.stack(xs), np.array(ys, int), truths
     return np.stack(xs), np.array(ys, int)
+
+
+def verify(results_json, job: str, onnx_path, n: int = 1000) -> dict:
+    """Score the first ``n`` cutouts of a job's simulated test split, made again here, with the
+    exported ONNX model, against the device's float32 Keras scores of the same cutouts.
+
+    Returns the max and mean |difference| and the ONNX model's metrics on those cutouts.
+    """
+    from lensscore.metrics import classification_summary
+    from lensscore.scorer import Scorer
+
+    results = json.loads(Path(results_json).read_text())
+    e = results["jobs"][job]
+    idx = e["test_index"][:n]
+    sc = Scorer(onnx_path)
+    x, y = regenerate(e["survey"], results["seed"], idx, sc.spec)
+    s = sc.score(x, preprocessed=True).astype(np.float64)
+    out = {"n": len(idx), "metrics_onnx": classification_summary(y, s)}
+    if e["test_scores"]:
+        d = np.abs(s - np.asarray(e["test_scores"][:n]))
+        out.update(max_abs_diff=float(d.max()), mean_abs_diff=float(d.mean()))
+    return out
+
+
+def evaluate_onnx(results_json, job: str, onnx_path, run_dir, n: int = 4000) -> dict:
+    """The shipped ONNX model on the first ``n`` cutouts of the job's simulated test split, made
+    again here, with all four rotations: metrics, rotation stability, ``test_scores.csv`` (for
+    ``python -m train plots``) and a truth table for completeness, in ``run_dir``."""
+    from astropy.table import Table
+
+    from lensscore.metrics import classification_summary, rotation_stability
+    from lensscore.scorer import Scorer
+
+    from .plots import write_test_scores
+
+    results = json.loads(Path(results_json).read_text())
+    e = results["jobs"][job]
+    idx = e["test_index"][:n]
+    sc = Scorer(onnx_path)
+    x, y, truths = regenerate(e["survey"], results["seed"], idx, sc.spec, return_truth=True)
+    rot = sc.score_rotations(x, preprocessed=True).astype(np.float64)
+    ids = [f"{'lenses' if lab else 'nonlenses'}/sim_{i:06d}" for i, lab in zip(idx, y)]
+    run = Path(run_dir)
+    write_test_scores(run / "test_scores.csv", ids, y, rot)
+    cols = ["theta_e", "src_mag_i", "subtype"]
+    Table(rows=[[i] + [t[c] for c in cols] for i, t in zip(ids, truths)],
+          names=["id"] + cols).write(run / "truth_subset.ecsv", overwrite=True)
+    out = {"n": len(idx), "model": Path(onnx_path).name,
+           "metrics": classification_summary(y, rot[:, 0]),
+           "rotation_stability": rotation_stability(rot)}
+    (run / "onnx_eval.json").write_text(json.dumps(out, indent=1))
+    return out

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lensscore.grid import Grid, ReadOptions
+from lensscore.grid import ReadOptions
 from lensscore.io import find_sources, load_source
 from lensscore.metrics import classification_summary
 from lensscore.preprocess import PreprocessSpec, preprocess
 
 from .fit import RunDir, load_config
 
-__all__ = ["FinetuneConfig", "finetune", "load_real", "field_of"]
+__all__ = ["FinetuneConfig", "finetune", "load_real", "field_of", "sim_indices"]
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,9 @@ class FinetuneConfig:
 
 def load_real(data_dir, cfg) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Labelled real cutouts on the run's grid (its survey preset), preprocessed as in scoring."""
-    from .presets import preset
+    from .presets import grid as preset_grid
 
-    p = preset(cfg.survey)
-    grid = Grid(bands=tuple(cfg.bands), size=cfg.size, pixel_scale=p["pixel_scale"],
-                zeropoint=p["zeropoint"], survey=p["survey"])
+    grid = preset_grid(cfg.survey, cfg.bands, cfg.size)
     opts = ReadOptions(grid)
     spec = PreprocessSpec.from_json(cfg.preprocess)
     xs, ys, ids = [], [], []
@@ -82,6 +80,15 @@ def _folds(ids, y, k: int, seed: int) -> np.ndarray:
     order = rng.permutation(len(uniq))
     fold_of = {uniq[j]: n % k for n, j in enumerate(order)}
     return np.array([fold_of[f] for f in fields])
+
+
+def sim_indices(run: RunDir, n: int) -> list[int]:
+    """The first ``n`` simulated cutouts of a run that are not in its test split."""
+    test_idx = set()
+    dev_scores = run.path / "test_scores_device.csv"
+    if dev_scores.exists():
+        test_idx = {int(r.split(",")[0]) for r in dev_scores.read_text().split()[1:]}
+    return [i for i in range(n * 2 + len(test_idx)) if i not in test_idx][:n]
 
 
 def _nhwc(x):
@@ -115,7 +122,7 @@ def _predict(model, x):
 
 
 def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
-             progress=None) -> dict:
+             progress=None, *, real=None, sim=None, save=None) -> dict:
     """Cross-validate fine-tuning on ``real_dir``, then train the final model into ``out_dir``.
 
     Parameters
@@ -128,6 +135,13 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
         New run directory: ``model.keras``, ``config.json`` (with the fine-tuning recipe),
         ``cv_scores.csv`` (every real cutout scored by the fold model that did not see it),
         ``metrics.json`` (cross-validated real-data metrics).
+
+    real : (x, y, ids), optional
+        The real cutouts already read (:func:`load_real`; a GPU machine without the files).
+    sim : (x, y), optional
+        The simulated cutouts to mix in, already made (default: regenerated here).
+    save : callable(model, out_dir), optional
+        How to store the final model (default ``model.keras``).
 
     Returns
     -------
@@ -142,14 +156,14 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
     if out.model.exists():
         raise FileExistsError(f"{out.path} holds a model already")
     cfg = load_config(run)
-    x, y, ids = load_real(real_dir, cfg)
+    x, y, ids = real if real is not None else load_real(real_dir, cfg)
+    y = np.asarray(y, int)
     log.info("%d real cutouts (%d lenses)", len(y), int(y.sum()))
-    test_idx = set()
-    dev_scores = run.path / "test_scores_device.csv"
-    if dev_scores.exists():
-        test_idx = {int(r.split(",")[0]) for r in dev_scores.read_text().split()[1:]}
-    sim_idx = [i for i in range(fc.n_sim * 2) if i not in test_idx][:fc.n_sim]
-    xs, ys = regenerate(cfg.survey, cfg.seed, sim_idx, PreprocessSpec.from_json(cfg.preprocess))
+    if sim is None:
+        xs, ys = regenerate(cfg.survey, cfg.seed, sim_indices(run, fc.n_sim),
+                            PreprocessSpec.from_json(cfg.preprocess))
+    else:
+        xs, ys = sim
 
     import keras
 
@@ -168,9 +182,9 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
     if progress:
         progress(fc.folds + 1, fc.folds + 1)
     out.path.mkdir(parents=True, exist_ok=True)
-    final.save(out.model)
+    (save or (lambda m, d: m.save(RunDir(d).model)))(final, out.path)
     conf = json.loads(run.config.read_text())
-    conf["finetune"] = {**asdict(fc), "real_data": Path(real_dir).name,
+    conf["finetune"] = {**asdict(fc), "real_data": Path(real_dir).name if real_dir else "given",
                         "n_real": int(len(y)), "n_real_lenses": int(y.sum()),
                         "base_run": run.path.name}
     out.config.write_text(json.dumps(conf, indent=1))

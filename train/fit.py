@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lensscore.config import DEFAULT_BANDS, DEFAULT_SIZE
+from lensscore.grid import ReadOptions
 from lensscore.preprocess import DEFAULT_SPEC
 
 from .data import Dataset, load_dataset, load_split, make_split, save_split
@@ -198,8 +199,11 @@ def fit(
 
     from lensscore.preprocess import PreprocessSpec
 
+    from .presets import grid as preset_grid
+
     ds = dataset or load_dataset(data_dir, bands=cfg.bands, size=cfg.size,
-                                 spec=PreprocessSpec.from_json(cfg.preprocess))
+                                 spec=PreprocessSpec.from_json(cfg.preprocess),
+                                 options=ReadOptions(preset_grid(cfg.survey, cfg.bands, cfg.size)))
     if run.split.exists():
         split = load_split(run.split, ds)
     else:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["PRESETS", "preset", "FOV_ARCSEC", "SURVEYS"]
+__all__ = ["PRESETS", "preset", "grid", "FOV_ARCSEC", "SURVEYS"]
 
 #: Field of view of every preset's cutout (72 x 0.168" = 12.1").
 FOV_ARCSEC = 12.1
@@ -78,3 +78,12 @@ def preset(name: str) -> dict:
     d["size"] = int(round(FOV_ARCSEC / d["pixel_scale"] / 2)) * 2  # even: centre between pixels
     d["survey"] = name
     return d
+
+
+def grid(name: str, bands=("g", "r", "i"), size: int | None = None):
+    """The :class:`lensscore.grid.Grid` of a preset: what a model trained on it expects."""
+    from lensscore.grid import Grid
+
+    p = preset(name)
+    return Grid(bands=tuple(bands), size=int(size or p["size"]), pixel_scale=p["pixel_scale"],
+                zeropoint=p["zeropoint"], survey=p["survey"])

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["SimConfig", "simulate_one", "simulate", "trivial_classifier_accuracy",
-           "measure_noise", "measure_fwhm", "sim_check", "preview", "NONLENS_TYPES"]
+           "measure_noise", "measure_fwhm", "sim_check", "preview", "compare_real",
+           "NONLENS_TYPES"]
 
 log = logging.getLogger(__name__)
 
@@ -625,6 +626,31 @@ def trivial_classifier_accuracy(x: np.ndarray, y: np.ndarray, seed: int = 0) -> 
             "features": int(f.shape[1])}
 
 
+def _save(fig, path, dpi) -> Path:
+    """Lay out, write (PNG or JPEG by the name) and close a figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def _panel(ax, img, stretch=1.0):
+    """One Lupton RGB panel (i, r, g as red, green, blue) without ticks; blank for ``None``."""
+    from astropy.visualization import make_lupton_rgb
+
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if img is None:
+        ax.axis("off")
+        return
+    ax.imshow(make_lupton_rgb(img[2], img[1], img[0], Q=8, minimum=0, stretch=stretch),
+              origin="lower")
+
+
 def preview(data_dir, png, per_type: int = 6, truth=None) -> Path:
     """A Lupton-RGB grid (astropy ``make_lupton_rgb``): one row of examples per subtype."""
     import matplotlib
@@ -633,7 +659,6 @@ def preview(data_dir, png, per_type: int = 6, truth=None) -> Path:
     import matplotlib.pyplot as plt
     from astropy.io import fits
     from astropy.table import Table
-    from astropy.visualization import make_lupton_rgb
 
     t = Table.read(truth or Path(data_dir) / "truth.ecsv")
     subs = [s for s in dict.fromkeys(t["subtype"])]
@@ -644,25 +669,16 @@ def preview(data_dir, png, per_type: int = 6, truth=None) -> Path:
         rows = t[t["subtype"] == sub][:per_type]
         for c in range(per_type):
             ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
             if c >= len(rows):
-                ax.axis("off")
+                _panel(ax, None)
                 continue
             img = fits.getdata(Path(data_dir) / rows[c]["path"]).astype(float)
-            rgb = make_lupton_rgb(img[2], img[1], img[0], Q=8, minimum=0,
-                                  stretch=max(float(np.percentile(img, 99.5)) / 4, 1e-3))
-            ax.imshow(rgb, origin="lower")
+            _panel(ax, img, max(float(np.percentile(img, 99.5)) / 4, 1e-3))
             label = f"θE {rows[c]['theta_e']:.2f}\" μ {rows[c]['magnification']:.0f}" \
                 if rows[c]["label"] else f"i={rows[c]['defl_mag_i']:.1f}"
             ax.set_title(label, fontsize=6)
         axes[r, 0].set_ylabel(sub.replace("_", " "), fontsize=7)
-    fig.tight_layout()
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return png
+    return _save(fig, png, 110)
 
 
 def sim_check(data_dir, n_psf: int = 20, seed: int = 1) -> dict:
@@ -705,3 +721,49 @@ def sim_check(data_dir, n_psf: int = 20, seed: int = 1) -> dict:
             "lens_subtypes": {s: int(np.sum((t["subtype"] == s) & (y == 1)))
                               for s in sorted(set(t["subtype"][y == 1]))},
             "visible_fraction": float(np.mean(np.asarray(t["visible"])[y == 1]))}
+
+
+def compare_real(real_dir, png, cfg: SimConfig | None = None, seed: int = 0, per_row: int = 8,
+                 stretch: float | None = None) -> Path:
+    """Real cutouts next to simulated ones of the same preset, at one stretch.
+
+    Rows: real lenses, real non-lenses (``real_dir``'s ``lenses/`` and ``nonlenses/``, read by
+    the scorer's reader onto the preset's grid and zero point), simulated lenses, simulated
+    non-lenses. Every panel is a Lupton RGB (i, r, g) of sky-subtracted flux with the same
+    ``stretch`` (default: a typical bright-pixel level of the real lenses), so brightness,
+    colour, noise and seeing compare by eye.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lensscore.grid import ReadOptions
+    from lensscore.io import find_sources, load_source
+
+    from .presets import grid as preset_grid
+
+    cfg = cfg or SimConfig.for_survey("ps1")
+    g = preset_grid(cfg.survey, cfg.bands, cfg.size)
+    opts = ReadOptions(g)
+    srcs = find_sources(real_dir, g.bands)
+    rng = np.random.default_rng(seed)
+    rows = {}
+    for name, lab in (("real lenses", 1), ("real non-lenses", 0)):
+        cand = [s for s in srcs if s.label == lab]
+        pick = rng.choice(len(cand), min(per_row, len(cand)), replace=False) if cand else []
+        rows[name] = [load_source(cand[k], g.bands, g.size, opts).data for k in pick]
+    sims = [simulate_one(i, seed, cfg) for i in range(2 * per_row)]
+    rows["simulated lenses"] = [im for im, t in sims if t["label"] == 1]
+    rows["simulated non-lenses"] = [im for im, t in sims if t["label"] == 0]
+    sub = {k: [im - np.median(im, axis=(1, 2), keepdims=True) for im in v] for k, v in rows.items()}
+    if stretch is None:
+        stretch = float(np.median([np.percentile(im, 99) for im in sub["real lenses"]] or [1.0]))
+    fig, axes = plt.subplots(4, per_row, figsize=(1.5 * per_row, 6.6), squeeze=False)
+    for r, (name, ims) in enumerate(sub.items()):
+        for c in range(per_row):
+            _panel(axes[r, c], ims[c].astype(float) if c < len(ims) else None, stretch)
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    fig.suptitle(f"{cfg.survey}: {g.size} px at {g.pixel_scale}\"/px, zero point "
+                 f"{g.zeropoint:g}, one stretch ({stretch:.3g})", fontsize=9)
+    return _save(fig, png, 80)
