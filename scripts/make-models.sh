@@ -56,7 +56,26 @@ for job, m, res in (("hsc_rot", "models/rot.onnx", "$DEV"), ("hsc_baseline", "mo
 for job, m in (("hsc_rot", "models/rot.onnx"), ("hsc_baseline", "models/baseline.onnx")):
     print(job, json.dumps(verify("$DEV/results.json", job, m, 1500)))
 EOF
-python -m train plots "$RUNS/hsc_baseline" "$RUNS/hsc_rot" -o models/figures
+python - <<EOF  # figures of the shipped ONNX files on those cutouts (not of the device's Keras)
+import json, shutil
+from pathlib import Path
+from astropy.table import Table
+from train.evaluate import completeness
+from train.plots import read_test_scores
+for job, name in (("hsc_baseline", "baseline"), ("hsc_rot", "rot")):
+    src, dst = Path("$RUNS") / job, Path("out/plot") / name
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in ("config.json", "history.csv", "test_scores.csv"):
+        shutil.copy(src / f, dst / f)
+    ev = json.loads((src / "onnx_eval.json").read_text())
+    ids, y, rot = read_test_scores(src / "test_scores.csv")
+    t = Table.read(src / "truth_subset.ecsv")
+    ev["completeness"] = {col: completeness(t, ids, y, rot[:, 0], 0.5, col, bins)
+                          for col, bins in (("theta_e", [0.75, 1.0, 1.25, 1.5, 2.0, 2.5]),
+                                            ("src_mag_i", [20, 22, 23, 24, 25, 27]))}
+    (dst / "metrics.json").write_text(json.dumps(ev, indent=1))
+EOF
+python -m train plots out/plot/baseline out/plot/rot -o models/figures
 # 6. real data: scan as a user would; the HSC models were never trained on it
 for m in rot baseline; do
   lensscore scan "$REAL" -m models/$m.onnx -o out/${m}-real.csv --overwrite --top 0 || test $? = 3
