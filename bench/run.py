@@ -329,11 +329,11 @@ def table_rows(r: dict) -> list[tuple[str, str, str, str]]:
         rows.append(("  same, inside the scan (after start-up)", f"{inner:.1f} files/s",
                      f"{inner / mo:.2f} of model-only",
                      f"≥{TARGETS['scan_vs_model']} {_ok(inner / mo, TARGETS['scan_vs_model'])}"))
-        g = r.get("grid")
-        if g:
+        grid = r.get("grid")
+        if grid:
             for k, what in (("on_grid_wcs", "72 px at 0.168\" with WCS + MAGZERO"),
                             ("resampled", "120 px at 0.25\" (PS1-like), resampled")):
-                v = g["inner_files_per_s"].get(k)
+                v = grid["inner_files_per_s"].get(k)
                 if v:
                     tgt = TARGETS["scan_vs_model"] if k == "on_grid_wcs" else None
                     rows.append((f"  same, {what}, inside the scan", f"{v:.1f} files/s",

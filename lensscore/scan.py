@@ -146,7 +146,7 @@ def _init_worker(options: ReadOptions, spec_json):
 
 def _load_one(src: Source, options: ReadOptions, spec):
     try:
-        c = load_source(src, options.grid.bands, options.grid.size, options)
+        c = load_source(src, options.grid.bands, options.grid.size, options, wcs=False)
         try:
             x = preprocess(c.data, spec)
         except ValueError as exc:
