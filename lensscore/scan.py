@@ -25,7 +25,7 @@ from .metrics import classification_summary, rotation_stability
 from .preprocess import PreprocessSpec, preprocess
 from .scorer import Scorer
 
-__all__ = ["scan", "ScanResult", "read_labels", "shard_of", "parse_shard"]
+__all__ = ["scan", "ScanResult", "read_labels", "shard_of", "parse_shard", "rotation_mode"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,46 @@ log = logging.getLogger(__name__)
 #: keep memory bounded (workers x prefetch x chunk cutouts in flight).
 _CHUNK = 16
 _PREFETCH = 4
+#: ``rotations="auto"`` on a model that claims invariance: the cutouts whose id hashes to 0 mod
+#: this (fewer for small scans, so that about :data:`ROTATION_SAMPLE_MIN` are sampled) get
+#: their four rotations scored
+ROTATION_SAMPLE_EVERY = 64
+ROTATION_SAMPLE_MIN = 32
+#: spread (std of the four scores) above which a claimed invariance counts as violated
+ROTATION_TOLERANCE = 1e-5
+ROTATION_MODES = ("auto", "all", "sample", "none")
+
+
+def rotation_mode(rotations, scorer: Scorer) -> str:
+    """``"all"``, ``"sample"`` or ``"none"`` from ``True``/``False``/``"auto"``/a mode name.
+
+    ``auto``: a sample for models whose metadata says ``rotation_invariant`` (the check), all
+    four rotations of every cutout for the others (the seed's measurement).
+    """
+    if rotations is True:
+        return "all"
+    if rotations is False or rotations is None:
+        return "none"
+    if rotations not in ROTATION_MODES:
+        raise LensscoreError(f"rotations must be one of {', '.join(ROTATION_MODES)}, got "
+                             f"{rotations!r}")
+    if rotations == "auto":
+        return "sample" if scorer.rotation_invariant else "all"
+    return rotations
+
+
+def _sampled(sources, mode: str, n_all: int) -> list[bool]:
+    """Which sources get their rotations scored. The sample depends only on each id and on the
+    size of the whole input listing (``n_all``, before shards and resume), so sharded, resumed
+    and Dask scans sample the same cutouts as one process: ids whose hash is 0 mod ``k``, with
+    ``k`` up to :data:`ROTATION_SAMPLE_EVERY` and small enough that about
+    :data:`ROTATION_SAMPLE_MIN` are sampled in small scans."""
+    if mode == "all":
+        return [True] * len(sources)
+    if mode == "none":
+        return [False] * len(sources)
+    k = max(1, min(ROTATION_SAMPLE_EVERY, n_all // ROTATION_SAMPLE_MIN))
+    return [shard_of(s.id, k) == 1 for s in sources]
 
 
 @dataclass
@@ -65,6 +105,10 @@ class ScanResult:
     seconds: float = 0.0
     output: Path | None = None
     threshold: float = DEFAULT_THRESHOLD
+    #: "all" (every cutout's four rotations), "sample" (a deterministic sample: the check of a
+    #: model that claims invariance) or "none"
+    rotation_mode: str = "none"
+    rotation_claimed: bool = False
 
     @property
     def n_inputs(self) -> int:
@@ -96,8 +140,14 @@ class ScanResult:
         """Rotation stability over scored inputs (None when rotations were not scored)."""
         if self.rotation_scores is None:
             return None
-        ok = ~np.isnan(self.scores)
+        ok = ~np.isnan(self.scores) & np.isfinite(self.rotation_scores).all(axis=1)
         return rotation_stability(self.rotation_scores[ok], self.threshold)
+
+    @property
+    def invariance_violated(self) -> bool:
+        """A model that claims rotation invariance gave different scores to rotations."""
+        s = self.stability()
+        return bool(self.rotation_claimed and s and s["n"] and s["std_max"] > ROTATION_TOLERANCE)
 
     def top(self, k: int) -> list[int]:
         """Indices of the ``k`` highest scores (failed inputs last, never included)."""
@@ -203,7 +253,7 @@ _DASK_CHUNK = 64
 _DASK_SCORERS: dict = {}
 
 
-def _dask_score_chunk(model_path: str, opts: dict, chunk: list[Source], rotations: bool,
+def _dask_score_chunk(model_path: str, opts: dict, chunk: list[Source], rotations: list[bool],
                       read_options: ReadOptions):
     """On a worker: load and score ``chunk`` with the worker's one cached Scorer."""
     key = (model_path, tuple(sorted(opts.items())))
@@ -218,11 +268,13 @@ def _dask_score_chunk(model_path: str, opts: dict, chunk: list[Source], rotation
             except (ImportError, ValueError, AttributeError):
                 kw["threads"] = 1
         sc = _DASK_SCORERS[key] = Scorer(model_path, **kw)
-    pending = [(src, _load_one(src, read_options, sc.spec)) for src in chunk]
-    return _score_pending(pending, sc, rotations)
+    pending = [(src, _load_one(src, read_options, sc.spec), f)
+               for src, f in zip(chunk, rotations)]
+    return _score_pending(pending, sc)
 
 
-def _score_stream_dask(sources, scorer: Scorer, rotations: bool, client, options: ReadOptions):
+def _score_stream_dask(sources, scorer: Scorer, rotations: list[bool], client,
+                       options: ReadOptions):
     """Like :func:`_score_stream`, on a Dask cluster; yields in input order."""
     from distributed import as_completed
 
@@ -232,6 +284,7 @@ def _score_stream_dask(sources, scorer: Scorer, rotations: bool, client, options
             ("device", scorer.device), ("preprocess", scorer.spec.to_json()),
             ("size", scorer.size), ("threads", None))
     chunks = [list(sources[i:i + _DASK_CHUNK]) for i in range(0, len(sources), _DASK_CHUNK)]
+    flags = [list(rotations[i:i + _DASK_CHUNK]) for i in range(0, len(sources), _DASK_CHUNK)]
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
     limit = max(4, 3 * n_workers)  # chunks in flight: workers stay busy, memory stays bounded
     todo = iter(enumerate(chunks))
@@ -243,7 +296,7 @@ def _score_stream_dask(sources, scorer: Scorer, rotations: bool, client, options
         for i, chunk in todo:
             # pure=False, unique key: a chunk lost with a worker is recomputed by the
             # scheduler; its result reaches the catalog once, from here, in input order
-            f = client.submit(_dask_score_chunk, scorer.path, dict(opts), chunk, rotations,
+            f = client.submit(_dask_score_chunk, scorer.path, dict(opts), chunk, flags[i],
                               options, pure=False, retries=2, key=f"lensscore-{tag}-{i}")
             live[f.key] = (i, f)
             ac.add(f)
@@ -278,7 +331,7 @@ def scan(
     *,
     output=None,
     scorer: Scorer | None = None,
-    rotations: bool = True,
+    rotations: bool | str = "auto",
     labels: Mapping[str, int] | str | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     workers: int = 1,
@@ -305,8 +358,13 @@ def scan(
         flushed after every batch.
     scorer : Scorer, optional
         A ready scorer (pipelines that scan many directories with one model).
-    rotations : bool
-        Also score the 90°, 180°, 270° rotations (``score_r0..3``, ``score_std``).
+    rotations : {"auto", "all", "sample", "none"} or bool
+        Score the 0/90/180/270° rotations too (``score_r0..3``, ``score_std``): ``auto`` (default)
+        does every cutout for models that are not rotation-invariant and a deterministic sample
+        (ids hashing to 0 mod 64, or mod fewer in scans under 2,048 inputs so that about 32 are
+        sampled; the same whatever the shards, resume or Dask) for models whose metadata says
+        they are -- the check of that claim; ``True``/``"all"`` every cutout,
+        ``False``/``"none"`` none. Rows not measured leave those columns empty.
     labels : mapping or path, optional
         ``id -> 0/1`` or an ``id,label`` table; otherwise labels come from directory names.
     threshold : float
@@ -359,9 +417,12 @@ def scan(
         labels = read_labels(labels)
     if sources is None:
         sources = find_sources(paths, scorer.bands, labels=labels)
+    n_all = len(sources)
     if shard is not None:
         k, n = parse_shard(shard)
         sources = [s for s in sources if shard_of(s.id, n) == k]
+    mode = rotation_mode(rotations, scorer)
+    rotations = mode != "none"
     has_labels = any(s.label is not None for s in sources)
     columns = catalog_columns(rotations, has_labels)
     meta = {"model": Path(scorer.path).name, "model_arch": scorer.arch,
@@ -372,7 +433,8 @@ def scan(
     if shard is not None:
         meta["shard"] = "{}/{}".format(*parse_shard(shard))
 
-    res = ScanResult(threshold=threshold, output=Path(output) if output else None)
+    res = ScanResult(threshold=threshold, output=Path(output) if output else None,
+                     rotation_mode=mode, rotation_claimed=scorer.rotation_invariant)
     ids, paths_out, scores, rots, labs = [], [], [], [], []
     writer = None
     if output is not None:
@@ -383,9 +445,10 @@ def scan(
             sources = [s for s in sources if s.path not in writer.done]
 
     total = len(sources)
+    flags = _sampled(sources, mode, n_all)
     try:
-        stream = (_score_stream(sources, scorer, rotations, workers, options) if client is None
-                  else _score_stream_dask(sources, scorer, rotations, client, options))
+        stream = (_score_stream(sources, scorer, flags, workers, options) if client is None
+                  else _score_stream_dask(sources, scorer, flags, client, options))
         for rows, s_chunk, r_chunk in stream:
             for r, s in zip(rows, s_chunk):
                 ids.append(r["id"])
@@ -428,13 +491,16 @@ def _absorb_existing(writer, ids, paths_out, scores, rots, labs, rotations):
         scores.append(_float(r["score"]))
         labs.append(int(r["label"]) if r.get("label", "") != "" else -1)
         if rotations:
-            rots.append([_float(r[f"score_r{k}"]) for k in range(4)])
+            rots.append([_float(r.get(f"score_r{k}", "")) for k in range(4)])
 
 
-def _score_stream(sources, scorer: Scorer, rotations: bool, workers: int, options: ReadOptions):
-    """Yield ``(rows, scores, rotation_scores)`` per batch, in input order."""
+def _score_stream(sources, scorer: Scorer, rotations: list[bool], workers: int,
+                  options: ReadOptions):
+    """Yield ``(rows, scores, rotation_scores)`` per batch, in input order; ``rotations`` says,
+    per source, whether its four rotations are scored."""
     if not sources:
         return
+    flag = {id(s): f for s, f in zip(sources, rotations)}
     chunks = [list(sources[i:i + _CHUNK]) for i in range(0, len(sources), _CHUNK)]
     pending: list[tuple[Source, tuple]] = []
     n_ok = 0
@@ -456,39 +522,48 @@ def _score_stream(sources, scorer: Scorer, rotations: bool, workers: int, option
                 loaded = fut.result()
                 fill()
                 for src, item in zip(chunk, loaded):
-                    pending.append((src, item))
+                    pending.append((src, item, flag[id(src)]))
                     n_ok += item[0]
                 if n_ok >= scorer.batch_size or not inflight:
-                    yield _score_pending(pending, scorer, rotations)
+                    yield _score_pending(pending, scorer)
                     pending, n_ok = [], 0
         finally:
             for _, fut in inflight:
                 fut.cancel()
 
 
-def _score_pending(pending, scorer: Scorer, rotations: bool):
-    ok = [item[1][0] for _, item in pending if item[0]]
+def _score_pending(pending, scorer: Scorer):
+    """Score loaded ``(source, (ok, payload), rotate)`` items: every ok cutout once, and the four
+    rotations of those flagged. Returns rows, scores, and rotation scores (NaN where not
+    measured) -- the latter empty when nothing in the scan is rotated."""
+    ok = [item[1][0] for _, item, _ in pending if item[0]]
+    rot_flags = [f for _, item, f in pending if item[0]]
     if ok:
         x = np.stack(ok)
-        r = scorer.score_rotations(x, preprocessed=True) if rotations else None
-        s = r[:, 0] if rotations else scorer.score(x, preprocessed=True)
+        sel = np.asarray(rot_flags, bool)
+        s = np.empty(len(x), np.float32)
+        r = np.full((len(x), 4), np.nan)
+        if sel.any():  # rotation 0 is the cutout as given: its score is the score
+            r[sel] = scorer.score_rotations(x[sel], preprocessed=True)
+            s[sel] = r[sel, 0]
+        if not sel.all():
+            s[~sel] = scorer.score(x[~sel], preprocessed=True)
     rows, out_s, out_r = [], [], []
     j = 0
-    for src, (good, payload) in pending:
+    for src, (good, payload), rotate in pending:
         row = {"id": src.id, "path": src.path, "label": src.label}
         if good:
             row.update(score=float(s[j]), **payload[1], status="ok", error="")
-            if rotations:
-                rr = r[j].astype(np.float64)
+            rr = r[j].astype(np.float64)
+            if rotate:
                 row.update(score_std=float(rr.std()),
                            **{f"score_r{k}": float(rr[k]) for k in range(4)})
-                out_r.append(rr.tolist())
+            out_r.append(rr.tolist())
             out_s.append(float(s[j]))
             j += 1
         else:
             row.update(status="error", error=payload)
             out_s.append(float("nan"))
-            if rotations:
-                out_r.append([float("nan")] * 4)
+            out_r.append([float("nan")] * 4)
         rows.append(row)
     return rows, out_s, out_r

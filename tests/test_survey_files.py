@@ -399,3 +399,38 @@ def test_scan_cli_grid_options_and_columns(tmp_path, rng):
     for bad in (["--zeropoint", "g:27"], ["--zeropoint", "z=27"]):
         r = runner.invoke(app, ["scan", str(data), "-m", ps1, *bad])
         assert r.exit_code == 2 and "zeropoint" in r.stderr, r.output
+
+
+def test_rotations_auto_samples_invariant_models_and_catches_a_false_claim(tmp_path, rng):
+    """Issue 17: a model that says it is rotation-invariant is scored once per cutout, with the
+    rotations of a deterministic sample; a false claim is caught and reported."""
+    import csv
+
+    from conftest import write_cube
+    from onnx_models import make_model
+    from typer.testing import CliRunner
+
+    from lensscore import scan
+    from lensscore.cli import app
+
+    (tmp_path / "d").mkdir()
+    for k in range(80):  # an off-centre blob in noise: not symmetric under rotation
+        img = rng.normal(0, 1, (3, 72, 72)).astype(np.float32)
+        img[:, 10:20, 40:60] += 20
+        write_cube(tmp_path / "d" / f"c{k:03d}.fits", img)
+    rot = make_model(tmp_path / "rot.onnx", arch="rot")
+    liar = make_model(tmp_path / "liar.onnx", arch="conv",
+                      extra_meta={"lensscore.rotation_invariant": "true"})
+    r = scan(tmp_path / "d", rot, output=tmp_path / "a.csv")
+    assert r.rotation_mode == "sample" and not r.invariance_violated
+    with open(tmp_path / "a.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    measured = [x for x in rows if x["score_r0"] != ""]
+    assert 32 <= len(measured) < 80 and r.stability()["n"] == len(measured)
+    assert all(float(x["score_r0"]) == float(x["score"]) for x in measured)
+    assert scan(tmp_path / "d", rot, rotations=True).stability()["n"] == 80
+    assert scan(tmp_path / "d", rot, rotations=False).rotation_scores is None
+    res = CliRunner().invoke(app, ["scan", str(tmp_path / "d"), "-m", liar, "--top", "3"])
+    assert res.exit_code == 0, res.output
+    assert "rotation check on a sample of" in res.stdout
+    assert "says it is rotation-invariant" in res.stderr
