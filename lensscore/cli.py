@@ -27,6 +27,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from rich.markup import escape
+
 from ._version import __version__
 from .config import DEFAULT_BATCH_SIZE, DEFAULT_THRESHOLD
 from .errors import LensscoreError, ModelError
@@ -38,6 +40,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # help texts are plain text: "[default: …]" and "[dask]" must not be read as markup
+    rich_markup_mode=None,
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
@@ -64,7 +68,8 @@ def _main(
 
 
 def _fail(msg: str, code: int):
-    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    # the message is text, not markup: "pip install 'lensscore[parquet]'" must keep its extra
+    err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -225,7 +230,7 @@ def scan(
                         bands=scorer.bands, size=scorer.size)
             out.print(f"gallery: {g.html} ({g.n_shown} cutouts)", highlight=False)
         except LensscoreError as exc:
-            err.print(f"[bold red]gallery failed:[/] {exc}", highlight=False)
+            err.print(f"[bold red]gallery failed:[/] {escape(str(exc))}", highlight=False)
     raise typer.Exit(res.exit_code)
 
 
@@ -300,15 +305,20 @@ def _print_summary(res, top: int):
               + (f" ({res.n_skipped} resumed from the catalog)" if res.n_skipped else "")
               + f"; {rate / max(res.seconds, 1e-9):,.0f} files/s", highlight=False)
     for path, msg in res.errors[:10]:
-        err.print(f"  [red]failed[/] {path}: {msg}", highlight=False, soft_wrap=True)
+        err.print(f"  [red]failed[/] {escape(path)}: {escape(msg)}", highlight=False,
+                  soft_wrap=True)
     if len(res.errors) > 10:
         err.print(f"  … and {len(res.errors) - 10} more (status=error rows in the catalog)")
     m = res.metrics()
     if m:
+        if m["n_lens"] and m["n_nonlens"]:
+            ranks = (f"ROC AUC {m['roc_auc']:.4f}, TPR@FPR1% {_pct(m['tpr_at_fpr_1pct'])}, "
+                     f"TPR@FPR0.1% {_pct(m['tpr_at_fpr_0.1pct'])}, TPR0 {_pct(m['tpr0'])}")
+        else:  # AUC and TPR at FPR need both classes
+            ranks = "ROC AUC and TPR@FPR n/a (only one class is labelled)"
         out.print(f"labels: {m['n_lens']} lenses, {m['n_nonlens']} non-lenses; at threshold "
-                  f"{m['threshold']:g}: accuracy {_pct(m['accuracy'])}, ROC AUC "
-                  f"{m['roc_auc']:.4f}, TPR@FPR1% {_pct(m['tpr_at_fpr_1pct'])}, TPR@FPR0.1% "
-                  f"{_pct(m['tpr_at_fpr_0.1pct'])}, TPR0 {_pct(m['tpr0'])}", highlight=False)
+                  f"{m['threshold']:g}: accuracy {_pct(m['accuracy'])}, {ranks}",
+                  highlight=False)
     s = res.stability()
     if s and s["n"]:
         what = (f"rotation check on a sample of {s['n']} cutouts (the model claims invariance)"

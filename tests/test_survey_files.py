@@ -434,3 +434,28 @@ def test_rotations_auto_samples_invariant_models_and_catches_a_false_claim(tmp_p
     assert res.exit_code == 0, res.output
     assert "rotation check on a sample of" in res.stdout
     assert "says it is rotation-invariant" in res.stderr
+
+
+def test_cli_text_is_not_eaten_as_markup_and_one_class_says_na(tmp_path, rng, capsys):
+    """Issue 18: '[default: …]' in help and '[parquet]' in messages survive; one labelled class
+    prints n/a for ROC AUC instead of nan."""
+    from conftest import write_cube
+    from onnx_models import make_model
+    from typer.testing import CliRunner
+
+    from lensscore.cli import _fail, app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["scan", "--help"])
+    assert "[default: the shipped" in r.stdout and "[dask]" in r.stdout
+    import typer
+
+    with pytest.raises(typer.Exit):
+        _fail("pip install 'lensscore[parquet]'", 1)
+    assert "lensscore[parquet]" in capsys.readouterr().err
+    (tmp_path / "lenses").mkdir()
+    write_cube(tmp_path / "lenses" / "a.fits", rng.normal(0, 1, (3, 72, 72)).astype(np.float32))
+    m = make_model(tmp_path / "m.onnx")
+    r = runner.invoke(app, ["scan", str(tmp_path / "lenses"), "-m", m, "--top", "0"])
+    assert r.exit_code == 0 and "ROC AUC and TPR@FPR n/a (only one class" in r.stdout
+    assert "nan" not in r.stdout
