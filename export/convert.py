@@ -264,12 +264,10 @@ def _parity_inputs(run, data_dir, bands, size, spec, n: int, seed: int):
         conf = json.loads((run / "config.json").read_text())
         data = Path(data_dir or conf.get("data_dir", ""))
         if (run / "split.json").is_file() and data.is_dir():
-            from lensscore.grid import ReadOptions
+            from train.presets import read_options
 
-            from train.presets import grid
-
-            opts = ReadOptions(grid(conf.get("survey") or "hsc", bands, size))
-            ds = load_dataset(data, bands=tuple(bands), size=size, spec=spec, options=opts)
+            ds = load_dataset(data, bands=tuple(bands), size=size, spec=spec,
+                              options=read_options(conf.get("survey") or "hsc", bands, size))
             test = load_split(run / "split.json", ds)["test"]
             x, y, source = ds.nhwc(test), ds.y[test].astype(int), f"test split of {data}"
         elif data_dir is None:

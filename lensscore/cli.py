@@ -25,9 +25,8 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
-
 from rich.markup import escape
+from rich.table import Table
 
 from ._version import __version__
 from .config import DEFAULT_BATCH_SIZE, DEFAULT_THRESHOLD

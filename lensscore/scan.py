@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import multiprocessing as mp
 import time
 import uuid
@@ -457,7 +458,7 @@ def scan(
                 labs.append(-1 if r.get("label") is None else r["label"])
                 if r["status"] == "error":
                     res.errors.append((r["path"], r["error"]))
-                elif not r["pixscale_in"] == r["pixscale_in"]:  # NaN: no scale stated
+                elif math.isnan(r["pixscale_in"]):  # no scale stated: the model's assumed
                     res.n_scale_assumed += 1
             if rotations:
                 rots.extend(r_chunk)
@@ -500,9 +501,9 @@ def _score_stream(sources, scorer: Scorer, rotations: list[bool], workers: int,
     per source, whether its four rotations are scored."""
     if not sources:
         return
-    flag = {id(s): f for s, f in zip(sources, rotations)}
-    chunks = [list(sources[i:i + _CHUNK]) for i in range(0, len(sources), _CHUNK)]
-    pending: list[tuple[Source, tuple]] = []
+    chunks = [(list(sources[i:i + _CHUNK]), rotations[i:i + _CHUNK])
+              for i in range(0, len(sources), _CHUNK)]
+    pending: list[tuple[Source, tuple, bool]] = []
     n_ok = 0
     with _make_executor(workers, scorer, options) as ex:
         inflight: deque = deque()
@@ -510,25 +511,25 @@ def _score_stream(sources, scorer: Scorer, rotations: list[bool], workers: int,
         limit = max(2, workers * _PREFETCH)
 
         def fill():
-            for chunk in it:
-                inflight.append((chunk, ex.submit(_load_chunk, chunk)))
+            for chunk, flags in it:
+                inflight.append((chunk, flags, ex.submit(_load_chunk, chunk)))
                 if len(inflight) >= limit:
                     break
 
         fill()
         try:
             while inflight:
-                chunk, fut = inflight.popleft()
+                chunk, flags, fut = inflight.popleft()
                 loaded = fut.result()
                 fill()
-                for src, item in zip(chunk, loaded):
-                    pending.append((src, item, flag[id(src)]))
+                for src, item, rotate in zip(chunk, loaded, flags):
+                    pending.append((src, item, rotate))
                     n_ok += item[0]
                 if n_ok >= scorer.batch_size or not inflight:
                     yield _score_pending(pending, scorer)
                     pending, n_ok = [], 0
         finally:
-            for _, fut in inflight:
+            for *_, fut in inflight:
                 fut.cancel()
 
 

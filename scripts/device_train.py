@@ -37,17 +37,11 @@ def log(msg):
 def _sim_chunk(args):
     """Simulated, preprocessed cutouts ``indices`` (a range or a list) of a survey preset."""
     survey, seed, indices, spec_json = args
-    from lensscore.preprocess import PreprocessSpec, preprocess
-    from train.simulate import SimConfig, simulate_one
+    from lensscore.preprocess import PreprocessSpec
+    from train.device import regenerate
 
-    cfg = SimConfig.for_survey(survey)
-    spec = PreprocessSpec.from_json(spec_json)
-    xs, ys = [], []
-    for i in indices:
-        img, t = simulate_one(int(i), seed, cfg)
-        xs.append(preprocess(img, spec))
-        ys.append(t["label"])
-    return int(indices[0]), np.stack(xs).astype(np.float32), np.array(ys, np.int8)
+    x, y = regenerate(survey, seed, indices, PreprocessSpec.from_json(spec_json))
+    return int(indices[0]), x.astype(np.float32), y.astype(np.int8)
 
 
 def simulate_async(pool, survey, n, seed, spec_json, chunk=100, indices=None):

@@ -72,6 +72,16 @@ def write_ps1(d: Path, name: str, sky, exptime=(430.0, 580.0, 990.0)):
         fits.PrimaryHDU(counts.astype(np.float32), header=h).writeto(d / f"{name}_{b}.fits")
 
 
+def write_mef(path: Path, planes, cards) -> None:
+    """An empty primary HDU, then one image HDU per plane with its header cards (dicts)."""
+    hdus = [fits.PrimaryHDU()]
+    for plane, c in zip(planes, cards):
+        h = fits.Header()
+        h.update(c)
+        hdus.append(fits.ImageHDU(np.asarray(plane, np.float32), header=h))
+    fits.HDUList(hdus).writeto(path)
+
+
 def write_hsc_mef(path: Path, band: str, image, mask=None, fluxmag0=None):
     """An HSC data-access cutout: empty primary, IMAGE (with FLUXMAG0 at zp 27), MASK with the
     pipeline's MP_* bit keywords, VARIANCE."""
@@ -198,14 +208,9 @@ def test_ps1_too_small_after_resampling_is_an_error(tmp_path, rng):
 
 def test_only_some_bands_state_a_zero_point_is_an_error(tmp_path, rng):
     sky = _sky(rng, 72, 0.168)
-    hdus = [fits.PrimaryHDU()]
-    for k, b in enumerate(BANDS):
-        h = _wcs_header(72, 0.168)
-        h["FILTER"] = b
-        if b != "i":
-            h["MAGZERO"] = 27.0
-        hdus.append(fits.ImageHDU(sky[k], header=h))
-    fits.HDUList(hdus).writeto(tmp_path / "mixed.fits")
+    write_mef(tmp_path / "mixed.fits", sky,
+              [{**_wcs_header(72, 0.168), "FILTER": b, **({} if b == "i" else {"MAGZERO": 27.0})}
+               for b in BANDS])
     with pytest.raises(CutoutError, match="not for i"):
         load_cutout(tmp_path / "mixed.fits", BANDS, 72, options=HSC)
     # --zeropoint completes it
@@ -219,14 +224,10 @@ def test_des_mef_with_different_zero_points_per_band(tmp_path, rng):
     """DES coadds state MAGZERO per band (30 here for g, 31 for r, 30.5 for i): colours come out
     as drawn once every band is on the model's zero point."""
     sky = _sky(rng, 80, 0.263)
-    hdus = [fits.PrimaryHDU()]
-    for k, (b, zp) in enumerate(zip(BANDS, (30.0, 31.0, 30.5))):
-        h = _wcs_header(80, 0.263)
-        h["FILTER"] = f"{b} DECam SDSS c0001 4720.0 1520.0"
-        h["MAGZERO"] = zp
-        h["BUNIT"] = "counts/s"
-        hdus.append(fits.ImageHDU(sky[k] * 10 ** (0.4 * (zp - 27)), header=h))
-    fits.HDUList(hdus).writeto(tmp_path / "des.fits")
+    zps = (30.0, 31.0, 30.5)
+    write_mef(tmp_path / "des.fits", [p * 10 ** (0.4 * (zp - 27)) for p, zp in zip(sky, zps)],
+              [{**_wcs_header(80, 0.263), "FILTER": f"{b} DECam SDSS c0001 4720.0 1520.0",
+                "MAGZERO": zp, "BUNIT": "counts/s"} for b, zp in zip(BANDS, zps)])
     c = load_cutout(tmp_path / "des.fits", BANDS, 72, options=HSC)
     assert c.resampled and c.zp_source == "header" and c.pixscale_in == pytest.approx(0.263)
     expect = np.stack([resample(p, 0.263, 0.168, 72) for p in sky])

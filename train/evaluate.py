@@ -13,6 +13,7 @@ from lensscore.preprocess import PreprocessSpec
 
 from .data import Dataset, load_dataset, load_split
 from .fit import RunDir, load_config
+from .presets import read_options
 
 __all__ = ["evaluate", "rotation_scores", "completeness"]
 
@@ -48,14 +49,6 @@ def completeness(truth, ids, labels, scores, threshold: float, column: str, bins
     return out
 
 
-def _options(cfg):
-    from lensscore.grid import ReadOptions
-
-    from .presets import grid
-
-    return ReadOptions(grid(cfg.survey, cfg.bands, cfg.size))
-
-
 def evaluate(run_dir, data_dir=None, *, threshold: float = 0.5, dataset: Dataset | None = None,
              truth=None, plots: bool = True) -> dict:
     """Score the test split of a run; write ``metrics.json``, ``test_scores.csv``, ``report.md``
@@ -85,7 +78,7 @@ def evaluate(run_dir, data_dir=None, *, threshold: float = 0.5, dataset: Dataset
     data_dir = data_dir or conf["data_dir"]
     ds = dataset or load_dataset(data_dir, bands=cfg.bands, size=cfg.size,
                                  spec=PreprocessSpec.from_json(cfg.preprocess),
-                                 options=_options(cfg))
+                                 options=read_options(cfg.survey, cfg.bands, cfg.size))
     split = load_split(run.split, ds)
     path = run.model if run.model.exists() else run.ckpt
     if not path.exists():

@@ -20,10 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lensscore.grid import ReadOptions
-from lensscore.io import find_sources, load_source
 from lensscore.metrics import classification_summary
-from lensscore.preprocess import PreprocessSpec, preprocess
+from lensscore.preprocess import PreprocessSpec
 
 from .fit import RunDir, load_config
 
@@ -55,21 +53,15 @@ class FinetuneConfig:
 
 
 def load_real(data_dir, cfg) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Labelled real cutouts on the run's grid (its survey preset), preprocessed as in scoring."""
-    from .presets import grid as preset_grid
+    """Labelled real cutouts on the run's grid (its survey preset), preprocessed as in scoring
+    (:func:`train.data.load_dataset`, as for training data)."""
+    from .data import load_dataset
+    from .presets import read_options
 
-    grid = preset_grid(cfg.survey, cfg.bands, cfg.size)
-    opts = ReadOptions(grid)
-    spec = PreprocessSpec.from_json(cfg.preprocess)
-    xs, ys, ids = [], [], []
-    for s in find_sources(data_dir, grid.bands):
-        if s.label is None:
-            continue
-        c = load_source(s, grid.bands, grid.size, opts)
-        xs.append(preprocess(c.data, spec))
-        ys.append(s.label)
-        ids.append(s.id)
-    return np.stack(xs), np.array(ys, int), ids
+    ds = load_dataset(data_dir, bands=tuple(cfg.bands), size=cfg.size,
+                      spec=PreprocessSpec.from_json(cfg.preprocess),
+                      options=read_options(cfg.survey, cfg.bands, cfg.size))
+    return np.asarray(ds.x, np.float32), np.asarray(ds.y, int), list(ds.ids)
 
 
 def _folds(ids, y, k: int, seed: int) -> np.ndarray:

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from lensscore.config import DEFAULT_BANDS, DEFAULT_SIZE
-from lensscore.grid import ReadOptions
 from lensscore.preprocess import DEFAULT_SPEC
 
 from .data import Dataset, load_dataset, load_split, make_split, save_split
@@ -199,11 +198,11 @@ def fit(
 
     from lensscore.preprocess import PreprocessSpec
 
-    from .presets import grid as preset_grid
+    from .presets import read_options
 
     ds = dataset or load_dataset(data_dir, bands=cfg.bands, size=cfg.size,
                                  spec=PreprocessSpec.from_json(cfg.preprocess),
-                                 options=ReadOptions(preset_grid(cfg.survey, cfg.bands, cfg.size)))
+                                 options=read_options(cfg.survey, cfg.bands, cfg.size))
     if run.split.exists():
         split = load_split(run.split, ds)
     else:

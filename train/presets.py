@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["PRESETS", "preset", "grid", "FOV_ARCSEC", "SURVEYS"]
+__all__ = ["PRESETS", "preset", "read_options", "FOV_ARCSEC", "SURVEYS"]
 
 #: Field of view of every preset's cutout (72 x 0.168" = 12.1").
 FOV_ARCSEC = 12.1
@@ -80,10 +80,12 @@ def preset(name: str) -> dict:
     return d
 
 
-def grid(name: str, bands=("g", "r", "i"), size: int | None = None):
-    """The :class:`lensscore.grid.Grid` of a preset: what a model trained on it expects."""
-    from lensscore.grid import Grid
+def read_options(name: str, bands=("g", "r", "i"), size: int | None = None):
+    """How a model trained on a preset reads its inputs: a :class:`lensscore.grid.ReadOptions`
+    whose ``grid`` is the preset's (bands, size, pixel scale, zero point)."""
+    from lensscore.grid import Grid, ReadOptions
 
     p = preset(name)
-    return Grid(bands=tuple(bands), size=int(size or p["size"]), pixel_scale=p["pixel_scale"],
-                zeropoint=p["zeropoint"], survey=p["survey"])
+    return ReadOptions(Grid(bands=tuple(bands), size=int(size or p["size"]),
+                            pixel_scale=p["pixel_scale"], zeropoint=p["zeropoint"],
+                            survey=p["survey"]))

@@ -738,14 +738,13 @@ def compare_real(real_dir, png, cfg: SimConfig | None = None, seed: int = 0, per
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lensscore.grid import ReadOptions
     from lensscore.io import find_sources, load_source
 
-    from .presets import grid as preset_grid
+    from .presets import read_options
 
     cfg = cfg or SimConfig.for_survey("ps1")
-    g = preset_grid(cfg.survey, cfg.bands, cfg.size)
-    opts = ReadOptions(g)
+    opts = read_options(cfg.survey, cfg.bands, cfg.size)
+    g = opts.grid
     srcs = find_sources(real_dir, g.bands)
     rng = np.random.default_rng(seed)
     rows = {}
