@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.tf
+pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
 
 def test_bench_quick(tmp_path):

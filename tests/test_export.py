@@ -60,6 +60,7 @@ def _tf():
 
 
 @pytest.mark.tf
+@pytest.mark.slow
 def test_export_trained_rot_run_int8_cli_and_scan(train_dir, tmp_path):
     _tf()
     from typer.testing import CliRunner
@@ -97,6 +98,7 @@ def test_export_trained_rot_run_int8_cli_and_scan(train_dir, tmp_path):
 
 
 @pytest.mark.tf
+@pytest.mark.slow
 def test_export_untrained_baseline_float32(tmp_path, rng):
     _tf()
     from export import ExportError, export_model

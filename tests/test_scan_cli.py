@@ -200,6 +200,7 @@ def test_core_install_never_pulls_tensorflow():
                             for r in core)
 
 
+@pytest.mark.slow  # a pip install
 def test_installed_package_ships_the_default_model(tmp_path):
     """A non-editable install finds models/rot.onnx (installed as lensscore/models/)."""
     root = Path(__file__).resolve().parent.parent

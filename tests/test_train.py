@@ -14,7 +14,8 @@ from train.data import SplitError, load_dataset, make_split  # noqa: E402
 from train.fit import FitConfig, fit  # noqa: E402
 from train.models import build_model  # noqa: E402
 
-pytestmark = pytest.mark.tf
+# TensorFlow training: minutes and GBs, so out of the default run (.ci/run runs it after)
+pytestmark = [pytest.mark.tf, pytest.mark.slow]
 runner = CliRunner()
 
 
