@@ -4,9 +4,9 @@ The scorer needs only numpy, astropy and onnxruntime::
 
     from lensscore import Scorer, load_cutout, scan
 
-    scorer = Scorer("models/rot.onnx")                 # bands, size, preprocessing from the model
-    cut = load_cutout("obj.fits", scorer.bands, scorer.size)
-    p = scorer.score(cut.data)                         # (bands, y, x) or (N, bands, y, x)
+    scorer = Scorer()                      # the shipped models/rot.onnx; or Scorer("my.onnx")
+    cut = load_cutout("obj.fits", scorer.bands, scorer.size, options=scorer.read_options())
+    p = scorer.score(cut.data)             # one (bands, y, x) cutout: a float; (N, ...): (N,)
     res = scan("cutouts/", scorer=scorer, output="candidates.ecsv")
 """
 

@@ -3,12 +3,18 @@
 ``.csv`` and ``.ecsv`` are appended to and flushed after every batch. ``.fits`` and ``.parquet``
 cannot be appended to safely, so rows stream into a journal (``OUT.journal.ecsv``) that becomes
 the final file when the scan ends; ``--resume`` reads both.
+
+The scan's identity (model sha256, bands, grid, preprocessing, input options) is stored with the
+rows -- in the ECSV/FITS/Parquet header, beside a ``.csv`` in ``OUT.meta.json`` -- and a resume
+with another model or other options is refused. One process writes a catalog at a time
+(``OUT.lock``, released by the kernel if the process dies).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import math
 import os
@@ -18,13 +24,17 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LensscoreError
+from .files import FileLock, atomic_path, atomic_write
 
 __all__ = ["CatalogWriter", "catalog_columns", "read_catalog", "load_catalog", "catalog_meta",
-           "check_output", "FORMATS"]
+           "check_output", "identity_diff", "FORMATS", "IDENTITY"]
 
 log = logging.getLogger(__name__)
 
 FORMATS = (".csv", ".ecsv", ".fits", ".parquet")
+#: Metadata that decides a catalog's scores: a resume, or a merge of shards, must agree on it
+IDENTITY = ("model_sha256", "bands", "size", "pixel_scale", "zeropoint", "preprocess",
+            "input_pixel_scale", "zeropoint_override")
 _STREAMED = (".csv", ".ecsv")
 
 
@@ -60,14 +70,54 @@ def _suffix(path: Path) -> str:
     return suf
 
 
-def check_output(path) -> Path:
-    """Refuse, before any work, a catalog path with an unknown format or a missing directory."""
+def _journal(path: Path) -> Path:
+    return path.with_name(path.name + ".journal.ecsv")
+
+
+def _sidecar(path: Path) -> Path:
+    """Where a ``.csv`` catalog keeps its metadata (a CSV file has no header to hold it)."""
+    return path.with_name(path.name + ".meta.json")
+
+
+def _lock(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def check_output(path, *, resume: bool = False, overwrite: bool = False) -> Path:
+    """Refuse, before any work, a catalog that could not be written at the end: an unknown
+    format, a missing directory, ``.parquet`` without pyarrow, an existing catalog without
+    ``resume``/``overwrite``."""
     p = Path(path)
-    _suffix(p)
+    suf = _suffix(p)
     if not p.parent.is_dir():
         raise LensscoreError(f"{p}: directory {p.parent} does not exist (a typo?); create it "
                              "first")
+    if suf == ".parquet":
+        from ._optional import require
+
+        require("HAS_PYARROW", "writing .parquet")
+    if not (resume or overwrite) and (p.exists() or _journal(p).exists()):
+        raise LensscoreError(f"{p} exists; use --resume to continue that scan or --overwrite "
+                             "to replace it")
     return p
+
+
+def _ecsv_meta(path: Path) -> dict:
+    """The ``meta`` of an ECSV file, from its commented YAML header only (not its rows)."""
+    from astropy.table.meta import get_header_from_yaml
+
+    lines = []
+    with open(path, encoding="utf-8") as fh:
+        for ln in fh:
+            if not ln.startswith("#"):
+                break
+            body = ln[2:].rstrip("\n") if ln.startswith("# ") else ""
+            if body and not body.startswith("%"):
+                lines.append(body)
+    try:
+        return dict(get_header_from_yaml(lines).get("meta") or {})
+    except Exception:  # a damaged header: nothing to compare against
+        return {}
 
 
 def _header_text(columns, meta: dict, ecsv: bool) -> str:
@@ -141,37 +191,80 @@ class CatalogWriter:
     Attributes
     ----------
     done : set of str
-        ``path`` values of rows already in the catalog (on resume).
+        ``id`` values of rows already in the catalog (on resume): ids are relative to the scan
+        root, so ``./cutouts`` resumes a scan of ``cutouts`` (or of ``/abs/cutouts``).
     existing : list of dict
         Those rows, values as the strings on disk.
     """
 
     def __init__(self, path, columns, meta: dict | None = None, *, resume=False,
-                 overwrite=False):
+                 overwrite=False, identity: tuple[str, ...] = ()):
         self.path = Path(path)
         self.format = _suffix(self.path)
         self.columns = list(columns)
         self.names = [c for c, _ in self.columns]
         self.meta = dict(meta or {})
+        self.identity = tuple(identity)
         self.streamed = self.format in _STREAMED
-        self.target = self.path if self.streamed else self.path.with_name(
-            self.path.name + ".journal.ecsv")
+        self.target = self.path if self.streamed else _journal(self.path)
         self.done: set[str] = set()
         self.existing: list[dict[str, str]] = []
+        self._lock = FileLock(_lock(self.path), str(self.path)).acquire()
+        try:
+            self._open(resume, overwrite)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open(self, resume, overwrite):
         exists = self.path.exists() or self.target.exists()
         if exists and not (resume or overwrite):
             raise LensscoreError(f"{self.path} exists; use --resume to continue that scan or "
                                  "--overwrite to replace it")
         if exists and resume:
+            self._check_identity()
             self._load_existing()
         else:
-            if self.path.exists():
-                self.path.unlink()
-            self.target.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.target, "w", encoding="utf-8", newline="") as fh:
-                fh.write(_header_text(self.columns, self.meta, ecsv=self.format != ".csv"))
+            for old in (self.path, self.target, _sidecar(self.path)):
+                if old.exists():
+                    old.unlink()
+            self._start_file()
+        if self.format == ".csv" and not _sidecar(self.path).exists():
+            atomic_write(_sidecar(self.path), json.dumps(self.meta, indent=1, default=str))
         self._fh = open(self.target, "a", encoding="utf-8", newline="")
         self._csv = csv.writer(self._fh, lineterminator="\n")
+
+    def _start_file(self):
+        with open(self.target, "w", encoding="utf-8", newline="") as fh:
+            fh.write(_header_text(self.columns, self.meta, ecsv=self.format != ".csv"))
+
+    def _existing_meta(self) -> dict:
+        """The metadata the catalog was written with ({} when there is none to read)."""
+        if self.format == ".csv":
+            side = _sidecar(self.path)
+            try:
+                return json.loads(side.read_text()) if side.exists() else {}
+            except (OSError, ValueError):
+                return {}
+        if self.target.exists():
+            return _ecsv_meta(self.target)
+        from astropy.table import Table
+
+        return catalog_meta(Table.read(self.path))
+
+    def _check_identity(self):
+        """Refuse to resume a catalog written with another model or other options."""
+        if not self.identity:
+            return
+        old = {str(k).lower(): v for k, v in self._existing_meta().items()}
+        if not any(k in old for k in self.identity):
+            log.warning("%s: the catalog does not say which model and options wrote it (an "
+                        "older lensscore); resuming without checking", self.path)
+            return
+        what = identity_diff(old, self.meta, self.identity)
+        if what:
+            raise LensscoreError(f"{self.path} was written with another model or other options "
+                                 f"({what}); resume with the same ones, or --overwrite")
 
     def _load_existing(self):
         if not self.streamed and self.path.exists():
@@ -181,7 +274,8 @@ class CatalogWriter:
             t = Table.read(self.path)
             self._check_names(list(t.colnames), self.path)
             if not self.target.exists():
-                with open(self.target, "w", encoding="utf-8", newline="") as fh:
+                with atomic_path(self.target) as tmp, open(tmp, "w", encoding="utf-8",
+                                                          newline="") as fh:
                     fh.write(_header_text(self.columns, self.meta, ecsv=True))
                     w = csv.writer(fh, lineterminator="\n")
                     for row in t:
@@ -195,17 +289,16 @@ class CatalogWriter:
                             "scan", self.target, cut)
             names, rows = _read_streamed(self.target)
             if not names:  # header lost: start the file again
-                with open(self.target, "w", encoding="utf-8", newline="") as fh:
-                    fh.write(_header_text(self.columns, self.meta, ecsv=self.format != ".csv"))
+                self._start_file()
                 return
             self._check_names(names, self.target)
-            ip = names.index("path")
+            key = names.index("id")
             good = [r for r in rows if len(r) == len(names)]
             if len(good) != len(rows):
                 raise LensscoreError(f"{self.target}: {len(rows) - len(good)} malformed rows; "
                                      "not a catalog this tool can resume")
             self.existing = [dict(zip(names, r)) for r in good]
-            self.done = {r[ip] for r in good}
+            self.done = {r[key] for r in good}
 
     def _check_names(self, names, where):
         if names != self.names:
@@ -226,26 +319,30 @@ class CatalogWriter:
         """
         if self._fh.closed:
             return
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        if finalize and not self.streamed:
-            from astropy.table import Table
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            if finalize and not self.streamed:
+                self._finalize()
+        finally:
+            self._lock.release()
 
-            t = Table.read(self.target, format="ascii.ecsv")
-            tmp = self.path.with_name(self.path.name + ".tmp" + self.format)
+    def _finalize(self):
+        from astropy.table import Table
+
+        t = Table.read(self.target, format="ascii.ecsv")
+        with atomic_path(self.path, suffix=self.format) as tmp:
             if self.format == ".fits":
-                t.meta = {k[:8].upper(): str(v)[:68] for k, v in self.meta.items()}
-                t.write(tmp, format="fits", overwrite=True)
+                _write_fits(t, self.meta, tmp)
             else:
                 try:
                     t.write(tmp, format="parquet", overwrite=True)
                 except ImportError:
                     raise LensscoreError(
-                        "writing .parquet needs pyarrow: pip install 'lensscore[parquet]'; the rows "
-                        f"are kept in {self.target}") from None
-            os.replace(tmp, self.path)
-            self.target.unlink()
+                        "writing .parquet needs pyarrow: pip install 'lensscore[parquet]'; the "
+                        f"rows are kept in {self.target}") from None
+        self.target.unlink()
 
     def __enter__(self):
         return self
@@ -254,13 +351,50 @@ class CatalogWriter:
         self.close(finalize=exc_type is None)
 
 
+def _write_fits(table, meta: dict, path: Path) -> None:
+    """A FITS binary table with ``meta`` as HIERARCH cards (full key names, long values
+    continued), read back by :func:`catalog_meta` under the same lower-case keys."""
+    from astropy.io import fits
+
+    t = table.copy(copy_data=False)
+    t.meta = {}
+    hdu = fits.table_to_hdu(t)
+    for k, v in meta.items():
+        hdu.header[f"HIERARCH {k}"] = str(v)
+    hdu.writeto(path, overwrite=True)
+
+
+def _same(v) -> str:
+    return "" if v is None else str(v)
+
+
+def identity_diff(a: dict, b: dict, keys=IDENTITY, names=("there", "now")) -> str:
+    """``""`` if two catalogs' metadata agree on ``keys`` (absent counts as empty), else what
+    differs, e.g. ``"model_sha256 3f9a0c0d1e2f… there, 81b2e4a5b6c7… now"``."""
+    diff = [k for k in keys if _same(a.get(k)) != _same(b.get(k))]
+    return "; ".join(f"{k} {_short(a.get(k))} {names[0]}, {_short(b.get(k))} {names[1]}"
+                     for k in diff)
+
+
+def _short(v) -> str:
+    v = _same(v)
+    return (v[:12] + "…") if len(v) > 16 else (v or "(none)")
+
+
 def read_catalog(path):
     """Read a catalog written by lensscore (any format) as an astropy Table."""
     from astropy.table import Table
 
     p = Path(path)
     fmt = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv"}.get(p.suffix.lower())
-    return Table.read(p, format=fmt) if fmt else Table.read(p)
+    t = Table.read(p, format=fmt) if fmt else Table.read(p)
+    side = _sidecar(p)
+    if fmt == "ascii.csv" and side.exists():
+        try:
+            t.meta.update(json.loads(side.read_text()))
+        except ValueError:
+            log.warning("%s: unreadable metadata file %s, ignored", p, side)
+    return t
 
 
 

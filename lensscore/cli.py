@@ -116,14 +116,23 @@ def scan(
         help="Cutout size in pixels, for a model without lensscore metadata.", min=1)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     gallery_html: Annotated[Optional[Path], typer.Option(
-        "--gallery", help="Also write an HTML gallery of the top 100 scores at the end.",
+        "--gallery", help="Also write an HTML gallery of the top 100 scores at the end "
+        "(replaced only with --overwrite or --resume).",
         dir_okay=False)] = None,
     shard: Annotated[Optional[str], typer.Option(
         help="Score only shard K of N (K/N, e.g. 3/8; ids hashed, independent of listing "
              "order); join the catalogs with `lensscore merge`.")] = None,
     dask: Annotated[Optional[str], typer.Option(
-        help="Score on Dask: local:N (a LocalCluster of N processes) or a scheduler address "
-             "(tcp://host:8786); needs the [dask] extra.")] = None,
+        help="Score on Dask: local:N (a LocalCluster of N processes), a scheduler address "
+             "(tcp://host:8786, tls://host:8786) or a scheduler file (scheduler.json); needs "
+             "the [dask] extra.")] = None,
+    tls_ca_file: Annotated[Optional[Path], typer.Option(
+        help="TLS for --dask: the CA certificate the scheduler's is signed by.",
+        dir_okay=False)] = None,
+    tls_cert: Annotated[Optional[Path], typer.Option(
+        help="TLS for --dask: this client's certificate.", dir_okay=False)] = None,
+    tls_key: Annotated[Optional[Path], typer.Option(
+        help="TLS for --dask: this client's private key.", dir_okay=False)] = None,
     pixel_scale: Annotated[Optional[float], typer.Option(
         help="Input pixel scale in arcsec/px, for files whose header has no WCS or PIXSCALE "
              "(without it they are assumed to be on the model's scale).", min=0.0)] = None,
@@ -134,7 +143,7 @@ def scan(
     """Score every FITS cutout under PATHS and write a lens-score catalog.
 
     Exit codes: 0 all inputs scored; 3 finished, some inputs failed (each has an error row);
-    1 nothing could be scored (bad model, no inputs); 2 usage error; 130 interrupted
+    1 nothing could be scored (bad model, no inputs, none readable); 2 usage error; 130 interrupted
     (rows written so far are kept; rerun with --resume).
     """
     from .scan import scan as run_scan
@@ -147,12 +156,30 @@ def scan(
         if shard is not None:
             parse_shard(shard)
         if output is not None:
-            check_output(output)
+            check_output(output, resume=resume, overwrite=overwrite)
         if resume and output is None:
             raise LensscoreError("--resume needs the catalog to resume: give -o/--output")
+        if gallery_html is not None:
+            from .gallery import check_outputs
+
+            check_outputs(gallery_html, overwrite=overwrite or resume)
     except LensscoreError as exc:
         _fail(str(exc), EXIT_USAGE)
-    client = _dask_client(dask) if dask else None
+    from .distributed import close as _close_client
+
+    client = None
+    if dask:
+        from .distributed import connect
+
+        try:
+            client = connect(dask, tls_ca_file=tls_ca_file, tls_cert=tls_cert, tls_key=tls_key)
+        except LensscoreError as exc:
+            _fail(str(exc), EXIT_NOTHING if "cannot reach" in str(exc) else EXIT_USAGE)
+        if dask.startswith("local"):
+            err.print(f"dask: LocalCluster of {len(client.cluster.workers)} worker processes",
+                      highlight=False)
+    elif any((tls_ca_file, tls_cert, tls_key)):
+        _fail("--tls-* options are for --dask", EXIT_USAGE)
     # Build the ONNX session in a thread while this one imports astropy (both take ~0.4 s;
     # onnxruntime releases the GIL): a shorter cold start.
     built: dict = {}
@@ -226,7 +253,7 @@ def scan(
 
         try:
             g = gallery(res.output if res.output else res, gallery_html, top=100,
-                        bands=scorer.bands, size=scorer.size)
+                        bands=scorer.bands, size=scorer.size, overwrite=overwrite or resume)
             out.print(f"gallery: {g.html} ({g.n_shown} cutouts)", highlight=False)
         except LensscoreError as exc:
             err.print(f"[bold red]gallery failed:[/] {escape(str(exc))}", highlight=False)
@@ -241,40 +268,6 @@ def _warm_imports(output) -> None:
 
     if output is not None and Path(output).suffix.lower() != ".csv":
         import astropy.table  # noqa: F401
-
-
-def _dask_client(spec: str):
-    """A dask.distributed Client for ``local:N`` or a scheduler address."""
-    from ._optional import require
-
-    try:
-        require("HAS_DASK", "--dask")
-    except LensscoreError as exc:
-        _fail(str(exc), EXIT_USAGE)
-    from distributed import Client, LocalCluster
-    try:
-        if spec.startswith("local"):
-            n = int(spec.partition(":")[2] or 0) or None
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
-            err.print(f"dask: LocalCluster of {len(cluster.workers)} worker processes",
-                      highlight=False)
-            return Client(cluster)
-        return Client(spec, timeout="30s")
-    except ValueError:
-        _fail(f"--dask {spec!r}: use local:N or a scheduler address like tcp://host:8786",
-              EXIT_USAGE)
-    except OSError as exc:
-        _fail(f"--dask {spec}: cannot reach the scheduler ({exc})", EXIT_NOTHING)
-
-
-def _close_client(client):
-    if client is None:
-        return
-    cluster = getattr(client, "cluster", None)
-    client.close()
-    if cluster is not None and type(cluster).__name__ == "LocalCluster":
-        cluster.close()
 
 
 def _print_summary(res, top: int):
@@ -423,6 +416,7 @@ def gallery(
                                                            "[default: 8].", min=0.0)] = None,
     stretch: Annotated[Optional[float], typer.Option(
         help="Lupton linear stretch [default: from the data].", min=0.0)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing HTML/PNG files.")] = False,
 ):
     """Colour thumbnails of the top candidates in one self-contained HTML page to grade."""
     from .gallery import gallery as make_gallery
@@ -433,7 +427,8 @@ def gallery(
     try:
         g = make_gallery(catalog, html_out, top=top or None, min_score=min_score, png=png,
                          bands=bands.split(",") if bands else None,
-                         rgb_bands=rgb.split(",") if rgb else None, q=q, stretch=stretch)
+                         rgb_bands=rgb.split(",") if rgb else None, q=q, stretch=stretch,
+                         overwrite=overwrite)
     except LensscoreError as exc:
         _fail(str(exc), EXIT_USAGE)
     out.print(f"gallery: {g.html} ({g.n_shown} cutouts, Lupton Q {g.q:g}, stretch "

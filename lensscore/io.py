@@ -155,13 +155,16 @@ class Cutout:
 class Source:
     """One object to score, as found by :func:`find_sources`.
 
-    ``files`` is a single path, or ``((band, path), …)`` for per-band files.
+    ``files`` is a single path, or ``((band, path), …)`` for per-band files. ``error`` is set
+    for what was found but cannot be read at all (a directory that cannot be listed): it
+    becomes an error row.
     """
 
     id: str
     path: str
     files: str | tuple[tuple[str, str], ...]
     label: int | None = None
+    error: str | None = None
 
 
 @dataclass
@@ -589,6 +592,8 @@ def load_cutout(
 def load_source(source: Source, bands: Sequence[str], size: int | None,
                 options: ReadOptions | None = None, wcs: bool = True) -> Cutout:
     """Load a :class:`Source` found by :func:`find_sources`."""
+    if source.error:
+        raise CutoutError(source.path, source.error)
     files = dict(source.files) if isinstance(source.files, tuple) else source.files
     c = load_cutout(files, bands=bands, size=size, id=source.id, options=options, wcs=wcs)
     c.path = source.path
@@ -622,21 +627,27 @@ def _band_token(stem: str, bands: set[str]) -> tuple[str, str] | None:
     return None
 
 
-def _walk(root: str, seen: set) -> Iterable[str]:
-    """Files under ``root``, sorted, following directory links once (no symlink loops)."""
+@dataclass(frozen=True)
+class _Unlistable:
+    """A directory found while walking that cannot be listed."""
+
+    path: str
+    reason: str
+
+
+def _walk(root: str, seen: set) -> Iterable[str | _Unlistable]:
+    """Files under ``root``, sorted, following directory links once (no symlink loops); a
+    directory that cannot be read is yielded as :class:`_Unlistable` (an error row, never a
+    silent gap)."""
     try:
         st = os.stat(root)
-    except OSError as exc:
-        log.warning("cannot read %s: %s", root, exc.strerror or exc)
-        return
-    key = (st.st_dev, st.st_ino)
-    if key in seen:
-        return
-    seen.add(key)
-    try:
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            return
+        seen.add(key)
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as exc:
-        log.warning("cannot list %s: %s", root, exc.strerror or exc)
+        yield _Unlistable(root, f"cannot list directory ({exc.strerror or exc})")
         return
     for e in entries:
         try:
@@ -695,6 +706,10 @@ def find_sources(
     order: list[tuple] = []
     seen_real: set[str] = set()
     for f, root in files:
+        if isinstance(f, _Unlistable):
+            rel = os.path.relpath(f.path, root) if root else f.path
+            order.append(("unlistable", f, "" if rel == "." else rel, root))
+            continue
         real = os.path.realpath(f)
         if real in seen_real:
             continue
@@ -717,7 +732,10 @@ def find_sources(
     sources = []
     for kind, ref, sid, root in order:
         sid = Path(sid).as_posix()
-        if kind == "file":
+        if kind == "unlistable":
+            src = Source(id=Path(sid or os.path.basename(os.path.normpath(ref.path))).as_posix()
+                         + "/", path=ref.path, files=ref.path, error=ref.reason)
+        elif kind == "file":
             src = Source(id=sid, path=ref, files=ref, label=label_from_path(ref, root or None))
         else:
             per_band = groups[ref]
@@ -736,4 +754,23 @@ def find_sources(
             if lab is not None:
                 src = Source(src.id, src.path, src.files, int(lab))
         sources.append(src)
-    return sources
+    return _unique_ids(sources, [root for *_, root in order])
+
+
+def _unique_ids(sources: list[Source], roots: list[str]) -> list[Source]:
+    """Ids key the catalog (resume, merge, labels): an id that two scanned roots both give
+    (``a/c0.fits`` and ``b/c0.fits``) is prefixed with its root's name from the second on
+    (``b/c0``), and numbered if that is taken too."""
+    seen: set[str] = set()
+    out = []
+    for src, root in zip(sources, roots):
+        sid = src.id
+        if sid in seen:
+            base = f"{os.path.basename(os.path.normpath(root or '.'))}/{sid}"
+            sid, k = base, 2
+            while sid in seen:
+                sid, k = f"{base}#{k}", k + 1
+            src = Source(sid, src.path, src.files, src.label)
+        seen.add(sid)
+        out.append(src)
+    return out

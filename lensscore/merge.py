@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalog import CatalogWriter, catalog_columns, catalog_meta, load_catalog
+from .catalog import CatalogWriter, catalog_columns, catalog_meta, identity_diff, load_catalog
 from .config import DEFAULT_BANDS
 from .errors import LensscoreError
 
@@ -113,6 +113,11 @@ def merge(catalogs, output, *, inputs=None, bands=None, shards: int | None = Non
                                  f"{paths[0]}'s ({','.join(names)}); scan every shard with the "
                                  "same options")
 
+    for p, m in zip(paths[1:], metas[1:]):
+        what = identity_diff(metas[0], m, names=(f"in {paths[0].name}", f"in {p.name}"))
+        if what:
+            raise LensscoreError(f"{p} was scanned with another model or other options than "
+                                 f"{paths[0]} ({what}); merge the shards of one scan")
     _check_shards(res, paths, tables, metas, shards)
 
     rows, seen, dups = [], set(), []

@@ -7,7 +7,6 @@ import logging
 import math
 import multiprocessing as mp
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
-from .catalog import CatalogWriter, catalog_columns, check_output
+from .catalog import IDENTITY, CatalogWriter, catalog_columns, check_output
 from .config import DEFAULT_THRESHOLD
 from .errors import CutoutError, LensscoreError
 from .grid import ReadOptions
@@ -125,8 +124,9 @@ class ScanResult:
 
     @property
     def exit_code(self) -> int:
-        """0 every input scored, 3 some failed (each has an error row), 1 no input at all."""
-        if self.n_inputs == 0:
+        """0 every input scored, 3 some failed (each has an error row), 1 nothing scored (no
+        input at all, or none readable)."""
+        if self.n_scored == 0:
             return 1
         return 3 if self.n_failed else 0
 
@@ -188,13 +188,6 @@ def read_labels(path) -> dict[str, int]:
 
 # --------------------------------------------------------------------------- loading workers
 
-_W: dict = {}
-
-
-def _init_worker(options: ReadOptions, spec_json):
-    _W.update(options=options, spec=PreprocessSpec.from_json(spec_json))
-
-
 def _load_one(src: Source, options: ReadOptions, spec):
     try:
         c = load_source(src, options.grid.bands, options.grid.size, options, wcs=False)
@@ -212,18 +205,17 @@ def _load_one(src: Source, options: ReadOptions, spec):
         return False, f"unexpected error reading file ({msg[:200]})"
 
 
-def _load_chunk(chunk: list[Source]):
-    return [_load_one(s, _W["options"], _W["spec"]) for s in chunk]
+def _load_chunk(chunk: list[Source], options: ReadOptions, spec: PreprocessSpec):
+    return [_load_one(s, options, spec) for s in chunk]
 
 
-def _make_executor(workers: int, scorer: Scorer, options: ReadOptions) -> Executor:
-    args = (options, scorer.spec.to_json())
+def _make_executor(workers: int) -> Executor:
     if workers == 1:
         # one loader thread: onnxruntime releases the GIL, so parsing overlaps inference
-        return ThreadPoolExecutor(1, initializer=_init_worker, initargs=args)
+        return ThreadPoolExecutor(1, thread_name_prefix="lensscore-load")
     methods = mp.get_all_start_methods()
     ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
-    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=args)
+    return ProcessPoolExecutor(workers, mp_context=ctx)
 
 
 # --------------------------------------------------------------------------- shards
@@ -244,79 +236,6 @@ def shard_of(obj_id: str, n: int) -> int:
     """The shard (1..n) of an object id: a stable hash (BLAKE2b of the id), not listing order."""
     h = hashlib.blake2b(obj_id.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(h, "big") % n + 1
-
-
-# --------------------------------------------------------------------------- Dask
-
-#: Sources per Dask task: large enough to amortise scheduling (~1 ms a task), small enough to
-#: spread a scan over workers and to lose little work when one dies.
-_DASK_CHUNK = 64
-_DASK_SCORERS: dict = {}
-
-
-def _dask_score_chunk(model_path: str, opts: dict, chunk: list[Source], rotations: list[bool],
-                      read_options: ReadOptions):
-    """On a worker: load and score ``chunk`` with the worker's one cached Scorer."""
-    key = (model_path, tuple(sorted(opts.items())))
-    sc = _DASK_SCORERS.get(key)
-    if sc is None:
-        kw = dict(opts)
-        if kw.get("threads") is None:
-            try:
-                from distributed import get_worker
-
-                kw["threads"] = get_worker().state.nthreads
-            except (ImportError, ValueError, AttributeError):
-                kw["threads"] = 1
-        sc = _DASK_SCORERS[key] = Scorer(model_path, **kw)
-    pending = [(src, _load_one(src, read_options, sc.spec), f)
-               for src, f in zip(chunk, rotations)]
-    return _score_pending(pending, sc)
-
-
-def _score_stream_dask(sources, scorer: Scorer, rotations: list[bool], client,
-                       options: ReadOptions):
-    """Like :func:`_score_stream`, on a Dask cluster; yields in input order."""
-    from distributed import as_completed
-
-    if not sources:
-        return
-    opts = (("batch_size", scorer.batch_size), ("bands", tuple(scorer.bands)),
-            ("device", scorer.device), ("preprocess", scorer.spec.to_json()),
-            ("size", scorer.size), ("threads", None))
-    chunks = [list(sources[i:i + _DASK_CHUNK]) for i in range(0, len(sources), _DASK_CHUNK)]
-    flags = [list(rotations[i:i + _DASK_CHUNK]) for i in range(0, len(sources), _DASK_CHUNK)]
-    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-    limit = max(4, 3 * n_workers)  # chunks in flight: workers stay busy, memory stays bounded
-    todo = iter(enumerate(chunks))
-    live, done, nxt = {}, {}, 0
-    ac = as_completed()
-    tag = uuid.uuid4().hex[:8]
-
-    def submit_next():
-        for i, chunk in todo:
-            # pure=False, unique key: a chunk lost with a worker is recomputed by the
-            # scheduler; its result reaches the catalog once, from here, in input order
-            f = client.submit(_dask_score_chunk, scorer.path, dict(opts), chunk, flags[i],
-                              options, pure=False, retries=2, key=f"lensscore-{tag}-{i}")
-            live[f.key] = (i, f)
-            ac.add(f)
-            return
-
-    for _ in range(limit):
-        submit_next()
-    try:
-        for f in ac:
-            i, _ = live.pop(f.key)
-            done[i] = f.result()
-            f.release()
-            submit_next()
-            while nxt in done:
-                yield done.pop(nxt)
-                nxt += 1
-    finally:
-        if live:
-            client.cancel([f for _, f in live.values()])
 
 
 # --------------------------------------------------------------------------- the scan
@@ -411,7 +330,7 @@ def scan(
     if resume and output is None:
         raise LensscoreError("--resume needs the catalog to resume: give -o/--output")
     if output is not None:
-        check_output(output)
+        check_output(output, resume=resume, overwrite=overwrite)
     scorer = scorer or Scorer(model, **scorer_kwargs)
     options = scorer.read_options(pixel_scale, zeropoints)
     if isinstance(labels, (str, Path)):
@@ -430,7 +349,10 @@ def scan(
             "pixel_scale": options.grid.pixel_scale, "zeropoint": options.grid.zeropoint,
             "bands": ",".join(scorer.bands), "size": scorer.size,
             "lensscore_version": __version__, "row_order": "input",
-            "threshold": float(threshold)}
+            "threshold": float(threshold), "model_sha256": scorer.sha256,
+            "preprocess": scorer.spec.to_json(),
+            "input_pixel_scale": "" if options.pixel_scale is None else options.pixel_scale,
+            "zeropoint_override": ",".join(f"{b}={z:g}" for b, z in options.zeropoints)}
     if shard is not None:
         meta["shard"] = "{}/{}".format(*parse_shard(shard))
 
@@ -439,17 +361,22 @@ def scan(
     ids, paths_out, scores, rots, labs = [], [], [], [], []
     writer = None
     if output is not None:
-        writer = CatalogWriter(output, columns, meta, resume=resume, overwrite=overwrite)
+        writer = CatalogWriter(output, columns, meta, resume=resume, overwrite=overwrite,
+                               identity=IDENTITY)
         if writer.done:
             _absorb_existing(writer, ids, paths_out, scores, rots, labs, rotations)
             res.n_skipped = len(writer.done)
-            sources = [s for s in sources if s.path not in writer.done]
+            sources = [s for s in sources if s.id not in writer.done]
 
     total = len(sources)
     flags = _sampled(sources, mode, n_all)
     try:
-        stream = (_score_stream(sources, scorer, flags, workers, options) if client is None
-                  else _score_stream_dask(sources, scorer, flags, client, options))
+        if client is None:
+            stream = _score_stream(sources, scorer, flags, workers, options)
+        else:
+            from .distributed import score_stream
+
+            stream = score_stream(sources, scorer, flags, client, options)
         for rows, s_chunk, r_chunk in stream:
             for r, s in zip(rows, s_chunk):
                 ids.append(r["id"])
@@ -505,14 +432,15 @@ def _score_stream(sources, scorer: Scorer, rotations: list[bool], workers: int,
               for i in range(0, len(sources), _CHUNK)]
     pending: list[tuple[Source, tuple, bool]] = []
     n_ok = 0
-    with _make_executor(workers, scorer, options) as ex:
+    with _make_executor(workers) as ex:
         inflight: deque = deque()
         it = iter(chunks)
         limit = max(2, workers * _PREFETCH)
 
         def fill():
             for chunk, flags in it:
-                inflight.append((chunk, flags, ex.submit(_load_chunk, chunk)))
+                inflight.append((chunk, flags, ex.submit(_load_chunk, chunk, options,
+                                                         scorer.spec)))
                 if len(inflight) >= limit:
                     break
 

@@ -155,6 +155,7 @@ class Scorer:
         self.path = _check_path(default_model_path() if model is None else model)
         self.batch_size = int(batch_size)
         self.device = device
+        self._sha256: str | None = None
         self._session = _load_session(self.path, _providers(device), threads)
         self.providers = list(self._session.get_providers())
         if device == "cuda" and "CUDAExecutionProvider" not in self.providers:
@@ -214,8 +215,13 @@ class Scorer:
             self.spec = spec if isinstance(spec, PreprocessSpec) else PreprocessSpec.from_json(spec)
         except ValueError as exc:
             raise ModelError(f"{self.path}: {exc}") from None
-        outputs = self._session.get_outputs()
-        self.output_name = outputs[0].name
+        out = self._session.get_outputs()[0]
+        per_image = [d for d in list(out.shape)[1:] if d != 1]
+        if not out.shape or per_image or out.type not in ("tensor(float)", "tensor(double)"):
+            raise ModelError(f"{self.path}: output {out.name!r} is {out.type} of shape "
+                             f"{list(out.shape)}; expected one float score per image ([N] or "
+                             "[N, 1])")
+        self.output_name = out.name
 
     @property
     def grid(self) -> Grid:
@@ -256,6 +262,19 @@ class Scorer:
             raise ModelError(f"--zeropoint names band(s) {','.join(unknown)} that the model does "
                              f"not use ({','.join(self.bands)})")
         return ReadOptions(self.grid, None if pixel_scale is None else float(pixel_scale), zps)
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the model file (what a catalog records, so a resume cannot mix models)."""
+        if self._sha256 is None:
+            import hashlib
+
+            h = hashlib.sha256()
+            with open(self.path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(block)
+            self._sha256 = h.hexdigest()
+        return self._sha256
 
     @property
     def arch(self) -> str:
@@ -303,7 +322,13 @@ class Scorer:
             out[i:i + self.batch_size] = np.asarray(res[0], dtype=np.float32).reshape(-1)
         return out
 
-    def score(self, images, *, preprocessed: bool = False) -> np.ndarray:
+    def _batch(self, images, preprocessed: bool) -> tuple[np.ndarray, bool]:
+        """``(N, bands, y, x)`` float32 and whether one cutout ``(bands, y, x)`` was given."""
+        one = np.ndim(images) == 3
+        x = np.asarray(images, np.float32) if preprocessed else self.prepare(images)
+        return (x[None] if x.ndim == 3 else x), one
+
+    def score(self, images, *, preprocessed: bool = False):
         """Lens scores in [0, 1] of cutouts given in FITS order.
 
         Parameters
@@ -315,21 +340,19 @@ class Scorer:
 
         Returns
         -------
-        ndarray of float32, shape ``(N,)``
+        ndarray of float32, shape ``(N,)``, or a float for one cutout ``(bands, size, size)``
         """
-        x = np.asarray(images, np.float32) if preprocessed else self.prepare(images)
-        if x.ndim == 3:
-            x = x[None]
-        return self.run(x)
+        x, one = self._batch(images, preprocessed)
+        s = self.run(x)
+        return float(s[0]) if one else s
 
     def score_rotations(self, images, *, preprocessed: bool = False) -> np.ndarray:
-        """Scores of each cutout rotated by 0, 90, 180 and 270°: shape ``(N, 4)``.
+        """Scores of each cutout rotated by 0, 90, 180 and 270°: shape ``(N, 4)`` (``(4,)`` for
+        one cutout).
 
         Column 0 is the score of the cutout as given (equal to :meth:`score`).
         """
-        x = np.asarray(images, np.float32) if preprocessed else self.prepare(images)
-        if x.ndim == 3:
-            x = x[None]
+        x, one = self._batch(images, preprocessed)
         rot = rotations(x)  # (4, N, b, y, x); preprocessing commutes with rotation
-        s = self.run(rot.reshape(-1, *x.shape[1:]))
-        return s.reshape(4, len(x)).T.copy()
+        s = self.run(rot.reshape(-1, *x.shape[1:])).reshape(4, len(x)).T.copy()
+        return s[0] if one else s

@@ -1,8 +1,13 @@
 """Survey scale: shards + merge, and a Dask cluster, give the one-process scan's catalog."""
 
+import hashlib
+import json
 import os
+import subprocess
+import sys
 import signal
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -42,8 +47,17 @@ def test_shard_assignment_is_a_stable_partition():
     parts = [[i for i in ids if shard_of(i, n) == k] for k in range(1, n + 1)]
     assert sorted(sum(parts, [])) == sorted(ids)  # every id exactly once
     assert all(300 < len(p) < 500 for p in parts)  # roughly even
-    assert [shard_of(i, n) for i in reversed(ids)] == [shard_of(i, n) for i in ids][::-1]
-    assert shard_of("dir0/obj0", 5) == shard_of("dir0/obj0", 5)
+    # the documented hash (BLAKE2b of the id, 8 bytes, big-endian) -- not Python's hash(),
+    # which changes between processes: another process with another hash seed agrees
+    want = [int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "big") % n + 1
+            for i in ids[:50]]
+    assert [shard_of(i, n) for i in ids[:50]] == want
+    code = ("import json, sys; from lensscore.scan import shard_of; "
+            f"print(json.dumps([shard_of(i, {n}) for i in json.loads(sys.argv[1])]))")
+    other = subprocess.run([sys.executable, "-c", code, json.dumps(ids[:50])], check=True,
+                           capture_output=True, text=True, env={**os.environ,
+                                                                "PYTHONHASHSEED": "12345"})
+    assert json.loads(other.stdout) == want
     assert parse_shard("3/8") == (3, 8)
     for bad in ("0/3", "4/3", "x", "1/0", "2"):
         with pytest.raises(LensscoreError):
@@ -109,10 +123,10 @@ def test_dask_scan_equals_one_process(many, tmp_path, rot_model, cluster):
 
 
 def test_dask_worker_killed_mid_scan(many, tmp_path, rot_model, cluster, monkeypatch):
-    import sys
 
-    scan_mod = sys.modules["lensscore.scan"]  # lensscore.scan is also the function
-    monkeypatch.setattr(scan_mod, "_DASK_CHUNK", 6)  # 14 chunks: the kill lands mid-scan
+    import lensscore.distributed as dist
+
+    monkeypatch.setattr(dist, "CHUNK", 6)  # 14 chunks: the kill lands mid-scan
     one = tmp_path / "one.ecsv"
     scan(many, rot_model, output=one)
     pids = list(cluster.run(os.getpid).values())
@@ -130,3 +144,35 @@ def test_dask_worker_killed_mid_scan(many, tmp_path, rot_model, cluster, monkeyp
     assert len({r[0] for r in got}) == len(got) == res.n_inputs  # complete, no duplicates
     assert got == rows(one)
     cluster.wait_for_workers(2, timeout=60)  # the nanny restarted it
+
+
+def test_connect_scheduler_file_tls_and_bad_specs(many, tmp_path, rot_model):
+    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("cryptography")
+    from lensscore.distributed import close, connect
+
+    with pytest.raises(LensscoreError, match="scheduler file"):
+        connect(str(tmp_path / "no-such-scheduler.json"))
+    with pytest.raises(LensscoreError, match="all three"):
+        connect("tls://127.0.0.1:1", tls_ca_file=tmp_path / "ca.pem")
+    # a TLS-only cluster: reached with the three files, through a scheduler file
+    sec = distributed.Security.temporary()
+    files = {}
+    for name, pem in (("ca", sec.tls_ca_file), ("cert", sec.tls_client_cert),
+                      ("key", sec.tls_client_key)):
+        files[name] = tmp_path / f"{name}.pem"
+        files[name].write_text(pem)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0", security=sec,
+                                  protocol="tls://") as c:
+        assert c.scheduler_address.startswith("tls://")
+        sched = tmp_path / "scheduler.json"
+        sched.write_text(json.dumps({"address": c.scheduler_address}))
+        client = connect(str(sched), tls_ca_file=files["ca"], tls_cert=files["cert"],
+                         tls_key=files["key"])
+        try:
+            res = scan(many, rot_model, client=client, rotations=False)
+            ref = scan(many, rot_model, rotations=False)
+            assert res.ids == ref.ids and np.allclose(res.scores, ref.scores, equal_nan=True)
+        finally:
+            close(client)

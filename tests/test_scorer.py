@@ -71,6 +71,26 @@ def test_bad_models(tmp_path, rng):
         Scorer(bare, bands=["g", "r"])
     with pytest.raises(ModelError, match="device"):
         Scorer(bare, bands="gri", device="tpu")
+    # a two-class softmax head: two numbers per image is not a lens score
+    import onnx
+    from onnx import TensorProto, helper
+
+    m = onnx.load(str(bare))
+    old = m.graph.output[0].name
+    m.graph.node.append(helper.make_node("Concat", [old, old], ["two"], axis=1))
+    del m.graph.output[:]
+    m.graph.output.append(helper.make_tensor_value_info("two", TensorProto.FLOAT, ["N", 2]))
+    onnx.save(m, str(tmp_path / "two.onnx"))
+    with pytest.raises(ModelError, match=r"one float score per image"):
+        Scorer(tmp_path / "two.onnx", bands="gri")
+
+
+def test_one_cutout_gives_a_float(conv_model, rng):
+    s = Scorer(conv_model)
+    xs = np.stack([fake_cutout(rng) for _ in range(2)])
+    one = s.score(xs[0])
+    assert isinstance(one, float) and one == pytest.approx(float(s.score(xs)[0]), abs=1e-7)
+    assert s.score_rotations(xs[0]).shape == (4,)
 
 
 def test_cuda_unavailable_is_loud(rot_model):
