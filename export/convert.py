@@ -269,7 +269,8 @@ def _parity_inputs(run, data_dir, bands, size, spec, n: int, seed: int):
             ds = load_dataset(data, bands=tuple(bands), size=size, spec=spec,
                               options=read_options(conf.get("survey") or "hsc", bands, size))
             test = load_split(run / "split.json", ds)["test"]
-            x, y, source = ds.nhwc(test), ds.y[test].astype(int), f"test split of {data}"
+            x, y, source = (ds.nhwc(test), ds.y[test].astype(int),
+                            f"test split of {_data_name(str(data))} ({ds.fingerprint})")
         elif data_dir is None:
             log.warning("%s: data set %s not found; parity on synthetic cutouts", run, data)
     if x is None or len(x) < n:
@@ -295,13 +296,27 @@ def _grid_metadata(conf: dict, size: int) -> dict:
             "zeropoint": repr(float(p["zeropoint"]))}
 
 
+def _data_name(data_dir) -> str | None:
+    """The training data's name: a directory's last part (``sim-hsc``), or a description kept as
+    it is (``train simulate --survey hsc ...``)."""
+    if not data_dir:
+        return None
+    d = str(data_dir)
+    return Path(d).name if os.path.isabs(d) or os.path.exists(d) else d
+
+
 def _run_metadata(run) -> dict:
     """Training description and test metrics of a run directory (JSON strings)."""
     meta = {}
     if run is None:
         return meta
     conf = json.loads((run / "config.json").read_text())
-    train = {"data_dir": conf.get("data_dir"), "n": conf.get("n"), "run": run.name,
+    fingerprint = None
+    if (run / "split.json").is_file():
+        fingerprint = json.loads((run / "split.json").read_text()).get("fingerprint")
+    # a name and a content hash, never a path of the machine that trained it
+    train = {"data": _data_name(conf.get("data_dir")), "data_fingerprint": fingerprint,
+             "n": conf.get("n"), "run": run.name,
              "config": {k: conf[k] for k in ("arch", "epochs", "batch_size", "lr", "l2", "conv_l2",
                                               "dropout", "patience", "augment", "seed")
                         if k in conf}}

@@ -26,6 +26,7 @@ from ._version import __version__
 from .catalog import catalog_meta, load_catalog
 from .config import DEFAULT_BANDS, DEFAULT_SIZE
 from .errors import CutoutError, LensscoreError
+from .files import atomic_path, atomic_write
 
 __all__ = ["gallery", "GalleryResult", "png_bytes", "lupton_thumbnails", "catalog_rows"]
 
@@ -180,6 +181,7 @@ def gallery(
     stretch: float | None = None,
     title: str | None = None,
     columns: int = 8,
+    overwrite: bool = False,
 ) -> GalleryResult:
     """Write an HTML gallery (and/or a PNG grid) of the highest-scoring cutouts.
 
@@ -201,8 +203,12 @@ def gallery(
         Bands shown as blue, green, red [default: the three reddest of ``bands``].
     q, stretch : float, optional
         Lupton asinh softening and scale [default: Q 8, stretch from the data].
+    overwrite : bool
+        Replace an existing HTML or PNG file (refused otherwise, before any work).
     """
     from .io import load_cutout
+
+    check_outputs(output, png, overwrite=overwrite)
 
     meta, base, catalog_name = {}, None, ""
     if isinstance(rows_or_catalog, (str, os.PathLike)):
@@ -246,11 +252,25 @@ def gallery(
     html_path = png_path = None
     if output is not None:
         html_path = Path(output)
-        html_path.write_text(_html(chosen, imgs, info, title), encoding="utf-8")
+        atomic_write(html_path, _html(chosen, imgs, info, title))
     if png is not None:
         png_path = Path(png)
-        _png_grid(chosen, imgs, png_path, columns, info)
+        with atomic_path(png_path, suffix=".png") as tmp:
+            _png_grid(chosen, imgs, tmp, columns, info)
     return GalleryResult(html_path, png_path, len(chosen), failed, used["q"], used["stretch"])
+
+
+def check_outputs(*paths, overwrite: bool = False) -> None:
+    """Refuse, before any work, gallery files that exist (without ``overwrite``) or whose
+    directory is missing -- the same rule as the scan's catalog."""
+    for p in paths:
+        if p is None:
+            continue
+        p = Path(p)
+        if not p.parent.is_dir():
+            raise LensscoreError(f"{p}: directory {p.parent} does not exist; create it first")
+        if p.exists() and not overwrite:
+            raise LensscoreError(f"{p} exists; use --overwrite to replace it")
 
 
 def _rows_from_result(res) -> list[dict]:
@@ -285,8 +305,9 @@ def _html(rows: list[dict], imgs, info: dict, title: str | None) -> str:
             f'<figure class="card" data-id="{html.escape(r["id"])}" data-rank="{rank}" '
             f'data-score="{r["score"]:.6f}" data-std="{_fmt(r["score_std"], ".3g", "")}" '
             f'data-label="{"" if r["label"] is None else r["label"]}">{pic}'
-            f'<figcaption><div class="id" title="{html.escape(r["path"])}"><span class="rank">'
-            f'#{rank}</span> <bdi>{html.escape(r["id"])}</bdi></div>'
+            f'<figcaption><div class="id" title="{html.escape(r["id"])}&#10;'
+            f'{html.escape(r["path"])}"><span class="rank">#{rank}</span>{_id_html(r["id"])}'
+            '</div>'
             f'<div><b>{r["score"]:.4f}</b> <span class="std">rot σ '
             f'{_fmt(r["score_std"], ".2g")}</span> <span class="lab lab{r["label"]}">{lab}'
             f'</span></div>{radec}'
@@ -296,11 +317,25 @@ def _html(rows: list[dict], imgs, info: dict, title: str | None) -> str:
     sub = (f"{info['n']} of {info['n_rows']} rows (top {info['top'] or 'all'}"
            + (f", score ≥ {info['min_score']:g}" if info["min_score"] is not None else "")
            + f"); model {html.escape(str(info['model']) or '?')}; colours "
-           f"{'/'.join(reversed(info['rgb']))} as R/G/B, Lupton Q {info['q']:g}, "
+           f"{html.escape('/'.join(reversed(info['rgb'])))} as R/G/B, Lupton Q {info['q']:g}, "
            f"stretch {info['stretch']:.3g}; lensscore {__version__}")
-    data = json.dumps({"catalog": info["catalog"]})
+    data = _script_json({"catalog": info["catalog"]})
     return _TEMPLATE.format(title=html.escape(title), subtitle=sub, cards="\n".join(cards),
                             px=DISPLAY_PX, data=data)
+
+
+def _id_html(obj_id: str) -> str:
+    """An id as the card shows it: the last part (what tells neighbours apart) always in full,
+    the directories before it cut with an ellipsis when short of room (in full on hover)."""
+    head, sep, name = obj_id.rpartition("/")
+    d = f'<bdi class="dir">{html.escape(head + sep)}</bdi>' if sep else ""
+    return f'{d}<bdi class="name">{html.escape(name)}</bdi>'
+
+
+def _script_json(value) -> str:
+    """JSON safe inside ``<script>``: no ``</script>``, ``<!--`` or ``&`` can end or bend it."""
+    return (json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("&", "\\u0026"))
 
 
 def _png_grid(rows, imgs, path: Path, columns: int, info: dict) -> None:
@@ -352,8 +387,9 @@ button, select, input {{ background: #2a2a2a; color: #ddd; border: 1px solid #44
 .noimg {{ color: #e66; font-size: 11px; padding: 6px; box-sizing: border-box; }}
 figcaption {{ padding: 4px 5px; line-height: 1.35; }}
 .id {{ display: flex; gap: 4px; color: #bbb; }}
-.id bdi {{ flex: 1; white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
-          direction: rtl; text-align: left; }}
+.id .dir {{ flex: 0 1 auto; min-width: 1ch; white-space: nowrap; overflow: hidden;
+          text-overflow: ellipsis; color: #777; }}
+.id .name {{ flex: 0 0 auto; white-space: nowrap; }}
 .rank {{ color: #888; }}
 .std, .radec {{ color: #888; font-size: 11px; }}
 .lab1 {{ color: #6c6; }} .lab0 {{ color: #c96; }}

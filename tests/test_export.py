@@ -88,6 +88,11 @@ def test_export_trained_rot_run_int8_cli_and_scan(train_dir, tmp_path):
     assert info["bands"] == ["g", "r", "i"] and info["size"] == 72
     assert info["training"]["n"]["test"] == 12 and info["export"]["opset"] == 17
     assert info["export"]["weights"] == "int8"
+    # the training data by name and content hash; no path of this machine in the model or report
+    assert info["training"]["data"] == train_dir.name
+    assert len(info["training"]["data_fingerprint"]) >= 16
+    stored = {k: v for k, v in info.items() if k != "path"}  # "path": where it was loaded from
+    assert str(tmp_path) not in json.dumps(stored) and str(train_dir) not in r.stdout
 
     r = CliRunner().invoke(ls_app, ["scan", str(train_dir), "--model", str(out),
                                     "--output", str(tmp_path / "cat.csv"), "--rotations"])

@@ -1,11 +1,10 @@
 """Candidate galleries: self-contained HTML, one thumbnail per row, PNGs of the right size."""
 
 import base64
+import io
 import re
 import shutil
-import struct
 import subprocess
-import zlib
 
 import numpy as np
 import pytest
@@ -21,23 +20,11 @@ runner = CliRunner()
 
 
 def decode_png(data: bytes) -> np.ndarray:
-    """A minimal decoder for the 8-bit RGB, filter-0 PNGs lensscore writes."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat, w, h = 8, b"", 0, 0
-    while pos < len(data):
-        (n,) = struct.unpack(">I", data[pos:pos + 4])
-        tag, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
-        (crc,) = struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])
-        assert zlib.crc32(tag + body) & 0xFFFFFFFF == crc
-        if tag == b"IHDR":
-            w, h, depth, ctype = struct.unpack(">IIBB", body[:10])
-            assert (depth, ctype) == (8, 2)
-        elif tag == b"IDAT":
-            idat += body
-        pos += 12 + n
-    raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, 1 + 3 * w)
-    assert (raw[:, 0] == 0).all()
-    return raw[:, 1:].reshape(h, w, 3)
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "PNG" and im.mode == "RGB"
+        return np.asarray(im)
 
 
 def test_png_roundtrip(rng):
@@ -79,7 +66,9 @@ def test_gallery_html_self_contained(catalog, tmp_path):
     assert scores == sorted(scores, reverse=True)
     assert "export grades" in text and "grade" in text
 
-    g = gallery(catalog, html_path, top=0, min_score=0.0)
+    with pytest.raises(LensscoreError, match="--overwrite"):
+        gallery(catalog, html_path, top=0)
+    g = gallery(catalog, html_path, top=0, min_score=0.0, overwrite=True)
     assert g.n_shown == 11  # every scored row, the broken file is not one
     assert g.n_failed == 0 and "lenses/pb" in html_path.read_text()  # per-band files reload
 
@@ -98,8 +87,40 @@ def test_gallery_cli_and_png(catalog, tmp_path):
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     r = runner.invoke(app, ["gallery", str(tmp_path / "bad.csv")])
     assert r.exit_code == 2 and "not a lensscore catalog" in r.output
-    r = runner.invoke(app, ["gallery", str(catalog), "--rgb", "g,r,z"])
+    r = runner.invoke(app, ["gallery", str(catalog), "--rgb", "g,r,z", "--overwrite"])
     assert r.exit_code == 2 and "colour bands" in r.output
+    # one rule with scan: an existing page is replaced only with --overwrite
+    r = runner.invoke(app, ["gallery", str(catalog), "--top", "4"])
+    assert r.exit_code == 2 and "--overwrite" in r.output
+    r = runner.invoke(app, ["gallery", str(catalog), "--top", "4", "--overwrite"])
+    assert r.exit_code == 0, r.output
+
+
+def test_gallery_escapes_what_reaches_the_page(tmp_path):
+    rows = [{"id": f"deep/</script>/<b>x{k}", "path": f"deep/dir/x{k}.fits", "score": 0.9,
+             "score_std": float("nan"), "ra": float("nan"), "dec": float("nan"), "label": None,
+             "status": "ok"} for k in range(2)]
+    page = tmp_path / "g.html"
+    gallery(rows, page, bands=["g", "r", "i<b>"], rgb_bands=["g", "r", "i<b>"],
+            title="</title><script>")
+    text = page.read_text()
+    script = text[text.index("const INFO"):]
+    assert "</script>/" not in text and "<b>x" not in text and "i<b>" not in text
+    assert script.count("</script>") == 1  # the page's own closing tag only
+    # the part that tells cards apart is shown in full, the directories before it may be cut
+    assert '<bdi class="name">&lt;b&gt;x1</bdi>' in text
+    assert '<bdi class="dir">deep/&lt;/script&gt;/</bdi>' in text
+
+
+def test_catalog_name_cannot_close_the_script(tmp_path, rng, rot_model):
+    d = tmp_path / "x<" / "script>"  # the catalog's path holds "</script>"
+    d.mkdir(parents=True)
+    write_cube(d / "a.fits", fake_cutout(rng))
+    cat = d / "<!--<script>.csv"  # and its name what makes a script swallow the page
+    scan(d, rot_model, output=cat)
+    gallery(cat, tmp_path / "g.html")
+    text = (tmp_path / "g.html").read_text()
+    assert text.count("</script") == text.count("<script") and "<!--" not in text
 
 
 def test_gallery_missing_file_is_a_card(catalog, tmp_path):

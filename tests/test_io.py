@@ -154,12 +154,26 @@ def test_error_messages(tmp_path, rng):
 
 
 def test_huge_naxis_refused_without_allocating(tmp_path):
+    import resource
+
+    # a header claiming 6000 x 6000 x 3 float32 (432 MB) over a sparse file of that length:
+    # the data are all there (not truncated), so only the size guard can refuse it
     h = fits.Header()
     h["SIMPLE"], h["BITPIX"], h["NAXIS"] = True, -32, 3
-    h["NAXIS1"], h["NAXIS2"], h["NAXIS3"] = 100000, 100000, 3
-    (tmp_path / "huge.fits").write_bytes(h.tostring().encode() + b"\0" * 2880)
-    e = _err(tmp_path / "huge.fits")
-    assert isinstance(e, (errors.CutoutShapeError, errors.TruncatedFITSError))
+    h["NAXIS1"], h["NAXIS2"], h["NAXIS3"] = 6000, 6000, 3
+    p = tmp_path / "huge.fits"
+    with open(p, "wb") as fh:
+        fh.write(h.tostring().encode())
+        fh.truncate(2880 + -(-6000 * 6000 * 3 * 4 // 2880) * 2880)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    e = _err(p)
+    assert isinstance(e, errors.CutoutShapeError) and "far too large" in e.reason
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 100, grown_mib
+    # a header claiming more than the file holds is refused as truncated
+    h["NAXIS1"], h["NAXIS2"] = 100, 100
+    (tmp_path / "short.fits").write_bytes(h.tostring().encode() + b"\0" * 2880)
+    assert isinstance(_err(tmp_path / "short.fits"), errors.TruncatedFITSError)
 
 
 def test_normalize_band_and_labels(tmp_path):

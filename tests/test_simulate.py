@@ -55,7 +55,7 @@ def test_simulate_cli(tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "p.png").stat().st_size > 10_000
     rep = json.loads((tmp_path / "s" / "simulation_check.json").read_text())
-    assert rep["n"] == 8 and 0 <= rep["trivial_classifier"]["test_accuracy"] <= 1
+    assert rep["n"] == 8 and rep["trivial_classifier"]["n_test"] == 4
     for band in "gri":
         assert abs(rep["fwhm_measured_over_requested"][band]["median"] - 1) < 0.1
         assert abs(rep["noise_measured_over_requested"]["star_fields"][band]["median"] - 1) < 0.1
@@ -92,3 +92,20 @@ def test_lensing_moves_the_images(monkeypatch):
         radii.append(float((np.hypot(xx, yy) * lensed).sum() / lensed.sum() * cfg.pixel_scale))
         assert truth["theta_e"] == te
     assert radii[1] > radii[0] + 0.8, radii
+
+
+def test_trivial_classifier_finds_shortcuts_and_only_shortcuts(rng):
+    """The shortcut check itself: a flux difference between classes is found, none is not."""
+    from train.simulate import trivial_classifier_accuracy
+
+    n = 400
+    y = np.arange(n) % 2
+    yy, xx = np.mgrid[:24, :24] - 11.5
+    blob = np.exp(-(xx ** 2 + yy ** 2) / 18)
+    amp = rng.uniform(1, 2, n)
+    x = (amp[:, None, None, None] * blob + rng.normal(0, 0.02, (n, 3, 24, 24)))
+    same = trivial_classifier_accuracy(x, y)["test_accuracy"]
+    x_short = x * np.where(y == 1, 3.0, 1.0)[:, None, None, None]  # lenses 3x brighter
+    shortcut = trivial_classifier_accuracy(x_short, y)["test_accuracy"]
+    assert abs(same - 0.5) < 0.12, same
+    assert shortcut > 0.95, shortcut

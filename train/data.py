@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lensscore.files import atomic_path, atomic_write
 from lensscore.config import DEFAULT_BANDS, DEFAULT_SIZE
 from lensscore.errors import CutoutError
 from lensscore.grid import Grid, ReadOptions
@@ -145,11 +146,12 @@ def load_dataset(
     fp = _fingerprint(ids, y)
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        tmp = xf.with_suffix(".tmp.npy")
-        np.save(tmp, x)
-        os.replace(tmp, xf)
-        mf.write_text(json.dumps({"y": y.tolist(), "ids": ids, "fingerprint": fp,
-                                  "skipped": skipped, "data_dir": str(data_dir)}))
+        # unique temporary names, then os.replace: two fits filling one cache at once each
+        # write whole files, and a reader never sees half of one
+        with atomic_path(xf, suffix=".npy") as tmp:
+            np.save(tmp, x)
+        atomic_write(mf, json.dumps({"y": y.tolist(), "ids": ids, "fingerprint": fp,
+                                     "skipped": skipped, "data_dir": str(data_dir)}))
     except OSError as exc:
         log.warning("cannot write the array cache in %s (%s); continuing without", cache, exc)
     return Dataset(x, y, ids, fp, skipped)
@@ -178,7 +180,7 @@ def save_split(path, ds: Dataset, split: dict, seed: int) -> None:
     """Write ``split.json``: the ids of each part and the data set's fingerprint."""
     doc = {"fingerprint": ds.fingerprint, "seed": seed, "n": len(ds.ids),
            **{k: [ds.ids[i] for i in v] for k, v in split.items()}}
-    Path(path).write_text(json.dumps(doc, indent=0))
+    atomic_write(path, json.dumps(doc, indent=0))
 
 
 def load_split(path, ds: Dataset) -> dict[str, np.ndarray]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from lensscore.config import DEFAULT_BANDS, DEFAULT_SIZE
+from lensscore.files import atomic_path, atomic_write
 from lensscore.preprocess import DEFAULT_SPEC
 
 from .data import Dataset, load_dataset, load_split, make_split, save_split
@@ -126,13 +126,13 @@ def _build(cfg: FitConfig):
 
 
 def _save_atomic(model, path: Path, weights_only=False):
-    tmp = path.with_name(path.name.replace(".keras", ".tmp.keras").replace(".weights.h5",
-                                                                           ".tmp.weights.h5"))
-    if weights_only:
-        model.save_weights(tmp)
-    else:
-        model.save(tmp)
-    os.replace(tmp, path)
+    # Keras picks the format from the ending: keep ".keras" / ".weights.h5" last
+    ending = ".weights.h5" if path.name.endswith(".weights.h5") else path.suffix
+    with atomic_path(path, suffix=ending) as tmp:
+        if weights_only:
+            model.save_weights(tmp)
+        else:
+            model.save(tmp)
 
 
 def fit(
@@ -187,9 +187,7 @@ def fit(
             d = json.loads(run.config.read_text())
             log.info("%s: epoch limit %d -> %d", run.path, cfg.epochs, epochs)
             d["epochs"] = cfg.epochs = int(epochs)
-            tmp = run.config.with_suffix(".tmp")
-            tmp.write_text(json.dumps(d, indent=1))
-            os.replace(tmp, run.config)
+            atomic_write(run.config, json.dumps(d, indent=1))
     else:
         cfg = config or FitConfig()
         if run.state.exists() or run.model.exists():
@@ -268,9 +266,7 @@ def fit(
         state["stopped"] = state["wait"] >= cfg.patience
         state["seed_states"] = _seed_states(model)
         _save_atomic(model, run.ckpt)
-        tmp = run.state.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, run.state)
+        atomic_write(run.state, json.dumps(state, indent=1))
         _write_history(run.history, state["history"])
         if on_epoch is not None:
             on_epoch(row)

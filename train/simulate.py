@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from lensscore.files import atomic_path
 
 __all__ = ["SimConfig", "simulate_one", "simulate", "trivial_classifier_accuracy",
            "measure_noise", "measure_fwhm", "sim_check", "preview", "compare_real",
@@ -515,9 +516,8 @@ def _work(args):
         img, truth = simulate_one(i, seed, cfg)
         rel = f"{'lenses' if truth['label'] else 'nonlenses'}/sim_{i:06d}.fits"
         path = Path(out_dir) / rel
-        tmp = path.with_suffix(".tmp")
-        fits.PrimaryHDU(img, header=_header(cfg, i, truth)).writeto(tmp, overwrite=True)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".fits") as tmp:
+            fits.PrimaryHDU(img, header=_header(cfg, i, truth)).writeto(tmp, overwrite=True)
         truth["id"] = rel[:-5]
         truth["path"] = rel
         rows.append(truth)
