@@ -390,6 +390,9 @@ def table_rows(r: dict) -> list[tuple[str, str, str, str]]:
     for k, prof in r.get("profile", {}).items():
         top = ", ".join(f"{op} {100 * v:.0f}%" for op, v in list(prof.items())[:5])
         rows.append((f"profile {k}.onnx, batch 32 (share of kernel time)", top, "", ""))
+    from .tta import rows as tta_rows
+
+    rows += tta_rows(r)
     rows.append(("GPU (onnxruntime-gpu, scan, Keras training)", "not measured",
                  r.get("gpu", "no GPU on this machine"), ""))
     return rows
@@ -415,8 +418,11 @@ def main(argv=None) -> int:
                                     "the same architecture, random weights)")
     ap.add_argument("--files", type=int, default=2000, help="FITS files for the scans")
     ap.add_argument("--reps", type=int, default=3, help="repetitions (median reported)")
-    ap.add_argument("--only", default="model,scan,dask,train,sim",
-                    help="comma-separated parts: model,scan,dask,train,sim (dask needs scan)")
+    ap.add_argument("--only", default="model,scan,dask,train,sim,tta",
+                    help="comma-separated parts: model,scan,dask,train,sim,tta (dask needs "
+                         "scan)")
+    ap.add_argument("--tta-cutouts", type=int, default=2000,
+                    help="simulated test cutouts for the rotational layer vs TTA comparison")
     ap.add_argument("--threads", type=int, help="onnxruntime threads [default: all cores]")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "results.json"))
     ap.add_argument("--markdown", help="also write the table as Markdown (bench/RESULTS.md)")
@@ -469,6 +475,13 @@ def main(argv=None) -> int:
     if "sim" in parts:
         print("simulation throughput …", flush=True)
         r["sim"] = sim_runs(8 if a.quick else 200, 2)
+    if "tta" in parts:
+        from .tta import tta_runs
+
+        n = 16 if a.quick else a.tta_cutouts
+        print(f"rotational layer vs test-time augmentation on {n} test cutouts …", flush=True)
+        r["tta"] = tta_runs(models, n, a.reps, {k: v["total"] for k, v in r["flops"].items()},
+                            a.threads)
     r["seconds"] = time.perf_counter() - t_start
 
     from rich.console import Console

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 FORMATS = (".csv", ".ecsv", ".fits", ".parquet")
 #: Metadata that decides a catalog's scores: a resume, or a merge of shards, must agree on it
 IDENTITY = ("model_sha256", "bands", "size", "pixel_scale", "zeropoint", "preprocess",
-            "input_pixel_scale", "zeropoint_override")
+            "input_pixel_scale", "zeropoint_override", "tta")
 _STREAMED = (".csv", ".ecsv")
 
 
@@ -261,7 +261,8 @@ class CatalogWriter:
             log.warning("%s: the catalog does not say which model and options wrote it (an "
                         "older lensscore); resuming without checking", self.path)
             return
-        what = identity_diff(old, self.meta, self.identity)
+        # keys an older catalog does not record cannot be checked
+        what = identity_diff(old, self.meta, [k for k in self.identity if k in old])
         if what:
             raise LensscoreError(f"{self.path} was written with another model or other options "
                                  f"({what}); resume with the same ones, or --overwrite")

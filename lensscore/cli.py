@@ -96,6 +96,10 @@ def scan(
         "rotation-invariant; for models whose metadata says they are, a deterministic sample "
         "(every 64th by id hash; about 32 in small scans) that checks the claim.",
         show_default=False)] = None,
+    tta: Annotated[str, typer.Option(
+        help="Test-time augmentation: none, or rot4 (the score is the mean over the four 90 "
+             "degree rotations: exactly rotation-invariant with any model, 4x the work; the "
+             "four scores are written too).")] = "none",
     threshold: Annotated[float, typer.Option(
         help="Score at or above which a cutout counts as a lens.", min=0.0, max=1.0)]
     = DEFAULT_THRESHOLD,
@@ -151,8 +155,10 @@ def scan(
 
     from .catalog import check_output
     from .scan import parse_shard
+    from .scorer import check_tta
 
     try:
+        check_tta(tta)
         if shard is not None:
             parse_shard(shard)
         if output is not None:
@@ -163,7 +169,7 @@ def scan(
             from .gallery import check_outputs
 
             check_outputs(gallery_html, overwrite=overwrite or resume)
-    except LensscoreError as exc:
+    except (LensscoreError, ModelError) as exc:
         _fail(str(exc), EXIT_USAGE)
     from .distributed import close as _close_client
 
@@ -229,7 +235,8 @@ def scan(
                            rotations="auto" if rotations is None else rotations,
                            labels=labels, threshold=threshold, workers=workers, resume=resume,
                            overwrite=overwrite, progress=progress, shard=shard,
-                           client=client, pixel_scale=pixel_scale, zeropoints=zeropoint)
+                           client=client, pixel_scale=pixel_scale, zeropoints=zeropoint,
+                           tta=tta)
     except KeyboardInterrupt:
         where = f"; rows so far are in {output} -- rerun with --resume" if output else ""
         err.print(f"[bold yellow]interrupted[/]{where}", highlight=False)
@@ -313,8 +320,13 @@ def _print_summary(res, top: int):
                   highlight=False)
     s = res.stability()
     if s and s["n"]:
-        what = (f"rotation check on a sample of {s['n']} cutouts (the model claims invariance)"
-                if res.rotation_mode == "sample" else f"rotation stability over {s['n']} cutouts")
+        if res.tta == "rot4":
+            what = (f"scores are the mean over the four rotations (--tta rot4: exactly "
+                    f"invariant); the model's own rotation spread over {s['n']} cutouts")
+        elif res.rotation_mode == "sample":
+            what = f"rotation check on a sample of {s['n']} cutouts (the model claims invariance)"
+        else:
+            what = f"rotation stability over {s['n']} cutouts"
         out.print(f"{what}: std mean {_pct(s['std_mean'])}, "
                   f"median {_pct(s['std_median'])}, p99 {_pct(s['std_p99'])}, max "
                   f"{_pct(s['std_max'])}; class flips {_pct(s['flip_fraction'])}",

@@ -109,7 +109,7 @@ _SCORERS: dict = {}
 
 
 def _score_chunk(model_path: str, opts: dict, chunk: list[Source], rotations: list[bool],
-                      read_options: ReadOptions):
+                 read_options: ReadOptions, tta: str = "none"):
     """On a worker: load and score ``chunk`` with the worker's one cached Scorer."""
     key = (model_path, tuple(sorted(opts.items())))
     sc = _SCORERS.get(key)
@@ -125,11 +125,11 @@ def _score_chunk(model_path: str, opts: dict, chunk: list[Source], rotations: li
         sc = _SCORERS[key] = Scorer(model_path, **kw)
     pending = [(src, _load_one(src, read_options, sc.spec), f)
                for src, f in zip(chunk, rotations)]
-    return _score_pending(pending, sc)
+    return _score_pending(pending, sc, tta)
 
 
 def score_stream(sources, scorer: Scorer, rotations: list[bool], client,
-                 options: ReadOptions):
+                 options: ReadOptions, tta: str = "none"):
     """Like :func:`lensscore.scan._score_stream`, on a Dask cluster: yields ``(rows, scores,
     rotation_scores)`` per chunk, in input order."""
     from distributed import as_completed
@@ -153,7 +153,7 @@ def score_stream(sources, scorer: Scorer, rotations: list[bool], client,
             # pure=False, unique key: a chunk lost with a worker is recomputed by the
             # scheduler; its result reaches the catalog once, from here, in input order
             f = client.submit(_score_chunk, scorer.path, dict(opts), chunk, flags[i],
-                              options, pure=False, retries=2, key=f"lensscore-{tag}-{i}")
+                              options, tta, pure=False, retries=2, key=f"lensscore-{tag}-{i}")
             live[f.key] = (i, f)
             ac.add(f)
             return

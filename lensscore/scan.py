@@ -23,7 +23,7 @@ from .grid import ReadOptions
 from .io import Source, find_sources, load_source
 from .metrics import classification_summary, rotation_stability
 from .preprocess import PreprocessSpec, preprocess
-from .scorer import Scorer
+from .scorer import Scorer, check_tta
 
 __all__ = ["scan", "ScanResult", "read_labels", "shard_of", "parse_shard", "rotation_mode"]
 
@@ -109,6 +109,9 @@ class ScanResult:
     #: model that claims invariance) or "none"
     rotation_mode: str = "none"
     rotation_claimed: bool = False
+    #: "rot4": each score is the mean over the four rotations (test-time augmentation);
+    #: ``rotation_scores`` then hold the model's own four scores
+    tta: str = "none"
 
     @property
     def n_inputs(self) -> int:
@@ -263,6 +266,7 @@ def scan(
     client=None,
     pixel_scale: float | None = None,
     zeropoints=None,
+    tta: str = "none",
     **scorer_kwargs,
 ) -> ScanResult:
     """Score every cutout under ``paths`` and stream one catalog row per input.
@@ -312,6 +316,10 @@ def scan(
         are assumed to be on the model's scale.
     zeropoints : str or mapping, optional
         Zero points overriding the headers' (``"g=27,r=27,i=27"``).
+    tta : {"none", "rot4"}
+        ``rot4``: the score is the mean over the four 90° rotations (test-time augmentation),
+        exactly rotation-invariant whatever the model, at four times the cost; the four scores
+        are written too (``score_r0..3``), whatever ``rotations`` says.
     **scorer_kwargs
         Passed to :class:`Scorer` (``device``, ``threads``, ``batch_size``, ``bands``, ``size``).
 
@@ -331,6 +339,7 @@ def scan(
         raise LensscoreError("--resume needs the catalog to resume: give -o/--output")
     if output is not None:
         check_output(output, resume=resume, overwrite=overwrite)
+    check_tta(tta)
     scorer = scorer or Scorer(model, **scorer_kwargs)
     options = scorer.read_options(pixel_scale, zeropoints)
     if isinstance(labels, (str, Path)):
@@ -341,7 +350,7 @@ def scan(
     if shard is not None:
         k, n = parse_shard(shard)
         sources = [s for s in sources if shard_of(s.id, n) == k]
-    mode = rotation_mode(rotations, scorer)
+    mode = "all" if tta == "rot4" else rotation_mode(rotations, scorer)
     rotations = mode != "none"
     has_labels = any(s.label is not None for s in sources)
     columns = catalog_columns(rotations, has_labels)
@@ -352,12 +361,13 @@ def scan(
             "threshold": float(threshold), "model_sha256": scorer.sha256,
             "preprocess": scorer.spec.to_json(),
             "input_pixel_scale": "" if options.pixel_scale is None else options.pixel_scale,
-            "zeropoint_override": ",".join(f"{b}={z:g}" for b, z in options.zeropoints)}
+            "zeropoint_override": ",".join(f"{b}={z:g}" for b, z in options.zeropoints),
+            "tta": tta}
     if shard is not None:
         meta["shard"] = "{}/{}".format(*parse_shard(shard))
 
     res = ScanResult(threshold=threshold, output=Path(output) if output else None,
-                     rotation_mode=mode, rotation_claimed=scorer.rotation_invariant)
+                     rotation_mode=mode, rotation_claimed=scorer.rotation_invariant, tta=tta)
     ids, paths_out, scores, rots, labs = [], [], [], [], []
     writer = None
     if output is not None:
@@ -372,11 +382,11 @@ def scan(
     flags = _sampled(sources, mode, n_all)
     try:
         if client is None:
-            stream = _score_stream(sources, scorer, flags, workers, options)
+            stream = _score_stream(sources, scorer, flags, workers, options, tta)
         else:
             from .distributed import score_stream
 
-            stream = score_stream(sources, scorer, flags, client, options)
+            stream = score_stream(sources, scorer, flags, client, options, tta)
         for rows, s_chunk, r_chunk in stream:
             for r, s in zip(rows, s_chunk):
                 ids.append(r["id"])
@@ -423,7 +433,7 @@ def _absorb_existing(writer, ids, paths_out, scores, rots, labs, rotations):
 
 
 def _score_stream(sources, scorer: Scorer, rotations: list[bool], workers: int,
-                  options: ReadOptions):
+                  options: ReadOptions, tta: str = "none"):
     """Yield ``(rows, scores, rotation_scores)`` per batch, in input order; ``rotations`` says,
     per source, whether its four rotations are scored."""
     if not sources:
@@ -454,17 +464,17 @@ def _score_stream(sources, scorer: Scorer, rotations: list[bool], workers: int,
                     pending.append((src, item, rotate))
                     n_ok += item[0]
                 if n_ok >= scorer.batch_size or not inflight:
-                    yield _score_pending(pending, scorer)
+                    yield _score_pending(pending, scorer, tta)
                     pending, n_ok = [], 0
         finally:
             for *_, fut in inflight:
                 fut.cancel()
 
 
-def _score_pending(pending, scorer: Scorer):
+def _score_pending(pending, scorer: Scorer, tta: str = "none"):
     """Score loaded ``(source, (ok, payload), rotate)`` items: every ok cutout once, and the four
-    rotations of those flagged. Returns rows, scores, and rotation scores (NaN where not
-    measured) -- the latter empty when nothing in the scan is rotated."""
+    rotations of those flagged (with ``tta="rot4"`` all are, and the score is their mean).
+    Returns rows, scores, and rotation scores (NaN where not measured)."""
     ok = [item[1][0] for _, item, _ in pending if item[0]]
     rot_flags = [f for _, item, f in pending if item[0]]
     if ok:
@@ -474,7 +484,9 @@ def _score_pending(pending, scorer: Scorer):
         r = np.full((len(x), 4), np.nan)
         if sel.any():  # rotation 0 is the cutout as given: its score is the score
             r[sel] = scorer.score_rotations(x[sel], preprocessed=True)
-            s[sel] = r[sel, 0]
+            # float32 mean, as Scorer.score(tta="rot4") computes it
+            s[sel] = (r[sel].astype(np.float32).mean(axis=1, dtype=np.float32)
+                      if tta == "rot4" else r[sel, 0])
         if not sel.all():
             s[~sel] = scorer.score(x[~sel], preprocessed=True)
     rows, out_s, out_r = [], [], []

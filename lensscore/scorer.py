@@ -19,7 +19,8 @@ from .preprocess import DEFAULT_SPEC, PreprocessSpec, preprocess
 
 ort = LazyModule("onnxruntime")  # imported on first use (see lensscore.cli.scan)
 
-__all__ = ["Scorer", "default_model_path", "read_model_metadata", "rotations"]
+__all__ = ["Scorer", "default_model_path", "read_model_metadata", "rotations", "check_tta",
+           "TTA_MODES"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,16 @@ def rotations(images: np.ndarray) -> np.ndarray:
     Rotation ``k`` is ``np.rot90(images, k, axes=(-2, -1))``; ``k = 0`` is the image as given.
     """
     return np.stack([np.rot90(images, k, axes=(-2, -1)) for k in range(4)])
+
+
+TTA_MODES = ("none", "rot4")
+
+
+def check_tta(tta: str) -> str:
+    """``tta`` if it is one of :data:`TTA_MODES`; ModelError otherwise."""
+    if tta not in TTA_MODES:
+        raise ModelError(f"--tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+    return tta
 
 
 def _load_session(path: str, providers: list[str], threads: int | None):
@@ -328,7 +339,7 @@ class Scorer:
         x = np.asarray(images, np.float32) if preprocessed else self.prepare(images)
         return (x[None] if x.ndim == 3 else x), one
 
-    def score(self, images, *, preprocessed: bool = False):
+    def score(self, images, *, preprocessed: bool = False, tta: str = "none"):
         """Lens scores in [0, 1] of cutouts given in FITS order.
 
         Parameters
@@ -337,11 +348,18 @@ class Scorer:
             Raw pixels (any flux unit), bands in ``self.bands`` order.
         preprocessed : bool
             True if ``images`` already went through :meth:`prepare`.
+        tta : {"none", "rot4"}
+            ``rot4``: test-time augmentation, the mean of the scores of the four 90° rotations
+            -- exactly rotation-invariant whatever the model, at four times the cost.
 
         Returns
         -------
         ndarray of float32, shape ``(N,)``, or a float for one cutout ``(bands, size, size)``
         """
+        check_tta(tta)
+        if tta == "rot4":
+            r = self.score_rotations(images, preprocessed=preprocessed)
+            return float(r.mean()) if r.ndim == 1 else r.mean(axis=1, dtype=np.float32)
         x, one = self._batch(images, preprocessed)
         s = self.run(x)
         return float(s[0]) if one else s

@@ -222,3 +222,39 @@ def test_installed_package_ships_the_default_model(tmp_path):
     lib, model, arch = p.stdout.split()
     assert lib.startswith(str(target)) and model.startswith(str(target))
     assert model.endswith("lensscore/models/rot.onnx") and arch == "rot"
+
+
+def test_tta_rot4_makes_any_model_invariant(tmp_path, rng, conv_model):
+    """--tta rot4: the score is the mean of the four rotations' scores, so a cutout and its
+    rotations score the same even with a model that is not invariant."""
+    import numpy as np
+
+    from lensscore import Scorer
+
+    d = tmp_path / "d"
+    d.mkdir()
+    cubes = [fake_cutout(rng, lens=k % 2 == 0) for k in range(4)]
+    for k, c in enumerate(cubes):
+        for q in range(4):
+            write_cube(d / f"c{k}_rot{q}.fits", np.rot90(c, q, axes=(1, 2)).copy())
+    plain = scan(d, conv_model, rotations=True)
+    out = tmp_path / "tta.csv"
+    res = scan(d, conv_model, output=out, rotations=False, tta="rot4")
+    assert res.tta == "rot4" and res.rotation_scores is not None  # the four scores are kept
+    np.testing.assert_allclose(res.scores, plain.rotation_scores.mean(axis=1), atol=1e-6)
+    per_cutout = res.scores.reshape(4, 4)
+    assert np.ptp(per_cutout, axis=1).max() < 1e-6  # rotations of one cutout: one score
+    assert np.ptp(plain.scores.reshape(4, 4), axis=1).max() > 1e-4  # the model alone is not
+    sc = Scorer(conv_model)
+    x = np.stack(cubes)
+    np.testing.assert_allclose(sc.score(x, tta="rot4"), per_cutout[:, 0], atol=1e-6)
+    assert isinstance(sc.score(x[0], tta="rot4"), float)
+
+    r = runner.invoke(app, ["scan", str(d), "-m", conv_model, "--tta", "rot4", "--top", "0"])
+    assert r.exit_code == 0 and "mean over the four rotations" in r.stdout, r.output
+    r = runner.invoke(app, ["scan", str(d), "-m", conv_model, "--tta", "rot8"])
+    assert r.exit_code == 2 and "--tta must be one of none, rot4" in r.output
+    # a catalog scored with TTA is not resumed without it
+    r = runner.invoke(app, ["scan", str(d), "-m", conv_model, "-o", str(out), "--resume",
+                            "--rotations", "-q"])
+    assert r.exit_code == 2 and "tta" in r.output, r.output
