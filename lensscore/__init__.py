@@ -11,6 +11,7 @@ The scorer needs only numpy, astropy and onnxruntime::
 """
 
 from ._version import __version__
+from .committee import Committee
 from .errors import CutoutError, LensscoreError, ModelError
 from .io import Cutout, Source, find_sources, load_cutout
 from .preprocess import PreprocessSpec, preprocess
@@ -20,6 +21,7 @@ from .scorer import Scorer
 __all__ = [
     "__version__",
     "Scorer",
+    "Committee",
     "load_cutout",
     "find_sources",
     "scan",

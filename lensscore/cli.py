@@ -81,8 +81,12 @@ def scan(
     paths: Annotated[list[Path], typer.Argument(
         help="FITS files and/or directories (searched recursively).", exists=True,
         show_default=False)],
-    model: Annotated[Optional[Path], typer.Option(
-        "--model", "-m", help="ONNX model [default: the shipped models/rot.onnx].")] = None,
+    model: Annotated[Optional[list[Path]], typer.Option(
+        "--model", "-m", help="ONNX model [default: the shipped models/rot.onnx]; give it "
+        "two or more times for a committee (scores combined by --combine, each model's in "
+        "score_<name>).")] = None,
+    combine: Annotated[str, typer.Option(
+        help="How a committee's scores are combined: mean, median or min.")] = "mean",
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="Catalog to write, one row per input, flushed every batch: "
         ".csv, .ecsv, .fits or .parquet.")] = None,
@@ -150,6 +154,7 @@ def scan(
     1 nothing could be scored (bad model, no inputs, none readable); 2 usage error; 130 interrupted
     (rows written so far are kept; rerun with --resume).
     """
+    from .committee import COMBINE, Committee
     from .scan import scan as run_scan
     from .scorer import Scorer
 
@@ -159,6 +164,9 @@ def scan(
 
     try:
         check_tta(tta)
+        if combine not in COMBINE:
+            raise LensscoreError(f"--combine must be one of {', '.join(COMBINE)}, got "
+                                 f"{combine!r}")
         if shard is not None:
             parse_shard(shard)
         if output is not None:
@@ -192,9 +200,11 @@ def scan(
 
     def build():
         try:
-            built["scorer"] = Scorer(model, device=device, threads=threads,
-                                     batch_size=batch_size,
-                                     bands=bands.split(",") if bands else None, size=size)
+            kw = dict(device=device, threads=threads, batch_size=batch_size,
+                      bands=bands.split(",") if bands else None, size=size)
+            models = model or [None]
+            built["scorer"] = (Scorer(models[0], **kw) if len(models) == 1
+                               else Committee(models, combine=combine, **kw))
         except BaseException as exc:  # handed to the main thread
             built["error"] = exc
 
@@ -309,6 +319,11 @@ def _print_summary(res, top: int):
     if len(res.errors) > 10:
         err.print(f"  … and {len(res.errors) - 10} more (status=error rows in the catalog)")
     m = res.metrics()
+    mm = res.member_metrics()
+    if m and mm and m["n_lens"] and m["n_nonlens"]:
+        out.print("committee members alone: " + "; ".join(
+            f"{k} AUC {v['roc_auc']:.4f}, TPR@FPR1% {_pct(v['tpr_at_fpr_1pct'])}"
+            for k, v in mm.items()), highlight=False)
     if m:
         if m["n_lens"] and m["n_nonlens"]:
             ranks = (f"ROC AUC {m['roc_auc']:.4f}, TPR@FPR1% {_pct(m['tpr_at_fpr_1pct'])}, "

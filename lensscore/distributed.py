@@ -14,6 +14,7 @@ from pathlib import Path
 from .errors import LensscoreError
 from .grid import ReadOptions
 from .io import Source
+from .committee import from_recipe
 from .scan import _load_one, _score_pending
 from .scorer import Scorer
 
@@ -108,21 +109,19 @@ CHUNK = 64
 _SCORERS: dict = {}
 
 
-def _score_chunk(model_path: str, opts: dict, chunk: list[Source], rotations: list[bool],
+def _score_chunk(recipe: tuple, chunk: list[Source], rotations: list[bool],
                  read_options: ReadOptions, tta: str = "none"):
-    """On a worker: load and score ``chunk`` with the worker's one cached Scorer."""
-    key = (model_path, tuple(sorted(opts.items())))
-    sc = _SCORERS.get(key)
+    """On a worker: load and score ``chunk`` with the worker's one cached scorer (a
+    :class:`Scorer` or a committee, built from its recipe)."""
+    sc = _SCORERS.get(recipe)
     if sc is None:
-        kw = dict(opts)
-        if kw.get("threads") is None:
-            try:
-                from distributed import get_worker
+        try:
+            from distributed import get_worker
 
-                kw["threads"] = get_worker().state.nthreads
-            except (ImportError, ValueError, AttributeError):
-                kw["threads"] = 1
-        sc = _SCORERS[key] = Scorer(model_path, **kw)
+            threads = get_worker().state.nthreads
+        except (ImportError, ValueError, AttributeError):
+            threads = 1
+        sc = _SCORERS[recipe] = from_recipe(recipe, threads)
     pending = [(src, _load_one(src, read_options, sc.spec), f)
                for src, f in zip(chunk, rotations)]
     return _score_pending(pending, sc, tta)
@@ -136,9 +135,7 @@ def score_stream(sources, scorer: Scorer, rotations: list[bool], client,
 
     if not sources:
         return
-    opts = (("batch_size", scorer.batch_size), ("bands", tuple(scorer.bands)),
-            ("device", scorer.device), ("preprocess", scorer.spec.to_json()),
-            ("size", scorer.size), ("threads", None))
+    recipe = scorer.recipe()
     chunks = [list(sources[i:i + CHUNK]) for i in range(0, len(sources), CHUNK)]
     flags = [list(rotations[i:i + CHUNK]) for i in range(0, len(sources), CHUNK)]
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
@@ -152,8 +149,8 @@ def score_stream(sources, scorer: Scorer, rotations: list[bool], client,
         for i, chunk in todo:
             # pure=False, unique key: a chunk lost with a worker is recomputed by the
             # scheduler; its result reaches the catalog once, from here, in input order
-            f = client.submit(_score_chunk, scorer.path, dict(opts), chunk, flags[i],
-                              options, tta, pure=False, retries=2, key=f"lensscore-{tag}-{i}")
+            f = client.submit(_score_chunk, recipe, chunk, flags[i], options, tta,
+                              pure=False, retries=2, key=f"lensscore-{tag}-{i}")
             live[f.key] = (i, f)
             ac.add(f)
             return

@@ -23,6 +23,7 @@ from .grid import ReadOptions
 from .io import Source, find_sources, load_source
 from .metrics import classification_summary, rotation_stability
 from .preprocess import PreprocessSpec, preprocess
+from .committee import Committee
 from .scorer import Scorer, check_tta
 
 __all__ = ["scan", "ScanResult", "read_labels", "shard_of", "parse_shard", "rotation_mode"]
@@ -112,6 +113,9 @@ class ScanResult:
     #: "rot4": each score is the mean over the four rotations (test-time augmentation);
     #: ``rotation_scores`` then hold the model's own four scores
     tta: str = "none"
+    #: a committee's member names and their scores (N, members); empty for one model
+    members: list[str] = field(default_factory=list)
+    member_scores: np.ndarray | None = None
 
     @property
     def n_inputs(self) -> int:
@@ -139,6 +143,16 @@ class ScanResult:
         if not ok.any():
             return None
         return classification_summary(self.labels[ok], self.scores[ok], self.threshold)
+
+    def member_metrics(self) -> dict[str, dict]:
+        """A committee's members, each on its own: metrics as :meth:`metrics` ({} otherwise)."""
+        if not self.members or self.member_scores is None:
+            return {}
+        ok = ~np.isnan(self.scores) & (self.labels >= 0)
+        if not ok.any():
+            return {}
+        return {m: classification_summary(self.labels[ok], self.member_scores[ok, k],
+                                          self.threshold) for k, m in enumerate(self.members)}
 
     def stability(self) -> dict | None:
         """Rotation stability over scored inputs (None when rotations were not scored)."""
@@ -267,6 +281,7 @@ def scan(
     pixel_scale: float | None = None,
     zeropoints=None,
     tta: str = "none",
+    combine: str = "mean",
     **scorer_kwargs,
 ) -> ScanResult:
     """Score every cutout under ``paths`` and stream one catalog row per input.
@@ -275,12 +290,14 @@ def scan(
     ----------
     paths : path or sequence of paths
         FITS files and directories (searched recursively).
-    model : str or Path, optional
-        ONNX model; ignored when ``scorer`` is given; default the shipped ``models/rot.onnx``.
+    model : str or Path, or a sequence of them, optional
+        ONNX model; two or more make a committee (:class:`lensscore.committee.Committee`,
+        scores combined by ``combine``, each member's in ``score_<name>``); ignored when
+        ``scorer`` is given; default the shipped ``models/rot.onnx``.
     output : str or Path, optional
         Catalog file (``.csv``, ``.ecsv``, ``.fits``, ``.parquet``), rows in input order,
         flushed after every batch.
-    scorer : Scorer, optional
+    scorer : Scorer or Committee, optional
         A ready scorer (pipelines that scan many directories with one model).
     rotations : {"auto", "all", "sample", "none"} or bool
         Score the 0/90/180/270° rotations too (``score_r0..3``, ``score_std``): ``auto`` (default)
@@ -320,6 +337,8 @@ def scan(
         ``rot4``: the score is the mean over the four 90° rotations (test-time augmentation),
         exactly rotation-invariant whatever the model, at four times the cost; the four scores
         are written too (``score_r0..3``), whatever ``rotations`` says.
+    combine : {"mean", "median", "min"}
+        How a committee's members' scores make its score.
     **scorer_kwargs
         Passed to :class:`Scorer` (``device``, ``threads``, ``batch_size``, ``bands``, ``size``).
 
@@ -340,7 +359,10 @@ def scan(
     if output is not None:
         check_output(output, resume=resume, overwrite=overwrite)
     check_tta(tta)
-    scorer = scorer or Scorer(model, **scorer_kwargs)
+    if scorer is None:
+        models = [model] if model is None or isinstance(model, (str, Path)) else list(model)
+        scorer = (Scorer(models[0], **scorer_kwargs) if len(models) == 1
+                  else Committee(models, combine=combine, **scorer_kwargs))
     options = scorer.read_options(pixel_scale, zeropoints)
     if isinstance(labels, (str, Path)):
         labels = read_labels(labels)
@@ -353,8 +375,10 @@ def scan(
     mode = "all" if tta == "rot4" else rotation_mode(rotations, scorer)
     rotations = mode != "none"
     has_labels = any(s.label is not None for s in sources)
-    columns = catalog_columns(rotations, has_labels)
-    meta = {"model": Path(scorer.path).name, "model_arch": scorer.arch,
+    members = getattr(scorer, "names", ())
+    columns = catalog_columns(rotations, has_labels, members)
+    meta = {"model": " + ".join(Path(p).name for p in scorer.path.split(" + ")),
+            "model_arch": scorer.arch,
             "pixel_scale": options.grid.pixel_scale, "zeropoint": options.grid.zeropoint,
             "bands": ",".join(scorer.bands), "size": scorer.size,
             "lensscore_version": __version__, "row_order": "input",
@@ -367,14 +391,16 @@ def scan(
         meta["shard"] = "{}/{}".format(*parse_shard(shard))
 
     res = ScanResult(threshold=threshold, output=Path(output) if output else None,
-                     rotation_mode=mode, rotation_claimed=scorer.rotation_invariant, tta=tta)
-    ids, paths_out, scores, rots, labs = [], [], [], [], []
+                     rotation_mode=mode, rotation_claimed=scorer.rotation_invariant, tta=tta,
+                     members=list(members))
+    ids, paths_out, scores, rots, labs, mscores = [], [], [], [], [], []
     writer = None
     if output is not None:
         writer = CatalogWriter(output, columns, meta, resume=resume, overwrite=overwrite,
                                identity=IDENTITY)
         if writer.done:
-            _absorb_existing(writer, ids, paths_out, scores, rots, labs, rotations)
+            _absorb_existing(writer, ids, paths_out, scores, rots, labs, rotations, mscores,
+                             members)
             res.n_skipped = len(writer.done)
             sources = [s for s in sources if s.id not in writer.done]
 
@@ -393,6 +419,8 @@ def scan(
                 paths_out.append(r["path"])
                 scores.append(s)
                 labs.append(-1 if r.get("label") is None else r["label"])
+                if members:
+                    mscores.append([r.get(f"score_{m}", math.nan) for m in members])
                 if r["status"] == "error":
                     res.errors.append((r["path"], r["error"]))
                 elif math.isnan(r["pixscale_in"]):  # no scale stated: the model's assumed
@@ -418,12 +446,16 @@ def scan(
     res.labels = np.asarray(labs, dtype=int)
     if rotations:
         res.rotation_scores = np.asarray(rots, dtype=np.float64).reshape(-1, 4)
+    if members:
+        res.member_scores = np.asarray(mscores, dtype=np.float64).reshape(-1, len(members))
     res.seconds = time.perf_counter() - t0
     return res
 
 
-def _absorb_existing(writer, ids, paths_out, scores, rots, labs, rotations):
+def _absorb_existing(writer, ids, paths_out, scores, rots, labs, rotations, mscores, members):
     for r in writer.existing:
+        if members:
+            mscores.append([_float(r.get(f"score_{m}", "")) for m in members])
         ids.append(r["id"])
         paths_out.append(r["path"])
         scores.append(_float(r["score"]))
@@ -477,24 +509,37 @@ def _score_pending(pending, scorer: Scorer, tta: str = "none"):
     Returns rows, scores, and rotation scores (NaN where not measured)."""
     ok = [item[1][0] for _, item, _ in pending if item[0]]
     rot_flags = [f for _, item, f in pending if item[0]]
+    names = getattr(scorer, "names", None)  # a committee's members
     if ok:
         x = np.stack(ok)
         sel = np.asarray(rot_flags, bool)
         s = np.empty(len(x), np.float32)
         r = np.full((len(x), 4), np.nan)
+        ms = np.full((len(x), len(names or ())), np.nan)
         if sel.any():  # rotation 0 is the cutout as given: its score is the score
-            r[sel] = scorer.score_rotations(x[sel], preprocessed=True)
+            if names:
+                rm = scorer.member_rotation_scores(x[sel], preprocessed=True)  # (k, M, 4)
+                r[sel] = np.stack([scorer.combine_scores(rm[:, :, k]) for k in range(4)], 1)
+                ms[sel] = rm.mean(-1, dtype=np.float32) if tta == "rot4" else rm[:, :, 0]
+            else:
+                r[sel] = scorer.score_rotations(x[sel], preprocessed=True)
             # float32 mean, as Scorer.score(tta="rot4") computes it
             s[sel] = (r[sel].astype(np.float32).mean(axis=1, dtype=np.float32)
                       if tta == "rot4" else r[sel, 0])
         if not sel.all():
-            s[~sel] = scorer.score(x[~sel], preprocessed=True)
+            if names:
+                ms[~sel] = scorer.member_scores(x[~sel], preprocessed=True)
+                s[~sel] = scorer.combine_scores(ms[~sel])
+            else:
+                s[~sel] = scorer.score(x[~sel], preprocessed=True)
     rows, out_s, out_r = [], [], []
     j = 0
     for src, (good, payload), rotate in pending:
         row = {"id": src.id, "path": src.path, "label": src.label}
         if good:
             row.update(score=float(s[j]), **payload[1], status="ok", error="")
+            if names:
+                row.update({f"score_{m}": float(ms[j, k]) for k, m in enumerate(names)})
             rr = r[j].astype(np.float64)
             if rotate:
                 row.update(score_std=float(rr.std()),

@@ -274,6 +274,13 @@ class Scorer:
                              f"not use ({','.join(self.bands)})")
         return ReadOptions(self.grid, None if pixel_scale is None else float(pixel_scale), zps)
 
+    def recipe(self) -> tuple:
+        """A picklable description to build the same scorer elsewhere (Dask workers):
+        :func:`lensscore.committee.from_recipe`."""
+        return ("scorer", self.path, (("batch_size", self.batch_size),
+                                      ("bands", tuple(self.bands)), ("device", self.device),
+                                      ("preprocess", self.spec.to_json()), ("size", self.size)))
+
     @property
     def sha256(self) -> str:
         """SHA-256 of the model file (what a catalog records, so a resume cannot mix models)."""

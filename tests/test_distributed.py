@@ -176,3 +176,12 @@ def test_connect_scheduler_file_tls_and_bad_specs(many, tmp_path, rot_model):
             assert res.ids == ref.ids and np.allclose(res.scores, ref.scores, equal_nan=True)
         finally:
             close(client)
+
+
+def test_dask_committee_equals_one_process(many, tmp_path, rot_model, conv_model, cluster):
+    one = scan(many, [rot_model, conv_model], output=tmp_path / "one.ecsv", combine="median")
+    res = scan(many, [rot_model, conv_model], output=tmp_path / "dask.ecsv", combine="median",
+               client=cluster)
+    assert res.members == ["rot", "conv"]
+    assert rows(tmp_path / "dask.ecsv") == rows(tmp_path / "one.ecsv")
+    np.testing.assert_array_equal(res.member_scores, one.member_scores)
