@@ -38,10 +38,11 @@ IDENTITY = ("model_sha256", "bands", "size", "pixel_scale", "zeropoint", "prepro
 _STREAMED = (".csv", ".ecsv")
 
 
-def catalog_columns(rotations: bool, labels: bool, members=()) -> list[tuple[str, str]]:
+def catalog_columns(rotations: bool, labels: bool, members=(), kept=()) -> list[tuple[str, str]]:
     """The catalog schema: ``(name, numpy dtype)`` pairs, in column order (DESIGN.md);
-    a committee's members add ``score_<name>`` after ``score``."""
-    cols = [("id", "str"), ("path", "str"), ("score", "float64")]
+    columns kept from an input object catalog come after ``path``, a committee's members add
+    ``score_<name>`` after ``score``."""
+    cols = [("id", "str"), ("path", "str")] + list(kept) + [("score", "float64")]
     cols += [(f"score_{m}", "float64") for m in members]
     if rotations:
         cols += [("score_std", "float64")] + [(f"score_r{k}", "float64") for k in range(4)]

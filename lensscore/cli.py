@@ -78,9 +78,9 @@ def _pct(x) -> str:
 
 @app.command()
 def scan(
-    paths: Annotated[list[Path], typer.Argument(
-        help="FITS files and/or directories (searched recursively).", exists=True,
-        show_default=False)],
+    paths: Annotated[Optional[list[Path]], typer.Argument(
+        help="FITS files and/or directories (searched recursively); or none, with --catalog.",
+        exists=True, show_default=False)] = None,
     model: Annotated[Optional[list[Path]], typer.Option(
         "--model", "-m", help="ONNX model [default: the shipped models/rot.onnx]; give it "
         "two or more times for a committee (scores combined by --combine, each model's in "
@@ -141,6 +141,18 @@ def scan(
         help="TLS for --dask: this client's certificate.", dir_okay=False)] = None,
     tls_key: Annotated[Optional[Path], typer.Option(
         help="TLS for --dask: this client's private key.", dir_okay=False)] = None,
+    catalog: Annotated[Optional[Path], typer.Option(
+        help="Object catalog (.csv/.ecsv/.fits/.parquet: an id column, ra, dec in degrees) "
+             "to cut out of --images tiles instead of scanning cutout files.", exists=True,
+        dir_okay=False)] = None,
+    images: Annotated[Optional[str], typer.Option(
+        help="Tiles for --catalog: a pattern with {band} (tiles/*_{band}.fits), a directory "
+             "(bands from the headers) or a glob.")] = None,
+    id_column: Annotated[Optional[str], typer.Option(
+        help="--catalog's id column [default: the first of objectId, object_id, id, ID, "
+             "name].")] = None,
+    keep_columns: Annotated[Optional[str], typer.Option(
+        help="--catalog columns to keep in the output, e.g. mag_i,z [default: all].")] = None,
     pixel_scale: Annotated[Optional[float], typer.Option(
         help="Input pixel scale in arcsec/px, for files whose header has no WCS or PIXSCALE "
              "(without it they are assumed to be on the model's scale).", min=0.0)] = None,
@@ -156,6 +168,7 @@ def scan(
     """
     from .committee import COMBINE, Committee
     from .scan import scan as run_scan
+    from .scan import scan_catalog
     from .scorer import Scorer
 
     from .catalog import check_output
@@ -164,6 +177,16 @@ def scan(
 
     try:
         check_tta(tta)
+        if catalog is None and not paths:
+            raise LensscoreError("give FITS files or directories to scan, or --catalog FILE "
+                                 "--images TILES")
+        if catalog is not None and paths:
+            raise LensscoreError("give either PATHS or --catalog, not both")
+        if catalog is not None and not images:
+            raise LensscoreError("--catalog needs --images: the tiles to cut the objects from "
+                                 "(e.g. 'tiles/*_{band}.fits')")
+        if images and catalog is None:
+            raise LensscoreError("--images is for --catalog")
         if combine not in COMBINE:
             raise LensscoreError(f"--combine must be one of {', '.join(COMBINE)}, got "
                                  f"{combine!r}")
@@ -241,12 +264,17 @@ def scan(
 
     try:
         with bar:
-            res = run_scan(paths, scorer=scorer, output=output,
-                           rotations="auto" if rotations is None else rotations,
-                           labels=labels, threshold=threshold, workers=workers, resume=resume,
-                           overwrite=overwrite, progress=progress, shard=shard,
-                           client=client, pixel_scale=pixel_scale, zeropoints=zeropoint,
-                           tta=tta)
+            kw = dict(scorer=scorer, output=output,
+                      rotations="auto" if rotations is None else rotations, labels=labels,
+                      threshold=threshold, workers=workers, resume=resume,
+                      overwrite=overwrite, progress=progress, shard=shard, client=client,
+                      pixel_scale=pixel_scale, zeropoints=zeropoint, tta=tta)
+            if catalog is None:
+                res = run_scan(paths, **kw)
+            else:
+                res = scan_catalog(catalog, images, id_column=id_column,
+                                   keep_columns=keep_columns.split(",") if keep_columns
+                                   else None, **kw)
     except KeyboardInterrupt:
         where = f"; rows so far are in {output} -- rerun with --resume" if output else ""
         err.print(f"[bold yellow]interrupted[/]{where}", highlight=False)
@@ -259,7 +287,8 @@ def scan(
         _close_client(client)
 
     if res.n_inputs == 0:
-        _fail(f"no FITS files found under {', '.join(map(str, paths))}", EXIT_NOTHING)
+        _fail(f"no objects in {catalog}" if catalog else
+              f"no FITS files found under {', '.join(map(str, paths))}", EXIT_NOTHING)
     _print_summary(res, top)
     if res.n_scale_assumed:
         err.print(f"note: {res.n_scale_assumed} input(s) state no pixel scale (no WCS or "

@@ -156,8 +156,10 @@ class Source:
     """One object to score, as found by :func:`find_sources`.
 
     ``files`` is a single path, or ``((band, path), …)`` for per-band files. ``error`` is set
-    for what was found but cannot be read at all (a directory that cannot be listed): it
-    becomes an error row.
+    for what was found but cannot be read at all (a directory that cannot be listed, an
+    object off every tile): it becomes an error row. Objects of a catalog over image tiles
+    (:mod:`lensscore.tiles`) have a ``position`` (RA, Dec in degrees), ``files`` naming each
+    band's tile as ``(band, "path[hdu]")``, and ``extra``: the input columns kept.
     """
 
     id: str
@@ -165,6 +167,8 @@ class Source:
     files: str | tuple[tuple[str, str], ...]
     label: int | None = None
     error: str | None = None
+    position: tuple[float, float] | None = None
+    extra: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass
@@ -299,13 +303,14 @@ def _short(exc: BaseException) -> str:
     return msg if len(msg) <= 160 else msg[:157] + "..."
 
 
-def _apply_mask(plane: _Plane, mask_hdu, path: str) -> None:
-    """Bad planes of a ``MASK`` HDU become NaN pixels of ``plane`` (replaced and counted later)."""
-    m = np.asarray(mask_hdu.data)
+def _apply_mask(plane: _Plane, mask, header, path: str) -> None:
+    """Bad planes of a ``MASK`` HDU (its pixels and header) become NaN pixels of ``plane``
+    (replaced and counted later)."""
+    m = np.asarray(mask)
     if m.shape != plane.data.shape or m.dtype.kind not in "iu":
         log.debug("%s: mask HDU of shape %s/%s ignored", path, m.shape, m.dtype)
         return
-    bad = (m.astype(np.int64) & bad_pixel_bits(mask_hdu.header)) != 0
+    bad = (m.astype(np.int64) & bad_pixel_bits(header)) != 0
     plane.n_masked = int(bad.sum())
     if plane.n_masked:
         plane.data = plane.data.copy()
@@ -348,7 +353,7 @@ def _planes_from_file(path: str) -> tuple[list[_Plane], object]:
             for hdu, shp in hdus:
                 kind = hdu_kind(hdu.header)
                 if kind == "mask" and planes:
-                    _apply_mask(planes[-1], hdu, path)
+                    _apply_mask(planes[-1], hdu.data, hdu.header, path)
                 if kind != "image" or len(shp) != 2:
                     continue  # variance planes; a cube after 2-D images is ambiguous
                 band = band_from_header(hdu.header) or (band_from_header(primary) if single
@@ -512,7 +517,6 @@ def load_cutout(
         :class:`CutoutShapeError`, :class:`BadPixelsError`; or a zero point / coverage problem.
     """
     want = [normalize_band(b) for b in bands]
-    options = options or ReadOptions(Grid(bands=tuple(want), size=size or DEFAULT_SIZE))
     if isinstance(path, Mapping):
         per_band = {normalize_band(k): str(v) for k, v in path.items()}
         path_str = _group_display(per_band)
@@ -525,7 +529,19 @@ def load_cutout(
         planes, band_source = _match_bands(path_str, planes, want)
         name = Path(path_str).name
         default_id = (split_fits_suffix(name) or (Path(name).stem, ""))[0]
+    return cutout_from_planes(planes, header, want, size, options=options, wcs=wcs,
+                              path=path_str, id=id or default_id, band_source=band_source)
 
+
+def cutout_from_planes(planes: list[_Plane], header, want: Sequence[str], size: int | None, *,
+                       options: ReadOptions | None, wcs: bool, path: str, id: str,
+                       band_source: str) -> Cutout:
+    """Science planes (one per band, in ``want`` order; pixels, bad ones NaN, and headers) onto
+    the model's grid: bad pixels filled, zero points scaled, resampled or cropped about the
+    centre. The one path from pixels to a cutout, for files and for tiles
+    (:mod:`lensscore.tiles`)."""
+    path_str = path
+    options = options or ReadOptions(Grid(bands=tuple(want), size=size or DEFAULT_SIZE))
     shapes = {p.data.shape for p in planes}
     if len(shapes) != 1:
         raise CutoutShapeError(path_str, f"bands differ in shape: {sorted(shapes)}")
@@ -583,7 +599,7 @@ def load_cutout(
         except Exception as exc:
             log.debug("%s: WCS evaluation failed (%s)", path_str, exc)
             wcs = None
-    return Cutout(data=data, bands=tuple(want), id=id or default_id, path=path_str,
+    return Cutout(data=data, bands=tuple(want), id=id, path=path_str,
                   ra=ra, dec=dec, n_nonfinite=n_bad, wcs=wcs,
                   pixscale_in=float(scale_in) if scale_in else float("nan"),
                   resampled=resampled, zp_source=zp_source, band_source=band_source)
@@ -594,6 +610,10 @@ def load_source(source: Source, bands: Sequence[str], size: int | None,
     """Load a :class:`Source` found by :func:`find_sources`."""
     if source.error:
         raise CutoutError(source.path, source.error)
+    if source.position is not None:
+        from .tiles import load_tile_cutout
+
+        return load_tile_cutout(source, bands, size, options, wcs=wcs)
     files = dict(source.files) if isinstance(source.files, tuple) else source.files
     c = load_cutout(files, bands=bands, size=size, id=source.id, options=options, wcs=wcs)
     c.path = source.path

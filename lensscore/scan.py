@@ -26,7 +26,8 @@ from .preprocess import PreprocessSpec, preprocess
 from .committee import Committee
 from .scorer import Scorer, check_tta
 
-__all__ = ["scan", "ScanResult", "read_labels", "shard_of", "parse_shard", "rotation_mode"]
+__all__ = ["scan", "scan_catalog", "ScanResult", "read_labels", "shard_of", "parse_shard",
+           "rotation_mode"]
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +283,7 @@ def scan(
     zeropoints=None,
     tta: str = "none",
     combine: str = "mean",
+    extra_columns: Sequence[tuple[str, str]] = (),
     **scorer_kwargs,
 ) -> ScanResult:
     """Score every cutout under ``paths`` and stream one catalog row per input.
@@ -339,6 +341,9 @@ def scan(
         are written too (``score_r0..3``), whatever ``rotations`` says.
     combine : {"mean", "median", "min"}
         How a committee's members' scores make its score.
+    extra_columns : sequence of (name, dtype)
+        Columns each source carries in ``Source.extra`` (an object catalog's kept columns,
+        :func:`scan_catalog`), written after ``path``.
     **scorer_kwargs
         Passed to :class:`Scorer` (``device``, ``threads``, ``batch_size``, ``bands``, ``size``).
 
@@ -376,7 +381,7 @@ def scan(
     rotations = mode != "none"
     has_labels = any(s.label is not None for s in sources)
     members = getattr(scorer, "names", ())
-    columns = catalog_columns(rotations, has_labels, members)
+    columns = catalog_columns(rotations, has_labels, members, extra_columns)
     meta = {"model": " + ".join(Path(p).name for p in scorer.path.split(" + ")),
             "model_arch": scorer.arch,
             "pixel_scale": options.grid.pixel_scale, "zeropoint": options.grid.zeropoint,
@@ -389,6 +394,8 @@ def scan(
             "tta": tta}
     if shard is not None:
         meta["shard"] = "{}/{}".format(*parse_shard(shard))
+    if sources and sources[0].position is not None:
+        meta["row_order"] = "tile"  # an object catalog over tiles: rows tile by tile
 
     res = ScanResult(threshold=threshold, output=Path(output) if output else None,
                      rotation_mode=mode, rotation_claimed=scorer.rotation_invariant, tta=tta,
@@ -450,6 +457,59 @@ def scan(
         res.member_scores = np.asarray(mscores, dtype=np.float64).reshape(-1, len(members))
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def scan_catalog(catalog, images, model=None, *, scorer=None, id_column: str | None = None,
+                 keep_columns: Sequence[str] | None = None,
+                 labels: Mapping[str, int] | str | None = None, pixel_scale=None,
+                 zeropoints=None, combine: str = "mean", **kwargs) -> ScanResult:
+    """Score the objects of a catalog (RA/Dec) cut out of coadd image tiles.
+
+    Catalog in, catalog out (as Zoobot's ``predict_on_catalog``): each object is cut from the
+    tile of each band that holds it farthest from an edge (:mod:`lensscore.tiles`), then read
+    like a file (zero points, pixel scale, masks). Objects off every tile or on an edge get an
+    error row with the reason. Rows come tile by tile; the id column becomes ``id``; the
+    input's other columns are kept (or ``keep_columns``).
+
+    Parameters
+    ----------
+    catalog : path
+        ``.csv``, ``.ecsv``, ``.fits`` or ``.parquet`` with an id column and ``ra``, ``dec``
+        in degrees.
+    images : str, Path or sequence
+        ``"tiles/*_{band}.fits"`` (the band from the name), a directory of tiles (the band from
+        each header), a glob, or files.
+    model, scorer, combine
+        As for :func:`scan` (a sequence of models makes a committee).
+    id_column : str, optional
+        Default: the first of ``objectId, object_id, id, ID, name``.
+    keep_columns : sequence of str, optional
+        Input columns to keep [default: all]; a name the catalog already uses gets ``in_``.
+    labels : mapping or path, optional
+        ``id -> 0/1`` (or an ``id,label`` table) for accuracy and ROC numbers.
+    **kwargs
+        Everything else :func:`scan` takes (``output``, ``resume``, ``shard``, ``client``,
+        ``rotations``, ``tta``, ``workers``, ...).
+
+    Returns
+    -------
+    ScanResult
+    """
+    from .tiles import catalog_sources
+
+    if scorer is None:
+        models = [model] if model is None or isinstance(model, (str, Path)) else list(model)
+        kw = {k: kwargs.pop(k) for k in ("device", "threads", "batch_size", "bands", "size")
+              if k in kwargs}
+        scorer = (Scorer(models[0], **kw) if len(models) == 1
+                  else Committee(models, combine=combine, **kw))
+    if isinstance(labels, (str, Path)):
+        labels = read_labels(labels)
+    options = scorer.read_options(pixel_scale, zeropoints)
+    sources, kept = catalog_sources(catalog, images, options, id_column=id_column,
+                                    keep_columns=keep_columns, labels=labels)
+    return scan(None, scorer=scorer, sources=sources, extra_columns=kept,
+                pixel_scale=pixel_scale, zeropoints=zeropoints, **kwargs)
 
 
 def _absorb_existing(writer, ids, paths_out, scores, rots, labs, rotations, mscores, members):
@@ -535,7 +595,7 @@ def _score_pending(pending, scorer: Scorer, tta: str = "none"):
     rows, out_s, out_r = [], [], []
     j = 0
     for src, (good, payload), rotate in pending:
-        row = {"id": src.id, "path": src.path, "label": src.label}
+        row = {"id": src.id, "path": src.path, "label": src.label, **dict(src.extra)}
         if good:
             row.update(score=float(s[j]), **payload[1], status="ok", error="")
             if names:

@@ -1,0 +1,389 @@
+"""Survey-scale input: an object catalog (RA/Dec) over coadd image tiles.
+
+Survey pipelines hold coadd tiles (HSC patches, Rubin ``deepCoadd``, Legacy Survey bricks, PS1
+skycells) and an object catalog, not a file per object. For each object and band this module
+finds the tile that holds it farthest from an edge (from the tiles' WCS, read once from their
+headers), and a scan cuts it out with :class:`astropy.nddata.Cutout2D` from a memory-mapped
+section of the tile. From there a cutout takes the same path as a file
+(:func:`lensscore.io.cutout_from_planes`: zero points, pixel scale, masks). Objects are ordered
+tile by tile, so each loader keeps only the few tiles it is cutting from open
+(:data:`OPEN_TILES`), whatever the catalog's size.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import math
+import os
+import warnings
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CutoutError, LensscoreError
+from .grid import RESAMPLE_TOLERANCE, ReadOptions
+from .io import (
+    _WCS_KEY,
+    Source,
+    _apply_mask,
+    _band_token,
+    _celestial,
+    _Plane,
+    cutout_from_planes,
+    split_fits_suffix,
+)
+from .survey import band_from_header, hdu_kind, normalize_band, pixel_scale_from_header
+
+__all__ = ["Tile", "find_tiles", "read_objects", "catalog_sources", "load_tile_cutout",
+           "ID_COLUMNS"]
+
+log = logging.getLogger(__name__)
+
+#: ``--id-column`` default: the first of these the catalog has
+ID_COLUMNS = ("objectId", "object_id", "id", "ID", "name")
+_RA = ("ra", "RA", "coord_ra", "ra_deg", "RAJ2000", "ALPHA_J2000")
+_DEC = ("dec", "DEC", "Dec", "coord_dec", "dec_deg", "DEJ2000", "DELTA_J2000")
+#: tiles a loader keeps open (memory-mapped): a few bands of the current and the next tile
+OPEN_TILES = 8
+#: extra input pixels cut around an object whose tile is on another pixel scale (the
+#: resampling's spline needs a border)
+RESAMPLE_BORDER = 4
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One band of one coadd tile: the file, its image HDU, shape, scale and WCS."""
+
+    path: str
+    hdu: int
+    band: str
+    shape: tuple[int, int]
+    pixel_scale: float | None
+    wcs: object
+
+    @property
+    def ref(self) -> str:
+        return f"{self.path}[{self.hdu}]"
+
+
+def _tile_from_file(path: str, band: str | None, bands: set[str]) -> Tile | None:
+    """The science image of a tile file, from its headers only (no pixels read)."""
+    from astropy.io import fits
+
+    with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
+        primary = hdul[0].header
+        for k, hdu in enumerate(hdul):
+            if not hdu.is_image or hdu_kind(hdu.header) != "image":
+                continue
+            shape = tuple(int(n) for n in (hdu.shape or ()))
+            if len(shape) != 2 or 0 in shape:
+                continue
+            wcs = _celestial(hdu.header, path)
+            if wcs is None:
+                raise LensscoreError(f"{path}: tile has no celestial WCS; objects cannot be "
+                                     "placed on it")
+            b = band or band_from_header(hdu.header) or band_from_header(primary)
+            if b is None:
+                tok = _band_token((split_fits_suffix(Path(path).name) or (Path(path).stem,))[0],
+                                  bands)
+                b = tok[1] if tok else None
+            if b is None:
+                raise LensscoreError(f"{path}: cannot tell the tile's band (no FILTER/BAND "
+                                     "keyword, none in the file name); use --images "
+                                     "'tiles/*_{band}.fits'")
+            return Tile(path, k, normalize_band(b), shape,
+                        pixel_scale_from_header(hdu.header, wcs), wcs)
+    return None
+
+
+def find_tiles(images, bands: Sequence[str]) -> dict[str, list[Tile]]:
+    """Tiles per band.
+
+    Parameters
+    ----------
+    images : str, Path or sequence
+        A pattern with ``{band}`` (``tiles/*_{band}.fits``: one glob per band, the band known
+        from the name), a directory (every FITS file under it; the band from the header or the
+        file name), a glob, or a list of files.
+    bands : sequence of str
+        The model's bands; each needs at least one tile.
+
+    Raises
+    ------
+    LensscoreError
+        No tiles for a band, a tile without a celestial WCS or without a band.
+    """
+    want = [normalize_band(b) for b in bands]
+    found: list[tuple[str, str | None]] = []
+    items = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+    for item in items:
+        item = os.fspath(item)
+        if "{band}" in item:
+            for b in want:
+                found += [(f, b) for f in sorted(glob.glob(item.replace("{band}", b)))]
+        elif os.path.isdir(item):
+            for root, _, names in sorted(os.walk(item)):
+                found += [(os.path.join(root, n), None) for n in sorted(names)
+                          if split_fits_suffix(n)]
+        elif glob.has_magic(item):
+            found += [(f, None) for f in sorted(glob.glob(item))]
+        elif os.path.exists(item):
+            found.append((item, None))
+        else:
+            raise LensscoreError(f"--images {item}: no such file or directory")
+    tiles: dict[str, list[Tile]] = {b: [] for b in want}
+    band_set = set(want)
+    for path, b in found:
+        try:
+            t = _tile_from_file(path, b, band_set)
+        except LensscoreError:
+            raise
+        except Exception as exc:  # astropy raises many types on unreadable files
+            raise LensscoreError(f"{path}: cannot read the tile ({exc})") from None
+        if t is not None and t.band in tiles:
+            tiles[t.band].append(t)
+    empty = [b for b, ts in tiles.items() if not ts]
+    if empty:
+        raise LensscoreError(f"no tiles for band(s) {','.join(empty)} in {images} "
+                             f"({len(found)} files looked at)")
+    return tiles
+
+
+def read_objects(path, id_column: str | None = None, keep_columns=None):
+    """The object catalog: an astropy Table, and the names of its id, RA and Dec columns and
+    of the columns to keep.
+
+    Raises
+    ------
+    LensscoreError
+        Unreadable, no id/RA/Dec column, repeated ids, RA/Dec that are not numbers.
+    """
+    from astropy.table import Table
+
+    p = Path(path)
+    fmt = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv"}.get(p.suffix.lower())
+    try:
+        t = Table.read(p, format=fmt) if fmt else Table.read(p)
+    except Exception as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise LensscoreError(f"{p}: cannot read the object catalog ({first[:160]})") from None
+    cols = list(t.colnames)
+    idc = id_column or next((c for c in ID_COLUMNS if c in cols), None)
+    if idc is None or idc not in cols:
+        raise LensscoreError(f"{p}: no id column ({id_column or ' / '.join(ID_COLUMNS)}); has "
+                             f"{', '.join(cols)}; give --id-column")
+    ra = next((c for c in _RA if c in cols), None)
+    dec = next((c for c in _DEC if c in cols), None)
+    if ra is None or dec is None:
+        raise LensscoreError(f"{p}: needs RA and Dec columns in degrees (ra, dec); has "
+                             f"{', '.join(cols)}")
+    ids = [str(v) for v in t[idc]]
+    if len(set(ids)) != len(ids):
+        seen, dup = set(), []
+        for i in ids:
+            if i in seen:
+                dup.append(i)
+            seen.add(i)
+        raise LensscoreError(f"{p}: ids repeat in column {idc} ({', '.join(dup[:5])}); ids "
+                             "key the catalog, resume and shards")
+    if keep_columns is None:
+        keep = [c for c in cols if c not in (idc, ra, dec)]
+    else:
+        keep = [c for c in keep_columns if c]
+        unknown = [c for c in keep if c not in cols]
+        if unknown:
+            raise LensscoreError(f"--keep-columns {','.join(unknown)}: not in {p} (has "
+                                 f"{', '.join(cols)})")
+    return t, idc, ra, dec, keep
+
+
+def _kept_dtype(col) -> str:
+    kind = np.asarray(col).dtype.kind
+    return {"f": "float64", "i": "int64", "u": "int64", "b": "bool"}.get(kind, "str")
+
+
+def _plain(v):
+    if np.ma.is_masked(v):
+        return None
+    return v.item() if hasattr(v, "item") else v
+
+
+def _cut_size(tile: Tile, options: ReadOptions) -> int:
+    """Input pixels cut from ``tile``: the model's size on its own grid, more on another."""
+    g = options.grid
+    scale = tile.pixel_scale or options.pixel_scale or g.pixel_scale
+    if abs(scale / g.pixel_scale - 1) <= RESAMPLE_TOLERANCE:
+        return g.size
+    return math.ceil(g.size * g.pixel_scale / scale) + 2 * RESAMPLE_BORDER
+
+
+def catalog_sources(catalog, images, options: ReadOptions, *, id_column=None,
+                    keep_columns=None, labels: Mapping[str, int] | None = None):
+    """One :class:`Source` per catalog row, ordered tile by tile, and the kept columns.
+
+    Each object gets, per band, the tile on which it lies farthest from an edge (with room
+    for its cutout); objects off every tile of a band, or too near an edge on all, get a
+    Source with ``error`` (an error row). Returns ``(sources, [(column, dtype), ...])``.
+    """
+    from astropy.coordinates import SkyCoord
+
+    t, idc, rac, decc, keep = read_objects(catalog, id_column, keep_columns)
+    tiles = find_tiles(images, options.grid.bands)
+    try:
+        ra = np.asarray(t[rac], np.float64)
+        dec = np.asarray(t[decc], np.float64)
+    except (TypeError, ValueError):
+        raise LensscoreError(f"{catalog}: {rac}/{decc} must be numbers (degrees)") from None
+    n = len(t)
+    sky = SkyCoord(ra, dec, unit="deg")
+    chosen: dict[str, np.ndarray] = {}
+    reasons = [None] * n
+    for b, ts in tiles.items():
+        best = np.full(n, -1)
+        best_room = np.full(n, -np.inf)
+        inside = np.zeros(n, bool)
+        for k, tile in enumerate(ts):
+            half = _cut_size(tile, options) / 2
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                x, y = tile.wcs.world_to_pixel(sky)
+            x, y = np.asarray(x, float), np.asarray(y, float)
+            ny, nx = tile.shape
+            ok = np.isfinite(x) & np.isfinite(y)
+            room = np.where(ok, np.minimum.reduce([x + 0.5, nx - 0.5 - x, y + 0.5,
+                                                   ny - 0.5 - y]) - half, -np.inf)
+            inside |= ok & (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5)
+            better = room > best_room
+            best[better], best_room[better] = k, room[better]
+        for i in np.flatnonzero(best_room < 0):
+            if reasons[i] is None:
+                reasons[i] = (f"on the edge of every {b} tile that holds it (the cutout does "
+                              "not fit)" if inside[i] else f"off every {b} tile")
+        chosen[b] = best
+    bands = list(tiles)
+    order = sorted(range(n), key=lambda i: (tuple(int(chosen[b][i]) for b in bands), i))
+    sources = []
+    # kept columns are written beside the scan's own: a clash gets "in_"
+    from .catalog import catalog_columns
+
+    ours = {c for c, _ in catalog_columns(True, True)}
+    names = [f"in_{c}" if c in ours or c.startswith("score_") else c for c in keep]
+    for i in order:
+        oid = str(t[idc][i])
+        extra = tuple((name, _plain(t[c][i])) for c, name in zip(keep, names))
+        lab = labels.get(oid) if labels else None
+        lab = None if lab is None else int(lab)
+        if reasons[i] is not None or not (np.isfinite(ra[i]) and np.isfinite(dec[i])):
+            why = reasons[i] or "RA/Dec not finite"
+            sources.append(Source(oid, f"{Path(catalog).name}#{oid}", (), lab, why,
+                                  (float(ra[i]), float(dec[i])), extra))
+            continue
+        files = tuple((b, tiles[b][chosen[b][i]].ref) for b in bands)
+        shown = _display(files)
+        sources.append(Source(oid, shown, files, lab, None, (float(ra[i]), float(dec[i])),
+                              extra))
+    return sources, [(name, _kept_dtype(t[c])) for c, name in zip(keep, names)]
+
+
+def _display(files) -> str:
+    refs = [r for _, r in files]
+    if len(set(refs)) == 1:
+        return refs[0]
+    from .io import _group_display
+
+    return _group_display(dict(files))
+
+
+# --------------------------------------------------------------------------- cutting
+
+class _OpenTiles:
+    """The tiles a loader has open: memory-mapped, least recently used closed first."""
+
+    def __init__(self, limit: int = OPEN_TILES):
+        self.limit = limit
+        self._open: OrderedDict = OrderedDict()
+
+    def get(self, path: str):
+        from astropy.io import fits
+
+        hdul = self._open.pop(path, None)
+        if hdul is None:
+            hdul = fits.open(path, memmap=True, lazy_load_hdus=True)
+            while len(self._open) >= self.limit:
+                _, old = self._open.popitem(last=False)
+                old.close()
+        self._open[path] = hdul
+        return hdul
+
+    def close(self):
+        while self._open:
+            self._open.popitem()[1].close()
+
+
+#: per loader (thread or process): a cache, not shared state -- each process has its own
+_TILES = _OpenTiles()
+
+
+def _split_ref(ref: str) -> tuple[str, int]:
+    path, _, hdu = ref.rpartition("[")
+    return path, int(hdu.rstrip("]"))
+
+
+def load_tile_cutout(source: Source, bands, size, options: ReadOptions | None, *,
+                     wcs: bool = True):
+    """Cut ``source`` out of its tiles and put it on the model's grid (a
+    :class:`lensscore.io.Cutout`)."""
+    from astropy.coordinates import SkyCoord
+    from astropy.io import fits
+    from astropy.nddata import Cutout2D
+    from astropy.nddata.utils import NoOverlapError, PartialOverlapError
+
+    want = [normalize_band(b) for b in bands]
+    files = dict(source.files)
+    pos = SkyCoord(*source.position, unit="deg")
+    planes, header = [], None
+    for b in want:
+        path, k = _split_ref(files[b])
+        try:
+            hdul = _TILES.get(path)
+            hdu = hdul[k]
+            twcs = _celestial(hdu.header, path)
+            scale = pixel_scale_from_header(hdu.header, twcs)
+            tile = Tile(path, k, b, tuple(hdu.shape), scale, twcs)
+            n_in = _cut_size(tile, options) if options is not None else size
+            cut = Cutout2D(hdu.section, pos, (n_in, n_in), wcs=twcs, mode="strict")
+        except (NoOverlapError, PartialOverlapError):
+            raise CutoutError(source.path, f"the {b} cutout does not fit on its tile") from None
+        except CutoutError:
+            raise
+        except Exception as exc:  # astropy raises many types on unreadable data
+            raise CutoutError(path, f"cannot cut from the tile ({exc})") from None
+        data = np.asarray(cut.data)
+        blank = hdu.header.get("BLANK")
+        if data.dtype.kind in "iu" and blank is not None:
+            data = np.where(data == blank, np.nan, data.astype(np.float64))
+        # the tile's keywords (zero point, units, filter) with the cutout's WCS
+        hdr = fits.Header([c for c in hdu.header.cards if not _WCS_KEY.match(c.keyword)])
+        hdr.update(cut.wcs.to_header())
+        plane = _Plane(data.astype(np.float32), b, (hdr, hdul[0].header))
+        mask = _mask_after(hdul, k)
+        if mask is not None:
+            m = Cutout2D(mask.section, pos, (n_in, n_in), wcs=twcs, mode="strict")
+            _apply_mask(plane, m.data, mask.header, path)
+        planes.append(plane)
+        header = header if header is not None else hdr
+    c = cutout_from_planes(planes, header, want, size, options=options, wcs=wcs,
+                           path=source.path, id=source.id, band_source="tile")
+    c.ra, c.dec = source.position  # the catalog's position, not the nearest pixel's
+    return c
+
+
+def _mask_after(hdul, k: int):
+    """The MASK HDU that follows image HDU ``k`` in a survey MEF (None if there is none)."""
+    if k + 1 < len(hdul) and hdul[k + 1].is_image and hdu_kind(hdul[k + 1].header) == "mask":
+        return hdul[k + 1]
+    return None

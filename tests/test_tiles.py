@@ -1,0 +1,163 @@
+"""Catalog mode: objects (RA/Dec) cut out of overlapping coadd tiles score as the same cutouts
+scanned as files; objects off the tiles or on an edge get error rows; input columns are kept."""
+
+import numpy as np
+import pytest
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.nddata import Cutout2D
+from astropy.table import Table
+from astropy.wcs import WCS
+from typer.testing import CliRunner
+
+from lensscore import scan
+from lensscore.catalog import read_catalog
+from lensscore.cli import app
+from lensscore.errors import LensscoreError
+from lensscore.scan import scan_catalog
+
+runner = CliRunner()
+BANDS = ("g", "r", "i")
+N_SKY, N_TILE, STEP = 560, 340, 220  # 2x2 tiles of 340 px overlapping by 120 px (20")
+
+
+def _sky_wcs():
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [150.0, 2.0]
+    w.wcs.crpix = [N_SKY / 2, N_SKY / 2]
+    w.wcs.cdelt = [-0.168 / 3600, 0.168 / 3600]
+    return w
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory, rng_module):
+    """A sky with blobs (and rings: cartoon lenses) at known positions, cut into 4 tiles per
+    band, and an object catalog: objects inside, in overlaps, near the sky's edge, off it."""
+    rng = rng_module
+    root = tmp_path_factory.mktemp("survey")
+    w = _sky_wcs()
+    yy, xx = np.mgrid[:N_SKY, :N_SKY]
+    sky = rng.normal(0, 0.05, (3, N_SKY, N_SKY)).astype(np.float32)
+    # object pixel positions: interior, overlaps (x or y in 220..340), near the edge, off
+    pos = [(80.3, 90.7), (150.0, 420.2), (265.4, 100.1), (120.5, 281.6), (279.9, 279.2),
+           (430.6, 150.3), (460.2, 470.8), (300.2, 200.5), (20.0, 300.0), (700.0, 100.0)]
+    rows = []
+    for k, (x, y) in enumerate(pos):
+        r = np.hypot(xx - x, yy - y)
+        for b in range(3):
+            sky[b] += 30 * np.exp(-r / 3) * (1 + 0.3 * b)
+            if k % 2 == 0:
+                sky[b] += (8 - 2 * b) * np.exp(-0.5 * ((r - 10) / 1.5) ** 2)
+        ra, dec = w.pixel_to_world_values(x, y)
+        rows.append((f"obj{k}", float(ra), float(dec), 20.0 + k, k % 2 == 0))
+    tiles = root / "tiles"
+    tiles.mkdir()
+    for ty in (0, STEP):
+        for tx in (0, STEP):
+            tw = w.slice((slice(ty, ty + N_TILE), slice(tx, tx + N_TILE)))
+            for b, band in enumerate(BANDS):
+                h = tw.to_header()
+                h["FILTER"] = f"HSC-{band.upper()}"
+                h["MAGZERO"] = 27.0
+                fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(
+                    sky[b, ty:ty + N_TILE, tx:tx + N_TILE], header=h, name="IMAGE")]).writeto(
+                    tiles / f"patch{ty // STEP}{tx // STEP}_{band}.fits")
+    cat = Table(rows=rows, names=("objectId", "ra", "dec", "mag", "is_lens"))
+    cat.write(root / "objects.csv")
+    return root, cat, pos
+
+
+@pytest.fixture(scope="module")
+def rng_module():
+    return np.random.default_rng(11)
+
+
+def _as_files(root, cat, pos, out):
+    """The same objects cut out by hand: each from the tile where it lies farthest from an
+    edge, 72x72 with Cutout2D, written as cubes with the tile's WCS and zero point."""
+    out.mkdir()
+    made = {}
+    for (oid, ra, dec, *_), (x, y) in zip(cat.iterrows(), pos):
+        best, room = None, -1
+        for ty in (0, STEP):
+            for tx in (0, STEP):
+                lx, ly = x - tx, y - ty
+                rm = min(lx + 0.5, N_TILE - 0.5 - lx, ly + 0.5, N_TILE - 0.5 - ly) - 36
+                if rm > room:
+                    best, room = (ty // STEP, tx // STEP), rm
+        if best is None:
+            continue
+        planes, hdr = [], None
+        for band in BANDS:
+            with fits.open(root / "tiles" / f"patch{best[0]}{best[1]}_{band}.fits") as h:
+                c = Cutout2D(h[1].data, SkyCoord(ra, dec, unit="deg"), (72, 72),
+                             wcs=WCS(h[1].header), mode="strict")
+                planes.append(c.data)
+                hdr = c.wcs.to_header()
+        hdr["BANDS"], hdr["MAGZERO"] = "gri", 27.0
+        fits.PrimaryHDU(np.stack(planes), header=hdr).writeto(out / f"{oid}.fits")
+        made[oid] = f"patch{best[0]}{best[1]}_"
+    return made
+
+
+def test_catalog_mode_equals_files_errors_and_columns(survey, tmp_path, conv_model):
+    root, cat, pos = survey
+    images = str(root / "tiles" / "patch*_{band}.fits")
+    out = tmp_path / "cat.ecsv"
+    res = scan_catalog(root / "objects.csv", images, conv_model, output=out, rotations=False)
+    by_id = dict(zip(res.ids, res.scores))
+    files = _as_files(root, cat, pos, tmp_path / "files")
+    ref = scan(tmp_path / "files", conv_model, rotations=False)
+    assert sorted(files) == sorted(ref.ids) and len(files) == 8
+    for oid, s in zip(ref.ids, ref.scores):
+        assert abs(by_id[oid] - s) <= 1e-5, (oid, by_id[oid], s)
+    t = read_catalog(out)
+    rows = {str(r["id"]): r for r in t}
+    assert set(rows) == {f"obj{k}" for k in range(10)}
+    assert rows["obj8"]["status"] == "error" and "edge" in rows["obj8"]["error"]
+    assert rows["obj9"]["status"] == "error" and "off every" in rows["obj9"]["error"]
+    # the input's columns are kept, and RA/Dec are the catalog's
+    assert t.colnames[:4] == ["id", "path", "mag", "is_lens"]
+    assert float(rows["obj3"]["mag"]) == 23.0
+    assert rows["obj4"]["ra"] == pytest.approx(cat["ra"][4], abs=1e-9)
+    assert res.exit_code == 3 and res.n_failed == 2
+    # objects in overlaps are cut from the tile where they are farthest from an edge
+    assert {files[k] for k in ("obj2", "obj3", "obj7")} == {"patch00_", "patch10_",
+                                                           "patch01_"}
+    for oid, tile in files.items():
+        assert tile in rows[oid]["path"], (oid, rows[oid]["path"])
+
+
+def test_catalog_mode_cli_resume_shards_and_bad_input(survey, tmp_path, conv_model):
+    root, cat, pos = survey
+    objects = str(root / "objects.csv")
+    images = str(root / "tiles")  # a directory: bands from the FILTER keywords
+    out = tmp_path / "c.csv"
+    base = ["scan", "--catalog", objects, "--images", images, "-m", conv_model, "-q",
+            "--no-rotations", "--keep-columns", "mag"]
+    r = runner.invoke(app, [*base, "-o", str(out)])
+    assert r.exit_code == 3, r.output
+    t = read_catalog(out)
+    assert t.colnames[:3] == ["id", "path", "mag"] and len(t) == 10
+    r = runner.invoke(app, [*base, "-o", str(out), "--resume"])
+    assert r.exit_code == 3 and "10 resumed" in r.stdout, r.output
+    parts = []
+    for k in (1, 2):
+        p = tmp_path / f"s{k}.csv"
+        assert runner.invoke(app, [*base, "-o", str(p), "--shard", f"{k}/2"]).exit_code in (0, 3)
+        parts += [str(i) for i in read_catalog(p)["id"]]
+    assert sorted(parts) == sorted(str(i) for i in t["id"])
+    # bad input: a clear one-line error before any work
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,x\na,1\n")
+    for args, text in (([objects, "--images", str(tmp_path / "none")], "no such file"),
+                       ([str(bad), "--images", images], "RA and Dec"),
+                       ([objects, "--images", images, "--id-column", "nope"], "id column"),
+                       ([objects], "--images")):
+        r = runner.invoke(app, ["scan", "--catalog", *args, "-m", conv_model, "-q"])
+        assert r.exit_code == 2 and text in r.output, (args, r.output)
+    with pytest.raises(LensscoreError, match="repeat"):
+        dup = tmp_path / "dup.csv"
+        dup.write_text("id,ra,dec\na,150,2\na,150,2\n")
+        scan_catalog(dup, images, conv_model)
