@@ -390,9 +390,10 @@ def table_rows(r: dict) -> list[tuple[str, str, str, str]]:
     for k, prof in r.get("profile", {}).items():
         top = ", ".join(f"{op} {100 * v:.0f}%" for op, v in list(prof.items())[:5])
         rows.append((f"profile {k}.onnx, batch 32 (share of kernel time)", top, "", ""))
+    from .catalog_mode import rows as catalog_rows
     from .tta import rows as tta_rows
 
-    rows += tta_rows(r)
+    rows += catalog_rows(r) + tta_rows(r)
     rows.append(("GPU (onnxruntime-gpu, scan, Keras training)", "not measured",
                  r.get("gpu", "no GPU on this machine"), ""))
     return rows
@@ -418,9 +419,8 @@ def main(argv=None) -> int:
                                     "the same architecture, random weights)")
     ap.add_argument("--files", type=int, default=2000, help="FITS files for the scans")
     ap.add_argument("--reps", type=int, default=3, help="repetitions (median reported)")
-    ap.add_argument("--only", default="model,scan,dask,train,sim,tta",
-                    help="comma-separated parts: model,scan,dask,train,sim,tta (dask needs "
-                         "scan)")
+    ap.add_argument("--only", default="model,scan,dask,catalog,train,sim,tta",
+                    help="comma-separated parts: model,scan,dask,catalog,train,sim,tta")
     ap.add_argument("--tta-cutouts", type=int, default=2000,
                     help="simulated test cutouts for the rotational layer vs TTA comparison")
     ap.add_argument("--threads", type=int, help="onnxruntime threads [default: all cores]")
@@ -454,21 +454,28 @@ def main(argv=None) -> int:
             models, bs, a.reps, 0.05 if a.quick else 1.0, a.threads).items()}
     if "model" in parts:
         r["profile"] = {k: ort_profile(p, threads=a.threads) for k, p in models.items()}
-    if "scan" in parts:
-        print(f"scans of {a.files} files (lensscore, TensorFlow) …", flush=True)
+    if parts & {"scan", "dask", "catalog"}:
         with tempfile.TemporaryDirectory() as d:
             d = Path(d)
             data = write_cutouts(d / "data", a.files)
             one = d / "one.fits"
             shutil.copy(next((data / "lenses").glob("*.fits")), one)
             (d / "out").mkdir()
-            r["scan"] = scan_runs(models["rot"], data, a.files, one, d / "out", a.reps,
-                                  keras_model=a.keras)
-            print("scans of survey-like files (WCS, zero point; resampled) …", flush=True)
-            r["grid"] = grid_runs(models["rot"], d, a.files, d / "out", a.reps)
+            if "scan" in parts:
+                print(f"scans of {a.files} files (lensscore, TensorFlow) …", flush=True)
+                r["scan"] = scan_runs(models["rot"], data, a.files, one, d / "out", a.reps,
+                                      keras_model=a.keras)
+                print("scans of survey-like files (WCS, zero point; resampled) …", flush=True)
+                r["grid"] = grid_runs(models["rot"], d, a.files, d / "out", a.reps)
             if "dask" in parts:
                 print("Dask scaling …", flush=True)
                 r["dask"] = dask_runs(models["rot"], data, a.files, d / "out", a.reps)
+            if "catalog" in parts:
+                from .catalog_mode import catalog_runs
+
+                print("catalog mode over tiles …", flush=True)
+                r["catalog"] = catalog_runs(models["rot"], data, a.files, a.reps,
+                                            run_measured, _check, _lensscore_cmd, a.quick)
     if "train" in parts:
         print("training throughput …", flush=True)
         r["train"] = train_runs(a.quick)

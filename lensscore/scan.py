@@ -445,6 +445,11 @@ def scan(
         if writer is not None:
             writer.close(finalize=False)
         raise
+    finally:
+        if sources and sources[0].position is not None:
+            from .tiles import close_tiles
+
+            close_tiles()
     if writer is not None:
         writer.close()
 

@@ -16,6 +16,7 @@ import glob
 import logging
 import math
 import os
+import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -39,7 +40,7 @@ from .io import (
 from .survey import band_from_header, hdu_kind, normalize_band, pixel_scale_from_header
 
 __all__ = ["Tile", "find_tiles", "read_objects", "catalog_sources", "load_tile_cutout",
-           "ID_COLUMNS"]
+           "close_tiles", "ID_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -300,28 +301,76 @@ def _display(files) -> str:
 
 # --------------------------------------------------------------------------- cutting
 
+def _pixels(hdu):
+    """What to cut from: the memory-mapped array of a plain image (slicing it reads only the
+    cutout's pages), the HDU's ``section`` of a compressed or scaled one (decompressing or
+    scaling only the tiles and rows it needs)."""
+    from astropy.io import fits
+
+    h = hdu.header
+    plain = (not isinstance(hdu, fits.CompImageHDU) and h.get("BSCALE", 1) == 1
+             and h.get("BZERO", 0) == 0 and h.get("BLANK") is None)
+    return hdu.data if plain else hdu.section
+
+
+class _TileFile:
+    """An open tile file (memory-mapped) and, per image HDU, what every cutout from it needs:
+    the WCS, the pixel scale and the headers (parsed once per tile, not once per object)."""
+
+    def __init__(self, path: str):
+        from astropy.io import fits
+
+        self.path = path
+        self.hdul = fits.open(path, memmap=True, lazy_load_hdus=True)
+        self._info: dict = {}
+
+    def info(self, k: int):
+        if k not in self._info:
+            from astropy.io import fits
+
+            hdu = self.hdul[k]
+            wcs = _celestial(hdu.header, self.path)
+            scale = pixel_scale_from_header(hdu.header, wcs)
+            # the tile's keywords (zero point, units, filter) without its WCS: a cutout's
+            # scale is the tile's (PIXSCALE), its position the catalog's
+            hdr = fits.Header([c for c in hdu.header.cards if not _WCS_KEY.match(c.keyword)])
+            if scale:
+                hdr["PIXSCALE"] = scale
+            self._info[k] = (hdu, _pixels(hdu), wcs, scale, (hdr, self.hdul[0].header),
+                             _mask_after(self.hdul, k))
+        return self._info[k]
+
+    def close(self):
+        self.hdul.close()
+
+
 class _OpenTiles:
-    """The tiles a loader has open: memory-mapped, least recently used closed first."""
+    """The tiles a loader has open, least recently used closed first."""
 
     def __init__(self, limit: int = OPEN_TILES):
         self.limit = limit
         self._open: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()  # Dask workers load with several threads
 
-    def get(self, path: str):
-        from astropy.io import fits
-
-        hdul = self._open.pop(path, None)
-        if hdul is None:
-            hdul = fits.open(path, memmap=True, lazy_load_hdus=True)
-            while len(self._open) >= self.limit:
-                _, old = self._open.popitem(last=False)
-                old.close()
-        self._open[path] = hdul
-        return hdul
+    def get(self, path: str) -> _TileFile:
+        with self._lock:
+            tf = self._open.pop(path, None)
+            if tf is None:
+                tf = _TileFile(path)
+                while len(self._open) >= self.limit:
+                    self._open.popitem(last=False)[1].close()
+            self._open[path] = tf
+            return tf
 
     def close(self):
-        while self._open:
-            self._open.popitem()[1].close()
+        with self._lock:
+            while self._open:
+                self._open.popitem()[1].close()
+
+
+def close_tiles() -> None:
+    """Close the tiles this process has open (a scan calls it when it ends)."""
+    _TILES.close()
 
 
 #: per loader (thread or process): a cache, not shared state -- each process has its own
@@ -337,25 +386,21 @@ def load_tile_cutout(source: Source, bands, size, options: ReadOptions | None, *
                      wcs: bool = True):
     """Cut ``source`` out of its tiles and put it on the model's grid (a
     :class:`lensscore.io.Cutout`)."""
-    from astropy.coordinates import SkyCoord
-    from astropy.io import fits
     from astropy.nddata import Cutout2D
     from astropy.nddata.utils import NoOverlapError, PartialOverlapError
 
     want = [normalize_band(b) for b in bands]
     files = dict(source.files)
-    pos = SkyCoord(*source.position, unit="deg")
-    planes, header = [], None
+    planes, first = [], None
     for b in want:
         path, k = _split_ref(files[b])
         try:
-            hdul = _TILES.get(path)
-            hdu = hdul[k]
-            twcs = _celestial(hdu.header, path)
-            scale = pixel_scale_from_header(hdu.header, twcs)
+            hdu, pixels, twcs, scale, headers, mask = _TILES.get(path).info(k)
             tile = Tile(path, k, b, tuple(hdu.shape), scale, twcs)
             n_in = _cut_size(tile, options) if options is not None else size
-            cut = Cutout2D(hdu.section, pos, (n_in, n_in), wcs=twcs, mode="strict")
+            # the position on this tile from its WCS, then Cutout2D by pixel (no WCS copies)
+            xy = tuple(float(v) for v in twcs.world_to_pixel_values(*source.position))
+            cut = Cutout2D(pixels, xy, (n_in, n_in), mode="strict")
         except (NoOverlapError, PartialOverlapError):
             raise CutoutError(source.path, f"the {b} cutout does not fit on its tile") from None
         except CutoutError:
@@ -366,19 +411,20 @@ def load_tile_cutout(source: Source, bands, size, options: ReadOptions | None, *
         blank = hdu.header.get("BLANK")
         if data.dtype.kind in "iu" and blank is not None:
             data = np.where(data == blank, np.nan, data.astype(np.float64))
-        # the tile's keywords (zero point, units, filter) with the cutout's WCS
-        hdr = fits.Header([c for c in hdu.header.cards if not _WCS_KEY.match(c.keyword)])
-        hdr.update(cut.wcs.to_header())
-        plane = _Plane(data.astype(np.float32), b, (hdr, hdul[0].header))
-        mask = _mask_after(hdul, k)
+        plane = _Plane(data.astype(np.float32), b, headers)
         if mask is not None:
-            m = Cutout2D(mask.section, pos, (n_in, n_in), wcs=twcs, mode="strict")
+            m = Cutout2D(_pixels(mask), xy, (n_in, n_in), mode="strict")
             _apply_mask(plane, m.data, mask.header, path)
         planes.append(plane)
-        header = header if header is not None else hdr
-    c = cutout_from_planes(planes, header, want, size, options=options, wcs=wcs,
-                           path=source.path, id=source.id, band_source="tile")
+        first = first or (twcs, cut.slices_original)
+    c = cutout_from_planes(planes, planes[0].headers[0], want, size, options=options,
+                           wcs=False, path=source.path, id=source.id, band_source="tile")
     c.ra, c.dec = source.position  # the catalog's position, not the nearest pixel's
+    if wcs and not c.resampled and first is not None:  # the cutout's own WCS, if asked
+        twcs, (sy, sx) = first
+        off = (sy.stop - sy.start - c.data.shape[-1]) // 2
+        c.wcs = twcs.slice((slice(sy.start + off, sy.start + off + c.data.shape[-2]),
+                            slice(sx.start + off, sx.start + off + c.data.shape[-1])))
     return c
 
 

@@ -161,3 +161,33 @@ def test_catalog_mode_cli_resume_shards_and_bad_input(survey, tmp_path, conv_mod
         dup = tmp_path / "dup.csv"
         dup.write_text("id,ra,dec\na,150,2\na,150,2\n")
         scan_catalog(dup, images, conv_model)
+
+
+def test_compressed_and_masked_tiles(survey, tmp_path, conv_model):
+    """Tile-compressed tiles (lossless) give the same scores; MASK planes of survey MEFs mask
+    the cutout's pixels as they do in files."""
+    root, cat, pos = survey
+    ref = scan_catalog(root / "objects.csv", str(root / "tiles" / "patch*_{band}.fits"),
+                       conv_model, rotations=False)
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    for f in sorted((root / "tiles").glob("*.fits")):
+        with fits.open(f) as h:
+            img = h[1]
+            mask = np.zeros(img.data.shape, np.int32)
+            if f.name.startswith("patch00_"):
+                mask[80:100, 70:90] = 1  # BAD, over obj0 at (80.3, 90.7)
+            mh = fits.Header()
+            mh["EXTNAME"], mh["MP_BAD"] = "MASK", 0
+            fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(
+                img.data, header=img.header, compression_type="GZIP_2", quantize_level=0),
+                fits.CompImageHDU(mask, header=mh)]).writeto(packed / f.name)
+    res = scan_catalog(root / "objects.csv", str(packed / "patch*_{band}.fits"), conv_model,
+                       rotations=False, output=tmp_path / "p.ecsv")
+    rows = {str(r["id"]): r for r in read_catalog(tmp_path / "p.ecsv")}
+    assert rows["obj0"]["n_nonfinite"] == 3 * 20 * 20
+    for oid, a, b in zip(res.ids, res.scores, ref.scores):
+        if oid == "obj0" or np.isnan(b):
+            continue
+        assert a == pytest.approx(b, abs=1e-6), oid
+    assert res.ids == ref.ids
