@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import LensscoreError
 from .grid import ReadOptions
-from .io import Source
+from .sources import Source
 from .committee import from_recipe
 from .scan import _load_one, _score_pending
 from .scorer import Scorer

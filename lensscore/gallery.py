@@ -97,7 +97,7 @@ def _source_files(path: str, base: Path | None):
     m = re.fullmatch(r"(.*)\{([^{}]+)\}(.*)", path)
     if not m:
         return where(path)
-    from .io import normalize_band
+    from .survey import normalize_band
 
     out = {}
     for part in m.group(2).split(","):

@@ -132,7 +132,7 @@ def merge(catalogs, output, *, inputs=None, bands=None, shards: int | None = Non
     res.duplicate_ids = sorted(set(dups))
 
     if inputs is not None:
-        from .io import find_sources
+        from .sources import find_sources
 
         if bands is None:
             bands = [b for b in str(metas[0].get("bands", "")).split(",") if b] or DEFAULT_BANDS

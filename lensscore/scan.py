@@ -20,7 +20,8 @@ from .catalog import IDENTITY, CatalogWriter, catalog_columns, check_output
 from .config import DEFAULT_THRESHOLD
 from .errors import CutoutError, LensscoreError
 from .grid import ReadOptions
-from .io import Source, find_sources, load_source
+from .io import load_source
+from .sources import Source, find_sources
 from .metrics import classification_summary, rotation_stability
 from .preprocess import PreprocessSpec, preprocess
 from .committee import Committee

@@ -27,16 +27,9 @@ import numpy as np
 
 from .errors import CutoutError, LensscoreError
 from .grid import RESAMPLE_TOLERANCE, ReadOptions
-from .io import (
-    _WCS_KEY,
-    Source,
-    _apply_mask,
-    _band_token,
-    _celestial,
-    _Plane,
-    cutout_from_planes,
-    split_fits_suffix,
-)
+from .io import cutout_from_planes
+from .readers import _WCS_KEY, _apply_mask, _celestial, _Plane
+from .sources import Source, _band_token, _group_display, split_fits_suffix
 from .survey import band_from_header, hdu_kind, normalize_band, pixel_scale_from_header
 
 __all__ = ["Tile", "find_tiles", "read_objects", "catalog_sources", "load_tile_cutout",
@@ -292,11 +285,7 @@ def catalog_sources(catalog, images, options: ReadOptions, *, id_column=None,
 
 def _display(files) -> str:
     refs = [r for _, r in files]
-    if len(set(refs)) == 1:
-        return refs[0]
-    from .io import _group_display
-
-    return _group_display(dict(files))
+    return refs[0] if len(set(refs)) == 1 else _group_display(dict(files))
 
 
 # --------------------------------------------------------------------------- cutting

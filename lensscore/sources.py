@@ -1,0 +1,246 @@
+"""Finding inputs: FITS files and directories become :class:`Source` objects, one per object
+to score -- per-band files grouped (``<id>_g.fits``, HSC ``…HSC-G…`` names), labels from
+``lens*``/``nonlens*`` directories, ids relative to the scanned root (they key catalogs)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import DEFAULT_BANDS, FITS_SUFFIXES
+from .survey import normalize_band
+
+__all__ = ["Source", "find_sources", "label_from_path", "split_fits_suffix"]
+
+#: band tokens recognised at the end of a per-band file name, ``<id>_g.fits``
+_SUFFIX_BANDS = ("u", "g", "r", "i", "z", "y")
+_SUFFIX_RE = re.compile(r"^(?P<id>.+?)[_.\-](?P<band>[A-Za-z0-9]+)$")
+_HSC_RE = re.compile(r"^(?P<pre>.*?)[_.\-]?HSC-(?P<band>[GRIZY])2?(?P<post>.*)$", re.IGNORECASE)
+_POS_LABEL = re.compile(r"^(lens|lenses|lens_.*)$", re.IGNORECASE)
+_NEG_LABEL = re.compile(r"^(nonlens|nonlenses|nonlens_.*)$", re.IGNORECASE)
+
+def split_fits_suffix(name: str) -> tuple[str, str] | None:
+    """Split ``obj.fits.gz`` into ``("obj", ".fits.gz")``; ``None`` if not a FITS file name."""
+    low = name.lower()
+    for suf in FITS_SUFFIXES:
+        if low.endswith(suf) and len(name) > len(suf):
+            return name[: -len(suf)], name[-len(suf):]
+    return None
+
+
+def label_from_path(path, root=None) -> int | None:
+    """Label from the innermost directory named ``lens*``/``nonlens*`` (1, 0), else ``None``.
+
+    A directory named ``lens``, ``lenses`` or ``lens_…`` is positive; ``nonlens``,
+    ``nonlenses`` or ``nonlens_…`` negative (the seed's ``lens_1..4``/``nonlens_1..4``).
+    With ``root`` (the directory given on the command line), only the root's own name and the
+    directories below it count: scanning ``/home/lens_group/run1`` labels nothing a lens.
+    Without it, the directories of ``path`` as given (relative paths stay relative).
+    """
+    if root is not None:
+        r = Path(os.path.abspath(root))
+        try:
+            parts = (r.name,) + Path(os.path.abspath(path)).parent.relative_to(r).parts
+        except ValueError:
+            parts = ()
+    else:
+        parts = Path(os.fspath(path)).parent.parts
+    for part in reversed(parts):
+        if _NEG_LABEL.match(part):
+            return 0
+        if _POS_LABEL.match(part):
+            return 1
+    return None
+
+@dataclass(frozen=True)
+class Source:
+    """One object to score, as found by :func:`find_sources`.
+
+    ``files`` is a single path, or ``((band, path), …)`` for per-band files. ``error`` is set
+    for what was found but cannot be read at all (a directory that cannot be listed, an
+    object off every tile): it becomes an error row. Objects of a catalog over image tiles
+    (:mod:`lensscore.tiles`) have a ``position`` (RA, Dec in degrees), ``files`` naming each
+    band's tile as ``(band, "path[hdu]")``, and ``extra``: the input columns kept.
+    """
+
+    id: str
+    path: str
+    files: str | tuple[tuple[str, str], ...]
+    label: int | None = None
+    error: str | None = None
+    position: tuple[float, float] | None = None
+    extra: tuple[tuple[str, object], ...] = ()
+
+def _group_display(per_band: Mapping[str, str]) -> str:
+    paths = list(per_band.values())
+    if len(paths) == 1:
+        return paths[0]
+    prefix = os.path.commonprefix(paths)
+    suffix = os.path.commonprefix([p[::-1] for p in paths])[::-1]
+    mids = [p[len(prefix): len(p) - len(suffix)] for p in paths]
+    return f"{prefix}{{{','.join(mids)}}}{suffix}"
+
+
+def _band_token(stem: str, bands: set[str]) -> tuple[str, str] | None:
+    """``("obj", "g")`` for ``obj_g`` / ``obj-HSC-G-…``; ``None`` if the stem names no band."""
+    m = _HSC_RE.match(stem)
+    if m:
+        return (m["pre"] + m["post"]) or stem, m["band"].lower()
+    m = _SUFFIX_RE.match(stem)
+    if m:
+        b = normalize_band(m["band"])
+        if b in bands:
+            return m["id"], b
+    return None
+
+
+@dataclass(frozen=True)
+class _Unlistable:
+    """A directory found while walking that cannot be listed."""
+
+    path: str
+    reason: str
+
+
+def _walk(root: str, seen: set) -> Iterable[str | _Unlistable]:
+    """Files under ``root``, sorted, following directory links once (no symlink loops); a
+    directory that cannot be read is yielded as :class:`_Unlistable` (an error row, never a
+    silent gap)."""
+    try:
+        st = os.stat(root)
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            return
+        seen.add(key)
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as exc:
+        yield _Unlistable(root, f"cannot list directory ({exc.strerror or exc})")
+        return
+    for e in entries:
+        try:
+            is_dir = e.is_dir(follow_symlinks=True)
+        except OSError:
+            is_dir = False
+        if is_dir:
+            yield from _walk(e.path, seen)
+        elif split_fits_suffix(e.name):
+            yield e.path
+
+
+def find_sources(
+    paths: Sequence | str | os.PathLike,
+    bands: Sequence[str] = DEFAULT_BANDS,
+    labels: Mapping[str, int] | None = None,
+) -> list[Source]:
+    """Find the cutouts to score under files and directories, grouping per-band files.
+
+    Parameters
+    ----------
+    paths : path or sequence of paths
+        FITS files and/or directories (searched recursively, in sorted order, following
+        directory links without looping).
+    bands : sequence of str
+        The model's bands; ``<id>_<band>.fits`` files in the same directory are grouped.
+    labels : mapping id -> 0/1, optional
+        Labels that override the ones taken from directory names.
+
+    Returns
+    -------
+    list of Source
+        In a deterministic order. Ids are paths relative to the directory given, without the
+        FITS suffix (``lenses/obj001``), or the file name's stem for files given directly.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a given path does not exist.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    band_set = {normalize_band(b) for b in bands} | set(_SUFFIX_BANDS)
+    files: list[tuple[str, str]] = []  # (path, root for ids)
+    seen_dirs: set = set()
+    for p in paths:
+        p = os.fspath(p)
+        if os.path.isdir(p):
+            files.extend((f, p) for f in _walk(p, seen_dirs))
+        elif os.path.lexists(p):
+            files.append((p, os.path.dirname(p)))
+        else:
+            raise FileNotFoundError(f"{p}: no such file or directory")
+
+    groups: dict[tuple[str, str], dict[str, str]] = {}
+    order: list[tuple] = []
+    seen_real: set[str] = set()
+    for f, root in files:
+        if isinstance(f, _Unlistable):
+            rel = os.path.relpath(f.path, root) if root else f.path
+            order.append(("unlistable", f, "" if rel == "." else rel, root))
+            continue
+        real = os.path.realpath(f)
+        if real in seen_real:
+            continue
+        seen_real.add(real)
+        name = os.path.basename(f)
+        stem = split_fits_suffix(name)[0]
+        rel_dir = os.path.relpath(os.path.dirname(f), root) if root else ""
+        rel_dir = "" if rel_dir == "." else rel_dir
+        tok = _band_token(stem, band_set)
+        if tok is None:
+            order.append(("file", f, os.path.join(rel_dir, stem), root))
+            continue
+        gid, band = tok
+        key = (os.path.dirname(f), gid)
+        if key not in groups:
+            groups[key] = {}
+            order.append(("group", key, os.path.join(rel_dir, gid), root))
+        groups[key].setdefault(band, f)
+
+    sources = []
+    for kind, ref, sid, root in order:
+        sid = Path(sid).as_posix()
+        if kind == "unlistable":
+            src = Source(id=Path(sid or os.path.basename(os.path.normpath(ref.path))).as_posix()
+                         + "/", path=ref.path, files=ref.path, error=ref.reason)
+        elif kind == "file":
+            src = Source(id=sid, path=ref, files=ref, label=label_from_path(ref, root or None))
+        else:
+            per_band = groups[ref]
+            if len(per_band) == 1:  # a lone obj_g.fits is just a file
+                (f,) = per_band.values()
+                stem = split_fits_suffix(os.path.basename(f))[0]
+                src = Source(id=str(Path(sid).with_name(stem).as_posix()), path=f, files=f,
+                             label=label_from_path(f, root or None))
+            else:
+                rank = {b: k for k, b in enumerate(normalize_band(b) for b in bands)}
+                items = sorted(per_band.items(), key=lambda kv: (rank.get(kv[0], 99), kv[0]))
+                src = Source(id=sid, path=_group_display(dict(items)), files=tuple(items),
+                             label=label_from_path(items[0][1], root or None))
+        if labels:
+            lab = labels.get(src.id, labels.get(src.id.rsplit("/", 1)[-1]))
+            if lab is not None:
+                src = Source(src.id, src.path, src.files, int(lab))
+        sources.append(src)
+    return _unique_ids(sources, [root for *_, root in order])
+
+
+def _unique_ids(sources: list[Source], roots: list[str]) -> list[Source]:
+    """Ids key the catalog (resume, merge, labels): an id that two scanned roots both give
+    (``a/c0.fits`` and ``b/c0.fits``) is prefixed with its root's name from the second on
+    (``b/c0``), and numbered if that is taken too."""
+    seen: set[str] = set()
+    out = []
+    for src, root in zip(sources, roots):
+        sid = src.id
+        if sid in seen:
+            base = f"{os.path.basename(os.path.normpath(root or '.'))}/{sid}"
+            sid, k = base, 2
+            while sid in seen:
+                sid, k = f"{base}#{k}", k + 1
+            src = Source(sid, src.path, src.files, src.label)
+        seen.add(sid)
+        out.append(src)
+    return out
