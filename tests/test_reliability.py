@@ -442,7 +442,9 @@ def test_100k_files_bounded_memory_and_fds(tmp_path, conv_model, rng):
     print(f"peak RSS 10k {rss_small:.0f} MiB, 100k {rss_big:.0f} MiB ({per_row:.0f} B/row); "
           f"open fds {fd_small} / {fd_big}")
     assert per_row < 2000, "memory grows faster than the catalog rows"
-    assert fd_big <= fd_small + 2 and fd_big < 64
+    # a leak grows with the inputs (one descriptor per 1,000 files would be +90 here); a few
+    # come and go at any moment (the catalog, its lock, a file being read, an atomic write)
+    assert fd_big <= fd_small + 4 and fd_big < 64
 
 
 # ----------------------------------------------------------------------------- bad models, options
