@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from lensscore._version import __version__
-from lensscore.config import DEFAULT_BANDS, DEFAULT_SIZE, META_PREFIX
+from lensscore.config import DEFAULT_BANDS, DEFAULT_SIZE, DEFAULT_THRESHOLD, META_PREFIX
 from lensscore.preprocess import DEFAULT_SPEC, PreprocessSpec
 
 from .graph import compress_weights, control_flow_nodes, fuse_max_trees, merge_metadata, \
@@ -261,7 +261,9 @@ def _parity_inputs(run, data_dir, bands, size, spec, n: int, seed: int):
     if run is not None:
         from train.data import load_dataset, load_split
 
-        conf = json.loads((run / "config.json").read_text())
+        from train.fit import read_config
+
+        conf = read_config(run)
         data = Path(data_dir or conf.get("data_dir", ""))
         if (run / "split.json").is_file() and data.is_dir():
             from train.presets import read_options
@@ -310,7 +312,9 @@ def _run_metadata(run) -> dict:
     meta = {}
     if run is None:
         return meta
-    conf = json.loads((run / "config.json").read_text())
+    from train.fit import read_config
+
+    conf = read_config(run)
     fingerprint = None
     if (run / "split.json").is_file():
         fingerprint = json.loads((run / "split.json").read_text()).get("fingerprint")
@@ -464,8 +468,8 @@ def export_model(
             compression=comp, seconds=t, metadata=sc.info())
         if y is not None:
             m = len(y)
-            res.accuracy_keras = float(np.mean((ref[:m] >= 0.5) == (y == 1)))
-            res.accuracy_onnx = float(np.mean((s[:m] >= 0.5) == (y == 1)))
+            res.accuracy_keras = float(np.mean((ref[:m] >= DEFAULT_THRESHOLD) == (y == 1)))
+            res.accuracy_onnx = float(np.mean((s[:m] >= DEFAULT_THRESHOLD) == (y == 1)))
         if res.max_abs_diff > max_diff:
             raise ExportError(f"parity failed: max |Δscore| keras vs onnxruntime ({weights} "
                               f"weights) = {res.max_abs_diff:.3g} > {max_diff:g}")

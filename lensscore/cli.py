@@ -166,40 +166,16 @@ def scan(
     1 nothing could be scored (bad model, no inputs, none readable); 2 usage error; 130 interrupted
     (rows written so far are kept; rerun with --resume).
     """
-    from .committee import COMBINE, Committee
+    from .committee import make_scorer
     from .scan import scan as run_scan
     from .scan import scan_catalog
-    from .scorer import Scorer
 
-    from .catalog import check_output
-    from .scan import parse_shard
-    from .scorer import check_tta
+    from .scan import check_scan_options
 
     try:
-        check_tta(tta)
-        if catalog is None and not paths:
-            raise LensscoreError("give FITS files or directories to scan, or --catalog FILE "
-                                 "--images TILES")
-        if catalog is not None and paths:
-            raise LensscoreError("give either PATHS or --catalog, not both")
-        if catalog is not None and not images:
-            raise LensscoreError("--catalog needs --images: the tiles to cut the objects from "
-                                 "(e.g. 'tiles/*_{band}.fits')")
-        if images and catalog is None:
-            raise LensscoreError("--images is for --catalog")
-        if combine not in COMBINE:
-            raise LensscoreError(f"--combine must be one of {', '.join(COMBINE)}, got "
-                                 f"{combine!r}")
-        if shard is not None:
-            parse_shard(shard)
-        if output is not None:
-            check_output(output, resume=resume, overwrite=overwrite)
-        if resume and output is None:
-            raise LensscoreError("--resume needs the catalog to resume: give -o/--output")
-        if gallery_html is not None:
-            from .gallery import check_outputs
-
-            check_outputs(gallery_html, overwrite=overwrite or resume)
+        check_scan_options(paths=paths, catalog=catalog, images=images, output=output,
+                           resume=resume, overwrite=overwrite, shard=shard, tta=tta,
+                           combine=combine, gallery=gallery_html)
     except (LensscoreError, ModelError) as exc:
         _fail(str(exc), EXIT_USAGE)
     from .distributed import close as _close_client
@@ -223,11 +199,9 @@ def scan(
 
     def build():
         try:
-            kw = dict(device=device, threads=threads, batch_size=batch_size,
-                      bands=bands.split(",") if bands else None, size=size)
-            models = model or [None]
-            built["scorer"] = (Scorer(models[0], **kw) if len(models) == 1
-                               else Committee(models, combine=combine, **kw))
+            built["scorer"] = make_scorer(model or None, combine=combine, device=device,
+                                          threads=threads, batch_size=batch_size,
+                                          bands=bands.split(",") if bands else None, size=size)
         except BaseException as exc:  # handed to the main thread
             built["error"] = exc
 

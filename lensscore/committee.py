@@ -16,7 +16,7 @@ import numpy as np
 from .errors import ModelError
 from .scorer import Scorer, check_tta
 
-__all__ = ["Committee", "COMBINE", "member_names", "from_recipe"]
+__all__ = ["Committee", "COMBINE", "member_names", "make_scorer", "from_recipe"]
 
 #: How members' scores are combined: each keeps a rotation-invariant score invariant
 COMBINE = ("mean", "median", "min")
@@ -171,6 +171,15 @@ def _difference(a: Scorer, b: Scorer) -> str:
     if a.spec != b.spec:
         return "preprocessing differs"
     return ""
+
+
+def make_scorer(model=None, *, combine: str = "mean", **scorer_kwargs):
+    """A :class:`Scorer` for one model (``None``: the shipped one), a :class:`Committee` for a
+    sequence of two or more."""
+    models = [model] if model is None or isinstance(model, (str, Path)) else list(model)
+    if len(models) == 1:
+        return Scorer(models[0], **scorer_kwargs)
+    return Committee(models, combine=combine, **scorer_kwargs)
 
 
 def from_recipe(recipe: tuple, threads: int | None = None):

@@ -24,11 +24,11 @@ from .io import load_source
 from .sources import Source, find_sources
 from .metrics import classification_summary, rotation_stability
 from .preprocess import PreprocessSpec, preprocess
-from .committee import Committee
+from .committee import COMBINE, make_scorer
 from .scorer import Scorer, check_tta
 
 __all__ = ["scan", "scan_catalog", "ScanResult", "read_labels", "shard_of", "parse_shard",
-           "rotation_mode"]
+           "rotation_mode", "check_scan_options"]
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,36 @@ class ScanResult:
         ok = np.flatnonzero(~np.isnan(self.scores))
         order = ok[np.argsort(-self.scores[ok], kind="stable")]
         return order[:k].tolist()
+
+
+def check_scan_options(*, paths=None, catalog=None, images=None, output=None,
+                       resume: bool = False, overwrite: bool = False, shard=None,
+                       tta: str = "none", combine: str = "mean", gallery=None) -> None:
+    """Refuse, before any work, options that cannot work together (one-line LensscoreError);
+    the CLI calls it first, :func:`scan` checks what it needs itself."""
+    from .gallery import check_outputs
+
+    check_tta(tta)
+    if catalog is None and not paths:
+        raise LensscoreError("give FITS files or directories to scan, or --catalog FILE "
+                             "--images TILES")
+    if catalog is not None and paths:
+        raise LensscoreError("give either PATHS or --catalog, not both")
+    if catalog is not None and not images:
+        raise LensscoreError("--catalog needs --images: the tiles to cut the objects from "
+                             "(e.g. 'tiles/*_{band}.fits')")
+    if images and catalog is None:
+        raise LensscoreError("--images is for --catalog")
+    if combine not in COMBINE:
+        raise LensscoreError(f"--combine must be one of {', '.join(COMBINE)}, got {combine!r}")
+    if shard is not None:
+        parse_shard(shard)
+    if resume and output is None:
+        raise LensscoreError("--resume needs the catalog to resume: give -o/--output")
+    if output is not None:
+        check_output(output, resume=resume, overwrite=overwrite)
+    if gallery is not None:
+        check_outputs(gallery, overwrite=overwrite or resume)
 
 
 def read_labels(path) -> dict[str, int]:
@@ -365,10 +395,7 @@ def scan(
     if output is not None:
         check_output(output, resume=resume, overwrite=overwrite)
     check_tta(tta)
-    if scorer is None:
-        models = [model] if model is None or isinstance(model, (str, Path)) else list(model)
-        scorer = (Scorer(models[0], **scorer_kwargs) if len(models) == 1
-                  else Committee(models, combine=combine, **scorer_kwargs))
+    scorer = scorer or make_scorer(model, combine=combine, **scorer_kwargs)
     options = scorer.read_options(pixel_scale, zeropoints)
     if isinstance(labels, (str, Path)):
         labels = read_labels(labels)
@@ -504,11 +531,9 @@ def scan_catalog(catalog, images, model=None, *, scorer=None, id_column: str | N
     from .tiles import catalog_sources
 
     if scorer is None:
-        models = [model] if model is None or isinstance(model, (str, Path)) else list(model)
         kw = {k: kwargs.pop(k) for k in ("device", "threads", "batch_size", "bands", "size")
               if k in kwargs}
-        scorer = (Scorer(models[0], **kw) if len(models) == 1
-                  else Committee(models, combine=combine, **kw))
+        scorer = make_scorer(model, combine=combine, **kw)
     if isinstance(labels, (str, Path)):
         labels = read_labels(labels)
     options = scorer.read_options(pixel_scale, zeropoints)

@@ -14,6 +14,8 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from lensscore.config import DEFAULT_THRESHOLD
+
 app = typer.Typer(name="train", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False,
                   help="Train and evaluate lens finders (HOLISMOKES CNN, RotationalConv2D) on "
@@ -116,7 +118,7 @@ def evaluate(
     data: Annotated[Optional[Path], typer.Option(help="Data set [default: the run's].")] = None,
     truth: Annotated[Optional[Path], typer.Option(
         help="Truth catalog for completeness [default: DATA/truth.ecsv if present].")] = None,
-    threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.5,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = DEFAULT_THRESHOLD,
 ):
     """Metrics on the test split (never trained on): accuracy, AUC, TPR@FPR, TPR0, rotations."""
     from .data import SplitError
@@ -144,7 +146,7 @@ def plots(
     runs: Annotated[list[Path], typer.Argument(help="Evaluated run directories to compare.",
                                                exists=True, file_okay=False)],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for the PNGs.")],
-    threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.5,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = DEFAULT_THRESHOLD,
 ):
     """Figures comparing runs: training curves, ROC, score histograms, rotation std, completeness."""
     from .plots import plot_runs
@@ -319,9 +321,10 @@ def _run_spec(model_path: Path):
     from lensscore.config import DEFAULT_BANDS
     from lensscore.preprocess import DEFAULT_SPEC, PreprocessSpec
 
-    conf = model_path.parent / "config.json"
-    if conf.exists():
-        d = json.loads(conf.read_text())
+    from .fit import read_config
+
+    if (model_path.parent / "config.json").exists():
+        d = read_config(model_path.parent)
         return PreprocessSpec.from_json(d["preprocess"]), tuple(d["bands"])
     return DEFAULT_SPEC, DEFAULT_BANDS
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lensscore.config import DEFAULT_THRESHOLD
 __all__ = ["import_run", "unpack_weights", "regenerate"]
 
 
@@ -72,7 +73,7 @@ def import_run(results_json, job: str, out_dir) -> Path:
                                      "history": e["history"]}, indent=1))
     if e["history"]:
         _write_history(run.history, e["history"])
-    run.metrics.write_text(json.dumps({"metrics": e["test_metrics"], "threshold": 0.5,
+    run.metrics.write_text(json.dumps({"metrics": e["test_metrics"], "threshold": DEFAULT_THRESHOLD,
                                        "source": "device, float32 Keras (JAX) on the test split"},
                                       indent=1))
     with open(run.path / "test_scores_device.csv", "w", newline="") as fh:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from lensscore.config import DEFAULT_THRESHOLD
 from lensscore.metrics import classification_summary, rotation_stability
 from lensscore.preprocess import PreprocessSpec
 
 from .data import Dataset, load_dataset, load_split
-from .fit import RunDir, load_config
+from .fit import RunDir, load_config, read_config
 from .presets import read_options
 
 __all__ = ["evaluate", "rotation_scores", "completeness"]
@@ -49,7 +50,8 @@ def completeness(truth, ids, labels, scores, threshold: float, column: str, bins
     return out
 
 
-def evaluate(run_dir, data_dir=None, *, threshold: float = 0.5, dataset: Dataset | None = None,
+def evaluate(run_dir, data_dir=None, *, threshold: float = DEFAULT_THRESHOLD,
+             dataset: Dataset | None = None,
              truth=None, plots: bool = True) -> dict:
     """Score the test split of a run; write ``metrics.json``, ``test_scores.csv``, ``report.md``
     and ``plots/*.png`` (training curve, ROC, score histograms, rotation std, completeness).
@@ -74,7 +76,7 @@ def evaluate(run_dir, data_dir=None, *, threshold: float = 0.5, dataset: Dataset
 
     run = RunDir(run_dir)
     cfg = load_config(run)
-    conf = json.loads(run.config.read_text())
+    conf = read_config(run)
     data_dir = data_dir or conf["data_dir"]
     ds = dataset or load_dataset(data_dir, bands=cfg.bands, size=cfg.size,
                                  spec=PreprocessSpec.from_json(cfg.preprocess),

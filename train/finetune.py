@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from lensscore.config import DEFAULT_THRESHOLD
 from lensscore.metrics import classification_summary
 from lensscore.preprocess import PreprocessSpec
 
-from .fit import RunDir, load_config
+from .fit import RunDir, load_config, read_config
 
 __all__ = ["FinetuneConfig", "finetune", "load_real", "field_of", "sim_indices"]
 
@@ -175,7 +176,7 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
         progress(fc.folds + 1, fc.folds + 1)
     out.path.mkdir(parents=True, exist_ok=True)
     (save or (lambda m, d: m.save(RunDir(d).model)))(final, out.path)
-    conf = json.loads(run.config.read_text())
+    conf = read_config(run)
     conf["finetune"] = {**asdict(fc), "real_data": Path(real_dir).name if real_dir else "given",
                         "n_real": int(len(y)), "n_real_lenses": int(y.sum()),
                         "base_run": run.path.name}
@@ -187,7 +188,7 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
     res = {"n_real": int(len(y)), "config": asdict(fc),
            "cv": classification_summary(y, cv), "before": classification_summary(y, before)}
     src = np.array(["/src/" in i for i in ids])
-    res["cv"]["field_sources_above_threshold"] = float(np.mean(cv[src] >= 0.5)) if src.any() \
-        else float("nan")
+    res["cv"]["field_sources_above_threshold"] = (
+        float(np.mean(cv[src] >= DEFAULT_THRESHOLD)) if src.any() else float("nan"))
     out.metrics.write_text(json.dumps({"real_data_cv": res}, indent=1))
     return res

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lensscore.config import DEFAULT_BANDS, DEFAULT_SIZE
+from lensscore.config import DEFAULT_BANDS, DEFAULT_SIZE, DEFAULT_THRESHOLD
 from lensscore.files import atomic_path, atomic_write
 from lensscore.preprocess import DEFAULT_SPEC
 
@@ -81,9 +81,16 @@ class RunDir:
         self.report = self.path / "report.md"
 
 
+def read_config(run) -> dict:
+    """A run directory's ``config.json`` as a dict: the one place it is parsed (a run is a
+    :class:`RunDir` or its path)."""
+    path = run.config if isinstance(run, RunDir) else Path(run) / "config.json"
+    return json.loads(path.read_text())
+
+
 def load_config(run: RunDir) -> FitConfig:
     """The :class:`FitConfig` a run directory was started with."""
-    d = json.loads(run.config.read_text())
+    d = read_config(run)
     cfg = FitConfig(**{k: v for k, v in d.items() if k in FitConfig.__dataclass_fields__})
     cfg.bands = tuple(cfg.bands)
     return cfg
@@ -184,7 +191,7 @@ def fit(
             raise FileNotFoundError(f"{run.path}: no config.json, nothing to resume")
         cfg = load_config(run)
         if epochs is not None and epochs != cfg.epochs:
-            d = json.loads(run.config.read_text())
+            d = read_config(run)
             log.info("%s: epoch limit %d -> %d", run.path, cfg.epochs, epochs)
             d["epochs"] = cfg.epochs = int(epochs)
             atomic_write(run.config, json.dumps(d, indent=1))
@@ -253,7 +260,7 @@ def fit(
                 on_batch(epoch, b + 1, n_batches, loss)
         pv = predict_scores(model, ds, va)
         row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_loss": _bce(yv, pv),
-               "val_accuracy": float(np.mean((pv >= 0.5) == (yv == 1))),
+               "val_accuracy": float(np.mean((pv >= DEFAULT_THRESHOLD) == (yv == 1))),
                "seconds": time.perf_counter() - t0,
                "samples_per_s": len(tr) / max(time.perf_counter() - t0, 1e-9)}
         state["history"].append(row)

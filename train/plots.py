@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lensscore.config import DEFAULT_THRESHOLD
 from lensscore.metrics import roc_curve
 
 __all__ = ["plot_runs", "read_test_scores", "write_test_scores"]
@@ -38,7 +39,9 @@ def read_test_scores(path) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 
 def _name(run: Path) -> tuple[str, str]:
-    conf = json.loads((run / "config.json").read_text())
+    from .fit import read_config
+
+    conf = read_config(run)
     return conf.get("arch", run.name), run.name
 
 
@@ -48,7 +51,8 @@ def _history(run: Path) -> dict[str, np.ndarray]:
     return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]} if rows else {}
 
 
-def plot_runs(runs, out_dir, *, threshold: float = 0.5, dpi: int = 110) -> list[Path]:
+def plot_runs(runs, out_dir, *, threshold: float = DEFAULT_THRESHOLD, dpi: int = 110
+              ) -> list[Path]:
     """Write PNG figures comparing ``runs`` (run directories that were evaluated).
 
     ``training.png`` (loss and validation accuracy per epoch), ``roc.png`` (log FPR, TPR at
