@@ -15,7 +15,7 @@ from .committee import Committee
 from .errors import CutoutError, LensscoreError, ModelError
 from .io import Cutout, Source, find_sources, load_cutout
 from .preprocess import PreprocessSpec, preprocess
-from .scan import ScanResult, scan
+from .scan import ScanResult, scan, scan_catalog
 from .scorer import Scorer
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "load_cutout",
     "find_sources",
     "scan",
+    "scan_catalog",
     "ScanResult",
     "Cutout",
     "Source",

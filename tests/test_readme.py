@@ -1,5 +1,6 @@
 """The README's Python example runs as written, from the repository root."""
 
+import ast
 import os
 import re
 import subprocess
@@ -19,6 +20,7 @@ def test_readme_python_example_runs(tmp_path):
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     # run from a copy of the paths it names, so the catalog it writes stays out of the tree
     os.symlink(ROOT / "examples", tmp_path / "examples")
+    os.symlink(ROOT / "models", tmp_path / "models")
     env = {k: v for k, v in os.environ.items() if k != "LENSSCORE_MODEL"}
     p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                        text=True, timeout=300, env=env)
@@ -26,3 +28,13 @@ def test_readme_python_example_runs(tmp_path):
     first = p.stdout.splitlines()[0].split()
     assert 0.0 <= float(first[2]) <= 1.0  # a float printed for one cutout, not an array
     assert (tmp_path / "candidates.ecsv").exists()
+    # catalog mode gives the cutout files' scores (the tiles hold their pixels)
+    tiles = ast.literal_eval(p.stdout.splitlines()[-1])  # the printed {id: score}
+    from lensscore import scan
+
+    files = scan([ROOT / "examples" / "cutouts" / f"{c}.fits" for c in
+                  ("lenses/sim_000000", "nonlenses/sim_000001", "lenses/sim_000002",
+                   "nonlenses/sim_000003")], rotations=False)
+    assert sorted(tiles) == sorted(files.ids)
+    for i, s in zip(files.ids, files.scores):
+        assert abs(tiles[i] - s) < 1e-6, i
