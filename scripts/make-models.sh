@@ -85,5 +85,5 @@ done
 python -m train simulate --survey ps1 --n 16 --out out/ps1-compare --seed 3 --real "$REAL" --overwrite
 cp out/ps1-compare/real_vs_sim.jpg models/figures/ps1_real_vs_sim.jpg
 # 7. the demo set: 100 cutouts (examples/README.md), and tiles holding four of them
-#    python -m train simulate --n 100 --out examples/cutouts --seed 9001
+#    (made at commit 05ecd90: python -m train simulate --n 100 --out examples/cutouts --seed 9001)
 python scripts/make_example_tiles.py
