@@ -191,3 +191,18 @@ def test_compressed_and_masked_tiles(survey, tmp_path, conv_model):
             continue
         assert a == pytest.approx(b, abs=1e-6), oid
     assert res.ids == ref.ids
+
+
+def test_catalog_mode_on_dask_equals_one_process(survey, tmp_path, conv_model):
+    distributed = pytest.importorskip("distributed")
+    root, _, _ = survey
+    images = str(root / "tiles" / "patch*_{band}.fits")
+    one = scan_catalog(root / "objects.csv", images, conv_model, rotations=False,
+                       output=tmp_path / "one.csv")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as c, distributed.Client(c) as client:
+        res = scan_catalog(root / "objects.csv", images, conv_model, rotations=False,
+                           client=client, output=tmp_path / "dask.csv")
+    assert res.ids == one.ids
+    np.testing.assert_array_equal(res.scores, one.scores)
+    assert (tmp_path / "one.csv").read_text() == (tmp_path / "dask.csv").read_text()
