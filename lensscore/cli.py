@@ -354,7 +354,7 @@ def _print_summary(res, top: int):
                       f"but rotated cutouts scored differently (max std {s['std_max']:.3g}); "
                       "its scores depend on orientation -- check the export", highlight=False)
     if res.output:
-        out.print(f"catalog: {res.output} (rows in input order)", highlight=False)
+        out.print(f"catalog: {res.output} (rows in {res.row_order} order)", highlight=False)
 
 
 @app.command()

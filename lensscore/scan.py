@@ -115,6 +115,8 @@ class ScanResult:
     #: "rot4": each score is the mean over the four rotations (test-time augmentation);
     #: ``rotation_scores`` then hold the model's own four scores
     tta: str = "none"
+    #: "input" (files: the listing's order) or "tile" (an object catalog: tile by tile)
+    row_order: str = "input"
     #: a committee's member names and their scores (N, members); empty for one model
     members: list[str] = field(default_factory=list)
     member_scores: np.ndarray | None = None
@@ -427,7 +429,7 @@ def scan(
 
     res = ScanResult(threshold=threshold, output=Path(output) if output else None,
                      rotation_mode=mode, rotation_claimed=scorer.rotation_invariant, tta=tta,
-                     members=list(members))
+                     members=list(members), row_order=meta["row_order"])
     ids, paths_out, scores, rots, labs, mscores = [], [], [], [], [], []
     writer = None
     if output is not None:

@@ -138,6 +138,7 @@ def test_catalog_mode_cli_resume_shards_and_bad_input(survey, tmp_path, conv_mod
             "--no-rotations", "--keep-columns", "mag"]
     r = runner.invoke(app, [*base, "-o", str(out)])
     assert r.exit_code == 3, r.output
+    assert "(rows in tile order)" in r.stdout
     t = read_catalog(out)
     assert t.colnames[:3] == ["id", "path", "mag"] and len(t) == 10
     r = runner.invoke(app, [*base, "-o", str(out), "--resume"])
