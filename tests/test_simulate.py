@@ -126,7 +126,7 @@ def test_grid_image_finder_agrees_with_lenstronomy_solver():
         theta_e = float(0.75 + 1.75 * rng.random() ** 1.3)
         e1, e2 = _e12(rng, 0.6)
         g1, g2 = rng.normal(0, 0.04, 2)
-        kwl = [{"theta_E": theta_e, "gamma": 2.0, "e1": e1, "e2": e2, "center_x": 0.0,
+        kwl = [{"theta_E": theta_e, "e1": e1, "e2": e2, "center_x": 0.0,
                 "center_y": 0.0}, {"gamma1": g1, "gamma2": g2, "ra_0": 0.0, "dec_0": 0.0}]
         bx, by = R.lens.ray_shooting(R.x, R.y, kwl)
         rs, ps = theta_e * np.sqrt(rng.uniform(0, 0.5)), rng.uniform(0, 2 * np.pi)
@@ -140,3 +140,23 @@ def test_grid_image_finder_agrees_with_lenstronomy_solver():
         assert max(np.hypot(p[0] - q[0], p[1] - q[1]) for p, q in zip(a, b)) < 1e-6
         counts.append(len(a))
     assert set(counts) >= {2, 4}  # doubles and quads both met
+
+
+def test_sie_deflects_as_the_epl_with_slope_2():
+    """The simulator's SIE is lenstronomy's analytic one, chosen for speed: it must deflect as
+    the EPL with slope 2 that the shipped models' training sets were made with."""
+    from lenstronomy.LensModel.lens_model import LensModel
+
+    from train.simulate import SimConfig, _e12, _renderer
+
+    R = _renderer(SimConfig())
+    epl = LensModel(["EPL", "SHEAR"])
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        theta_e = float(0.75 + 1.75 * rng.random())
+        e1, e2 = _e12(rng, 0.6)
+        shear = dict(zip(("gamma1", "gamma2"), rng.normal(0, 0.04, 2)), ra_0=0.0, dec_0=0.0)
+        sie = {"theta_E": theta_e, "e1": e1, "e2": e2, "center_x": 0.0, "center_y": 0.0}
+        a = R.lens.ray_shooting(R.x, R.y, [sie, shear])
+        b = epl.ray_shooting(R.x, R.y, [dict(sie, gamma=2.0), shear])
+        assert max(np.abs(a[0] - b[0]).max(), np.abs(a[1] - b[1]).max()) < 1e-7
