@@ -125,9 +125,10 @@ class _Renderer:
         """Unit-flux Sersic (normalised on the unlensed grid), evaluated at x, y."""
         kw = [{"amp": 1.0, "R_sersic": r, "n_sersic": n, "e1": e1, "e2": e2,
                "center_x": cx, "center_y": cy}]
-        norm = self.sersic.surface_brightness(self.x, self.y, kw).sum()
-        m = self.sersic.surface_brightness(x, y, kw)
-        return m / max(norm, 1e-30)
+        unlensed = self.sersic.surface_brightness(self.x, self.y, kw)
+        # an unlensed component is evaluated on the grid itself: no second evaluation
+        m = unlensed if (x is self.x and y is self.y) else self.sersic.surface_brightness(x, y, kw)
+        return m / max(unlensed.sum(), 1e-30)
 
     def gauss_map(self, x, y, sigma, cx, cy):
         """Unit-flux Gaussian (lenstronomy's ``amp`` is the total flux)."""
