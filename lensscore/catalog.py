@@ -27,7 +27,7 @@ from .errors import LensscoreError
 from .files import FileLock, atomic_path, atomic_write
 
 __all__ = ["CatalogWriter", "catalog_columns", "read_catalog", "load_catalog", "catalog_meta",
-           "check_output", "identity_diff", "FORMATS", "IDENTITY"]
+           "check_output", "identity_diff", "read_table", "FORMATS", "IDENTITY"]
 
 log = logging.getLogger(__name__)
 
@@ -385,15 +385,23 @@ def _short(v) -> str:
     return (v[:12] + "…") if len(v) > 16 else (v or "(none)")
 
 
-def read_catalog(path):
-    """Read a catalog written by lensscore (any format) as an astropy Table."""
+def read_table(path):
+    """Any table lensscore reads (catalogs, labels, object catalogs): ``.csv``/``.ecsv`` as
+    those formats, anything else as astropy guesses (``.fits``, ``.parquet``)."""
     from astropy.table import Table
 
     p = Path(path)
     fmt = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv"}.get(p.suffix.lower())
-    t = Table.read(p, format=fmt) if fmt else Table.read(p)
+    return Table.read(p, format=fmt) if fmt else Table.read(p)
+
+
+def read_catalog(path):
+    """Read a catalog written by lensscore (any format) as an astropy Table."""
+
+    p = Path(path)
+    t = read_table(p)
     side = _sidecar(p)
-    if fmt == "ascii.csv" and side.exists():
+    if p.suffix.lower() == ".csv" and side.exists():
         try:
             t.meta.update(json.loads(side.read_text()))
         except ValueError:

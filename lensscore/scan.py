@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
-from .catalog import IDENTITY, CatalogWriter, catalog_columns, check_output
+from .catalog import IDENTITY, CatalogWriter, catalog_columns, check_output, read_table
 from .config import DEFAULT_THRESHOLD
 from .errors import CutoutError, LensscoreError
 from .grid import ReadOptions
@@ -216,12 +216,9 @@ def read_labels(path) -> dict[str, int]:
     LensscoreError
         If the file cannot be read or lacks the columns.
     """
-    from astropy.table import Table
-
     p = Path(path)
     try:
-        fmt = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv"}.get(p.suffix.lower())
-        t = Table.read(p, format=fmt) if fmt else Table.read(p)
+        t = read_table(p)
     except Exception as exc:
         raise LensscoreError(f"{p}: cannot read labels ({exc})") from None
     if "id" not in t.colnames or "label" not in t.colnames:

@@ -156,12 +156,11 @@ def read_objects(path, id_column: str | None = None, keep_columns=None):
     LensscoreError
         Unreadable, no id/RA/Dec column, repeated ids, RA/Dec that are not numbers.
     """
-    from astropy.table import Table
+    from .catalog import read_table
 
     p = Path(path)
-    fmt = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv"}.get(p.suffix.lower())
     try:
-        t = Table.read(p, format=fmt) if fmt else Table.read(p)
+        t = read_table(p)
     except Exception as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise LensscoreError(f"{p}: cannot read the object catalog ({first[:160]})") from None
