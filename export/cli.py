@@ -16,7 +16,7 @@ from rich.table import Table
 app = typer.Typer(name="export", add_completion=False, pretty_exceptions_enable=False,
                   no_args_is_help=True)
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _fmt_bytes(n: int) -> str:

@@ -21,7 +21,7 @@ app = typer.Typer(name="train", no_args_is_help=True, add_completion=False,
                   help="Train and evaluate lens finders (HOLISMOKES CNN, RotationalConv2D) on "
                        "directories of FITS cutouts.")
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 @app.callback()
