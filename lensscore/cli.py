@@ -268,6 +268,10 @@ def scan(
         err.print(f"note: {res.n_scale_assumed} input(s) state no pixel scale (no WCS or "
                   f"PIXSCALE): read as {grid.pixel_scale:g}\"/px, the model's; give "
                   "--pixel-scale if that is wrong", highlight=False, markup=False)
+    if res.labels_unmatched:
+        n, eg = len(res.labels_unmatched), ", ".join(res.labels_unmatched[:3])
+        err.print(f"note: {n} id(s) of the labels file match no input (e.g. {eg}); a label "
+                  "matches the catalog's id, or its last part", highlight=False, markup=False)
     if gallery_html is not None and res.n_scored:
         from .gallery import gallery
 

@@ -105,6 +105,9 @@ class ScanResult:
     errors: list[tuple[str, str]] = field(default_factory=list)
     n_skipped: int = 0
     n_scale_assumed: int = 0
+    #: ids of a labels file that match no input (a typo'd or foreign labels file otherwise
+    #: just leaves the metrics out)
+    labels_unmatched: list[str] = field(default_factory=list)
     seconds: float = 0.0
     output: Path | None = None
     threshold: float = DEFAULT_THRESHOLD
@@ -401,6 +404,7 @@ def scan(
     if sources is None:
         sources = find_sources(paths, scorer.bands, labels=labels)
     n_all = len(sources)
+    unmatched = unmatched_labels(labels, sources)
     if shard is not None:
         k, n = parse_shard(shard)
         sources = [s for s in sources if shard_of(s.id, n) == k]
@@ -487,8 +491,17 @@ def scan(
         res.rotation_scores = np.asarray(rots, dtype=np.float64).reshape(-1, 4)
     if members:
         res.member_scores = np.asarray(mscores, dtype=np.float64).reshape(-1, len(members))
+    res.labels_unmatched = unmatched
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def unmatched_labels(labels: Mapping[str, int] | None, sources: Sequence[Source]) -> list[str]:
+    """The ids of ``labels`` that no source takes (a source takes its id or its last part)."""
+    if not labels:
+        return []
+    taken = {s.id for s in sources} | {s.id.rsplit("/", 1)[-1] for s in sources}
+    return [i for i in labels if i not in taken]
 
 
 def scan_catalog(catalog, images, model=None, *, scorer=None, id_column: str | None = None,
@@ -538,8 +551,10 @@ def scan_catalog(catalog, images, model=None, *, scorer=None, id_column: str | N
     options = scorer.read_options(pixel_scale, zeropoints)
     sources, kept = catalog_sources(catalog, images, options, id_column=id_column,
                                     keep_columns=keep_columns, labels=labels)
-    return scan(None, scorer=scorer, sources=sources, extra_columns=kept,
-                pixel_scale=pixel_scale, zeropoints=zeropoints, **kwargs)
+    res = scan(None, scorer=scorer, sources=sources, extra_columns=kept,
+               pixel_scale=pixel_scale, zeropoints=zeropoints, **kwargs)
+    res.labels_unmatched = unmatched_labels(labels, sources)
+    return res
 
 
 def _absorb_existing(writer, ids, paths_out, scores, rots, labs, rotations, mscores, members):

@@ -528,3 +528,7 @@ def test_labels_file_cannot_reach_outside_the_scan_root(tmp_path, rng, conv_mode
     assert res.ids == ["a"] and list(res.labels) == [1]  # only inputs under the root
     assert all(Path(p).resolve().is_relative_to(d.resolve()) for p in res.paths)
     assert not re.search("outside|passwd", (tmp_path / "c.csv").read_text())
+    # ...and the labels that name no input are reported, not silently dropped
+    assert res.labels_unmatched == ["../outside", str(secret), "/etc/passwd"]
+    r = runner.invoke(app, ["scan", str(d), "-m", conv_model, "--labels", str(labels), "-q"])
+    assert r.exit_code == 0 and "3 id(s) of the labels file match no input" in r.output, r.output
