@@ -41,7 +41,8 @@ _STREAMED = (".csv", ".ecsv")
 def catalog_columns(rotations: bool, labels: bool, members=(), kept=()) -> list[tuple[str, str]]:
     """The catalog schema: ``(name, numpy dtype)`` pairs, in column order (DESIGN.md);
     columns kept from an input object catalog come after ``path``, a committee's members add
-    ``score_<name>`` after ``score``."""
+    ``score_<name>`` after ``score``. ``files`` says what was read, so that a catalog row
+    leads back to its pixels (JSON: :meth:`lensscore.sources.Source.files_field`)."""
     cols = [("id", "str"), ("path", "str")] + list(kept) + [("score", "float64")]
     cols += [(f"score_{m}", "float64") for m in members]
     if rotations:
@@ -50,7 +51,8 @@ def catalog_columns(rotations: bool, labels: bool, members=(), kept=()) -> list[
     if labels:
         cols += [("label", "int16")]
     cols += [("n_nonfinite", "int64"), ("pixscale_in", "float64"), ("resampled", "str"),
-             ("zp_source", "str"), ("band_source", "str"), ("status", "str"), ("error", "str")]
+             ("zp_source", "str"), ("band_source", "str"), ("files", "str"), ("status", "str"),
+             ("error", "str")]
     return cols
 
 

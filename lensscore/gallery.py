@@ -14,7 +14,6 @@ import html
 import json
 import math
 import os
-import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import numpy as np
 
 from ._version import __version__
 from .catalog import catalog_meta, load_catalog
-from .config import DEFAULT_BANDS, DEFAULT_SIZE
+from .config import DEFAULT_BANDS, DEFAULT_SIZE, DEFAULT_ZEROPOINT, PIXEL_SCALE_ARCSEC
 from .errors import CutoutError, LensscoreError
 from .files import atomic_path, atomic_write
 
@@ -78,7 +77,9 @@ def catalog_rows(table) -> list[dict]:
         label = r["label"] if "label" in cols else None
         label = None if label is None or np.ma.is_masked(label) or str(label) == "" \
             or int(label) < 0 else int(label)
-        rows.append({"id": str(r["id"]), "path": str(r["path"]), "score": _float(r["score"]),
+        rows.append({"id": str(r["id"]), "path": str(r["path"]),
+                     "files": str(r["files"]) if "files" in cols else "",
+                     "score": _float(r["score"]),
                      "score_std": _float(r["score_std"]) if "score_std" in cols else math.nan,
                      "ra": _float(r["ra"]) if "ra" in cols else math.nan,
                      "dec": _float(r["dec"]) if "dec" in cols else math.nan,
@@ -86,24 +87,25 @@ def catalog_rows(table) -> list[dict]:
     return rows
 
 
-def _source_files(path: str, base: Path | None):
-    """A catalog ``path`` as a file or a band -> file mapping (``dir/obj_{g,r,i}.fits``)."""
-    def where(p: str) -> str:
-        if os.path.isabs(p) or os.path.exists(p) or base is None:
-            return p
-        alt = base / p
-        return str(alt) if alt.exists() else p
+def _read_options(meta: dict, bands, size: int):
+    """How the scan read its inputs, from the catalog's header: the model's grid, the input
+    pixel scale and the zero points given -- so a thumbnail shows what was scored."""
+    from .grid import Grid, ReadOptions, parse_zeropoints
 
-    m = re.fullmatch(r"(.*)\{([^{}]+)\}(.*)", path)
-    if not m:
-        return where(path)
-    from .survey import normalize_band
+    def num(key, default):
+        try:
+            v = float(meta.get(key, ""))
+        except (TypeError, ValueError):
+            return default
+        return v if math.isfinite(v) else default
 
-    out = {}
-    for part in m.group(2).split(","):
-        f = where(m.group(1) + part + m.group(3))
-        out[normalize_band(part) or part] = f
-    return out
+    grid = Grid(tuple(bands), size, num("pixel_scale", PIXEL_SCALE_ARCSEC),
+                num("zeropoint", DEFAULT_ZEROPOINT))
+    try:
+        zps = parse_zeropoints(meta.get("zeropoint_override") or None)
+    except ValueError:
+        zps = ()
+    return ReadOptions(grid, num("input_pixel_scale", None), zps)
 
 
 def lupton_thumbnails(cubes: list[np.ndarray | None], q: float | None = None,
@@ -206,11 +208,12 @@ def gallery(
     overwrite : bool
         Replace an existing HTML or PNG file (refused otherwise, before any work).
     """
-    from .io import load_cutout
+    from .io import load_source
+    from .sources import Source
 
     check_outputs(output, png, overwrite=overwrite)
 
-    meta, base, catalog_name = {}, None, ""
+    meta, base, catalog_name, read_options = {}, None, "", None
     if isinstance(rows_or_catalog, (str, os.PathLike)):
         p = Path(rows_or_catalog)
         t = load_catalog(p)
@@ -220,6 +223,7 @@ def gallery(
         meta, rows = catalog_meta(rows_or_catalog), catalog_rows(rows_or_catalog)
     elif hasattr(rows_or_catalog, "scores"):
         rows = _rows_from_result(rows_or_catalog)
+        read_options = rows_or_catalog.read_options
         catalog_name = str(rows_or_catalog.output.name) if rows_or_catalog.output else "scan"
     else:
         rows = list(rows_or_catalog)
@@ -234,17 +238,26 @@ def gallery(
     chosen = _select(rows, top, min_score)
 
     cubes, failed = [], 0
-    for r in chosen:
-        files = _source_files(r["path"], base)
-        try:
-            cut = load_cutout(files, bands, size, id=r["id"])
-            idx = [bands.index(b) for b in rgb_bands]
-            cubes.append(np.asarray(cut.data)[idx])
-            r["thumb_error"] = ""
-        except (CutoutError, LensscoreError, IndexError, OSError) as exc:
-            cubes.append(None)
-            r["thumb_error"] = getattr(exc, "reason", None) or str(exc).splitlines()[0]
-            failed += 1
+    options = read_options or _read_options(meta, bands, size)
+    tiles = False
+    try:
+        for r in chosen:
+            try:
+                src = Source.from_row(r, base)
+                tiles = tiles or src.position is not None
+                cut = load_source(src, bands, size, options, wcs=False)
+                idx = [bands.index(b) for b in rgb_bands]
+                cubes.append(np.asarray(cut.data)[idx])
+                r["thumb_error"] = ""
+            except (CutoutError, LensscoreError, IndexError, OSError, ValueError) as exc:
+                cubes.append(None)
+                r["thumb_error"] = getattr(exc, "reason", None) or str(exc).splitlines()[0]
+                failed += 1
+    finally:
+        if tiles:
+            from .tiles import close_tiles
+
+            close_tiles()
     imgs, used = lupton_thumbnails(cubes, q=q, stretch=stretch)
     info = {"catalog": catalog_name, "model": meta.get("model", ""), "bands": bands,
             "rgb": rgb_bands, **used, "n": len(chosen), "n_rows": len(rows), "top": top,
@@ -278,7 +291,9 @@ def _rows_from_result(res) -> list[dict]:
     for j, (i, p) in enumerate(zip(res.ids, res.paths)):
         std = float(res.rotation_scores[j].std()) if res.rotation_scores is not None else math.nan
         lab = int(res.labels[j]) if len(res.labels) > j and res.labels[j] >= 0 else None
-        rows.append({"id": i, "path": p, "score": float(res.scores[j]), "score_std": std,
+        files = res.files[j] if j < len(res.files) else ""
+        rows.append({"id": i, "path": p, "files": files, "score": float(res.scores[j]),
+                     "score_std": std,
                      "ra": math.nan, "dec": math.nan, "label": lab,
                      "status": "ok" if np.isfinite(res.scores[j]) else "error"})
     return rows

@@ -85,6 +85,8 @@ class ScanResult:
     Attributes
     ----------
     ids, paths : list of str
+    files : list of str
+        What each input was read from (the catalog's ``files``: :meth:`Source.files_field`).
     scores : ndarray
         NaN for inputs that failed.
     rotation_scores : ndarray (N, 4) or None
@@ -99,6 +101,7 @@ class ScanResult:
 
     ids: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
     scores: np.ndarray = field(default_factory=lambda: np.empty(0))
     rotation_scores: np.ndarray | None = None
     labels: np.ndarray = field(default_factory=lambda: np.empty(0, int))
@@ -123,6 +126,8 @@ class ScanResult:
     #: a committee's member names and their scores (N, members); empty for one model
     members: list[str] = field(default_factory=list)
     member_scores: np.ndarray | None = None
+    #: how the inputs were read (the model's grid and the overrides): a gallery shows the same
+    read_options: ReadOptions | None = None
 
     @property
     def n_inputs(self) -> int:
@@ -430,15 +435,16 @@ def scan(
 
     res = ScanResult(threshold=threshold, output=Path(output) if output else None,
                      rotation_mode=mode, rotation_claimed=scorer.rotation_invariant, tta=tta,
-                     members=list(members), row_order=meta["row_order"])
-    ids, paths_out, scores, rots, labs, mscores = [], [], [], [], [], []
+                     members=list(members), row_order=meta["row_order"],
+                     read_options=options)
+    ids, paths_out, files, scores, rots, labs, mscores = [], [], [], [], [], [], []
     writer = None
     if output is not None:
         writer = CatalogWriter(output, columns, meta, resume=resume, overwrite=overwrite,
                                identity=IDENTITY)
         if writer.done:
-            _absorb_existing(writer, ids, paths_out, scores, rots, labs, rotations, mscores,
-                             members)
+            _absorb_existing(writer, ids, paths_out, files, scores, rots, labs, rotations,
+                             mscores, members)
             res.n_skipped = len(writer.done)
             sources = [s for s in sources if s.id not in writer.done]
 
@@ -455,6 +461,7 @@ def scan(
             for r, s in zip(rows, s_chunk):
                 ids.append(r["id"])
                 paths_out.append(r["path"])
+                files.append(r["files"])
                 scores.append(s)
                 labs.append(-1 if r.get("label") is None else r["label"])
                 if members:
@@ -484,7 +491,7 @@ def scan(
     if writer is not None:
         writer.close()
 
-    res.ids, res.paths = ids, paths_out
+    res.ids, res.paths, res.files = ids, paths_out, files
     res.scores = np.asarray(scores, dtype=np.float64)
     res.labels = np.asarray(labs, dtype=int)
     if rotations:
@@ -557,12 +564,14 @@ def scan_catalog(catalog, images, model=None, *, scorer=None, id_column: str | N
     return res
 
 
-def _absorb_existing(writer, ids, paths_out, scores, rots, labs, rotations, mscores, members):
+def _absorb_existing(writer, ids, paths_out, files, scores, rots, labs, rotations, mscores,
+                     members):
     for r in writer.existing:
         if members:
             mscores.append([_float(r.get(f"score_{m}", "")) for m in members])
         ids.append(r["id"])
         paths_out.append(r["path"])
+        files.append(r.get("files", ""))
         scores.append(_float(r["score"]))
         labs.append(int(r["label"]) if r.get("label", "") != "" else -1)
         if rotations:
@@ -640,7 +649,8 @@ def _score_pending(pending, scorer: Scorer, tta: str = "none"):
     rows, out_s, out_r = [], [], []
     j = 0
     for src, (good, payload), rotate in pending:
-        row = {"id": src.id, "path": src.path, "label": src.label, **dict(src.extra)}
+        row = {"id": src.id, "path": src.path, "files": src.files_field(), "label": src.label,
+               **dict(src.extra)}
         if good:
             row.update(score=float(s[j]), **payload[1], status="ok", error="")
             if names:

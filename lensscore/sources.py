@@ -4,6 +4,8 @@ to score -- per-band files grouped (``<id>_g.fits``, HSC ``…HSC-G…`` names),
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -73,6 +75,68 @@ class Source:
     error: str | None = None
     position: tuple[float, float] | None = None
     extra: tuple[tuple[str, object], ...] = ()
+
+    def files_field(self) -> str:
+        """``files`` as the catalog stores it, JSON: the path of one file, ``{band: path}`` for
+        per-band files, ``{"tiles": {band: "path[hdu]"}, "radec": [ra, dec]}`` for an object cut
+        from tiles; ``""`` where nothing was found to read."""
+        if isinstance(self.files, str):
+            return json.dumps(self.files)
+        if not self.files:
+            return ""
+        files = dict(self.files)
+        if self.position is None:
+            return json.dumps(files)
+        return json.dumps({"tiles": files, "radec": list(self.position)})
+
+    @classmethod
+    def from_row(cls, row: Mapping, base: str | os.PathLike | None = None) -> Source:
+        """The source a catalog row was scored from: its ``files`` field (:meth:`files_field`),
+        or ``path`` for a catalog that has none. Relative paths that do not resolve from here
+        are looked up beside the catalog (``base``, its directory).
+
+        Raises
+        ------
+        ValueError
+            If ``files`` is not what :meth:`files_field` writes.
+        """
+        text = _text(row.get("files"))
+        label = _text(row.get("label"))
+        label = None if label in ("", "-1") else int(label)
+        if "files" in row and not text:  # nothing was found to read: an error row
+            return cls(str(row["id"]), str(row["path"]), (), label,
+                       _text(row.get("error")) or "nothing to read")
+        files = json.loads(text) if text else str(row["path"])
+        if isinstance(files, str):
+            return cls(str(row["id"]), str(row["path"]), _beside(files, base), label)
+        if not isinstance(files, dict):
+            raise ValueError(f"files field is not a path or a band mapping: {text[:80]}")
+        tiles = isinstance(files.get("tiles"), dict)
+        items = files["tiles"] if tiles else files
+        out = tuple((str(b), _beside(str(f), base, tiles)) for b, f in items.items())
+        position = None
+        if tiles:
+            ra, dec = files.get("radec") or (math.nan, math.nan)
+            position = (float(ra), float(dec))
+        return cls(str(row["id"]), str(row["path"]), out, label, None, position)
+
+
+def _text(v) -> str:
+    """A table cell as text; masked or missing is ``""``."""
+    import numpy as np
+
+    return "" if v is None or np.ma.is_masked(v) else str(v)
+
+
+def _beside(path: str, base, tile_ref: bool = False) -> str:
+    """``path``, or ``base/path`` where only that exists (a relative path in a catalog)."""
+    if base is None or os.path.isabs(path):
+        return path
+    name = path.rpartition("[")[0] if tile_ref else path
+    if os.path.exists(name):
+        return path
+    alt = os.path.join(os.fspath(base), path)
+    return alt if os.path.exists(alt.rpartition("[")[0] if tile_ref else alt) else path
 
 def _group_display(per_band: Mapping[str, str]) -> str:
     paths = list(per_band.values())

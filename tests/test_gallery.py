@@ -164,3 +164,24 @@ def test_gallery_renders_in_chromium(catalog, tmp_path):
     assert img.shape[:2] == (700, 1000)
     # the page drew something: dark background with bright thumbnails and text
     assert img[..., :3].std() > 0.02
+
+
+def test_gallery_reads_files_not_display_paths(tmp_path, rng, rot_model):
+    """Per-band files in a directory whose name looks like the display form `{g,r,i}`: the
+    gallery reads the catalog's `files` field, never re-parses `path` (#18)."""
+    from lensscore.sources import Source
+
+    d = tmp_path / "odd{x,y}dir"
+    d.mkdir()
+    write_per_band(d, "pb", fake_cutout(rng, lens=True))
+    write_per_band(d, "qq", fake_cutout(rng), bands=("G", "R", "I"))
+    out = tmp_path / "c.csv"
+    res = scan(d, rot_model, output=out, rotations=False)
+    assert res.n_scored == 2
+    src = Source.from_row({"id": res.ids[0], "path": res.paths[0], "files": res.files[0]})
+    assert dict(src.files) == {b: str(d / f"{res.ids[0]}_{b}.fits") for b in "gri"} or \
+        dict(src.files) == {b: str(d / f"{res.ids[0]}_{b.upper()}.fits") for b in "gri"}
+    g = gallery(out, tmp_path / "g.html", top=0, min_score=0.0)
+    assert g.n_shown == 2 and g.n_failed == 0
+    g = gallery(res, tmp_path / "h.html", top=0, min_score=0.0)  # from the result itself
+    assert g.n_shown == 2 and g.n_failed == 0
