@@ -13,6 +13,7 @@ import numpy as np
 
 from lensscore._version import __version__
 from lensscore.config import DEFAULT_BANDS, DEFAULT_SIZE, DEFAULT_THRESHOLD, META_PREFIX
+from lensscore.modelmeta import ModelMeta
 from lensscore.preprocess import DEFAULT_SPEC, PreprocessSpec
 
 from .graph import compress_weights, control_flow_nodes, fuse_max_trees, merge_metadata, \
@@ -55,10 +56,13 @@ class ExportResult:
     compression: dict | None = None
     seconds: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
+    #: the exported model's scores of the parity cutouts
+    scores: np.ndarray | None = field(default=None, repr=False)
 
     def summary(self) -> dict:
         d = asdict(self)
         d.pop("metadata")
+        d.pop("scores")
         return d
 
 
@@ -286,16 +290,15 @@ def _parity_inputs(run, data_dir, bands, size, spec, n: int, seed: int):
     return np.ascontiguousarray(x, np.float32), y, source
 
 
-def _grid_metadata(conf: dict, size: int) -> dict:
-    """``survey``, ``pixel_scale``, ``zeropoint`` of the training data (its survey preset)."""
+def _survey_preset(conf: dict, size: int) -> dict:
+    """The survey preset of the training data (its ``survey``, ``pixel_scale``, ``zeropoint``)."""
     from train.presets import preset
 
     p = preset(conf.get("survey") or "hsc")
     if p["size"] != size:
         log.warning("model input %d px differs from the %s preset's %d px", size, p["survey"],
                     p["size"])
-    return {"survey": p["survey"], "pixel_scale": repr(float(p["pixel_scale"])),
-            "zeropoint": repr(float(p["zeropoint"]))}
+    return p
 
 
 def _data_name(data_dir) -> str | None:
@@ -387,8 +390,52 @@ def export_model(
         Bound on max |Δscore| vs Keras: 1e-5 for float32 (DESIGN.md); for compressed weights
         default 0.02.
     """
-    import onnx
+    _check_export_args(out_path, weights, overwrite)
+    out_path = Path(out_path)
+    if max_diff is None:
+        max_diff = MAX_DIFF if weights == "float32" else 0.02
+    t = {}
+    t0 = time.perf_counter()
+    src = _export_source(Path(keras_path), run_dir)
+    t["load"] = time.perf_counter() - t0
 
+    t0 = time.perf_counter()
+    x, y, parity_source = _parity_inputs(src.run, data_dir, src.meta.bands, src.meta.size,
+                                         src.meta.preprocess, n_parity, seed)
+    ref = _keras_scores(src.model, x)
+    t["keras"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    proto = _convert_checked(src, opset)
+    t["convert"] = time.perf_counter() - t0
+    merge_metadata(proto, src.meta.to_props())
+    proto.producer_name = "lensscore.export"
+    proto.doc_string = f"lensscore {src.meta.arch} lens finder"
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    try:
+        res = _write_with_parity(proto, tmp, src.meta, x, ref, weights, opset, parity_source, t)
+        res.path = str(out_path)
+        if y is not None:
+            m = len(y)
+            res.accuracy_keras = float(np.mean((ref[:m] >= DEFAULT_THRESHOLD) == (y == 1)))
+            res.accuracy_onnx = float(np.mean((res.scores[:m] >= DEFAULT_THRESHOLD) == (y == 1)))
+        if res.max_abs_diff > max_diff:
+            raise ExportError(f"parity failed: max |Δscore| keras vs onnxruntime ({weights} "
+                              f"weights) = {res.max_abs_diff:.3g} > {max_diff:g}")
+        if res.rotation_invariant and res.rotation_spread > MAX_ROT_SPREAD:
+            raise ExportError(f"rotation invariance failed: onnxruntime scores of the four "
+                              f"rotations differ by {res.rotation_spread:.3g} > "
+                              f"{MAX_ROT_SPREAD:g}")
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return res
+
+
+def _check_export_args(out_path, weights: str, overwrite: bool) -> None:
+    """Refuse, before any work, what cannot be exported (one-line ExportError)."""
     if weights not in WEIGHT_MODES:
         raise ExportError(f"--weights must be one of {', '.join(WEIGHT_MODES)}, got {weights!r}")
     out_path = Path(out_path)
@@ -396,87 +443,86 @@ def export_model(
         raise ExportError(f"{out_path}: the output must end in .onnx")
     if out_path.exists() and not overwrite:
         raise ExportError(f"{out_path} exists; pass --overwrite to replace it")
-    if max_diff is None:
-        max_diff = MAX_DIFF if weights == "float32" else 0.02
-    keras_path = Path(keras_path)
-    t = {}
-    t0 = time.perf_counter()
+
+
+@dataclass
+class _Source:
+    """What is exported: the Keras model, its run directory, and the metadata it will carry."""
+
+    model: object
+    keras_path: Path
+    run: Path | None
+    meta: ModelMeta
+    n_rotational: int
+
+
+def _export_source(keras_path: Path, run_dir) -> _Source:
+    """Load the model and describe it from its run: bands, size, preprocessing and survey grid
+    (checked against the model's input), training data and test metrics."""
     model = load_keras(keras_path)
     size, nb = _input_geometry(model)
     run = _run_context(keras_path, run_dir)
-    conf = json.loads((run / "config.json").read_text()) if run is not None else {}
+    if run is not None:
+        from train.fit import read_config
+
+        conf = read_config(run)
+    else:
+        conf = {}
     bands = tuple(conf.get("bands") or DEFAULT_BANDS)
     spec = PreprocessSpec.from_json(conf["preprocess"]) if "preprocess" in conf else DEFAULT_SPEC
     if len(bands) != nb:
         raise ExportError(f"model takes {nb} bands but the run's bands are {','.join(bands)}")
     if conf.get("size", size) != size:
         raise ExportError(f"model input is {size} px but the run's size is {conf['size']}")
-    rot = bool(_rotational_layers(model))
-    arch = conf.get("arch") or ("rot" if rot else "baseline")
-    t["load"] = time.perf_counter() - t0
+    n_rot = len(_rotational_layers(model))
+    arch = conf.get("arch") or ("rot" if n_rot else "baseline")
+    p = _survey_preset(conf, size)
+    meta = ModelMeta(bands=bands, size=size, preprocess=spec, arch=arch,
+                     rotation_invariant=bool(n_rot), pixel_scale=float(p["pixel_scale"]),
+                     zeropoint=float(p["zeropoint"]), survey=p["survey"], version=__version__,
+                     extra={"source": keras_path.name, **_run_metadata(run)})
+    return _Source(model, keras_path, run, meta, n_rot)
 
-    t0 = time.perf_counter()
-    x, y, source = _parity_inputs(run, data_dir, bands, size, spec, n_parity, seed)
-    ref = _keras_scores(model, x)
-    t["keras"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    proto = to_onnx(model, opset)
-    t["convert"] = time.perf_counter() - t0
+def _convert_checked(src: _Source, opset: int):
+    """tf2onnx's graph, refused if it has control flow or the rotational layers did not unroll
+    into four branches each."""
+    proto = to_onnx(src.model, opset)
     cf = control_flow_nodes(proto)
     if cf:
         raise ExportError(f"the exported graph has control flow ({', '.join(cf[:4])}); refusing")
-    if rot and len(rotational_branches(proto)) != len(_rotational_layers(model)):
+    if src.n_rotational and len(rotational_branches(proto)) != src.n_rotational:
         raise ExportError("the RotationalConv2D did not export as four Conv branches into Max")
-    meta = {"bands": ",".join(bands), "size": str(size), "preprocess": spec.to_json(),
-            "arch": arch, "rotation_invariant": "true" if rot else "false",
-            "version": __version__, "source": keras_path.name, **_grid_metadata(conf, size),
-            **_run_metadata(run)}
-    meta = {META_PREFIX + k: v for k, v in meta.items()}
-    merge_metadata(proto, meta)
-    proto.producer_name, proto.doc_string = "lensscore.export", f"lensscore {arch} lens finder"
+    return proto
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    try:
-        # float32 parity first: the conversion itself must be exact
-        onnx.save_model(proto, tmp)
-        onnx.checker.check_model(str(tmp))
-        s32, _, _ = _ort_scores(tmp, x, rotations=False)
-        d32 = float(np.abs(s32 - ref).max())
-        if d32 > MAX_DIFF:
-            raise ExportError(f"parity failed: max |Δscore| keras vs onnxruntime = {d32:.3g} > "
-                              f"{MAX_DIFF:g} on {len(x)} cutouts")
-        comp = None
-        if weights != "float32":
-            comp = compress_weights(proto, weights)
-        t0 = time.perf_counter()
-        export_info = {"opset": opset, "weights": weights, "parity_source": source,
-                       "n_parity": len(x), "float32_max_abs_diff": d32}
-        merge_metadata(proto, {META_PREFIX + "export": json.dumps(export_info)})
-        onnx.save_model(proto, tmp)
-        onnx.checker.check_model(str(tmp))
-        s, rots, sc = _ort_scores(tmp, x, rotations=True)
-        t["onnx_parity"] = time.perf_counter() - t0
-        diff = np.abs(s - ref)
-        spread = float((rots.max(axis=1) - rots.min(axis=1)).max())
-        res = ExportResult(
-            path=str(out_path), arch=arch, opset=opset, weights=weights,
-            size_bytes=tmp.stat().st_size, parity_source=source, n_parity=len(x),
-            max_abs_diff=float(diff.max()), mean_abs_diff=float(diff.mean()),
-            rotation_spread=spread, rotation_invariant=rot, float32_max_abs_diff=d32,
-            compression=comp, seconds=t, metadata=sc.info())
-        if y is not None:
-            m = len(y)
-            res.accuracy_keras = float(np.mean((ref[:m] >= DEFAULT_THRESHOLD) == (y == 1)))
-            res.accuracy_onnx = float(np.mean((s[:m] >= DEFAULT_THRESHOLD) == (y == 1)))
-        if res.max_abs_diff > max_diff:
-            raise ExportError(f"parity failed: max |Δscore| keras vs onnxruntime ({weights} "
-                              f"weights) = {res.max_abs_diff:.3g} > {max_diff:g}")
-        if rot and spread > MAX_ROT_SPREAD:
-            raise ExportError(f"rotation invariance failed: onnxruntime scores of the four "
-                              f"rotations differ by {spread:.3g} > {MAX_ROT_SPREAD:g}")
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return res
+
+def _write_with_parity(proto, tmp: Path, meta: ModelMeta, x, ref, weights: str, opset: int,
+                       parity_source: str, t: dict) -> ExportResult:
+    """Write ``tmp``: float32 parity first (the conversion itself must be exact), then the
+    weights compressed as asked, scored again with their rotations."""
+    import onnx
+
+    onnx.save_model(proto, tmp)
+    onnx.checker.check_model(str(tmp))
+    s32, _, _ = _ort_scores(tmp, x, rotations=False)
+    d32 = float(np.abs(s32 - ref).max())
+    if d32 > MAX_DIFF:
+        raise ExportError(f"parity failed: max |Δscore| keras vs onnxruntime = {d32:.3g} > "
+                          f"{MAX_DIFF:g} on {len(x)} cutouts")
+    comp = compress_weights(proto, weights) if weights != "float32" else None
+    t0 = time.perf_counter()
+    export_info = {"opset": opset, "weights": weights, "parity_source": parity_source,
+                   "n_parity": len(x), "float32_max_abs_diff": d32}
+    merge_metadata(proto, {META_PREFIX + "export": json.dumps(export_info)})
+    onnx.save_model(proto, tmp)
+    onnx.checker.check_model(str(tmp))
+    s, rots, sc = _ort_scores(tmp, x, rotations=True)
+    t["onnx_parity"] = time.perf_counter() - t0
+    diff = np.abs(s - ref)
+    return ExportResult(
+        path=str(tmp), arch=meta.arch, opset=opset, weights=weights,
+        size_bytes=tmp.stat().st_size, parity_source=parity_source, n_parity=len(x),
+        max_abs_diff=float(diff.max()), mean_abs_diff=float(diff.mean()),
+        rotation_spread=float((rots.max(axis=1) - rots.min(axis=1)).max()),
+        rotation_invariant=meta.rotation_invariant, float32_max_abs_diff=d32,
+        compression=comp, seconds=t, metadata=sc.info(), scores=s)

@@ -129,6 +129,44 @@ class ScanResult:
     #: how the inputs were read (the model's grid and the overrides): a gallery shows the same
     read_options: ReadOptions | None = None
 
+    # rows as they come (resumed from the catalog first, then scored), made arrays by _finish
+    _scores: list = field(default_factory=list, repr=False)
+    _labels: list = field(default_factory=list, repr=False)
+    _rots: list = field(default_factory=list, repr=False)
+    _mscores: list = field(default_factory=list, repr=False)
+
+    def _add(self, row: Mapping, score: float, rotation_scores=None, *, new: bool = True):
+        """One catalog row: as written by this scan (``new``), or read back on resume (text
+        values, ``""`` for empty)."""
+        self.ids.append(row["id"])
+        self.paths.append(row["path"])
+        self.files.append(row.get("files", ""))
+        self._scores.append(score)
+        label = row.get("label")
+        self._labels.append(-1 if label is None or label == "" else int(label))
+        if self.members:
+            self._mscores.append([_float(row.get(f"score_{m}", "")) for m in self.members])
+        if rotation_scores is not None:
+            self._rots.append(rotation_scores)
+        if not new:
+            return
+        if row["status"] == "error":
+            self.errors.append((row["path"], row["error"]))
+        elif math.isnan(row["pixscale_in"]):  # no scale stated: the model's assumed
+            self.n_scale_assumed += 1
+
+    def _finish(self, t0: float) -> ScanResult:
+        self.scores = np.asarray(self._scores, dtype=np.float64)
+        self.labels = np.asarray(self._labels, dtype=int)
+        if self.rotation_mode != "none":
+            self.rotation_scores = np.asarray(self._rots, dtype=np.float64).reshape(-1, 4)
+        if self.members:
+            self.member_scores = np.asarray(self._mscores, dtype=np.float64).reshape(
+                -1, len(self.members))
+        self._scores, self._labels, self._rots, self._mscores = [], [], [], []
+        self.seconds = time.perf_counter() - t0
+        return self
+
     @property
     def n_inputs(self) -> int:
         return len(self.ids)
@@ -418,6 +456,57 @@ def scan(
     has_labels = any(s.label is not None for s in sources)
     members = getattr(scorer, "names", ())
     columns = catalog_columns(rotations, has_labels, members, extra_columns)
+    meta = _catalog_meta(scorer, options, threshold, tta, shard, sources)
+    res = ScanResult(threshold=threshold, output=Path(output) if output else None,
+                     rotation_mode=mode, rotation_claimed=scorer.rotation_invariant, tta=tta,
+                     members=list(members), row_order=meta["row_order"],
+                     read_options=options, labels_unmatched=unmatched)
+    writer = None
+    if output is not None:
+        writer = CatalogWriter(output, columns, meta, resume=resume, overwrite=overwrite,
+                               identity=IDENTITY)
+        for r in writer.existing if writer.done else ():
+            rot = [_float(r.get(f"score_r{k}", "")) for k in range(4)] if rotations else None
+            res._add(r, _float(r["score"]), rot, new=False)
+        res.n_skipped = len(writer.done)
+        sources = [s for s in sources if s.id not in writer.done]
+
+    total = len(sources)
+    flags = _sampled(sources, mode, n_all)
+    try:
+        if client is None:
+            stream = _score_stream(sources, scorer, flags, workers, options, tta)
+        else:
+            from .distributed import score_stream
+
+            stream = score_stream(sources, scorer, flags, client, options, tta)
+        for rows, s_chunk, r_chunk in stream:
+            for r, s, rr in zip(rows, s_chunk, r_chunk):
+                res._add(r, s, rr if rotations else None)
+                if not has_labels:
+                    r.pop("label", None)
+            if writer is not None:
+                writer.write(rows)
+            if progress is not None:
+                progress(res.n_inputs - res.n_skipped, total)
+    except BaseException:
+        if writer is not None:
+            writer.close(finalize=False)
+        raise
+    finally:
+        if sources and sources[0].position is not None:
+            from .tiles import close_tiles
+
+            close_tiles()
+    if writer is not None:
+        writer.close()
+    return res._finish(t0)
+
+
+def _catalog_meta(scorer, options: ReadOptions, threshold: float, tta: str, shard,
+                  sources: Sequence[Source]) -> dict:
+    """The catalog header: the model(s), the grid and every option that decides a score (a
+    resume or merge must match them: :data:`lensscore.catalog.IDENTITY`)."""
     meta = {"model": " + ".join(Path(p).name for p in scorer.path.split(" + ")),
             "model_arch": scorer.arch,
             "pixel_scale": options.grid.pixel_scale, "zeropoint": options.grid.zeropoint,
@@ -432,75 +521,7 @@ def scan(
         meta["shard"] = "{}/{}".format(*parse_shard(shard))
     if sources and sources[0].position is not None:
         meta["row_order"] = "tile"  # an object catalog over tiles: rows tile by tile
-
-    res = ScanResult(threshold=threshold, output=Path(output) if output else None,
-                     rotation_mode=mode, rotation_claimed=scorer.rotation_invariant, tta=tta,
-                     members=list(members), row_order=meta["row_order"],
-                     read_options=options)
-    ids, paths_out, files, scores, rots, labs, mscores = [], [], [], [], [], [], []
-    writer = None
-    if output is not None:
-        writer = CatalogWriter(output, columns, meta, resume=resume, overwrite=overwrite,
-                               identity=IDENTITY)
-        if writer.done:
-            _absorb_existing(writer, ids, paths_out, files, scores, rots, labs, rotations,
-                             mscores, members)
-            res.n_skipped = len(writer.done)
-            sources = [s for s in sources if s.id not in writer.done]
-
-    total = len(sources)
-    flags = _sampled(sources, mode, n_all)
-    try:
-        if client is None:
-            stream = _score_stream(sources, scorer, flags, workers, options, tta)
-        else:
-            from .distributed import score_stream
-
-            stream = score_stream(sources, scorer, flags, client, options, tta)
-        for rows, s_chunk, r_chunk in stream:
-            for r, s in zip(rows, s_chunk):
-                ids.append(r["id"])
-                paths_out.append(r["path"])
-                files.append(r["files"])
-                scores.append(s)
-                labs.append(-1 if r.get("label") is None else r["label"])
-                if members:
-                    mscores.append([r.get(f"score_{m}", math.nan) for m in members])
-                if r["status"] == "error":
-                    res.errors.append((r["path"], r["error"]))
-                elif math.isnan(r["pixscale_in"]):  # no scale stated: the model's assumed
-                    res.n_scale_assumed += 1
-            if rotations:
-                rots.extend(r_chunk)
-            if not has_labels:
-                for r in rows:
-                    r.pop("label", None)
-            if writer is not None:
-                writer.write(rows)
-            if progress is not None:
-                progress(len(ids) - res.n_skipped, total)
-    except BaseException:
-        if writer is not None:
-            writer.close(finalize=False)
-        raise
-    finally:
-        if sources and sources[0].position is not None:
-            from .tiles import close_tiles
-
-            close_tiles()
-    if writer is not None:
-        writer.close()
-
-    res.ids, res.paths, res.files = ids, paths_out, files
-    res.scores = np.asarray(scores, dtype=np.float64)
-    res.labels = np.asarray(labs, dtype=int)
-    if rotations:
-        res.rotation_scores = np.asarray(rots, dtype=np.float64).reshape(-1, 4)
-    if members:
-        res.member_scores = np.asarray(mscores, dtype=np.float64).reshape(-1, len(members))
-    res.labels_unmatched = unmatched
-    res.seconds = time.perf_counter() - t0
-    return res
+    return meta
 
 
 def unmatched_labels(labels: Mapping[str, int] | None, sources: Sequence[Source]) -> list[str]:
@@ -562,20 +583,6 @@ def scan_catalog(catalog, images, model=None, *, scorer=None, id_column: str | N
                pixel_scale=pixel_scale, zeropoints=zeropoints, **kwargs)
     res.labels_unmatched = unmatched_labels(labels, sources)
     return res
-
-
-def _absorb_existing(writer, ids, paths_out, files, scores, rots, labs, rotations, mscores,
-                     members):
-    for r in writer.existing:
-        if members:
-            mscores.append([_float(r.get(f"score_{m}", "")) for m in members])
-        ids.append(r["id"])
-        paths_out.append(r["path"])
-        files.append(r.get("files", ""))
-        scores.append(_float(r["score"]))
-        labs.append(int(r["label"]) if r.get("label", "") != "" else -1)
-        if rotations:
-            rots.append([_float(r.get(f"score_r{k}", "")) for k in range(4)])
 
 
 def _score_stream(sources, scorer: Scorer, rotations: list[bool], workers: int,

@@ -12,9 +12,10 @@ import numpy as np
 
 from ._lazy import LazyModule
 
-from .config import DEFAULT_BATCH_SIZE, DEFAULT_ZEROPOINT, META_PREFIX, PIXEL_SCALE_ARCSEC
+from .config import DEFAULT_BATCH_SIZE
 from .grid import Grid, ReadOptions, parse_zeropoints
 from .errors import ModelError
+from .modelmeta import ModelMeta
 from .preprocess import DEFAULT_SPEC, PreprocessSpec, preprocess
 
 ort = LazyModule("onnxruntime")  # imported on first use (see lensscore.cli.scan)
@@ -48,12 +49,18 @@ def default_model_path() -> Path:
     )
 
 
-def rotations(images: np.ndarray) -> np.ndarray:
-    """The four 90° rotations of ``(N, bands, y, x)`` images: shape ``(4, N, bands, y, x)``.
+def rotate(images: np.ndarray, k: int, *, channels_last: bool = False) -> np.ndarray:
+    """``images`` rotated by ``k`` x 90° in their ``(y, x)`` axes, the one definition of a
+    rotation everywhere (scoring, training augmentation, evaluation; the Keras layer and the
+    exported graph are tested against it): ``np.rot90``'s sense, on ``(..., y, x)`` or, with
+    ``channels_last``, on ``(..., y, x, bands)``. A view, not a copy."""
+    return np.rot90(images, k, axes=(-3, -2) if channels_last else (-2, -1))
 
-    Rotation ``k`` is ``np.rot90(images, k, axes=(-2, -1))``; ``k = 0`` is the image as given.
-    """
-    return np.stack([np.rot90(images, k, axes=(-2, -1)) for k in range(4)])
+
+def rotations(images: np.ndarray) -> np.ndarray:
+    """The four 90° rotations of ``(N, bands, y, x)`` images: shape ``(4, N, bands, y, x)``;
+    ``k = 0`` is the image as given (:func:`rotate`)."""
+    return np.stack([rotate(images, k) for k in range(4)])
 
 
 TTA_MODES = ("none", "rot4")
@@ -138,7 +145,9 @@ class Scorer:
     size : int
     spec : PreprocessSpec
     metadata : dict of str
-        Every ``metadata_props`` entry of the model.
+        Every ``metadata_props`` entry of the model, as text.
+    meta : ModelMeta
+        The same, parsed and checked (:mod:`lensscore.modelmeta`).
     providers : list of str
         The execution providers the session really uses.
 
@@ -177,11 +186,8 @@ class Scorer:
         if device == "auto":
             log.info("execution providers: %s", self.providers)
         self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+        self.meta = ModelMeta.from_props(self.metadata, self.path)
         self._configure(bands, size, preprocess)
-
-    # ------------------------------------------------------------------ metadata
-    def _meta(self, key: str):
-        return self.metadata.get(META_PREFIX + key)
 
     def _configure(self, bands, size, spec):
         inputs = self._session.get_inputs()
@@ -197,14 +203,12 @@ class Scorer:
             raise ModelError(f"{self.path}: input must be float32, is {inp.type}")
         static = [d if isinstance(d, int) else None for d in shape[1:]]
 
-        if bands is None and self._meta("bands"):
-            bands = [b for b in self._meta("bands").split(",") if b]
+        bands = bands if bands is not None else self.meta.bands
         if bands is None:
             raise ModelError(f"{self.path}: model has no lensscore.bands metadata; "
                              "give the bands (--bands g,r,i)")
         self.bands = tuple(str(b).strip() for b in bands)
-        if size is None and self._meta("size"):
-            size = int(self._meta("size"))
+        size = size if size is not None else self.meta.size
         if size is None and static[0] is not None and static[0] == static[1]:
             size = static[0]
         if size is None:
@@ -217,8 +221,7 @@ class Scorer:
         if static[2] not in (None, len(self.bands)):
             raise ModelError(f"{self.path}: input has {static[2]} bands, but bands are "
                              f"{','.join(self.bands)}")
-        if spec is None and self._meta("preprocess"):
-            spec = self._meta("preprocess")
+        spec = spec if spec is not None else self.meta.preprocess
         if spec is None:
             log.warning("%s: no lensscore.preprocess metadata; using the default", self.path)
             spec = DEFAULT_SPEC
@@ -240,17 +243,9 @@ class Scorer:
 
         A model without ``lensscore.pixel_scale``/``zeropoint`` is read as HSC (0.168"/px, 27).
         """
-        def num(key, default):
-            try:
-                return float(self._meta(key)) if self._meta(key) else default
-            except ValueError:
-                raise ModelError(f"{self.path}: lensscore.{key} is not a number: "
-                                 f"{self._meta(key)!r}") from None
-
-        return Grid(bands=self.bands, size=self.size,
-                    pixel_scale=num("pixel_scale", PIXEL_SCALE_ARCSEC),
-                    zeropoint=num("zeropoint", DEFAULT_ZEROPOINT),
-                    survey=self._meta("survey") or "hsc")
+        m = self.meta
+        return Grid(bands=self.bands, size=self.size, pixel_scale=m.pixel_scale,
+                    zeropoint=m.zeropoint, survey=m.survey)
 
     def read_options(self, pixel_scale: float | None = None, zeropoints=None) -> ReadOptions:
         """How to read inputs for this model (:func:`lensscore.io.load_cutout` ``options``).
@@ -296,11 +291,11 @@ class Scorer:
 
     @property
     def arch(self) -> str:
-        return self._meta("arch") or "unknown"
+        return self.meta.arch
 
     @property
     def rotation_invariant(self) -> bool:
-        return str(self._meta("rotation_invariant")).lower() == "true"
+        return self.meta.rotation_invariant
 
     def info(self) -> dict:
         """Everything the model says about itself, JSON values decoded."""
@@ -309,14 +304,8 @@ class Scorer:
                "size": self.size, "survey": g.survey, "pixel_scale": g.pixel_scale,
                "zeropoint": g.zeropoint, "preprocess": json.loads(self.spec.to_json()),
                "providers": self.providers}
-        for k, v in sorted(self.metadata.items()):
-            key = k[len(META_PREFIX):] if k.startswith(META_PREFIX) else k
-            if key in out:
-                continue
-            try:
-                out[key] = json.loads(v)
-            except (json.JSONDecodeError, TypeError):
-                out[key] = v
+        rest = self.meta.as_dict()
+        out.update((k, v) for k, v in sorted(rest.items()) if k not in out)
         return out
 
     # ------------------------------------------------------------------ scoring

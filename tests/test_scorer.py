@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -106,3 +108,29 @@ def test_cuda_unavailable_is_loud(rot_model):
 def test_wrong_image_shape(rot_model, rng):
     with pytest.raises(ValueError, match="FITS order"):
         Scorer(rot_model).score(np.zeros((2, 72, 72, 3)))
+
+
+def test_model_metadata_is_one_typed_object(tmp_path):
+    """Export writes ModelMeta.to_props, the scorer reads ModelMeta.from_props: a round trip
+    keeps every field, and a value of the wrong type is refused at load, naming the key."""
+    from lensscore.modelmeta import ModelMeta
+
+    m = ModelMeta(bands=("g", "r", "i", "z"), size=48, preprocess=DEFAULT_SPEC, arch="rot",
+                  rotation_invariant=True, pixel_scale=0.258, zeropoint=25.0, survey="ps1",
+                  version="9.9", extra={"training": {"n": 3}, "source": "model.keras"})
+    back = ModelMeta.from_props({**m.to_props(), "producer.key": "x"})
+    assert back.other == {"producer.key": "x"} and dataclasses.replace(back, other={}) == m
+    assert ModelMeta.from_props({}) == ModelMeta()  # no metadata: HSC grid, nothing else known
+
+    path = make_model(tmp_path / "m.onnx", bands=("g", "r", "i", "z"), size=48,
+                      extra_meta=m.to_props())
+    sc = Scorer(path)
+    assert sc.meta == m
+    assert (sc.grid.pixel_scale, sc.grid.zeropoint, sc.grid.survey) == (0.258, 25.0, "ps1")
+    assert sc.info()["training"] == {"n": 3}
+
+    for key, bad in (("pixel_scale", "-1"), ("size", "big"), ("rotation_invariant", "yes"),
+                     ("zeropoint", "nan"), ("preprocess", "{")):
+        p = make_model(tmp_path / f"bad_{key}.onnx", extra_meta={f"lensscore.{key}": bad})
+        with pytest.raises(ModelError, match=f"lensscore.{key} is not valid"):
+            Scorer(p)

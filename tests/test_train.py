@@ -42,6 +42,30 @@ def test_split_stratified_disjoint_stable():
     assert not np.array_equal(make_split(y, seed=4)["test"], s["test"])
 
 
+def test_one_rotation_everywhere(rng):
+    """The Keras graph's rotation, the exported graph's and training's augmentation are
+    lensscore's one definition (lensscore.scorer.rotate), in both layouts."""
+    import tensorflow as tf
+
+    from export.convert import _rot90_slices
+    from lensscore.scorer import rotate
+    from train.fit import augment
+    from train.models import rot90
+
+    x = rng.normal(size=(2, 5, 7, 3)).astype(np.float32)  # not square: axes mix-ups show
+    xs = rng.normal(size=(2, 6, 6, 3)).astype(np.float32)
+    for k in range(4):
+        want = rotate(x, k, channels_last=True)
+        np.testing.assert_array_equal(np.asarray(rot90(keras.ops.convert_to_tensor(x), k)), want)
+        np.testing.assert_array_equal(_rot90_slices(tf.constant(x), k).numpy(), want)
+        np.testing.assert_array_equal(rotate(np.moveaxis(x, -1, 1), k),
+                                      np.moveaxis(want, -1, 1))
+        flip = np.array([False, True])
+        got = augment(xs, np.full(2, k), flip, channels_last=True)
+        np.testing.assert_array_equal(got[0], rotate(xs[0], k, channels_last=True))
+        np.testing.assert_array_equal(got[1], rotate(xs[1], k, channels_last=True)[:, ::-1])
+
+
 def test_rot_model_saved_reloads_invariant(tmp_path, rng):
     x = rng.normal(size=(6, 72, 72, 3)).astype(np.float32)
     for arch in ("rot", "baseline"):

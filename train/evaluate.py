@@ -11,6 +11,7 @@ import numpy as np
 from lensscore.config import DEFAULT_THRESHOLD
 from lensscore.metrics import classification_summary, rotation_stability
 from lensscore.preprocess import PreprocessSpec
+from lensscore.scorer import rotate
 
 from .data import Dataset, load_dataset, load_split
 from .fit import RunDir, load_config, read_config
@@ -27,7 +28,7 @@ def rotation_scores(model, ds: Dataset, idx, batch: int = 256) -> np.ndarray:
     for i in range(0, len(idx), batch):
         x = ds.nhwc(idx[i:i + batch])
         for k in range(4):
-            xr = np.ascontiguousarray(np.rot90(x, k, axes=(1, 2)))
+            xr = np.ascontiguousarray(rotate(x, k, channels_last=True))
             out[i:i + len(x), k] = np.asarray(model(xr, training=False)).reshape(-1)
     return out
 

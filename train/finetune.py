@@ -24,7 +24,7 @@ from lensscore.config import DEFAULT_THRESHOLD
 from lensscore.metrics import classification_summary
 from lensscore.preprocess import PreprocessSpec
 
-from .fit import RunDir, load_config, read_config
+from .fit import RunDir, augment, load_config, read_config
 
 __all__ = ["FinetuneConfig", "finetune", "load_real", "field_of", "sim_indices"]
 
@@ -100,9 +100,9 @@ def _train(model_path, x_real, y_real, x_sim, y_sim, fc: FinetuneConfig, seed: i
     xr = np.concatenate([x_real] * fc.oversample)
     yr = np.concatenate([y_real] * fc.oversample)
     flip = rng.random(len(xr)) < 0.5
-    xr[flip] = xr[flip][..., ::-1]
     k = rng.integers(0, 4, len(xr))
-    xr = np.stack([np.rot90(a, int(r), axes=(-2, -1)) for a, r in zip(xr, k)])
+    # mirrored, then rotated by k: the same as rotated by -k, then mirrored (as augment does)
+    xr = augment(xr, np.where(flip, -k % 4, k), flip, channels_last=False)
     x = np.concatenate([xr, x_sim])
     y = np.concatenate([yr, y_sim]).astype(np.float32)
     model.fit(_nhwc(x), y.reshape(-1, 1), batch_size=fc.batch_size, epochs=fc.epochs,

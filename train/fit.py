@@ -112,10 +112,18 @@ def predict_scores(model, ds: Dataset, idx, batch: int = 256) -> np.ndarray:
 def _augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     k = rng.integers(0, 4, len(x))
     flip = rng.integers(0, 2, len(x)).astype(bool)
+    return augment(x, k, flip, channels_last=True)
+
+
+def augment(x: np.ndarray, k, flip, *, channels_last: bool) -> np.ndarray:
+    """Cutout ``j`` rotated by ``k[j]`` x 90° (:func:`lensscore.scorer.rotate`), then mirrored
+    in x where ``flip[j]``: the dihedral augmentation of training and fine-tuning."""
+    from lensscore.scorer import rotate
+
     out = np.empty_like(x)
     for j in range(len(x)):
-        img = np.rot90(x[j], k[j], axes=(0, 1))
-        out[j] = img[:, ::-1] if flip[j] else img
+        img = rotate(x[j], int(k[j]), channels_last=channels_last)
+        out[j] = (img[..., ::-1, :] if channels_last else img[..., ::-1]) if flip[j] else img
     return out
 
 
@@ -181,11 +189,37 @@ def fit(
     list of dict
         The history, one row per epoch.
     """
-    import keras
-
     from . import models  # noqa: F401  (registers RotationalConv2D for load_model)
 
     run = RunDir(out_dir)
+    cfg = _open_run(run, config, resume, epochs)
+    ds, split = _data_and_split(run, cfg, data_dir, dataset, write_config=not resume)
+    model, state = _model_and_state(run, cfg, resume)
+    if state.get("stopped") or state["epoch"] >= cfg.epochs:
+        log.info("%s: training already finished at epoch %d", run.path, state["epoch"])
+        _finalize(model, run)
+        return state["history"]
+
+    done_here = 0
+    for epoch in range(state["epoch"], cfg.epochs):
+        t0 = time.perf_counter()
+        losses = _train_epoch(model, ds, split["train"], cfg, epoch, on_batch)
+        row = _end_epoch(model, run, state, ds, split, epoch, losses, t0, cfg.patience)
+        if on_epoch is not None:
+            on_epoch(row)
+        done_here += 1
+        if state["stopped"]:
+            log.info("early stopping after epoch %d (best %d)", epoch + 1, state["best_epoch"])
+            break
+        if stop_after is not None and done_here >= stop_after:
+            return state["history"]
+    _finalize(model, run)
+    return state["history"]
+
+
+def _open_run(run: RunDir, config: FitConfig | None, resume: bool, epochs: int | None):
+    """The run's configuration: its own ``config.json`` on resume (with a raised epoch limit
+    recorded), else ``config`` for a new run directory (refused if it holds a run)."""
     if resume:
         if not run.config.exists():
             raise FileNotFoundError(f"{run.path}: no config.json, nothing to resume")
@@ -195,12 +229,16 @@ def fit(
             log.info("%s: epoch limit %d -> %d", run.path, cfg.epochs, epochs)
             d["epochs"] = cfg.epochs = int(epochs)
             atomic_write(run.config, json.dumps(d, indent=1))
-    else:
-        cfg = config or FitConfig()
-        if run.state.exists() or run.model.exists():
-            raise FileExistsError(f"{run.path} holds a run already; use --resume or another --out")
-        run.path.mkdir(parents=True, exist_ok=True)
+        return cfg
+    if run.state.exists() or run.model.exists():
+        raise FileExistsError(f"{run.path} holds a run already; use --resume or another --out")
+    run.path.mkdir(parents=True, exist_ok=True)
+    return config or FitConfig()
 
+
+def _data_and_split(run: RunDir, cfg: FitConfig, data_dir, dataset: Dataset | None, *,
+                    write_config: bool):
+    """The data set and the run's split (made once, then read back: resume sees the same)."""
     from lensscore.preprocess import PreprocessSpec
 
     from .presets import read_options
@@ -213,12 +251,18 @@ def fit(
     else:
         split = make_split(ds.y, seed=cfg.seed)
         save_split(run.split, ds, split, cfg.seed)
-    if not resume:
+    if write_config:
         d = asdict(cfg)
         d["bands"] = list(cfg.bands)
         d["data_dir"] = str(data_dir)
         d["n"] = {k: int(len(v)) for k, v in split.items()}
         run.config.write_text(json.dumps(d, indent=1))
+    return ds, split
+
+
+def _model_and_state(run: RunDir, cfg: FitConfig, resume: bool):
+    """The model and training state: from the checkpoint on resume, else new (seeded)."""
+    import keras
 
     keras.utils.set_random_seed(cfg.seed)
     if keras.backend.backend() == "tensorflow":
@@ -230,61 +274,56 @@ def fit(
         model.jit_compile = cfg.jit
         state = json.loads(run.state.read_text())
         _set_seed_states(model, state.get("seed_states", {}))
-    else:
-        model = _build(cfg)
-        state = {"epoch": 0, "best_val_loss": None, "best_epoch": None, "wait": 0,
-                 "history": [], "stopped": False}
-    if state.get("stopped") or state["epoch"] >= cfg.epochs:
-        log.info("%s: training already finished at epoch %d", run.path, state["epoch"])
-        _finalize(model, run)
-        return state["history"]
+        return model, state
+    state = {"epoch": 0, "best_val_loss": None, "best_epoch": None, "wait": 0,
+             "history": [], "stopped": False}
+    return _build(cfg), state
 
-    tr, va = split["train"], split["val"]
-    yv = ds.y[va].astype(np.float32)
+
+def _train_epoch(model, ds: Dataset, tr, cfg: FitConfig, epoch: int, on_batch) -> list[float]:
+    """One pass over the training indices ``tr``, in an order and with augmentations drawn
+    from ``(seed, epoch)`` only (so that a resumed run repeats them); the batch losses."""
+    order = np.random.default_rng([cfg.seed, epoch]).permutation(tr)
+    aug_rng = np.random.default_rng([cfg.seed, epoch, 1])
     n_batches = int(np.ceil(len(tr) / cfg.batch_size))
-    done_here = 0
-    for epoch in range(state["epoch"], cfg.epochs):
-        t0 = time.perf_counter()
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(tr)
-        aug_rng = np.random.default_rng([cfg.seed, epoch, 1])
-        losses = []
-        for b in range(n_batches):
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            xb = ds.nhwc(idx)
-            if cfg.augment:
-                xb = _augment(xb, aug_rng)
-            loss = float(np.asarray(model.train_on_batch(xb, ds.y[idx].astype(np.float32)
-                                                         .reshape(-1, 1))).reshape(-1)[0])
-            losses.append(loss)
-            if on_batch is not None:
-                on_batch(epoch, b + 1, n_batches, loss)
-        pv = predict_scores(model, ds, va)
-        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_loss": _bce(yv, pv),
-               "val_accuracy": float(np.mean((pv >= DEFAULT_THRESHOLD) == (yv == 1))),
-               "seconds": time.perf_counter() - t0,
-               "samples_per_s": len(tr) / max(time.perf_counter() - t0, 1e-9)}
-        state["history"].append(row)
-        state["epoch"] = epoch + 1
-        if state["best_val_loss"] is None or row["val_loss"] < state["best_val_loss"]:
-            state.update(best_val_loss=row["val_loss"], best_epoch=epoch + 1, wait=0)
-            _save_atomic(model, run.best, weights_only=True)
-        else:
-            state["wait"] += 1
-        state["stopped"] = state["wait"] >= cfg.patience
-        state["seed_states"] = _seed_states(model)
-        _save_atomic(model, run.ckpt)
-        atomic_write(run.state, json.dumps(state, indent=1))
-        _write_history(run.history, state["history"])
-        if on_epoch is not None:
-            on_epoch(row)
-        done_here += 1
-        if state["stopped"]:
-            log.info("early stopping after epoch %d (best %d)", epoch + 1, state["best_epoch"])
-            break
-        if stop_after is not None and done_here >= stop_after:
-            return state["history"]
-    _finalize(model, run)
-    return state["history"]
+    losses = []
+    for b in range(n_batches):
+        idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+        xb = ds.nhwc(idx)
+        if cfg.augment:
+            xb = _augment(xb, aug_rng)
+        loss = float(np.asarray(model.train_on_batch(xb, ds.y[idx].astype(np.float32)
+                                                     .reshape(-1, 1))).reshape(-1)[0])
+        losses.append(loss)
+        if on_batch is not None:
+            on_batch(epoch, b + 1, n_batches, loss)
+    return losses
+
+
+def _end_epoch(model, run: RunDir, state: dict, ds: Dataset, split, epoch: int,
+               losses: list[float], t0: float, patience: int) -> dict:
+    """Validate, keep the best weights, decide early stopping and checkpoint everything a
+    resume needs (model, state with the dropout RNGs, history); the epoch's history row."""
+    va = split["val"]
+    yv = ds.y[va].astype(np.float32)
+    pv = predict_scores(model, ds, va)
+    row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_loss": _bce(yv, pv),
+           "val_accuracy": float(np.mean((pv >= DEFAULT_THRESHOLD) == (yv == 1))),
+           "seconds": time.perf_counter() - t0,
+           "samples_per_s": len(split["train"]) / max(time.perf_counter() - t0, 1e-9)}
+    state["history"].append(row)
+    state["epoch"] = epoch + 1
+    if state["best_val_loss"] is None or row["val_loss"] < state["best_val_loss"]:
+        state.update(best_val_loss=row["val_loss"], best_epoch=epoch + 1, wait=0)
+        _save_atomic(model, run.best, weights_only=True)
+    else:
+        state["wait"] += 1
+    state["stopped"] = state["wait"] >= patience
+    state["seed_states"] = _seed_states(model)
+    _save_atomic(model, run.ckpt)
+    atomic_write(run.state, json.dumps(state, indent=1))
+    _write_history(run.history, state["history"])
+    return row
 
 
 def _tf_determinism(jit: bool) -> None:

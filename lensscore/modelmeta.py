@@ -1,0 +1,133 @@
+"""What a model says about itself: its ``lensscore.*`` ONNX metadata as one typed object.
+
+Export writes it (:meth:`ModelMeta.to_props`), the scorer reads it (:meth:`ModelMeta.from_props`),
+``lensscore info`` prints it: the keys, their types and their defaults live here only
+(DESIGN.md, *Model contract*). A model without the grid keys is read as HSC: 0.168"/px, zero
+point 27.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .config import DEFAULT_ZEROPOINT, META_PREFIX, PIXEL_SCALE_ARCSEC
+from .errors import ModelError
+from .preprocess import PreprocessSpec
+
+__all__ = ["ModelMeta"]
+
+#: the keys with a field of their own; every other ``lensscore.*`` key is kept in ``extra``
+_FIELDS = ("bands", "size", "preprocess", "arch", "rotation_invariant", "pixel_scale",
+           "zeropoint", "survey", "version")
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """A model's metadata, parsed and checked once.
+
+    ``bands``, ``size`` and ``preprocess`` are ``None`` where the model does not say (the
+    scorer then needs them given); the grid keys default to HSC. ``extra`` holds the other
+    ``lensscore.*`` keys (training data, test and real-data metrics, export details), JSON
+    values decoded; ``other`` the keys of other producers, as text.
+    """
+
+    bands: tuple[str, ...] | None = None
+    size: int | None = None
+    preprocess: PreprocessSpec | None = None
+    arch: str = "unknown"
+    rotation_invariant: bool = False
+    pixel_scale: float = PIXEL_SCALE_ARCSEC
+    zeropoint: float = DEFAULT_ZEROPOINT
+    survey: str = "hsc"
+    version: str = ""
+    extra: dict = field(default_factory=dict)
+    other: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str], where: str = "model") -> ModelMeta:
+        """Parse ONNX ``metadata_props`` (as onnxruntime's ``custom_metadata_map`` gives them).
+
+        Raises
+        ------
+        ModelError
+            A ``lensscore.*`` value that is not of its type (``where`` names the model).
+        """
+        ours = {k[len(META_PREFIX):]: v for k, v in props.items() if k.startswith(META_PREFIX)}
+        other = {k: v for k, v in props.items() if not k.startswith(META_PREFIX)}
+
+        def get(key, parse, default):
+            text = ours.get(key)
+            if text is None or text == "":
+                return default
+            try:
+                return parse(text)
+            except (TypeError, ValueError) as exc:
+                raise ModelError(f"{where}: {META_PREFIX}{key} is not valid: {text[:80]!r} "
+                                 f"({exc})") from None
+
+        def positive(text):
+            v = float(text)
+            if not v > 0 or v == float("inf"):
+                raise ValueError("not a positive number")
+            return v
+
+        def finite(text):
+            v = float(text)
+            if v != v or abs(v) == float("inf"):
+                raise ValueError("not finite")
+            return v
+
+        def boolean(text):
+            low = text.strip().lower()
+            if low not in ("true", "false"):
+                raise ValueError("not true/false")
+            return low == "true"
+
+        extra = {}
+        for k, v in ours.items():
+            if k not in _FIELDS:
+                try:
+                    extra[k] = json.loads(v)
+                except (json.JSONDecodeError, TypeError):
+                    extra[k] = v
+        return cls(
+            bands=get("bands", lambda t: tuple(b.strip() for b in t.split(",") if b.strip())
+                      or None, None),
+            size=get("size", int, None),
+            preprocess=get("preprocess", PreprocessSpec.from_json, None),
+            arch=ours.get("arch") or "unknown",
+            rotation_invariant=get("rotation_invariant", boolean, False),
+            pixel_scale=get("pixel_scale", positive, PIXEL_SCALE_ARCSEC),
+            zeropoint=get("zeropoint", finite, DEFAULT_ZEROPOINT),
+            survey=ours.get("survey") or "hsc",
+            version=ours.get("version") or "",
+            extra=extra, other=other)
+
+    def to_props(self) -> dict[str, str]:
+        """The ``lensscore.*`` entries for ``metadata_props`` (export merges them in)."""
+        out = {"arch": self.arch, "rotation_invariant": "true" if self.rotation_invariant
+               else "false", "pixel_scale": repr(float(self.pixel_scale)),
+               "zeropoint": repr(float(self.zeropoint)), "survey": self.survey}
+        if self.bands is not None:
+            out["bands"] = ",".join(self.bands)
+        if self.size is not None:
+            out["size"] = str(int(self.size))
+        if self.preprocess is not None:
+            out["preprocess"] = self.preprocess.to_json()
+        if self.version:
+            out["version"] = self.version
+        for k, v in self.extra.items():
+            out[k] = v if isinstance(v, str) else json.dumps(v)
+        return {META_PREFIX + k: v for k, v in out.items()}
+
+    def as_dict(self) -> dict:
+        """Every field, JSON-ready (``lensscore info``)."""
+        out = {"bands": list(self.bands) if self.bands else None, "size": self.size,
+               "survey": self.survey, "pixel_scale": self.pixel_scale,
+               "zeropoint": self.zeropoint, "arch": self.arch,
+               "rotation_invariant": self.rotation_invariant,
+               "preprocess": json.loads(self.preprocess.to_json()) if self.preprocess else None,
+               "version": self.version}
+        return {**out, **self.extra, **{k: v for k, v in self.other.items() if k not in out}}
