@@ -5,6 +5,7 @@ Results go to stdout; progress, warnings and errors to stderr.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -166,11 +167,8 @@ def scan(
     1 nothing could be scored (bad model, no inputs, none readable); 2 usage error; 130 interrupted
     (rows written so far are kept; rerun with --resume).
     """
-    from .committee import make_scorer
+    from .scan import check_scan_options, scan_catalog
     from .scan import scan as run_scan
-    from .scan import scan_catalog
-
-    from .scan import check_scan_options
 
     try:
         check_scan_options(paths=paths, catalog=catalog, images=images, output=output,
@@ -180,75 +178,33 @@ def scan(
         _fail(str(exc), EXIT_USAGE)
     from .distributed import close as _close_client
 
-    client = None
-    if dask:
-        from .distributed import connect
-
-        try:
-            client = connect(dask, tls_ca_file=tls_ca_file, tls_cert=tls_cert, tls_key=tls_key)
-        except LensscoreError as exc:
-            _fail(str(exc), EXIT_NOTHING if "cannot reach" in str(exc) else EXIT_USAGE)
-        if dask.startswith("local"):
-            err.print(f"dask: LocalCluster of {len(client.cluster.workers)} worker processes",
-                      highlight=False)
-    elif any((tls_ca_file, tls_cert, tls_key)):
-        _fail("--tls-* options are for --dask", EXIT_USAGE)
-    # Build the ONNX session in a thread while this one imports astropy (both take ~0.4 s;
-    # onnxruntime releases the GIL): a shorter cold start.
-    built: dict = {}
-
-    def build():
-        try:
-            built["scorer"] = make_scorer(model or None, combine=combine, device=device,
-                                          threads=threads, batch_size=batch_size,
-                                          bands=bands.split(",") if bands else None, size=size)
-        except BaseException as exc:  # handed to the main thread
-            built["error"] = exc
-
-    loader = threading.Thread(target=build, name="lensscore-model", daemon=True)
-    loader.start()
-    _warm_imports(output)
-    loader.join()
-    if "error" in built:
-        _close_client(client)
-        if isinstance(built["error"], ModelError):
-            _fail(str(built["error"]), EXIT_NOTHING)
-        raise built["error"]
-    scorer = built["scorer"]
+    client = _connect_dask(dask, tls_ca_file, tls_cert, tls_key)
     try:
-        grid = scorer.read_options(pixel_scale, zeropoint).grid
-    except ModelError as exc:
-        _close_client(client)
-        _fail(str(exc), EXIT_USAGE)
-    err.print(f"model {scorer.path} ({scorer.arch}, bands {','.join(scorer.bands)}, "
-              f"{scorer.size}px at {grid.pixel_scale:g}\"/px, zero point {grid.zeropoint:g}) on "
-              f"{', '.join(scorer.providers)}", highlight=False, markup=False)
-    if output is None:
-        err.print("[yellow]no --output given: scores are printed, not saved[/]")
-
-    bar = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                   console=err, disable=quiet, transient=False)
-    task = bar.add_task("scan", total=None, rate="")
-    t0 = time.perf_counter()
-
-    def progress(done, total):
-        rate = done / max(time.perf_counter() - t0, 1e-9)
-        bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} files/s")
-
-    try:
-        with bar:
-            kw = dict(scorer=scorer, output=output,
-                      rotations="auto" if rotations is None else rotations, labels=labels,
-                      threshold=threshold, workers=workers, resume=resume,
-                      overwrite=overwrite, progress=progress, shard=shard, client=client,
-                      pixel_scale=pixel_scale, zeropoints=zeropoint, tta=tta)
+        scorer = _load_scorer(output, model=model or None, combine=combine, device=device,
+                              threads=threads, batch_size=batch_size,
+                              bands=bands.split(",") if bands else None, size=size)
+        try:
+            grid = scorer.read_options(pixel_scale, zeropoint).grid
+        except ModelError as exc:
+            _fail(str(exc), EXIT_USAGE)
+        err.print(f"model {scorer.path} ({scorer.arch}, bands {','.join(scorer.bands)}, "
+                  f"{scorer.size}px at {grid.pixel_scale:g}\"/px, zero point "
+                  f"{grid.zeropoint:g}) on {', '.join(scorer.providers)}", highlight=False,
+                  markup=False)
+        if output is None:
+            err.print("[yellow]no --output given: scores are printed, not saved[/]")
+        kw = dict(scorer=scorer, output=output,
+                  rotations="auto" if rotations is None else rotations, labels=labels,
+                  threshold=threshold, workers=workers, resume=resume, overwrite=overwrite,
+                  shard=shard, client=client, pixel_scale=pixel_scale, zeropoints=zeropoint,
+                  tta=tta)
+        with _progress_bar(quiet) as progress:
             if catalog is None:
-                res = run_scan(paths, **kw)
+                res = run_scan(paths, progress=progress, **kw)
             else:
                 res = scan_catalog(catalog, images, id_column=id_column,
                                    keep_columns=keep_columns.split(",") if keep_columns
-                                   else None, **kw)
+                                   else None, progress=progress, **kw)
     except KeyboardInterrupt:
         where = f"; rows so far are in {output} -- rerun with --resume" if output else ""
         err.print(f"[bold yellow]interrupted[/]{where}", highlight=False)
@@ -264,14 +220,7 @@ def scan(
         _fail(f"no objects in {catalog}" if catalog else
               f"no FITS files found under {', '.join(map(str, paths))}", EXIT_NOTHING)
     _print_summary(res, top)
-    if res.n_scale_assumed:
-        err.print(f"note: {res.n_scale_assumed} input(s) state no pixel scale (no WCS or "
-                  f"PIXSCALE): read as {grid.pixel_scale:g}\"/px, the model's; give "
-                  "--pixel-scale if that is wrong", highlight=False, markup=False)
-    if res.labels_unmatched:
-        n, eg = len(res.labels_unmatched), ", ".join(res.labels_unmatched[:3])
-        err.print(f"note: {n} id(s) of the labels file match no input (e.g. {eg}); a label "
-                  "matches the catalog's id, or its last part", highlight=False, markup=False)
+    _print_notes(res, grid)
     if gallery_html is not None and res.n_scored:
         from .gallery import gallery
 
@@ -282,6 +231,75 @@ def scan(
         except LensscoreError as exc:
             err.print(f"[bold red]gallery failed:[/] {escape(str(exc))}", highlight=False)
     raise typer.Exit(res.exit_code)
+
+
+def _connect_dask(dask, tls_ca_file, tls_cert, tls_key):
+    """The Dask client of ``--dask`` (``None`` without), or a one-line failure."""
+    if not dask:
+        if any((tls_ca_file, tls_cert, tls_key)):
+            _fail("--tls-* options are for --dask", EXIT_USAGE)
+        return None
+    from .distributed import connect
+
+    try:
+        client = connect(dask, tls_ca_file=tls_ca_file, tls_cert=tls_cert, tls_key=tls_key)
+    except LensscoreError as exc:
+        _fail(str(exc), EXIT_NOTHING if "cannot reach" in str(exc) else EXIT_USAGE)
+    if dask.startswith("local"):
+        err.print(f"dask: LocalCluster of {len(client.cluster.workers)} worker processes",
+                  highlight=False)
+    return client
+
+
+def _load_scorer(output, **kwargs):
+    """The scorer (or committee), its ONNX session built in a thread while this one imports
+    astropy (both take ~0.4 s; onnxruntime releases the GIL): a shorter cold start."""
+    from .committee import make_scorer
+
+    built: dict = {}
+
+    def build():
+        try:
+            built["scorer"] = make_scorer(**kwargs)
+        except BaseException as exc:  # handed to the main thread
+            built["error"] = exc
+
+    loader = threading.Thread(target=build, name="lensscore-model", daemon=True)
+    loader.start()
+    _warm_imports(output)
+    loader.join()
+    if "error" in built:
+        raise built["error"]
+    return built["scorer"]
+
+
+@contextlib.contextmanager
+def _progress_bar(quiet: bool):
+    """A progress bar on stderr; yields the ``progress(done, total)`` callback of a scan."""
+    bar = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                   console=err, disable=quiet, transient=False)
+    task = bar.add_task("scan", total=None, rate="")
+    t0 = time.perf_counter()
+
+    def progress(done, total):
+        rate = done / max(time.perf_counter() - t0, 1e-9)
+        bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} files/s")
+
+    with bar:
+        yield progress
+
+
+def _print_notes(res, grid) -> None:
+    """What the user should know about how inputs were read or labelled."""
+    if res.n_scale_assumed:
+        err.print(f"note: {res.n_scale_assumed} input(s) state no pixel scale (no WCS or "
+                  f"PIXSCALE): read as {grid.pixel_scale:g}\"/px, the model's; give "
+                  "--pixel-scale if that is wrong", highlight=False, markup=False)
+    if res.labels_unmatched:
+        n, eg = len(res.labels_unmatched), ", ".join(res.labels_unmatched[:3])
+        err.print(f"note: {n} id(s) of the labels file match no input (e.g. {eg}); a label "
+                  "matches the catalog's id, or its last part", highlight=False, markup=False)
 
 
 def _warm_imports(output) -> None:
