@@ -14,6 +14,8 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 app = typer.Typer(name="export", add_completion=False, pretty_exceptions_enable=False,
+                  # help texts are plain text: "[default: …]" must not be read as markup
+                  rich_markup_mode=None,
                   no_args_is_help=True)
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

@@ -16,8 +16,15 @@ from rich.table import Table
 
 from lensscore.config import DEFAULT_THRESHOLD
 
+from .fit import FitConfig
+
+#: the defaults of `fit`'s options: FitConfig's, the one place they are written
+_FIT = FitConfig()
+
 app = typer.Typer(name="train", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False,
+                  # help texts are plain text: "[default: …]" must not be read as markup
+                  rich_markup_mode=None,
                   help="Train and evaluate lens finders (HOLISMOKES CNN, RotationalConv2D) on "
                        "directories of FITS cutouts.")
 out = Console(soft_wrap=True)
@@ -45,29 +52,30 @@ def fit(
     out_dir: Annotated[Path, typer.Option("--out", help="Run directory to create (or resume).")],
     arch: Annotated[str, typer.Option(help="baseline or rot.")] = "baseline",
     epochs: Annotated[Optional[int], typer.Option(
-        min=1, help="Epoch limit [default: 35]; with --resume, raises the run's limit.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 128,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 6e-4,
-    l2: Annotated[float, typer.Option(help="L2 weight decay.")] = 1e-4,
+        min=1, help=f"Epoch limit [default: {_FIT.epochs}]; with --resume, raises the run's "
+                    "limit.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = _FIT.batch_size,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = _FIT.lr,
+    l2: Annotated[float, typer.Option(help="L2 weight decay.")] = _FIT.l2,
     conv_l2: Annotated[Optional[float], typer.Option(
         help="L2 on conv kernels if different (the seed's code: 1e-3).")] = None,
-    dropout: Annotated[float, typer.Option(min=0.0, max=0.99)] = 0.5,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).", min=1)] = 5,
-    augment: Annotated[bool, typer.Option(help="Random 90° rotations and flips.")] = False,
-    seed: Annotated[int, typer.Option()] = 0,
+    dropout: Annotated[float, typer.Option(min=0.0, max=0.99)] = _FIT.dropout,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).",
+                                          min=1)] = _FIT.patience,
+    augment: Annotated[bool, typer.Option(help="Random 90° rotations and flips.")] = _FIT.augment,
+    seed: Annotated[int, typer.Option()] = _FIT.seed,
     rot_mode: Annotated[str, typer.Option(help="RotationalConv2D computation: kernel|input "
-                                               "(same function).")] = "kernel",
-    jit: Annotated[bool, typer.Option(help="XLA-compile the training step.")] = True,
+                                               "(same function).")] = _FIT.rot_mode,
+    jit: Annotated[bool, typer.Option(help="XLA-compile the training step.")] = _FIT.jit,
     survey: Annotated[str, typer.Option(
         help="Survey preset of the data (hsc, ps1, ...): its pixel scale, zero point and cutout "
-             "size; export writes them into the model.")] = "hsc",
+             "size; export writes them into the model.")] = _FIT.survey,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
     stop_after: Annotated[Optional[int], typer.Option(
         help="Stop after this many epochs in this call (train in several sessions).")] = None,
 ):
     """Train a model with the seed's recipe; checkpoints every epoch (resume with --resume)."""
     from .data import SplitError
-    from .fit import FitConfig
     from .fit import fit as run_fit
 
     if arch not in ("baseline", "rot"):
@@ -78,7 +86,7 @@ def fit(
         size = preset(survey)["size"]
     except ValueError as exc:
         _fail(str(exc), 2)
-    cfg = FitConfig(arch=arch, epochs=epochs or 35, batch_size=batch_size, lr=lr, l2=l2,
+    cfg = FitConfig(arch=arch, epochs=epochs or _FIT.epochs, batch_size=batch_size, lr=lr, l2=l2,
                     conv_l2=conv_l2, dropout=dropout, patience=patience, augment=augment,
                     seed=seed, rot_mode=rot_mode, jit=jit, survey=survey, size=size)
     prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
