@@ -29,6 +29,7 @@ from .grid import RESAMPLE_TOLERANCE, Grid, ReadOptions, covers, resample
 from .readers import _celestial, _match_bands, _planes_from_file, _Plane, _read_per_band
 from .sources import Source, _group_display, find_sources, label_from_path, split_fits_suffix
 from .survey import normalize_band, pixel_scale_from_header, zeropoint_from_header
+from .tanwcs import SimpleTan
 
 __all__ = [
     "Cutout",
@@ -186,7 +187,8 @@ def cutout_from_planes(planes: list[_Plane], header, want: Sequence[str], size: 
             data[k][bad[k]] = np.median(data[k][~bad[k]])
 
     want_wcs = wcs
-    wcs = _celestial(header, path_str) if header is not None else None
+    # the scan needs no WCS object, only the scale and the centre: a plain TAN is computed
+    wcs = _celestial(header, path_str, fast=not want_wcs) if header is not None else None
     scale_in = pixel_scale_from_header(header, wcs) if header is not None else None
     scale_in = scale_in or options.pixel_scale
     zp_source, resampled = "assumed", False
@@ -221,8 +223,11 @@ def cutout_from_planes(planes: list[_Plane], header, want: Sequence[str], size: 
     if wcs is not None:
         sy, sx = data.shape[1:] if not resampled else (ny, nx)
         try:
-            c = wcs.all_pix2world([[x0 + (sx - 1) / 2, y0 + (sy - 1) / 2]], 0)[0]
-            ra, dec = float(c[0]), float(c[1])
+            cx, cy = x0 + (sx - 1) / 2, y0 + (sy - 1) / 2
+            if isinstance(wcs, SimpleTan):
+                ra, dec = wcs.pix2world(cx, cy)
+            else:
+                ra, dec = (float(v) for v in wcs.all_pix2world([[cx, cy]], 0)[0])
             wcs = None if resampled or not want_wcs else \
                 wcs.slice((slice(y0, y0 + sy), slice(x0, x0 + sx)))
         except Exception as exc:

@@ -130,9 +130,12 @@ def pixel_scale_from_header(header, wcs=None) -> float | None:
     both axes), else ``PIXSCALE``/``PIXSCAL1``/``SECPIX`` keywords; ``None`` if unknown."""
     if wcs is not None:
         try:
-            from astropy.wcs.utils import proj_plane_pixel_scales
+            if hasattr(wcs, "pixel_scales"):  # a plain TAN (lensscore.tanwcs)
+                s = wcs.pixel_scales()
+            else:
+                from astropy.wcs.utils import proj_plane_pixel_scales
 
-            s = proj_plane_pixel_scales(wcs)
+                s = proj_plane_pixel_scales(wcs)
             v = float(np.mean(s)) * 3600.0
             if math.isfinite(v) and v > 0:
                 return v

@@ -1,5 +1,6 @@
 import gzip
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,3 +200,133 @@ def test_find_sources_order_ids_labels_and_symlink_loop(tmp_path, rng):
     assert [s.label for s in src] == [0, 0, 0, 0]
     with pytest.raises(FileNotFoundError):
         find_sources(tmp_path / "nope")
+
+
+# ----------------------------------------------------------------------------- fast reader
+def _fast_cases(tmp_path, rng):
+    """Cube files the fast reader must read exactly as astropy does, and files it must leave
+    to astropy (``None``)."""
+    cube = fake_cutout(rng, n=80)
+    ok, other = {}, {}
+
+    def write(name, data, cards=(), bitpix=np.float32, ext=False, **kw):
+        h = fits.Header()
+        for c in cards:
+            h.append(c)
+        hdus = [fits.PrimaryHDU(np.asarray(data, bitpix), header=h)]
+        if ext:
+            hdus.append(fits.ImageHDU(np.zeros((3, 3), np.float32), name="MASK"))
+        p = tmp_path / f"{name}.fits"
+        fits.HDUList(hdus).writeto(p, **kw)
+        return str(p)
+
+    tan = list(sky_wcs(80, ra=359.99, dec=-31.0, scale_arcsec=0.2).to_header().cards)
+    cd = sky_wcs(80).to_header()
+    cd_cards = [c for c in cd.cards if not c.keyword.startswith(("CDELT", "PC"))] + [
+        ("CD1_1", -4.6e-5), ("CD1_2", 1.1e-6), ("CD2_1", 1.0e-6), ("CD2_2", 4.7e-5)]
+    ok["bands"] = write("bands", cube, [("BANDS", "g,r,i")])
+    ok["on_grid_wcs"] = write("og", cube, [("BANDS", "gri")] + list(sky_wcs(80).to_header().cards))
+    ok["filters_zp_wcs"] = write("fz", cube, [("FILTER1", "HSC-G"), ("FILTER2", "HSC-R"),
+                                              ("FILTER3", "HSC-I"), ("MAGZERO", 30.0)] + tan)
+    nan = cube.copy()
+    nan[1, 3:9, 5:7] = np.nan
+    ok["cd_nan_f64"] = write("cd", nan, [("BAND0", "g"), ("BAND1", "r"), ("BAND2", "i"),
+                                         ("PHOTZP", 27.5), ("OBSERVER", "O'Brien  "),
+                                         ("FLAG", True), ("NOTE", "")] + cd_cards,
+                             bitpix=np.float64)
+    ok["positional_comments"] = write("pos", cube, [("COMMENT", "made by a test"),
+                                                    ("HISTORY", "x = 'y'"), ("EXPTIME", 1)])
+    other["hierarch"] = write("hier", cube, [("HIERARCH FPA.ZP", 25.0), ("BANDS", "gri")])
+    other["extension"] = write("ext", cube, [("BANDS", "gri")], ext=True)
+    other["int_scaled"] = write("int", (cube * 100).astype(np.int16), [("BANDS", "gri")],
+                                bitpix=np.int16)
+    gz = tmp_path / "gz.fits.gz"
+    with open(ok["bands"], "rb") as src, gzip.open(gz, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    other["gzip"] = str(gz)
+    trunc = tmp_path / "trunc.fits"
+    trunc.write_bytes(Path(ok["bands"]).read_bytes()[:-3000])
+    other["truncated"] = str(trunc)
+    return ok, other
+
+
+def test_fast_reader_reads_as_astropy_does(tmp_path, rng, monkeypatch):
+    """The fast path (lensscore.fastfits, lensscore.tanwcs) gives the cutouts astropy's path
+    gives, bit for bit, and hands every file it does not fully understand to astropy."""
+    from lensscore import fastfits, readers
+    from lensscore.grid import ReadOptions
+
+    ok, other = _fast_cases(tmp_path, rng)
+    for name, path in other.items():
+        assert fastfits.read_simple_cube(path) is None, name
+    opts = ReadOptions()
+    fast = {}
+    for name, path in ok.items():
+        got = fastfits.read_simple_cube(path)
+        assert got is not None, name
+        data, head = got
+        with fits.open(path) as h:
+            np.testing.assert_array_equal(data, h[0].data.astype(np.float32))
+            for k, v in head.items():
+                assert h[0].header[k] == v and type(h[0].header[k]) is type(v), (name, k, v)
+        fast[name] = load_cutout(path, size=72, options=opts, wcs=False)
+    monkeypatch.setattr(readers, "read_simple_cube", lambda path: None)
+    for name, path in ok.items():
+        slow = load_cutout(path, size=72, options=opts, wcs=False)
+        f = fast[name]
+        np.testing.assert_array_equal(f.data, slow.data)
+        for attr in ("bands", "n_nonfinite", "resampled", "zp_source", "band_source"):
+            assert getattr(f, attr) == getattr(slow, attr), (name, attr)
+        assert np.allclose(f.pixscale_in, slow.pixscale_in, rtol=1e-12, equal_nan=True), name
+        assert np.allclose([f.ra, f.dec], [slow.ra, slow.dec], atol=1e-10, equal_nan=True), name
+    assert not np.isnan(fast["filters_zp_wcs"].ra) and fast["cd_nan_f64"].n_nonfinite == 12
+    # a cutout asked with its WCS (the gallery, notebooks) still gets astropy's
+    monkeypatch.undo()
+    assert fast["on_grid_wcs"].wcs is None
+    assert load_cutout(ok["on_grid_wcs"], size=72, options=opts).wcs is not None
+
+
+def test_plain_tan_equals_astropy_and_refuses_the_rest(rng):
+    import warnings
+
+    from astropy.wcs import WCS
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    from lensscore.tanwcs import simple_tan
+
+    for t in range(300):
+        h = fits.Header([("NAXIS", 3), ("NAXIS1", 72), ("NAXIS2", 60), ("NAXIS3", 3),
+                         ("CTYPE1", "RA---TAN"), ("CTYPE2", "DEC--TAN"),
+                         ("CRVAL1", rng.uniform(0, 360)), ("CRVAL2", rng.uniform(-89.5, 89.5)),
+                         ("CRPIX1", rng.uniform(-50, 120)), ("CRPIX2", rng.uniform(-50, 120)),
+                         ("RADESYS", "ICRS")])
+        s, th = rng.uniform(0.05, 1.0) / 3600, rng.uniform(0, 2 * np.pi)
+        rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+        if t % 3 == 0:
+            m = np.diag([-s, s]) @ rot * rng.uniform(0.8, 1.2, (2, 2))
+            h.update({f"CD{i + 1}_{j + 1}": m[i, j] for i in range(2) for j in range(2)})
+        else:
+            h.update(CDELT1=-s, CDELT2=s * rng.uniform(0.9, 1.1))
+            if t % 3 == 1:
+                h.update({f"PC{i + 1}_{j + 1}": rot[i, j] for i in range(2) for j in range(2)})
+        tan = simple_tan(h)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            w = WCS(h).celestial
+        x, y = rng.uniform(0, 72), rng.uniform(0, 60)
+        ra, dec = w.all_pix2world([[x, y]], 0)[0]
+        r2, d2 = tan.pix2world(x, y)
+        assert abs(((r2 - ra + 180) % 360 - 180) * np.cos(np.radians(dec))) < 1e-9
+        assert abs(d2 - dec) < 1e-9
+        np.testing.assert_allclose(tan.pixel_scales(), proj_plane_pixel_scales(w), rtol=1e-9)
+    base = fits.Header([("CTYPE1", "RA---TAN"), ("CTYPE2", "DEC--TAN"), ("CRVAL1", 10.0),
+                        ("CRVAL2", 5.0), ("CRPIX1", 1.0), ("CRPIX2", 1.0), ("CDELT1", -1e-5),
+                        ("CDELT2", 1e-5)])
+    assert simple_tan(base) is not None
+    for extra in ({"CTYPE1": "RA---TAN-SIP", "CTYPE2": "DEC--TAN-SIP", "A_ORDER": 2},
+                  {"PV2_1": 0.1}, {"CROTA2": 10.0}, {"CTYPE1A": "RA---TAN"},
+                  {"CTYPE1": "RA---SIN", "CTYPE2": "DEC--SIN"}, {"LONPOLE": 170.0},
+                  {"CUNIT1": "arcsec"}, {"PC001001": 1.0}, {"CD1_3": 0.5}):
+        h = base.copy()
+        h.update(extra)
+        assert simple_tan(h) is None, extra

@@ -1,0 +1,135 @@
+"""The common cutout file read without astropy: one float cube in the primary HDU, nothing else.
+
+``astropy.io.fits`` spends ~1.5 ms a cutout opening the file, building card objects and parsing
+each value on access (it consults its configuration on every card) -- most of a scan's reading
+time for a 72x72x3 cube. :func:`read_simple_cube` reads such a file in ~0.2 ms: the header
+blocks parsed by FITS' fixed card format (Standard 4.0, sect. 4), the data by ``np.frombuffer``.
+It answers only when everything is plain -- a single HDU (the file is exactly header + padded
+data), ``NAXIS = 3``, ``BITPIX`` -32 or -64, no ``BSCALE``/``BZERO``, no ``CONTINUE``,
+``HIERARCH`` or complex values, ASCII cards -- and returns ``None`` otherwise, so that astropy
+reads it (and reports whatever is wrong). The two paths are tested to give identical cutouts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+
+from .config import MAX_CUTOUT_PIXELS
+
+__all__ = ["read_simple_cube", "parse_value"]
+
+BLOCK = 2880
+#: a header this long is not a cutout's: left to astropy
+MAX_HEADER_BLOCKS = 36
+_INT = re.compile(r"^[+-]?\d+$")
+_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([EeDd][+-]?\d+)?$")
+
+
+class _Unsupported(Exception):
+    """Anything the fast path does not read exactly as astropy would."""
+
+
+def parse_value(text: str):
+    """The value of a card's value field (bytes 11-80) as astropy gives it: str (trailing
+    blanks removed, ``''`` unescaped), bool, int or float.
+
+    Raises
+    ------
+    _Unsupported
+        Complex numbers and anything else unusual.
+    """
+    s = text.lstrip()
+    if s.startswith("'"):
+        out, i = [], 1
+        while True:
+            j = s.find("'", i)
+            if j < 0:
+                raise _Unsupported("unterminated string")
+            out.append(s[i:j])
+            if s[j + 1:j + 2] == "'":  # an escaped quote
+                out.append("'")
+                i = j + 2
+                continue
+            rest = s[j + 1:].strip()
+            if rest and not rest.startswith("/"):
+                raise _Unsupported("text after a string")
+            return "".join(out).rstrip()
+    v = s.split("/", 1)[0].strip()
+    if v == "":
+        raise _Unsupported("no value")  # astropy's Undefined
+    if v == "T":
+        return True
+    if v == "F":
+        return False
+    if _INT.match(v):
+        return int(v)
+    if _FLOAT.match(v):
+        return float(v.replace("D", "E").replace("d", "e"))
+    raise _Unsupported(f"value {v[:20]!r}")
+
+
+class FastHeader(dict):
+    """A header read by :func:`read_simple_cube`: keyword -> value (the first card of each
+    keyword, as ``astropy.io.fits.Header[key]`` gives it); the readers use it as a Header."""
+
+
+def _read_header(fh) -> tuple[FastHeader, int]:
+    head = FastHeader()
+    for n in range(1, MAX_HEADER_BLOCKS + 1):
+        block = fh.read(BLOCK)
+        if len(block) < BLOCK:
+            raise _Unsupported("short header")
+        try:
+            text = block.decode("ascii")
+        except UnicodeDecodeError:
+            raise _Unsupported("non-ASCII header") from None
+        for i in range(0, BLOCK, 80):
+            card = text[i:i + 80]
+            key = card[:8].rstrip()
+            if key == "END":
+                return head, n * BLOCK
+            if key in ("CONTINUE", "HIERARCH") or not key.isprintable():
+                raise _Unsupported(key)
+            if card[8:10] != "= ":
+                continue  # COMMENT, HISTORY, blank cards: no value
+            if key.upper() != key:
+                raise _Unsupported("lower-case keyword")
+            value = parse_value(card[10:])
+            head.setdefault(key, value)
+    raise _Unsupported("header too long")
+
+
+def read_simple_cube(path: str) -> tuple[np.ndarray, FastHeader] | None:
+    """``(data (bands, y, x) float32, header)`` of a file that is one plain float cube, else
+    ``None`` (read it with astropy). Never raises for a bad file: astropy reports those."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            if fh.read(10) != b"SIMPLE  = ":
+                return None
+            fh.seek(0)
+            head, start = _read_header(fh)
+            if head.get("SIMPLE") is not True or head.get("NAXIS") != 3:
+                return None
+            bitpix = head.get("BITPIX")
+            if bitpix not in (-32, -64) or "BSCALE" in head or "BZERO" in head:
+                return None
+            shape = tuple(head.get(f"NAXIS{k}") for k in (3, 2, 1))
+            if not all(isinstance(v, int) and v > 0 for v in shape):
+                return None
+            npix = shape[0] * shape[1] * shape[2]
+            if npix > MAX_CUTOUT_PIXELS or head.get("GROUPS") is True:
+                return None
+            nbytes = npix * abs(bitpix) // 8
+            if size != start + -(-nbytes // BLOCK) * BLOCK:
+                return None  # extensions follow, or padding is missing: astropy's case
+            raw = fh.read(nbytes)
+    except (OSError, _Unsupported):
+        return None
+    if len(raw) != nbytes:
+        return None
+    data = np.frombuffer(raw, dtype=">f4" if bitpix == -32 else ">f8").reshape(shape)
+    return data.astype(np.float32), head

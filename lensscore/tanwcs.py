@@ -1,0 +1,109 @@
+"""The plain gnomonic (TAN) celestial WCS of most cutouts, evaluated without building astropy's.
+
+A scan needs two things from a cutout's WCS: its pixel scale and the RA/Dec of its centre.
+``astropy.wcs.WCS(header)`` costs ~2.5 ms a file to build (it prints and re-parses the header);
+for the common header -- ``RA---TAN``/``DEC--TAN`` with a ``CD`` matrix, or ``PC`` and
+``CDELT``, in degrees, no distortion terms -- the FITS WCS paper II formulas give the same numbers
+(tested against astropy to 1e-9 deg) in microseconds. Anything else (SIP, TPV, ``CROTA``,
+alternate WCSs, other projections, a coupled third axis) is left to astropy: :func:`simple_tan`
+returns ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+__all__ = ["SimpleTan", "simple_tan"]
+
+#: the keywords a celestial WCS is made of (FITS WCS papers I-IV, SIP, TPV, PS1's PC00i00j), with
+#: an optional alternate-WCS letter; astropy's parser is ~5x slower on a whole survey header
+#: (PS1 stacks carry ~170 cards of provenance: 8.6 ms against 1.7 ms, measured)
+_WCS_KEY = re.compile(
+    r"^(WCSAXES|NAXIS\d*|CTYPE\d+|CRVAL\d+|CRPIX\d+|CDELT\d+|CUNIT\d+|CROTA\d+|CD\d+_\d+|"
+    r"PC\d+_\d+|PC\d{3}\d{3}|PV\d+_\d+|PS\d+_\d+|LONPOLE|LATPOLE|RADESYS|RADECSYS|EQUINOX|"
+    r"EPOCH|MJD-OBS|MJDREF|DATE-OBS|A_ORDER|B_ORDER|AP_ORDER|BP_ORDER|A_\d+_\d+|B_\d+_\d+|"
+    r"AP_\d+_\d+|BP_\d+_\d+|A_DMAX|B_DMAX)[A-Z]?$")
+
+#: the keywords a plain TAN header may carry besides its own axes' (time and frame keywords
+#: do not change where a pixel lies: astropy does not convert frames either)
+_NEUTRAL = {"WCSAXES", "RADESYS", "RADECSYS", "EQUINOX", "EPOCH", "MJD-OBS", "MJDREF",
+            "DATE-OBS", "LATPOLE", "WCSNAME"}
+_AXIS_KEYS = ("CTYPE", "CRVAL", "CRPIX", "CDELT", "CUNIT")
+
+
+class SimpleTan:
+    """A distortion-free TAN projection: ``CD`` (degrees per pixel), ``CRPIX`` (1-based) and
+    ``CRVAL`` (RA, Dec in degrees)."""
+
+    def __init__(self, cd: np.ndarray, crpix: tuple[float, float], crval: tuple[float, float]):
+        self.cd = np.asarray(cd, np.float64)
+        self.crpix = tuple(float(v) for v in crpix)
+        self.crval = tuple(float(v) for v in crval)
+
+    def pixel_scales(self) -> np.ndarray:
+        """Degrees per pixel along each pixel axis (as ``proj_plane_pixel_scales``)."""
+        return np.sqrt((self.cd ** 2).sum(axis=0))
+
+    def pix2world(self, x: float, y: float) -> tuple[float, float]:
+        """RA, Dec (degrees) of 0-based pixel ``(x, y)``."""
+        d = np.array([x + 1 - self.crpix[0], y + 1 - self.crpix[1]])
+        xi, eta = np.radians(self.cd @ d)
+        ra0, dec0 = math.radians(self.crval[0]), math.radians(self.crval[1])
+        # gnomonic deprojection about (ra0, dec0), native pole at LONPOLE = 180
+        den = math.cos(dec0) - eta * math.sin(dec0)
+        ra = ra0 + math.atan2(xi, den)
+        dec = math.atan2(math.sin(dec0) + eta * math.cos(dec0), math.hypot(xi, den))
+        return math.degrees(ra) % 360.0, math.degrees(dec)
+
+
+def simple_tan(header) -> SimpleTan | None:
+    """A :class:`SimpleTan` for a header whose celestial WCS is a plain TAN one, else ``None``
+    (then astropy's WCS is needed)."""
+    try:
+        if (str(header.get("CTYPE1", "")).strip() != "RA---TAN"
+                or str(header.get("CTYPE2", "")).strip() != "DEC--TAN"):
+            return None
+        keys = set(header.keys())
+        cd_keys = {f"CD{i}_{j}" for i in (1, 2) for j in (1, 2)}
+        pc_keys = {f"PC{i}_{j}" for i in (1, 2) for j in (1, 2)}
+        allowed = _NEUTRAL | cd_keys | pc_keys | {"LONPOLE"} | {
+            f"{k}{i}" for k in _AXIS_KEYS for i in (1, 2, 3)} | {"CD3_3", "PC3_3"}
+        wcs_like = {k for k in keys if _is_wcs_key(k)}
+        if wcs_like - allowed:
+            return None
+        if float(header.get("LONPOLE", 180.0)) != 180.0:
+            return None
+        for i in (1, 2):
+            if str(header.get(f"CUNIT{i}", "deg")).strip().lower() not in ("deg", ""):
+                return None
+        crval = (float(header["CRVAL1"]), float(header["CRVAL2"]))
+        crpix = (float(header.get("CRPIX1", 0.0)), float(header.get("CRPIX2", 0.0)))
+        if keys & cd_keys:
+            if keys & pc_keys:
+                return None  # both: FITS says CD wins, astropy warns; not the plain case
+            cd = np.array([[float(header.get(f"CD{i}_{j}", 0.0)) for j in (1, 2)]
+                           for i in (1, 2)])
+        else:
+            pc = np.array([[float(header.get(f"PC{i}_{j}", float(i == j))) for j in (1, 2)]
+                           for i in (1, 2)])
+            cdelt = np.array([float(header.get("CDELT1", 1.0)), float(header.get("CDELT2", 1.0))])
+            cd = cdelt[:, None] * pc
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (np.isfinite(cd).all() and all(map(math.isfinite, crval + crpix))):
+        return None
+    if abs(np.linalg.det(cd)) == 0 or abs(crval[1]) >= 90.0:
+        return None
+    return SimpleTan(cd, crpix, crval)
+
+
+def _is_wcs_key(k: str) -> bool:
+    """Whether a keyword belongs to a WCS (of any axis or alternate): what could make the plain
+    formulas wrong if it were ignored."""
+    if k.startswith("NAXIS") or k in ("MJD-OBS", "DATE-OBS", "MJDREF", "EPOCH", "EQUINOX"):
+        return False
+    return bool(_WCS_KEY.match(k)) or k.startswith(
+        ("PV", "PS", "CROTA", "CPDIS", "CQDIS", "DP", "DQ", "WAT", "LTM", "LTV"))
