@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import sys
 import threading
 import time
@@ -180,7 +181,7 @@ def scan(
 
     client = _connect_dask(dask, tls_ca_file, tls_cert, tls_key)
     try:
-        scorer = _load_scorer(output, model=model or None, combine=combine, device=device,
+        scorer = _load_scorer(output, paths, model=model or None, combine=combine, device=device,
                               threads=threads, batch_size=batch_size,
                               bands=bands.split(",") if bands else None, size=size)
         try:
@@ -251,7 +252,7 @@ def _connect_dask(dask, tls_ca_file, tls_cert, tls_key):
     return client
 
 
-def _load_scorer(output, **kwargs):
+def _load_scorer(output, paths, **kwargs):
     """The scorer (or committee), its ONNX session built in a thread while this one imports
     astropy (both take ~0.4 s; onnxruntime releases the GIL): a shorter cold start."""
     from .committee import make_scorer
@@ -266,7 +267,7 @@ def _load_scorer(output, **kwargs):
 
     loader = threading.Thread(target=build, name="lensscore-model", daemon=True)
     loader.start()
-    _warm_imports(output)
+    _warm_imports(output, paths)
     loader.join()
     if "error" in built:
         raise built["error"]
@@ -302,14 +303,34 @@ def _print_notes(res, grid) -> None:
                   "matches the catalog's id, or its last part", highlight=False, markup=False)
 
 
-def _warm_imports(output) -> None:
-    """Import what the scan will need (astropy's FITS reader and WCS; its tables for catalogs
-    with metadata), so that it happens while the model loads."""
-    import astropy.io.fits  # noqa: F401
-    import astropy.wcs  # noqa: F401
+def _warm_imports(output, paths=None) -> None:
+    """Import what the scan will need, so that it happens while the model loads: astropy's FITS
+    reader and WCS unless the first input is a plain cube (read without astropy:
+    :mod:`lensscore.fastfits`), its tables for catalogs with metadata."""
+    from .fastfits import read_simple_cube
 
+    first = _first_fits(paths or ())
+    if first is None or read_simple_cube(first) is None:
+        import astropy.io.fits  # noqa: F401
+        import astropy.wcs  # noqa: F401
     if output is not None and Path(output).suffix.lower() != ".csv":
         import astropy.table  # noqa: F401
+
+
+def _first_fits(paths) -> str | None:
+    """The first FITS file under ``paths`` (a peek: the scan lists them all later)."""
+    from .sources import split_fits_suffix
+
+    for p in paths:
+        p = os.fspath(p)
+        if os.path.isfile(p):
+            return p
+        for d, dirs, files in os.walk(p):
+            dirs.sort()
+            for f in sorted(files):
+                if split_fits_suffix(f):
+                    return os.path.join(d, f)
+    return None
 
 
 def _print_summary(res, top: int):
