@@ -122,9 +122,13 @@ def preprocess(images: np.ndarray, spec: PreprocessSpec = DEFAULT_SPEC) -> np.nd
         raise ValueError(f"preprocess expects (bands, y, x) or (N, bands, y, x), got {x.shape}")
     # float64 statistics: exact for any float32 input and cheap on 72x72 cutouts
     x = x.astype(np.float64)
+    finite = bool(np.isfinite(x).all())
     if spec.sky == "median":
-        x = x - np.median(x, axis=(2, 3), keepdims=True)
-    scale = np.percentile(np.abs(x).reshape(len(x), -1), spec.percentile, axis=1)
+        x = x - (_median_last(x.reshape(*x.shape[:2], -1))[..., None, None] if finite else
+                 np.median(x, axis=(2, 3), keepdims=True))
+    a = np.abs(x).reshape(len(x), -1)
+    scale = _percentile_last(a, spec.percentile) if finite else \
+        np.percentile(a, spec.percentile, axis=1)
     if np.any(~(scale > 0)):
         bad = np.flatnonzero(~(scale > 0)).tolist()
         raise ValueError(f"cutout(s) {bad} have no signal: every pixel equals the sky level")
@@ -135,3 +139,27 @@ def preprocess(images: np.ndarray, spec: PreprocessSpec = DEFAULT_SPEC) -> np.nd
         np.clip(x, -spec.clip, spec.clip, out=x)
     x = x.astype(np.float32)
     return x[0] if single else x
+
+
+# np.median and np.percentile (method "linear") over the last axis, bit for bit (tested), by
+# one np.partition each: numpy's general machinery cost 0.5 of the 0.7 ms a cutout took here.
+def _median_last(a: np.ndarray) -> np.ndarray:
+    n = a.shape[-1]
+    h = n // 2
+    if n % 2:
+        return np.partition(a, h, axis=-1)[..., h]
+    p = np.partition(a, (h - 1, h), axis=-1)
+    return (p[..., h - 1] + p[..., h]) / 2  # np.mean of the two middle values
+
+
+def _percentile_last(a: np.ndarray, q: float) -> np.ndarray:
+    m = a.shape[-1]
+    v = (m - 1) * np.true_divide(q, 100)  # numpy's virtual index for "linear"
+    if v >= m - 1:
+        return np.max(a, axis=-1)
+    lo_i = int(np.floor(v))
+    g = float(v - lo_i)
+    p = np.partition(a, (lo_i, lo_i + 1), axis=-1)
+    lo, hi = p[..., lo_i], p[..., lo_i + 1]
+    d = hi - lo
+    return hi - d * (1 - g) if g >= 0.5 else lo + d * g  # numpy's _lerp
