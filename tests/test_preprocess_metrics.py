@@ -36,6 +36,8 @@ def test_statistics_are_numpys_bit_for_bit(rng):
         x = (x * rng.uniform(1e-12, 1e6)).astype(np.float32).astype(np.float64)
         np.testing.assert_array_equal(_median_last(x.reshape(k, 3, -1)),
                                       np.median(x, axis=(2, 3)))
+        np.testing.assert_array_equal(_median_last(x.astype(np.float32).reshape(k, 3, -1)),
+                                      np.median(x, axis=(2, 3)))  # x holds float32 values
         a = np.abs(x).reshape(k, -1)
         for q in (99.5, 50, 0, 0.1, 97.3, 100):
             np.testing.assert_array_equal(_percentile_last(a, q), np.percentile(a, q, axis=1))
