@@ -1,13 +1,14 @@
-"""The common cutout file read without astropy: one float cube in the primary HDU, nothing else.
+"""The common cutout file read without astropy: one float cube or image in the primary HDU.
 
 ``astropy.io.fits`` spends ~1.5 ms a cutout opening the file, building card objects and parsing
 each value on access (it consults its configuration on every card) -- most of a scan's reading
 time for a 72x72x3 cube. :func:`read_simple_cube` reads such a file in ~0.2 ms: the header
 blocks parsed by FITS' fixed card format (Standard 4.0, sect. 4), the data by ``np.frombuffer``.
 It answers only when everything is plain -- a single HDU (the file is exactly header + padded
-data), ``NAXIS = 3``, ``BITPIX`` -32 or -64, no ``BSCALE``/``BZERO``, no ``CONTINUE``,
-``HIERARCH`` or complex values, ASCII cards -- and returns ``None`` otherwise, so that astropy
-reads it (and reports whatever is wrong). The two paths are tested to give identical cutouts.
+data), ``NAXIS`` 3 (a cube) or 2 (a per-band file), ``BITPIX`` -32 or -64, no ``BSCALE`` or
+``BZERO``, no ``CONTINUE``, ``HIERARCH`` or complex values, ASCII cards -- and returns ``None``
+otherwise, so that astropy reads it (and reports whatever is wrong). The two paths are tested
+to give identical cutouts.
 """
 
 from __future__ import annotations
@@ -103,8 +104,9 @@ def _read_header(fh) -> tuple[FastHeader, int]:
 
 
 def read_simple_cube(path: str) -> tuple[np.ndarray, FastHeader] | None:
-    """``(data (bands, y, x) float32, header)`` of a file that is one plain float cube, else
-    ``None`` (read it with astropy). Never raises for a bad file: astropy reports those."""
+    """``(data float32, header)`` of a file that is one plain float cube ``(bands, y, x)`` or
+    image ``(y, x)`` (a per-band file), else ``None`` (read it with astropy). Never raises for
+    a bad file: astropy reports those."""
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as fh:
@@ -112,15 +114,16 @@ def read_simple_cube(path: str) -> tuple[np.ndarray, FastHeader] | None:
                 return None
             fh.seek(0)
             head, start = _read_header(fh)
-            if head.get("SIMPLE") is not True or head.get("NAXIS") != 3:
+            naxis = head.get("NAXIS")
+            if head.get("SIMPLE") is not True or naxis not in (2, 3):
                 return None
             bitpix = head.get("BITPIX")
             if bitpix not in (-32, -64) or "BSCALE" in head or "BZERO" in head:
                 return None
-            shape = tuple(head.get(f"NAXIS{k}") for k in (3, 2, 1))
+            shape = tuple(head.get(f"NAXIS{k}") for k in range(naxis, 0, -1))
             if not all(isinstance(v, int) and v > 0 for v in shape):
                 return None
-            npix = shape[0] * shape[1] * shape[2]
+            npix = int(np.prod(shape))
             if npix > MAX_CUTOUT_PIXELS or head.get("GROUPS") is True:
                 return None
             nbytes = npix * abs(bitpix) // 8

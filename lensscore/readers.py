@@ -190,9 +190,11 @@ def _planes_from_file(path: str) -> tuple[list[_Plane], object]:
     """
     fast = read_simple_cube(path)
     if fast is not None and hdu_kind(fast[1]) == "image":
-        cube, header = fast
-        names = _header_bands(header, len(cube)) or [None] * len(cube)
-        return [_Plane(p, n, (header, header)) for p, n in zip(cube, names)], header
+        data, header = fast
+        if data.ndim == 2:  # one image (a per-band file): as the loop below reads it
+            return [_Plane(data, band_from_header(header), (header, header))], header
+        names = _header_bands(header, len(data)) or [None] * len(data)
+        return [_Plane(p, n, (header, header)) for p, n in zip(data, names)], header
     hdul, fh = _open_fits(path)
     try:
         with warnings.catch_warnings(record=True) as caught:
