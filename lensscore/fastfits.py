@@ -6,7 +6,8 @@ time for a 72x72x3 cube. :func:`read_simple_cube` reads such a file in ~0.2 ms: 
 blocks parsed by FITS' fixed card format (Standard 4.0, sect. 4), the data by ``np.frombuffer``.
 It answers only when everything is plain -- a single HDU (the file is exactly header + padded
 data), ``NAXIS`` 3 (a cube) or 2 (a per-band file), ``BITPIX`` -32 or -64, no ``BSCALE`` or
-``BZERO``, no ``CONTINUE``, ``HIERARCH`` or complex values, ASCII cards -- and returns ``None``
+``BZERO``, no ``CONTINUE`` or complex values, ASCII cards (``HIERARCH`` keywords are read, as PS1 writes
+them) -- and returns ``None``
 otherwise, so that astropy reads it (and reports whatever is wrong). The two paths are tested
 to give identical cutouts.
 """
@@ -83,16 +84,22 @@ def _read_header(fh) -> tuple[FastHeader, int]:
         block = fh.read(BLOCK)
         if len(block) < BLOCK:
             raise _Unsupported("short header")
-        try:
-            text = block.decode("ascii")
-        except UnicodeDecodeError:
-            raise _Unsupported("non-ASCII header") from None
+        text = block.decode("latin-1")  # bytes after END may be anything; cards must be ASCII
         for i in range(0, BLOCK, 80):
             card = text[i:i + 80]
             key = card[:8].rstrip()
             if key == "END":
                 return head, n * BLOCK
-            if key in ("CONTINUE", "HIERARCH") or not key.isprintable():
+            if not card.isascii():
+                raise _Unsupported("non-ASCII card")
+            if key == "HIERARCH":  # ESO's long keywords (PS1: FPA.ZP): HIERARCH KEY = value
+                key, eq, value = card[9:].partition("=")
+                key = " ".join(key.split())
+                if not eq or not key or key.upper() != key:
+                    raise _Unsupported("HIERARCH card")
+                head.setdefault(key, parse_value(value))
+                continue
+            if key == "CONTINUE" or not key.isprintable():
                 raise _Unsupported(key)
             if card[8:10] != "= ":
                 continue  # COMMENT, HISTORY, blank cards: no value

@@ -29,6 +29,8 @@ _WCS_KEY = re.compile(
 
 #: the keywords a plain TAN header may carry besides its own axes' (time and frame keywords
 #: do not change where a pixel lies: astropy does not convert frames either)
+#: distortion and IRAF keywords beyond _WCS_KEY: any of them means "not plain"
+_OTHER_WCS = re.compile(r"^(CPDIS\d|CQDIS\d|DP\d|DQ\d|WAT\d_|LTM\d|LTV\d|CROTA\d)")
 _NEUTRAL = {"WCSAXES", "RADESYS", "RADECSYS", "EQUINOX", "EPOCH", "MJD-OBS", "MJDREF",
             "DATE-OBS", "LATPOLE", "WCSNAME"}
 _AXIS_KEYS = ("CTYPE", "CRVAL", "CRPIX", "CDELT", "CUNIT")
@@ -69,7 +71,8 @@ def simple_tan(header) -> SimpleTan | None:
         keys = set(header.keys())
         cd_keys = {f"CD{i}_{j}" for i in (1, 2) for j in (1, 2)}
         pc_keys = {f"PC{i}_{j}" for i in (1, 2) for j in (1, 2)}
-        allowed = _NEUTRAL | cd_keys | pc_keys | {"LONPOLE"} | {
+        old_pc = {f"PC00{i}00{j}" for i in (1, 2) for j in (1, 2)}
+        allowed = _NEUTRAL | cd_keys | pc_keys | old_pc | {"LONPOLE"} | {
             f"{k}{i}" for k in _AXIS_KEYS for i in (1, 2, 3)} | {"CD3_3", "PC3_3"}
         wcs_like = {k for k in keys if _is_wcs_key(k)}
         if wcs_like - allowed:
@@ -87,8 +90,14 @@ def simple_tan(header) -> SimpleTan | None:
             cd = np.array([[float(header.get(f"CD{i}_{j}", 0.0)) for j in (1, 2)]
                            for i in (1, 2)])
         else:
-            pc = np.array([[float(header.get(f"PC{i}_{j}", float(i == j))) for j in (1, 2)]
-                           for i in (1, 2)])
+            # PCi_j, or the PC00i00j of older writers (PS1 stacks); where a file has both (a
+            # later tool added PC1_1), only when they agree: then either reading is the same
+            pc = _matrix(header, "PC{}_{}")
+            if keys & old_pc:
+                old = _matrix(header, "PC00{}00{}")
+                if keys & pc_keys and not np.array_equal(pc, old):
+                    return None
+                pc = old
             cdelt = np.array([float(header.get("CDELT1", 1.0)), float(header.get("CDELT2", 1.0))])
             cd = cdelt[:, None] * pc
     except (KeyError, TypeError, ValueError):
@@ -100,10 +109,15 @@ def simple_tan(header) -> SimpleTan | None:
     return SimpleTan(cd, crpix, crval)
 
 
+def _matrix(header, pattern: str) -> np.ndarray:
+    """A 2x2 matrix from keywords ``pattern.format(i, j)``, absent ones the identity's."""
+    return np.array([[float(header.get(pattern.format(i, j), float(i == j))) for j in (1, 2)]
+                     for i in (1, 2)])
+
+
 def _is_wcs_key(k: str) -> bool:
     """Whether a keyword belongs to a WCS (of any axis or alternate): what could make the plain
     formulas wrong if it were ignored."""
     if k.startswith("NAXIS") or k in ("MJD-OBS", "DATE-OBS", "MJDREF", "EPOCH", "EQUINOX"):
         return False
-    return bool(_WCS_KEY.match(k)) or k.startswith(
-        ("PV", "PS", "CROTA", "CPDIS", "CQDIS", "DP", "DQ", "WAT", "LTM", "LTV"))
+    return bool(_WCS_KEY.match(k) or _OTHER_WCS.match(k))

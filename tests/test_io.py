@@ -236,7 +236,8 @@ def _fast_cases(tmp_path, rng):
                              bitpix=np.float64)
     ok["positional_comments"] = write("pos", cube, [("COMMENT", "made by a test"),
                                                     ("HISTORY", "x = 'y'"), ("EXPTIME", 1)])
-    other["hierarch"] = write("hier", cube, [("HIERARCH FPA.ZP", 25.0), ("BANDS", "gri")])
+    ok["hierarch"] = write("hier", cube, [("HIERARCH FPA.ZP", 25.0), ("EXPTIME", 30.0),
+                                          ("BANDS", "gri")])
     other["extension"] = write("ext", cube, [("BANDS", "gri")], ext=True)
     other["int_scaled"] = write("int", (cube * 100).astype(np.int16), [("BANDS", "gri")],
                                 bitpix=np.int16)
@@ -332,10 +333,16 @@ def test_plain_tan_equals_astropy_and_refuses_the_rest(rng):
                         ("CRVAL2", 5.0), ("CRPIX1", 1.0), ("CRPIX2", 1.0), ("CDELT1", -1e-5),
                         ("CDELT2", 1e-5)])
     assert simple_tan(base) is not None
+    old_pc = base.copy()
+    old_pc.update(PC001001=0.0, PC001002=-1.0, PC002001=1.0, PC002002=0.0)  # PS1's spelling
+    np.testing.assert_allclose(simple_tan(old_pc).cd, [[0, 1e-5], [1e-5, 0]])
+    old_pc.update(PC1_1=0.0, PC1_2=-1.0, PC2_1=1.0, PC2_2=0.0)  # both spellings, agreeing
+    np.testing.assert_allclose(simple_tan(old_pc).cd, [[0, 1e-5], [1e-5, 0]])
     for extra in ({"CTYPE1": "RA---TAN-SIP", "CTYPE2": "DEC--TAN-SIP", "A_ORDER": 2},
                   {"PV2_1": 0.1}, {"CROTA2": 10.0}, {"CTYPE1A": "RA---TAN"},
                   {"CTYPE1": "RA---SIN", "CTYPE2": "DEC--SIN"}, {"LONPOLE": 170.0},
-                  {"CUNIT1": "arcsec"}, {"PC001001": 1.0}, {"CD1_3": 0.5}):
+                  {"CUNIT1": "arcsec"}, {"PC1_1": 1.0, "PC001001": -1.0},
+                  {"CD1_3": 0.5}):
         h = base.copy()
         h.update(extra)
         assert simple_tan(h) is None, extra

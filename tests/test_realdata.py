@@ -98,3 +98,39 @@ def test_scan_all_raw_ps1_files(tmp_path):
     r = runner.invoke(app, ["scan", str(REAL / "raw"), "-o", str(out), "--top", "0"])
     assert r.exit_code == 0, r.output
     assert all(x["resampled"] == "true" for x in _check_catalog(out, 550))
+
+
+def test_fast_reader_reads_real_ps1_files_as_astropy_does():
+    """Every raw PS1 file (2-D float, 167 cards with HIERARCH, PC00i00j WCS) is read by the
+    fast path with astropy's pixels and header values, and its plain-TAN centre and scale are
+    astropy's WCS's."""
+    import warnings
+
+    from astropy.io import fits
+    from astropy.wcs import WCS
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    from lensscore.fastfits import read_simple_cube
+    from lensscore.readers import _wcs_cards
+    from lensscore.tanwcs import simple_tan
+
+    files = sorted((REAL / "raw").rglob("*.fits"))
+    assert len(files) > 1000
+    for k, f in enumerate(files[::3]):
+        got = read_simple_cube(str(f))
+        assert got is not None, f
+        data, head = got
+        with fits.open(f) as h:
+            np.testing.assert_array_equal(data, h[0].data.astype(np.float32))
+            for key, v in head.items():
+                assert h[0].header[key] == v and type(h[0].header[key]) is type(v), (f, key)
+            if k % 10:
+                continue
+            tan = simple_tan(head)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                w = WCS(_wcs_cards(h[0].header)).celestial
+        ra, dec = w.all_pix2world([[59.5, 59.5]], 0)[0]
+        r2, d2 = tan.pix2world(59.5, 59.5)
+        assert abs((r2 - ra + 180) % 360 - 180) < 1e-9 and abs(d2 - dec) < 1e-9
+        np.testing.assert_allclose(tan.pixel_scales(), proj_plane_pixel_scales(w), rtol=1e-12)
