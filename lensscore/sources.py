@@ -138,6 +138,7 @@ def _beside(path: str, base, tile_ref: bool = False) -> str:
     alt = os.path.join(os.fspath(base), path)
     return alt if os.path.exists(alt.rpartition("[")[0] if tile_ref else alt) else path
 
+
 def _group_display(per_band: Mapping[str, str]) -> str:
     paths = list(per_band.values())
     if len(paths) == 1:
