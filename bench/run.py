@@ -25,9 +25,9 @@ import numpy as np
 from .flops import gemm_gflops, onnx_flops, training_flops
 
 ROOT = Path(__file__).resolve().parent.parent
-#: issue 7's targets, checked in the table
+#: issue 7's targets, checked in the table (the cold start's tightened to issue 17's 1.0 s)
 TARGETS = {"model_rot": 0.80, "model_baseline": 0.85, "scan_vs_model": 0.85,
-           "speedup_vs_tf": 2.0, "cold_start_s": 1.5, "rss_vs_tf": 1 / 3, "train_peak": 0.30}
+           "speedup_vs_tf": 2.0, "cold_start_s": 1.0, "rss_vs_tf": 1 / 3, "train_peak": 0.30}
 
 
 def machine() -> dict:

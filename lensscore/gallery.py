@@ -78,7 +78,8 @@ def catalog_rows(table) -> list[dict]:
         label = None if label is None or np.ma.is_masked(label) or str(label) == "" \
             or int(label) < 0 else int(label)
         rows.append({"id": str(r["id"]), "path": str(r["path"]),
-                     "files": str(r["files"]) if "files" in cols else "",
+                     "files": "" if "files" not in cols or np.ma.is_masked(r["files"])
+                     else str(r["files"]),
                      "score": _float(r["score"]),
                      "score_std": _float(r["score_std"]) if "score_std" in cols else math.nan,
                      "ra": _float(r["ra"]) if "ra" in cols else math.nan,
