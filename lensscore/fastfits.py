@@ -128,7 +128,7 @@ def read_simple_cube(path: str) -> tuple[np.ndarray, FastHeader] | None:
             if bitpix not in (-32, -64) or "BSCALE" in head or "BZERO" in head:
                 return None
             shape = tuple(head.get(f"NAXIS{k}") for k in range(naxis, 0, -1))
-            if not all(isinstance(v, int) and v > 0 for v in shape):
+            if not all(type(v) is int and v > 0 for v in shape):  # not bool: NAXIS1 = T
                 return None
             npix = int(np.prod(shape))
             if npix > MAX_CUTOUT_PIXELS or head.get("GROUPS") is True:
