@@ -130,10 +130,10 @@ class ScanResult:
     read_options: ReadOptions | None = None
 
     # rows as they come (resumed from the catalog first, then scored), made arrays by _finish
-    _scores: list = field(default_factory=list, repr=False)
-    _labels: list = field(default_factory=list, repr=False)
-    _rots: list = field(default_factory=list, repr=False)
-    _mscores: list = field(default_factory=list, repr=False)
+    _scores: list = field(default_factory=list, repr=False, init=False)
+    _labels: list = field(default_factory=list, repr=False, init=False)
+    _rots: list = field(default_factory=list, repr=False, init=False)
+    _mscores: list = field(default_factory=list, repr=False, init=False)
 
     def _add(self, row: Mapping, score: float, rotation_scores=None, *, new: bool = True):
         """One catalog row: as written by this scan (``new``), or read back on resume (text

@@ -34,6 +34,12 @@ _OTHER_WCS = re.compile(r"^(CPDIS\d|CQDIS\d|DP\d|DQ\d|WAT\d_|LTM\d|LTV\d|CROTA\d
 _NEUTRAL = {"WCSAXES", "RADESYS", "RADECSYS", "EQUINOX", "EPOCH", "MJD-OBS", "MJDREF",
             "DATE-OBS", "LATPOLE", "WCSNAME"}
 _AXIS_KEYS = ("CTYPE", "CRVAL", "CRPIX", "CDELT", "CUNIT")
+_CD = {f"CD{i}_{j}" for i in (1, 2) for j in (1, 2)}
+_PC = {f"PC{i}_{j}" for i in (1, 2) for j in (1, 2)}
+_OLD_PC = {f"PC00{i}00{j}" for i in (1, 2) for j in (1, 2)}  # PS1's spelling of PCi_j
+#: every WCS keyword a plain TAN header may have
+_ALLOWED = (_NEUTRAL | _CD | _PC | _OLD_PC | {"LONPOLE", "CD3_3", "PC3_3"}
+            | {f"{k}{i}" for k in _AXIS_KEYS for i in (1, 2, 3)})
 
 
 class SimpleTan:
@@ -69,13 +75,7 @@ def simple_tan(header) -> SimpleTan | None:
                 or str(header.get("CTYPE2", "")).strip() != "DEC--TAN"):
             return None
         keys = set(header.keys())
-        cd_keys = {f"CD{i}_{j}" for i in (1, 2) for j in (1, 2)}
-        pc_keys = {f"PC{i}_{j}" for i in (1, 2) for j in (1, 2)}
-        old_pc = {f"PC00{i}00{j}" for i in (1, 2) for j in (1, 2)}
-        allowed = _NEUTRAL | cd_keys | pc_keys | old_pc | {"LONPOLE"} | {
-            f"{k}{i}" for k in _AXIS_KEYS for i in (1, 2, 3)} | {"CD3_3", "PC3_3"}
-        wcs_like = {k for k in keys if _is_wcs_key(k)}
-        if wcs_like - allowed:
+        if any(_is_wcs_key(k) for k in keys - _ALLOWED):
             return None
         if float(header.get("LONPOLE", 180.0)) != 180.0:
             return None
@@ -84,8 +84,8 @@ def simple_tan(header) -> SimpleTan | None:
                 return None
         crval = (float(header["CRVAL1"]), float(header["CRVAL2"]))
         crpix = (float(header.get("CRPIX1", 0.0)), float(header.get("CRPIX2", 0.0)))
-        if keys & cd_keys:
-            if keys & pc_keys:
+        if keys & _CD:
+            if keys & _PC:
                 return None  # both: FITS says CD wins, astropy warns; not the plain case
             cd = np.array([[float(header.get(f"CD{i}_{j}", 0.0)) for j in (1, 2)]
                            for i in (1, 2)])
@@ -93,9 +93,9 @@ def simple_tan(header) -> SimpleTan | None:
             # PCi_j, or the PC00i00j of older writers (PS1 stacks); where a file has both (a
             # later tool added PC1_1), only when they agree: then either reading is the same
             pc = _matrix(header, "PC{}_{}")
-            if keys & old_pc:
+            if keys & _OLD_PC:
                 old = _matrix(header, "PC00{}00{}")
-                if keys & pc_keys and not np.array_equal(pc, old):
+                if keys & _PC and not np.array_equal(pc, old):
                     return None
                 pc = old
             cdelt = np.array([float(header.get("CDELT1", 1.0)), float(header.get("CDELT2", 1.0))])
@@ -118,6 +118,4 @@ def _matrix(header, pattern: str) -> np.ndarray:
 def _is_wcs_key(k: str) -> bool:
     """Whether a keyword belongs to a WCS (of any axis or alternate): what could make the plain
     formulas wrong if it were ignored."""
-    if k.startswith("NAXIS") or k in ("MJD-OBS", "DATE-OBS", "MJDREF", "EPOCH", "EQUINOX"):
-        return False
-    return bool(_WCS_KEY.match(k) or _OTHER_WCS.match(k))
+    return not k.startswith("NAXIS") and bool(_WCS_KEY.match(k) or _OTHER_WCS.match(k))
