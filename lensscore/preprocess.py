@@ -147,15 +147,18 @@ def preprocess(images: np.ndarray, spec: PreprocessSpec = DEFAULT_SPEC) -> np.nd
 
 # np.median and np.percentile (method "linear") over the last axis, bit for bit (tested), by
 # one np.partition each: numpy's general machinery cost 0.5 of the 0.7 ms a cutout took here.
+# Each partition takes ONE kth: numpy's partition with a sequence of kth is 4-6x slower than with
+# one (measured, numpy 2.x, 3x72x72 cutouts); the neighbouring order statistic is then the max of
+# the part below kth or the min of the part above it, which are the same values.
 def _median_last(a: np.ndarray) -> np.ndarray:
     """np.median of ``a`` (float32 or float64) as numpy computes it on ``a`` in float64."""
     n = a.shape[-1]
     h = n // 2
+    p = np.partition(a, h, axis=-1)
     if n % 2:
-        return np.partition(a, h, axis=-1)[..., h].astype(np.float64)
-    p = np.partition(a, (h - 1, h), axis=-1)
-    # np.mean of the two middle values
-    return (p[..., h - 1].astype(np.float64) + p[..., h].astype(np.float64)) / 2
+        return p[..., h].astype(np.float64)
+    # np.mean of the two middle values; the lower one is the largest of the h below index h
+    return (p[..., :h].max(axis=-1).astype(np.float64) + p[..., h].astype(np.float64)) / 2
 
 
 def _percentile_last(a: np.ndarray, q: float) -> np.ndarray:
@@ -165,7 +168,8 @@ def _percentile_last(a: np.ndarray, q: float) -> np.ndarray:
         return np.max(a, axis=-1)
     lo_i = int(np.floor(v))
     g = float(v - lo_i)
-    p = np.partition(a, (lo_i, lo_i + 1), axis=-1)
-    lo, hi = p[..., lo_i], p[..., lo_i + 1]
+    p = np.partition(a, lo_i, axis=-1)
+    # the next order statistic is the smallest of those above index lo_i
+    lo, hi = p[..., lo_i], p[..., lo_i + 1:].min(axis=-1)
     d = hi - lo
     return hi - d * (1 - g) if g >= 0.5 else lo + d * g  # numpy's _lerp
