@@ -226,6 +226,13 @@ def simulate(
     real: Annotated[Optional[Path], typer.Option(
         help="Real cutouts (lenses/, nonlenses/) to show next to simulated ones in "
              "OUT/real_vs_sim.jpg, at one stretch.", exists=True, file_okay=False)] = None,
+    deflectors: Annotated[str, typer.Option(
+        help="uniform: theta_E drawn in 0.75-2.5\" (the shipped models' sets); sis-vdf: "
+             "theta_E from a velocity-dispersion function and redshifts, deflector light and "
+             "source sizes consistent with them (train/population.py).")] = "uniform",
+    los: Annotated[float, typer.Option(
+        "--los", min=0.0, help="Line-of-sight field galaxies per arcmin^2 (i 20-25), anywhere in "
+                               "the cutout, both classes; 0 for none.")] = 0.0,
 ):
     """Simulate survey-like (g, r, i) mock lenses and hard negatives with lenstronomy."""
     import time
@@ -233,7 +240,7 @@ def simulate(
     from .simulate import SimConfig, compare_real, preview, sim_check, simulate
 
     try:
-        cfg = SimConfig.for_survey(survey)
+        cfg = SimConfig.for_survey(survey, deflectors=deflectors, los_per_arcmin2=los)
     except ValueError as exc:
         _fail(str(exc), 2)
 

@@ -20,6 +20,12 @@ Non-lenses (HOLISMOKES XI-like mix): 1/3 spirals (bright arms, edge-on discs), 1
 with unrelated blue companions, some tangentially elongated), 1/12 compact groups, 1/3 other
 galaxies (random Sersics, ring galaxies, mergers with tidal arcs). Both classes get the same
 environment: 0-3 neighbours, a star with probability 0.3, the same noise.
+
+Options (``SimConfig``; the defaults make the shipped models' sets): ``deflectors="sis-vdf"``
+draws the lens population physically instead (velocity dispersion, redshifts, SIS Einstein
+radius weighted by its cross-section, Faber-Jackson light, LRG colours by redshift, source sizes
+and colours by redshift; non-lens LRGs are the same population unlensed: :mod:`train.population`),
+and ``los_per_arcmin2`` adds faint line-of-sight galaxies anywhere in the cutout.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ import numpy as np
 
 from lensscore.files import atomic_path
 
+from .population import draw_lens, draw_los, source_colours, source_size_arcsec
+
 __all__ = ["SimConfig", "simulate_one", "simulate", "trivial_classifier_accuracy",
            "measure_noise", "measure_fwhm", "sim_check", "preview", "compare_real",
            "NONLENS_TYPES"]
@@ -45,6 +53,9 @@ ZP = 27.0
 NONLENS_TYPES = {"spiral": 2 / 9, "edge_on_disc": 1 / 9, "lrg": 1 / 8, "lrg_blue_companion": 1 / 8,
                  "compact_group": 1 / 12, "random_galaxy": 1 / 6, "ring_galaxy": 1 / 12,
                  "merger": 1 / 12, "field_star": 1 / 12, "blank_sky": 1 / 12}
+
+
+DEFLECTORS = ("uniform", "sis-vdf")
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,18 @@ class SimConfig:
     bands: tuple = BANDS
     zeropoint: float = ZP
     survey: str = "hsc"
+    #: "uniform" (theta_E drawn in ``theta_e_range``, deflector brightness by a rule of thumb:
+    #: the shipped models' sets) or "sis-vdf" (a physical population, :mod:`train.population`)
+    deflectors: str = "uniform"
+    #: line-of-sight field galaxies per arcmin^2 (i 20-25), anywhere in the cutout; 0 for none
+    los_per_arcmin2: float = 0.0
+
+    def __post_init__(self):
+        if self.deflectors not in DEFLECTORS:
+            raise ValueError(f"deflectors must be one of {', '.join(DEFLECTORS)}, "
+                             f"got {self.deflectors!r}")
+        if not self.los_per_arcmin2 >= 0:
+            raise ValueError(f"los_per_arcmin2 must be >= 0, got {self.los_per_arcmin2}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -184,13 +207,14 @@ def _lrg(R, rng, mag_i=None, cx=0.0, cy=0.0):
                        qmin=0.6, col=_COL["lrg"])]
 
 
-def _star_forming(R, rng, mag_i, cx, cy, x=None, y=None, r=None, n_clumps=None):
-    """A Sersic body plus 0-4 bluer clumps (a star-forming galaxy); maps at (x, y)."""
+def _star_forming(R, rng, mag_i, cx, cy, x=None, y=None, r=None, n_clumps=None, col=None):
+    """A Sersic body (colours ``col``, default blue) plus 0-4 bluer clumps (a star-forming
+    galaxy); maps at (x, y)."""
     r = rng.uniform(0.1, 0.45) if r is None else r
     n_clumps = int(rng.integers(0, 5)) if n_clumps is None else n_clumps
     f_clumps = rng.uniform(0.1, 0.4) if n_clumps else 0.0
     comps = [_component(R, rng, "sersic", mag_i - 2.5 * np.log10(1 - f_clumps), cx, cy, x, y,
-                        r=r, n=rng.uniform(0.5, 2.0), col=_COL["blue"])]
+                        r=r, n=rng.uniform(0.5, 2.0), col=col or _COL["blue"])]
     for _ in range(n_clumps):
         dx, dy = rng.normal(0, r, 2)
         comps.append(_component(R, rng, "gauss", mag_i - 2.5 * np.log10(f_clumps / n_clumps),
@@ -278,11 +302,24 @@ def _arc_of_clumps(R, rng, mag_i, radius, phi0, width, cx=0.0, cy=0.0, n=10, sig
     return comps
 
 
-def _nonlens(R, rng, subtype):
-    """Components of a non-lens of the given subtype, centred in the cutout."""
+def _population_lrg(R, rng, cfg):
+    """An early-type galaxy of the lens population (sis-vdf): its light, and the draw."""
+    pop = draw_lens(rng, cfg.theta_e_range)
+    col = ((pop["g_r"],) * 2, (pop["r_i"],) * 2)
+    return [_component(R, rng, "sersic", pop["mag_i"], 0.0, 0.0, r=pop["r_eff"],
+                       n=rng.uniform(3, 5.5), qmin=0.6, col=col)], pop
+
+
+def _nonlens(R, rng, subtype, cfg=None):
+    """Components of a non-lens of the given subtype, centred in the cutout. With ``sis-vdf``
+    deflectors, LRGs are the lens population's galaxies, unlensed: a deflector's brightness,
+    colour and size then tell nothing about the class."""
     mi = rng.uniform(17.0, 21.0)
     if subtype in ("lrg", "lrg_blue_companion"):
-        comps = _lrg(R, rng, mi)
+        if cfg is not None and cfg.deflectors == "sis-vdf":
+            comps = _population_lrg(R, rng, cfg)[0]
+        else:
+            comps = _lrg(R, rng, mi)
         if subtype == "lrg_blue_companion":
             for _ in range(int(rng.integers(1, 3))):
                 d, phi = rng.uniform(1.0, 3.0), rng.uniform(0, 2 * np.pi)
@@ -362,6 +399,18 @@ def _environment(R, rng, cfg):
     return comps, star
 
 
+def _line_of_sight(R, rng, cfg, truth) -> list:
+    """Faint field galaxies anywhere in the cutout, over the centre too (none by default; draws
+    nothing then, so the default cutouts are unchanged)."""
+    if not cfg.los_per_arcmin2:
+        return []
+    gals = draw_los(rng, cfg.los_per_arcmin2, cfg.size * cfg.pixel_scale / 2)
+    truth["n_los"] = len(gals)
+    return [_component(R, rng, "sersic", m, x, y, r=r, n=rng.uniform(0.7, 3), qmin=0.3,
+                       col=_COL["blue"] if rng.random() < 0.6 else _COL["any"])
+            for x, y, m, r in gals]
+
+
 def _components_image(R, comps) -> np.ndarray:
     """Sum of components into (bands, size, size) counts at pixel resolution, before the PSF."""
     n = R.cfg.size
@@ -416,15 +465,19 @@ def _lens_system(R, rng, cfg, cond):
     """Draw lens systems until one is visible; returns components and truth."""
     from scipy import ndimage
 
-    attempt, ok = 0, False
+    attempt, ok, pop = 0, False, None
     quasar = rng.random() < cfg.quasar_fraction
     for attempt in range(cfg.max_redraws):
         if attempt % 4 == 0:  # a new deflector every 4 tries; sources are cheap to redraw
-            theta_e = float(cfg.theta_e_range[0] + (cfg.theta_e_range[1] - cfg.theta_e_range[0])
-                            * rng.random() ** 1.3)
-            mag_d = float(np.clip(19.2 - 2.5 * np.log10(theta_e / 1.2) + rng.normal(0, 0.8),
-                                  17.0, 21.0))
-            defl = _lrg(R, rng, mag_d)
+            if cfg.deflectors == "sis-vdf":
+                defl, pop = _population_lrg(R, rng, cfg)
+                theta_e = pop["theta_e"]
+            else:
+                theta_e = float(cfg.theta_e_range[0] + (cfg.theta_e_range[1] -
+                                                        cfg.theta_e_range[0]) * rng.random() ** 1.3)
+                mag_d = float(np.clip(19.2 - 2.5 * np.log10(theta_e / 1.2) + rng.normal(0, 0.8),
+                                      17.0, 21.0))
+                defl = _lrg(R, rng, mag_d)
             defl_g = _components_image(R, defl)[0]
             e1, e2 = _e12(rng, 0.6)
             g1, g2 = rng.normal(0, 0.04, 2)
@@ -435,6 +488,11 @@ def _lens_system(R, rng, cfg, cond):
         sx, sy = rs * np.cos(ps), rs * np.sin(ps)
         if quasar:
             src = _lensed_quasar(R, rng, kwl, sx, sy, bx, by)
+        elif pop is not None:  # size and colours by the source's redshift
+            mag_s = float(rng.uniform(20.5, 24.5))
+            src = _star_forming(R, rng, mag_s, sx, sy, bx, by,
+                                r=source_size_arcsec(rng, pop["z_s"]),
+                                col=source_colours(rng, pop["z_s"]))
         else:
             mag_s = float(rng.uniform(20.5, 24.5))
             src = _star_forming(R, rng, mag_s, sx, sy, bx, by, r=rng.uniform(0.08, 0.4))
@@ -467,6 +525,8 @@ def _lens_system(R, rng, cfg, cond):
              "defl_mag_g": float(defl[0][1][0]), "defl_mag_r": float(defl[0][1][1]),
              "defl_mag_i": float(defl[0][1][2]), "redraws": attempt, "visible": bool(ok),
              "arc_contrast_g": contrast}
+    if pop is not None:
+        truth.update(sigma_v=pop["sigma"], z_d=pop["z_d"], z_s=pop["z_s"])
     return defl + src, truth
 
 
@@ -484,7 +544,8 @@ def simulate_one(index: int, seed: int = 0, cfg: SimConfig = SimConfig(), *, kin
              "theta_e": np.nan, "magnification": np.nan, "arc_snr": np.nan,
              "src_mag_g": np.nan, "src_mag_r": np.nan, "src_mag_i": np.nan,
              "defl_mag_g": np.nan, "defl_mag_r": np.nan, "defl_mag_i": np.nan,
-             "redraws": 0, "visible": True, "arc_contrast_g": np.nan}
+             "redraws": 0, "visible": True, "arc_contrast_g": np.nan,
+             "sigma_v": np.nan, "z_d": np.nan, "z_s": np.nan, "n_los": 0}
     if kind == "star":
         comps, star = [], (cfg.size // 2, cfg.size // 2, np.full(3, 18.0))
         truth["subtype"] = "star"
@@ -504,11 +565,11 @@ def simulate_one(index: int, seed: int = 0, cfg: SimConfig = SimConfig(), *, kin
                     c = cfg.size // 2
                     star = (c, c, _mags(rng, rng.uniform(15.5, 22.0), _COL["any"]))
             else:
-                comps = _nonlens(R, rng, sub)
+                comps = _nonlens(R, rng, sub, cfg)
                 mags = comps[0][1]
                 truth.update(defl_mag_g=float(mags[0]), defl_mag_r=float(mags[1]),
                              defl_mag_i=float(mags[2]))
-        comps = comps + env
+        comps = comps + env + _line_of_sight(R, rng, cfg, truth)
     img = _observe(R, rng, _components_image(R, comps), star, cond)
     # flux unit: internal zero point 27 -> the survey's
     unit = np.float32(10 ** (0.4 * (cfg.zeropoint - ZP)))
@@ -594,7 +655,8 @@ def simulate(out_dir, n: int, seed: int = 0, workers: int = 1, cfg: SimConfig = 
     cols = ["id", "path", "index", "class", "label", "subtype", "theta_e", "magnification",
             "arc_snr", "src_mag_g", "src_mag_r", "src_mag_i", "defl_mag_g", "defl_mag_r",
             "defl_mag_i", "seeing_g", "seeing_r", "seeing_i", "sigma_g", "sigma_r", "sigma_i",
-            "arc_contrast_g", "has_star", "visible", "redraws", "seed"]
+            "arc_contrast_g", "has_star", "visible", "redraws", "seed", "sigma_v", "z_d", "z_s",
+            "n_los"]
     t = Table(rows=[[r[c] for c in cols] for r in rows], names=cols)
     t.meta["simconfig"] = json.loads(cfg.to_json())
     t.meta["n"] = n
