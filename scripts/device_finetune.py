@@ -52,8 +52,11 @@ def main():
     test_idx = [int(r.split(",")[0]) for r in
                 (run.path / "test_scores_device.csv").read_text().split()[1:]][:a.n_test]
     pool = mp.get_context("spawn").Pool(a.workers)
-    r_sim = simulate_async(pool, cfg.survey, 0, cfg.seed, spec, indices=sim_indices(run, a.n_sim))
-    r_test = simulate_async(pool, cfg.survey, 0, cfg.seed, spec, indices=test_idx)
+    sim = json.loads((run.path / "sim.json").read_text()) if (run.path / "sim.json").exists() \
+        else None  # the simulator options of the base run's data (train.device.import_run)
+    r_sim = simulate_async(pool, cfg.survey, 0, cfg.seed, spec, indices=sim_indices(run, a.n_sim),
+                           sim=sim)
+    r_test = simulate_async(pool, cfg.survey, 0, cfg.seed, spec, indices=test_idx, sim=sim)
     os.environ.setdefault("KERAS_BACKEND", "jax")
     import keras
 

@@ -36,18 +36,18 @@ def log(msg):
 
 def _sim_chunk(args):
     """Simulated, preprocessed cutouts ``indices`` (a range or a list) of a survey preset."""
-    survey, seed, indices, spec_json = args
+    survey, seed, indices, spec_json, sim = args
     from lensscore.preprocess import PreprocessSpec
     from train.device import regenerate
 
-    x, y = regenerate(survey, seed, indices, PreprocessSpec.from_json(spec_json))
+    x, y = regenerate(survey, seed, indices, PreprocessSpec.from_json(spec_json), sim=sim)
     return int(indices[0]), x.astype(np.float32), y.astype(np.int8)
 
 
-def simulate_async(pool, survey, n, seed, spec_json, chunk=100, indices=None):
+def simulate_async(pool, survey, n, seed, spec_json, chunk=100, indices=None, sim=None):
     """Simulate ``range(n)`` (or ``indices``) in ``pool``; ``.get()`` gives sorted chunks."""
     idx = list(range(n)) if indices is None else list(indices)
-    jobs = [(survey, seed, idx[s:s + chunk], spec_json) for s in range(0, len(idx), chunk)]
+    jobs = [(survey, seed, idx[s:s + chunk], spec_json, sim) for s in range(0, len(idx), chunk)]
     return pool.map_async(_sim_chunk, jobs, chunksize=1)
 
 
@@ -101,6 +101,10 @@ def main():
     ap.add_argument("--epochs", type=int, default=35)
     ap.add_argument("--out", default=os.environ.get("OUT", "device-out"))
     ap.add_argument("--runs", default="/tmp/device-runs")
+    ap.add_argument("--sim", type=json.loads, default=None,
+                    help='SimConfig options over the presets, JSON, e.g. '
+                         '\'{"deflectors": "sis-vdf", "los_per_arcmin2": 30}\' (recorded in '
+                         'results.json, so the test splits regenerate the same)')
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -113,7 +117,8 @@ def main():
     surveys = list(dict.fromkeys(s for s, _ in jobs))
     ctx = mp.get_context("spawn")  # workers never touch JAX
     pool = ctx.Pool(a.workers)
-    pending = {surveys[0]: simulate_async(pool, surveys[0], a.n, a.seed, spec_json)}
+    pending = {surveys[0]: simulate_async(pool, surveys[0], a.n, a.seed, spec_json,
+                                                  sim=a.sim)}
     log(f"simulating {surveys[0]} ({a.n}) on {a.workers} workers")
 
     os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -125,7 +130,7 @@ def main():
     from train.presets import preset
 
     log(f"keras {keras.__version__} backend {keras.backend.backend()}")
-    results = {"seed": a.seed, "n": a.n, "jobs": {}, "argv": sys.argv}
+    results = {"seed": a.seed, "n": a.n, "jobs": {}, "argv": sys.argv, "sim": a.sim}
     data = {}
     for j, (survey, arch) in enumerate(jobs):
         name = f"{survey}_{arch}"
@@ -136,7 +141,8 @@ def main():
                 f"{int(data[survey].y.sum())} lenses")
             nxt = [s for s in surveys if s not in data and s not in pending]
             if nxt:  # simulate the next survey while the GPU trains
-                pending[nxt[0]] = simulate_async(pool, nxt[0], a.n, a.seed, spec_json)
+                pending[nxt[0]] = simulate_async(pool, nxt[0], a.n, a.seed, spec_json,
+                                                  sim=a.sim)
                 log(f"simulating {nxt[0]} in the background")
         ds = data[survey]
         left = deadline - time.time()

@@ -230,3 +230,20 @@ def test_sis_vdf_and_line_of_sight_options():
         SimConfig(deflectors="nfw")
     with pytest.raises(ValueError, match="los_per_arcmin2"):
         SimConfig(los_per_arcmin2=-1)
+
+
+def test_device_regeneration_keeps_the_simulator_options():
+    """A GPU run's test split is made again here from (seed, index) and the options it was
+    simulated with (results.json "sim"); without them it would be other cutouts."""
+    from lensscore.preprocess import preprocess
+    from train.device import data_name, regenerate
+
+    sim = {"deflectors": "sis-vdf", "los_per_arcmin2": 30.0}
+    x, y = regenerate("ps1", 7, [2, 3], sim=sim)
+    for k, i in enumerate((2, 3)):
+        img, t = simulate_one(i, 7, SimConfig.for_survey("ps1", **sim))
+        np.testing.assert_array_equal(x[k], preprocess(img))
+        assert y[k] == t["label"]
+    assert not np.array_equal(regenerate("ps1", 7, [2])[0][0], x[0])
+    assert data_name({"seed": 7, "n": 10, "sim": sim}, "ps1").endswith(
+        "--deflectors sis-vdf --los 30.0")

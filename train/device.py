@@ -33,8 +33,13 @@ def unpack_weights(entry: dict, parts_dir) -> list[np.ndarray]:
     return out
 
 
+#: SimConfig options and the `train simulate` flags that set them
+_SIM_FLAGS = {"deflectors": "--deflectors", "los_per_arcmin2": "--los"}
+
+
 def data_name(results: dict, survey: str) -> str:
-    return f"train simulate --survey {survey} --seed {results['seed']} --n {results['n']}"
+    flags = "".join(f" {_SIM_FLAGS.get(k, k)} {v}" for k, v in (results.get("sim") or {}).items())
+    return f"train simulate --survey {survey} --seed {results['seed']} --n {results['n']}{flags}"
 
 
 def import_run(results_json, job: str, out_dir) -> Path:
@@ -65,6 +70,8 @@ def import_run(results_json, job: str, out_dir) -> Path:
     cfg["n"] = e["n_split"]
     cfg["trained_on"] = "device (Keras JAX backend); weights int8 per channel for kernels > 1e5"
     run.config.write_text(json.dumps(cfg, indent=1))
+    if results.get("sim"):  # the simulator options its data were made with (device_finetune)
+        (run.path / "sim.json").write_text(json.dumps(results["sim"]))
     run.state.write_text(json.dumps({"epoch": len(e["history"]), "best_epoch": e["best_epoch"],
                                      "best_val_loss": min((r["val_loss"] for r in e["history"]),
                                                           default=None),
@@ -84,8 +91,10 @@ def import_run(results_json, job: str, out_dir) -> Path:
     return run.path
 
 
-def regenerate(survey: str, seed: int, indices, spec=None, return_truth: bool = False):
-    """Simulate the cutouts ``indices`` again (pure in ``(seed, index)``), preprocessed.
+def regenerate(survey: str, seed: int, indices, spec=None, return_truth: bool = False,
+               sim: dict | None = None):
+    """Simulate the cutouts ``indices`` again (pure in ``(seed, index)``), preprocessed;
+    ``sim``: SimConfig options over the survey preset (e.g. ``{"deflectors": "sis-vdf"}``).
 
     Returns ``(x (n, bands, size, size) float32, y (n,) int)``.
     """
@@ -93,7 +102,7 @@ def regenerate(survey: str, seed: int, indices, spec=None, return_truth: bool = 
 
     from .simulate import SimConfig, simulate_one
 
-    cfg = SimConfig.for_survey(survey)
+    cfg = SimConfig.for_survey(survey, **(sim or {}))
     spec = spec or DEFAULT_SPEC
     xs, ys, truths = [], [], []
     for i in indices:
@@ -119,7 +128,7 @@ def verify(results_json, job: str, onnx_path, n: int = 1000) -> dict:
     e = results["jobs"][job]
     idx = e["test_index"][:n]
     sc = Scorer(onnx_path)
-    x, y = regenerate(e["survey"], results["seed"], idx, sc.spec)
+    x, y = regenerate(e["survey"], results["seed"], idx, sc.spec, sim=results.get("sim"))
     s = sc.score(x, preprocessed=True).astype(np.float64)
     out = {"n": len(idx), "metrics_onnx": classification_summary(y, s)}
     if e["test_scores"]:
@@ -143,7 +152,8 @@ def evaluate_onnx(results_json, job: str, onnx_path, run_dir, n: int = 4000) -> 
     e = results["jobs"][job]
     idx = e["test_index"][:n]
     sc = Scorer(onnx_path)
-    x, y, truths = regenerate(e["survey"], results["seed"], idx, sc.spec, return_truth=True)
+    x, y, truths = regenerate(e["survey"], results["seed"], idx, sc.spec, return_truth=True,
+                              sim=results.get("sim"))
     rot = sc.score_rotations(x, preprocessed=True).astype(np.float64)
     ids = [f"{'lenses' if lab else 'nonlenses'}/sim_{i:06d}" for i, lab in zip(idx, y)]
     run = Path(run_dir)
