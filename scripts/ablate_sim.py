@@ -11,7 +11,8 @@ seed (``--arms base,base@2``) to see how far training noise alone moves them.
         --arms base,vdf,vdf+los,base@2
 
 Arms: ``base`` (the shipped sets' simulator), ``vdf`` (``--deflectors sis-vdf``), ``vdf+los``
-(plus ``--los 30``), ``los`` (line of sight only); ``@SEED`` sets the training seed (the data are
+(plus ``--los 30``), ``vdf+cut`` (plus ``--deflector-max-mag 21.5``), ``los`` (line of sight
+only); ``@SEED`` sets the training seed (the data are
 the same for every seed). Results go to OUT/results.json, one entry per arm, written as each arm
 finishes (a rerun skips arms already there).
 """
@@ -28,7 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "realdata" / "ps1-sled-dev" / "raw"
 ARMS = {"base": [], "vdf": ["--deflectors", "sis-vdf"], "los": ["--los", "30"],
-        "vdf+los": ["--deflectors", "sis-vdf", "--los", "30"]}
+        "vdf+los": ["--deflectors", "sis-vdf", "--los", "30"],
+        # PS1's 5-sigma i depth 23.1 less 1.6 mag: deflectors a galaxy catalogue would hold
+        "vdf+cut": ["--deflectors", "sis-vdf", "--deflector-max-mag", "21.5"]}
 
 
 def _run(cmd: list[str], log: Path) -> None:

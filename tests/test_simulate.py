@@ -212,22 +212,28 @@ def test_lens_population_has_the_right_shape():
     assert np.corrcoef(np.log10(s), m)[0, 1] < -0.5
     a, b = (draw_lens(np.random.default_rng(9)) for _ in range(2))
     assert a == b  # pure in the generator
+    bright = [draw_lens(rng, (0.5, 3.0), max_mag_i=20.0) for _ in range(100)]
+    assert max(p["mag_i"] for p in bright) <= 20.0 < max(p["mag_i"] for p in pop)
 
 
 def test_sis_vdf_and_line_of_sight_options():
     from train.population import einstein_radius
 
-    cfg = SimConfig.for_survey("ps1", deflectors="sis-vdf", los_per_arcmin2=60.0)
+    cfg = SimConfig.for_survey("ps1", deflectors="sis-vdf", los_per_arcmin2=60.0,
+                               deflector_max_mag=21.5)
     img, t = simulate_one(0, 4, cfg)
     assert img.shape == (3, 48, 48) and np.isfinite(img).all()
     assert t["z_s"] > t["z_d"] and 0.75 <= t["theta_e"] <= 2.5
     assert t["theta_e"] == pytest.approx(einstein_radius(t["sigma_v"], t["z_d"], t["z_s"]))
+    assert t["defl_mag_i"] <= 21.5
     n_los = [simulate_one(i, 4, cfg)[1]["n_los"] for i in range(1, 12, 2)]
     assert sum(n_los) > 0  # ~2.4 a cutout at 60 per arcmin^2
     default = simulate_one(0, 4, SimConfig.for_survey("ps1"))[1]
     assert np.isnan(default["sigma_v"]) and default["n_los"] == 0
     with pytest.raises(ValueError, match="deflectors"):
         SimConfig(deflectors="nfw")
+    with pytest.raises(ValueError, match="needs deflectors sis-vdf"):
+        SimConfig(deflector_max_mag=21.0)
     with pytest.raises(ValueError, match="los_per_arcmin2"):
         SimConfig(los_per_arcmin2=-1)
 

@@ -233,6 +233,9 @@ def simulate(
     los: Annotated[float, typer.Option(
         "--los", min=0.0, help="Line-of-sight field galaxies per arcmin^2 (i 20-25), anywhere in "
                                "the cutout, both classes; 0 for none.")] = 0.0,
+    deflector_max_mag: Annotated[Optional[float], typer.Option(
+        help="With sis-vdf: the faintest deflector (i mag), for lens and non-lens LRGs alike "
+             "(a search starts from catalogued galaxies) [default: no limit].")] = None,
 ):
     """Simulate survey-like (g, r, i) mock lenses and hard negatives with lenstronomy."""
     import time
@@ -240,7 +243,8 @@ def simulate(
     from .simulate import SimConfig, compare_real, preview, sim_check, simulate
 
     try:
-        cfg = SimConfig.for_survey(survey, deflectors=deflectors, los_per_arcmin2=los)
+        cfg = SimConfig.for_survey(survey, deflectors=deflectors, los_per_arcmin2=los,
+                                   deflector_max_mag=deflector_max_mag)
     except ValueError as exc:
         _fail(str(exc), 2)
 

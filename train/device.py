@@ -34,7 +34,8 @@ def unpack_weights(entry: dict, parts_dir) -> list[np.ndarray]:
 
 
 #: SimConfig options and the `train simulate` flags that set them
-_SIM_FLAGS = {"deflectors": "--deflectors", "los_per_arcmin2": "--los"}
+_SIM_FLAGS = {"deflectors": "--deflectors", "los_per_arcmin2": "--los",
+              "deflector_max_mag": "--deflector-max-mag"}
 
 
 def data_name(results: dict, survey: str) -> str:

@@ -140,24 +140,28 @@ def einstein_radius(sigma, zd, zs) -> np.ndarray:
         * ARCSEC_PER_RAD
 
 
-def draw_lens(rng, theta_e_range=(0.75, 2.5), batch: int = 512) -> dict:
+def draw_lens(rng, theta_e_range=(0.75, 2.5), batch: int = 512,
+              max_mag_i: float | None = None) -> dict:
     """One lens of the population: sigma (km/s), z_d, z_s, theta_E (arcsec), the deflector's
-    i magnitude, g-r and r-i colours and half-light radius (arcsec)."""
+    i magnitude, g-r and r-i colours and half-light radius (arcsec). ``max_mag_i``: only
+    deflectors at least that bright (a lens search starts from a catalogue of galaxies)."""
     smp = _samplers()
     lo, hi = theta_e_range
+    c = cosmology()
     while True:
         sigma = smp["sigma"](rng.random(batch))
         zd = smp["zd"](rng.random(batch))
         zs = _draw_zs(rng, zd)
         te = einstein_radius(sigma, zd, zs)
         ok = (te >= lo) & (te <= hi) & (rng.random(batch) < (te / hi) ** 2)
-        if ok.any():
-            i = int(np.flatnonzero(ok)[0])
+        if not ok.any():
+            continue
+        i = int(np.flatnonzero(ok)[0])
+        m_r = FJ_M200 - FJ_SLOPE * math.log10(sigma[i] / 200) + rng.normal(0, FJ_SCATTER)
+        mag_i = m_r + float(c.distance_modulus(zd[i])) + float(np.interp(zd[i], _KE_Z, _KE))
+        if max_mag_i is None or mag_i <= max_mag_i:
             break
     sigma, zd, zs, te = float(sigma[i]), float(zd[i]), float(zs[i]), float(te[i])
-    c = cosmology()
-    m_r = FJ_M200 - FJ_SLOPE * math.log10(sigma / 200) + rng.normal(0, FJ_SCATTER)
-    mag_i = m_r + float(c.distance_modulus(zd)) + float(np.interp(zd, _KE_Z, _KE))
     gr = float(np.interp(zd, _TRACK_Z, _GR)) + rng.normal(0, COLOUR_SCATTER)
     ri = float(np.interp(zd, _TRACK_Z, _RI)) + rng.normal(0, COLOUR_SCATTER)
     re_kpc = RE_KPC * 10 ** (-0.4 * RE_SLOPE * (m_r - FJ_M200)) * 10 ** rng.normal(0, RE_SCATTER_DEX)

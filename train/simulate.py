@@ -87,11 +87,16 @@ class SimConfig:
     deflectors: str = "uniform"
     #: line-of-sight field galaxies per arcmin^2 (i 20-25), anywhere in the cutout; 0 for none
     los_per_arcmin2: float = 0.0
+    #: sis-vdf only: the faintest deflector (i magnitude; None for no limit). A lens search
+    #: starts from catalogued galaxies, and a deflector at the survey's depth is in none.
+    deflector_max_mag: float | None = None
 
     def __post_init__(self):
         if self.deflectors not in DEFLECTORS:
             raise ValueError(f"deflectors must be one of {', '.join(DEFLECTORS)}, "
                              f"got {self.deflectors!r}")
+        if self.deflector_max_mag is not None and self.deflectors != "sis-vdf":
+            raise ValueError("deflector_max_mag (--deflector-max-mag) needs deflectors sis-vdf")
         if not self.los_per_arcmin2 >= 0:
             raise ValueError(f"los_per_arcmin2 must be >= 0, got {self.los_per_arcmin2}")
 
@@ -304,7 +309,7 @@ def _arc_of_clumps(R, rng, mag_i, radius, phi0, width, cx=0.0, cy=0.0, n=10, sig
 
 def _population_lrg(R, rng, cfg):
     """An early-type galaxy of the lens population (sis-vdf): its light, and the draw."""
-    pop = draw_lens(rng, cfg.theta_e_range)
+    pop = draw_lens(rng, cfg.theta_e_range, max_mag_i=cfg.deflector_max_mag)
     col = ((pop["g_r"],) * 2, (pop["r_i"],) * 2)
     return [_component(R, rng, "sersic", pop["mag_i"], 0.0, 0.0, r=pop["r_eff"],
                        n=rng.uniform(3, 5.5), qmin=0.6, col=col)], pop
