@@ -43,20 +43,54 @@ def _run(cmd: list[str], log: Path) -> None:
         sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}; see {log}")
 
 
-def lenses_vs_field_sources(catalog: Path) -> float:
-    """ROC AUC of the real lenses against the field sources alone: most non-lenses of the set
-    are empty sky, which any network that sees a galaxy at the centre separates from lenses."""
+def _groups(catalog: Path):
+    """Scores of the real catalog's lenses, field sources and sky positions."""
     import csv
 
     import numpy as np
 
-    from lensscore.metrics import roc_auc
-
     with open(catalog, newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["status"] == "ok"]
-    keep = [r for r in rows if r["label"] == "1" or "/src/" in r["id"]]
-    return roc_auc(np.array([int(r["label"]) for r in keep]),
-                   np.array([float(r["score"]) for r in keep]))
+    g = {"lens": [], "src": [], "sky": []}
+    for r in rows:
+        k = "lens" if r["label"] == "1" else "src" if "/src/" in r["id"] else "sky"
+        g[k].append(float(r["score"]))
+    return {k: np.array(v) for k, v in g.items()}
+
+
+def lenses_vs(catalog: Path, group: str) -> float:
+    """ROC AUC of the real lenses against one group of non-lenses. Most non-lenses of the set are
+    empty sky, which any network that sees a galaxy at the centre separates from lenses; the
+    field sources (galaxies and stars) are the harder, more telling half."""
+    import numpy as np
+
+    from lensscore.metrics import roc_auc
+
+    g = _groups(catalog)
+    y = np.r_[np.ones(len(g["lens"]), int), np.zeros(len(g[group]), int)]
+    return roc_auc(y, np.r_[g["lens"], g[group]])
+
+
+def table(out: Path) -> str:
+    """Markdown table of the arms in OUT/results.json (group numbers from each real.csv)."""
+    res = json.loads((out / "results.json").read_text())
+    head = ("| arm | simulator options | epochs (best) | sim. test AUC | real AUC, all | "
+            "lenses vs field sources | lenses vs sky | TPR at FPR 1 % | lenses ≥ 0.5 | "
+            "field sources ≥ 0.5 | sky ≥ 0.5 |\n" + "| --- " * 2 + "| ---: " * 9 + "|")
+    lines = [head]
+    for name, r in res.items():
+        cat = out / f"run_{name}" / "real.csv"
+        g = _groups(cat)
+        state = json.loads((out / f"run_{name}" / "state.json").read_text())
+        m = r["real"]["metrics"]
+        lines.append(
+            f"| {name} | {' '.join(r['simulate']) or '(defaults)'} | {r['epochs_run']} "
+            f"({state.get('best_epoch')}) | {r['sim_test']['roc_auc']:.4f} | {m['roc_auc']:.3f} | "
+            f"{lenses_vs(cat, 'src'):.3f} | {lenses_vs(cat, 'sky'):.3f} | "
+            f"{m['tpr_at_fpr_1pct']:.3f} | "
+            + " | ".join(f"{int((g[k] >= 0.5).sum())}/{len(g[k])}" for k in ("lens", "src", "sky"))
+            + " |")
+    return "\n".join(lines)
 
 
 def arm(name: str, a, out: Path) -> dict:
@@ -90,7 +124,8 @@ def arm(name: str, a, out: Path) -> dict:
     return {"arm": name, "simulate": ARMS[sim], "train_seed": int(seed), "n": a.n,
             "epochs_max": a.epochs, "epochs_run": epochs_run,
             "sim_test": test["metrics"], "real": real_metrics(cat, str(a.real)),
-            "real_auc_lenses_vs_field_sources": lenses_vs_field_sources(cat),
+            "real_auc_lenses_vs_field_sources": lenses_vs(cat, "src"),
+            "real_auc_lenses_vs_sky": lenses_vs(cat, "sky"),
             "seconds": {"simulate": round(t_sim), "total": round(time.perf_counter() - t0)}}
 
 
@@ -102,7 +137,11 @@ def main(argv=None) -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--real", type=Path, default=REAL)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "ablate")
+    ap.add_argument("--table", action="store_true", help="print OUT's results as Markdown")
     a = ap.parse_args(argv)
+    if a.table:
+        print(table(a.out))
+        return
     if not a.real.is_dir():
         sys.exit(f"{a.real}: the real PS1 development cutouts are not there")
     for name in a.arms.split(","):
