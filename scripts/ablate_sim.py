@@ -8,7 +8,7 @@ held-out numbers of each arm; with one training seed per arm, repeat the base ar
 seed (``--arms base,base@2``) to see how far training noise alone moves them.
 
     python scripts/ablate_sim.py --n 14000 --epochs 15 --out runs/ablate \\
-        --arms base,vdf,vdf+los,base@2
+        --arms base,vdf,vdf+los,base@2,vdf+cut
 
 Arms: ``base`` (the shipped sets' simulator), ``vdf`` (``--deflectors sis-vdf``), ``vdf+los``
 (plus ``--los 30``), ``vdf+cut`` (plus ``--deflector-max-mag 21.5``), ``los`` (line of sight
@@ -131,7 +131,7 @@ def arm(name: str, a, out: Path) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--arms", default="base,vdf,vdf+los,base@2")
+    ap.add_argument("--arms", default="base,vdf,vdf+los,base@2,vdf+cut")
     ap.add_argument("--n", type=int, default=14000, help="cutouts per simulated set")
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--workers", type=int, default=2)
