@@ -27,10 +27,10 @@ _WCS_KEY = re.compile(
     r"EPOCH|MJD-OBS|MJDREF|DATE-OBS|A_ORDER|B_ORDER|AP_ORDER|BP_ORDER|A_\d+_\d+|B_\d+_\d+|"
     r"AP_\d+_\d+|BP_\d+_\d+|A_DMAX|B_DMAX)[A-Z]?$")
 
+#: distortion and IRAF keywords beyond _WCS_KEY: any of them means "not plain"
+_OTHER_WCS = re.compile(r"^(CPDIS\d|CQDIS\d|DP\d|DQ\d|WAT\d_|LTM\d|LTV\d)")
 #: the keywords a plain TAN header may carry besides its own axes' (time and frame keywords
 #: do not change where a pixel lies: astropy does not convert frames either)
-#: distortion and IRAF keywords beyond _WCS_KEY: any of them means "not plain"
-_OTHER_WCS = re.compile(r"^(CPDIS\d|CQDIS\d|DP\d|DQ\d|WAT\d_|LTM\d|LTV\d|CROTA\d)")
 _NEUTRAL = {"WCSAXES", "RADESYS", "RADECSYS", "EQUINOX", "EPOCH", "MJD-OBS", "MJDREF",
             "DATE-OBS", "LATPOLE", "WCSNAME"}
 _AXIS_KEYS = ("CTYPE", "CRVAL", "CRPIX", "CDELT", "CUNIT")

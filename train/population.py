@@ -38,8 +38,8 @@ import math
 
 import numpy as np
 
-__all__ = ["Cosmology", "draw_lens", "draw_los", "source_size_arcsec", "source_colours",
-           "ARCSEC_PER_RAD"]
+__all__ = ["Cosmology", "cosmology", "einstein_radius", "draw_lens", "draw_los",
+           "source_size_arcsec", "source_colours", "ARCSEC_PER_RAD"]
 
 ARCSEC_PER_RAD = 180 / math.pi * 3600
 C_KMS = 299_792.458
@@ -102,9 +102,14 @@ def cosmology() -> Cosmology:
     return _COSMO
 
 
-def _inverse_cdf(x: np.ndarray, pdf: np.ndarray):
+def _cdf(x: np.ndarray, pdf: np.ndarray) -> np.ndarray:
+    """The normalised cumulative distribution of ``pdf`` on ``x`` (trapezoids)."""
     cdf = np.concatenate([[0.0], np.cumsum((pdf[1:] + pdf[:-1]) / 2 * np.diff(x))])
-    cdf /= cdf[-1]
+    return cdf / cdf[-1]
+
+
+def _inverse_cdf(x: np.ndarray, pdf: np.ndarray):
+    cdf = _cdf(x, pdf)
     return lambda u: np.interp(u, cdf, x)
 
 
@@ -120,15 +125,13 @@ def _samplers():
         z = np.linspace(*ZD_RANGE, 2001)
         _SAMPLERS["zd"] = _inverse_cdf(z, c.volume_weight(z))
         zs = np.linspace(0.0, ZS_MAX, 4001)
-        _SAMPLERS["zs_cdf"] = (zs, zs ** 2 * np.exp(-(zs / ZS_Z0) ** 1.5))
+        _SAMPLERS["zs_cdf"] = (zs, _cdf(zs, zs ** 2 * np.exp(-(zs / ZS_Z0) ** 1.5)))
     return _SAMPLERS
 
 
 def _draw_zs(rng, zd: np.ndarray) -> np.ndarray:
     """Source redshifts above each deflector's (by inverse CDF of the truncated p(z))."""
-    zs, pdf = _samplers()["zs_cdf"]
-    cdf = np.concatenate([[0.0], np.cumsum((pdf[1:] + pdf[:-1]) / 2 * np.diff(zs))])
-    cdf /= cdf[-1]
+    zs, cdf = _samplers()["zs_cdf"]
     lo = np.interp(zd + 0.1, zs, cdf)
     return np.interp(lo + rng.random(len(zd)) * (1 - lo), cdf, zs)
 
@@ -176,7 +179,7 @@ def source_size_arcsec(rng, zs: float) -> float:
     return float(np.clip(kpc / float(cosmology().kpc_per_arcsec(zs)), 0.04, 0.6))
 
 
-def source_colours(rng, zs: float) -> tuple:
+def source_colours(zs: float) -> tuple:
     """(g-r, r-i) ranges of a star-forming source at ``zs``: bluer as g moves into the rest UV."""
     gr = float(np.interp(zs, (0.5, 1.0, 2.0, 3.0), (0.55, 0.4, 0.15, 0.3)))
     ri = float(np.interp(zs, (0.5, 1.0, 2.0, 3.0), (0.3, 0.35, 0.1, 0.05)))

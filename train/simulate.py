@@ -25,7 +25,8 @@ Options (``SimConfig``; the defaults make the shipped models' sets): ``deflector
 draws the lens population physically instead (velocity dispersion, redshifts, SIS Einstein
 radius weighted by its cross-section, Faber-Jackson light, LRG colours by redshift, source sizes
 and colours by redshift; non-lens LRGs are the same population unlensed: :mod:`train.population`),
-and ``los_per_arcmin2`` adds faint line-of-sight galaxies anywhere in the cutout.
+with ``deflector_max_mag`` keeping only deflectors a galaxy catalogue would hold;
+``los_per_arcmin2`` adds faint line-of-sight galaxies anywhere in the cutout.
 """
 
 from __future__ import annotations
@@ -315,13 +316,13 @@ def _population_lrg(R, rng, cfg):
                        n=rng.uniform(3, 5.5), qmin=0.6, col=col)], pop
 
 
-def _nonlens(R, rng, subtype, cfg=None):
+def _nonlens(R, rng, subtype, cfg):
     """Components of a non-lens of the given subtype, centred in the cutout. With ``sis-vdf``
     deflectors, LRGs are the lens population's galaxies, unlensed: a deflector's brightness,
     colour and size then tell nothing about the class."""
     mi = rng.uniform(17.0, 21.0)
     if subtype in ("lrg", "lrg_blue_companion"):
-        if cfg is not None and cfg.deflectors == "sis-vdf":
+        if cfg.deflectors == "sis-vdf":
             comps = _population_lrg(R, rng, cfg)[0]
         else:
             comps = _lrg(R, rng, mi)
@@ -493,14 +494,13 @@ def _lens_system(R, rng, cfg, cond):
         sx, sy = rs * np.cos(ps), rs * np.sin(ps)
         if quasar:
             src = _lensed_quasar(R, rng, kwl, sx, sy, bx, by)
-        elif pop is not None:  # size and colours by the source's redshift
-            mag_s = float(rng.uniform(20.5, 24.5))
-            src = _star_forming(R, rng, mag_s, sx, sy, bx, by,
-                                r=source_size_arcsec(rng, pop["z_s"]),
-                                col=source_colours(rng, pop["z_s"]))
         else:
             mag_s = float(rng.uniform(20.5, 24.5))
-            src = _star_forming(R, rng, mag_s, sx, sy, bx, by, r=rng.uniform(0.08, 0.4))
+            if pop is None:
+                r, col = rng.uniform(0.08, 0.4), None
+            else:  # size and colours by the source's redshift
+                r, col = source_size_arcsec(rng, pop["z_s"]), source_colours(pop["z_s"])
+            src = _star_forming(R, rng, mag_s, sx, sy, bx, by, r=r, col=col)
         lensed = _components_image(R, src)
         src_mags = getattr(src, "unlensed_mags", [m for _, m in src])
         unl = np.array([sum(_flux(m[b]) for m in src_mags) for b in range(3)])
