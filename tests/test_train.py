@@ -171,3 +171,37 @@ def test_cli_fit_help_and_refuses_existing_run(data_dir, tmp_path):
     r = runner.invoke(app, ["fit", "--data", str(data_dir), "--out", str(tmp_path / "q"),
                             "--arch", "resnet"])
     assert r.exit_code == 2
+
+
+def test_finetune_mixes_in_the_runs_own_training_cutouts(data_dir, tmp_path):
+    from train.finetune import FinetuneConfig, field_of, finetune, run_sims
+    from train.fit import RunDir
+
+    cfg = FitConfig(arch="baseline", epochs=1, batch_size=8, jit=False)
+    ds = load_dataset(data_dir)
+    fit(data_dir, tmp_path / "run", cfg)
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    xs, ys = run_sims(RunDir(tmp_path / "run"), 10)
+    # cutouts of the training split only, read from the run's data directory
+    train_x = {ds.x[ds.ids.index(i)].tobytes(): i for i in split["train"]}
+    assert len(xs) == 10 and all(x.tobytes() in train_x for x in xs)
+    assert list(ys) == [int(ds.y[ds.ids.index(train_x[x.tobytes()])]) for x in xs]
+
+    real = tmp_path / "real"  # "real" cutouts of four fields, a lens and a sky position each
+    rng = np.random.default_rng(3)
+    for k in range(4):
+        for cls, name, lens in (("lenses", f"f{k}", True), ("nonlenses/sky", f"f{k}-s", False)):
+            (real / cls).mkdir(parents=True, exist_ok=True)
+            write_cube(real / cls / f"{name}.fits", fake_cutout(rng, lens=lens))
+    r = finetune(tmp_path / "run", real, tmp_path / "ft",
+                 FinetuneConfig(folds=2, epochs=1, n_sim=10, batch_size=8))
+    assert r["n_real"] == 8 and r["cv"]["n"] == 8
+    assert (tmp_path / "ft" / "split.json").read_text() == (tmp_path / "run" / "split.json") \
+        .read_text()
+    rows = (tmp_path / "ft" / "cv_scores.csv").read_text().split()[1:]
+    by_field = {}
+    for row in rows:
+        obj, _, fold = row.split(",")[:3]
+        by_field.setdefault(field_of(obj), set()).add(fold)
+    assert len(rows) == 8 and len(by_field) == 4  # a field's cutouts in one fold, both used
+    assert all(len(f) == 1 for f in by_field.values()) and len(set().union(*by_field.values())) == 2

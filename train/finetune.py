@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from lensscore.preprocess import PreprocessSpec
 
 from .fit import RunDir, augment, load_config, read_config
 
-__all__ = ["FinetuneConfig", "finetune", "load_real", "field_of", "sim_indices"]
+__all__ = ["FinetuneConfig", "finetune", "load_real", "field_of", "run_sims", "sim_indices"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,30 @@ def sim_indices(run: RunDir, n: int) -> list[int]:
     if dev_scores.exists():
         test_idx = {int(r.split(",")[0]) for r in dev_scores.read_text().split()[1:]}
     return [i for i in range(n * 2 + len(test_idx)) if i not in test_idx][:n]
+
+
+def run_sims(run: RunDir, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` simulated cutouts of the run's own training split, to mix into fine-tuning.
+
+    A run fitted on this machine has its data directory and ``split.json``: a seeded sample of
+    its training ids, read from there (never its validation or test cutouts). A run trained on
+    a GPU machine has neither: the cutouts are simulated again (pure in ``(seed, index)``), with
+    the simulator options it was made with (``sim.json``, :func:`train.device.import_run`).
+    """
+    from .device import regenerate
+    from .fit import _data_and_split
+
+    cfg = load_config(run)
+    data_dir = Path(read_config(run).get("data_dir", ""))
+    if run.split.exists() and data_dir.is_dir():
+        ds, split = _data_and_split(run, cfg, data_dir, None, write_config=False)
+        idx = np.sort(np.random.default_rng(cfg.seed).choice(
+            split["train"], min(n, len(split["train"])), replace=False))
+        return np.asarray(ds.x[idx], np.float32), np.asarray(ds.y[idx], int)
+    sim_json = run.path / "sim.json"
+    sim = json.loads(sim_json.read_text()) if sim_json.exists() else None
+    return regenerate(cfg.survey, cfg.seed, sim_indices(run, n),
+                      PreprocessSpec.from_json(cfg.preprocess), sim=sim)
 
 
 def _nhwc(x):
@@ -142,8 +167,6 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
         ``cv`` (metrics over all out-of-fold scores), ``before`` (the run's model on the same
         cutouts, for comparison), ``n_real``, ``config``.
     """
-    from .device import regenerate
-
     fc = fc or FinetuneConfig()
     run, out = RunDir(run_dir), RunDir(out_dir)
     if out.model.exists():
@@ -152,11 +175,7 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
     x, y, ids = real if real is not None else load_real(real_dir, cfg)
     y = np.asarray(y, int)
     log.info("%d real cutouts (%d lenses)", len(y), int(y.sum()))
-    if sim is None:
-        xs, ys = regenerate(cfg.survey, cfg.seed, sim_indices(run, fc.n_sim),
-                            PreprocessSpec.from_json(cfg.preprocess))
-    else:
-        xs, ys = sim
+    xs, ys = sim if sim is not None else run_sims(run, fc.n_sim)
 
     import keras
 
@@ -181,6 +200,8 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
                         "n_real": int(len(y)), "n_real_lenses": int(y.sum()),
                         "base_run": run.path.name}
     out.config.write_text(json.dumps(conf, indent=1))
+    if run.split.exists():  # the same test split: `python -m train evaluate OUT` stays honest
+        shutil.copyfile(run.split, out.split)
     with open(out.path / "cv_scores.csv", "w") as fh:
         fh.write("id,label,fold,score_cv,score_before\n")
         for i, lab, f, s, b in zip(ids, y, fold, cv, before):
