@@ -198,6 +198,13 @@ def test_finetune_mixes_in_the_runs_own_training_cutouts(data_dir, tmp_path):
     assert r["n_real"] == 8 and r["cv"]["n"] == 8
     assert (tmp_path / "ft" / "split.json").read_text() == (tmp_path / "run" / "split.json") \
         .read_text()
+    m = json.loads((tmp_path / "ft" / "metrics.json").read_text())["real_data"]
+    assert m["cv"] == r["cv"] and "2-fold" in m["method"] and "4 lenses" in m["data"]
+    from train.evaluate import evaluate
+
+    evaluate(tmp_path / "ft", data_dir, plots=False)  # the base run's test split; CV kept
+    m2 = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    assert m2["real_data"] == m and m2["metrics"]["n"] == 12
     rows = (tmp_path / "ft" / "cv_scores.csv").read_text().split()[1:]
     by_field = {}
     for row in rows:

@@ -113,6 +113,10 @@ def evaluate(run_dir, data_dir=None, *, threshold: float = DEFAULT_THRESHOLD,
     from .plots import write_test_scores
 
     write_test_scores(run.path / "test_scores.csv", [ds.ids[i] for i in te], y, rot)
+    if run.metrics.exists():  # a fine-tuned run's cross-validated real-data numbers stay
+        kept = json.loads(run.metrics.read_text()).get("real_data")
+        if kept:
+            result["real_data"] = kept
     run.metrics.write_text(json.dumps(result, indent=1))
     if plots:
         try:

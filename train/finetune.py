@@ -27,7 +27,8 @@ from lensscore.preprocess import PreprocessSpec
 
 from .fit import RunDir, augment, load_config, read_config
 
-__all__ = ["FinetuneConfig", "finetune", "load_real", "field_of", "run_sims", "sim_indices"]
+__all__ = ["FinetuneConfig", "finetune", "load_real", "field_of", "real_data_record", "run_sims",
+           "sim_indices"]
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,16 @@ def run_sims(run: RunDir, n: int) -> tuple[np.ndarray, np.ndarray]:
     sim = json.loads(sim_json.read_text()) if sim_json.exists() else None
     return regenerate(cfg.survey, cfg.seed, sim_indices(run, n),
                       PreprocessSpec.from_json(cfg.preprocess), sim=sim)
+
+
+def real_data_record(res: dict, real_dir) -> dict:
+    """The ``real_data`` entry of a fine-tuned run's ``metrics.json``: the cross-validated
+    metrics that ``python -m export`` stamps into the model (``lensscore.real_metrics``)."""
+    name = "/".join(Path(real_dir).resolve().parts[-3:]) if real_dir else "given"
+    return {"data": f"{name} ({res['cv']['n_lens']} lenses, {res['cv']['n_nonlens']} non-lenses)",
+            "method": f"{res['config']['folds']}-fold cross-validation grouped by field: each "
+                      "cutout scored by a model fine-tuned without it",
+            "cv": res["cv"], "before_finetune": res["before"]}
 
 
 def _nhwc(x):
@@ -210,6 +221,6 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
            "cv": classification_summary(y, cv), "before": classification_summary(y, before)}
     src = np.array(["/src/" in i for i in ids])
     res["cv"]["field_sources_above_threshold"] = (
-        float(np.mean(cv[src] >= DEFAULT_THRESHOLD)) if src.any() else float("nan"))
-    out.metrics.write_text(json.dumps({"real_data_cv": res}, indent=1))
+        float(np.mean(cv[src] >= DEFAULT_THRESHOLD)) if src.any() else None)
+    out.metrics.write_text(json.dumps({"real_data": real_data_record(res, real_dir)}, indent=1))
     return res
