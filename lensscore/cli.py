@@ -269,6 +269,9 @@ def _load_scorer(output, paths, **kwargs):
     loader.start()
     _warm_imports(output, paths)
     loader.join()
+    from . import _session
+
+    _session.discard_ahead()  # sessions guessed from argv (lensscore._entry) that went unused
     if "error" in built:
         raise built["error"]
     return built["scorer"]

@@ -6,10 +6,11 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
+from . import _session
+from ._session import default_model_path
 from ._lazy import LazyModule
 
 from .config import DEFAULT_BATCH_SIZE
@@ -26,27 +27,6 @@ __all__ = ["Scorer", "default_model_path", "read_model_metadata", "rotations", "
 log = logging.getLogger(__name__)
 
 DEVICES = ("cpu", "cuda", "auto")
-
-
-def default_model_path() -> Path:
-    """The shipped rotation-invariant model: ``$LENSSCORE_MODEL``, else ``models/rot.onnx``.
-
-    Raises
-    ------
-    ModelError
-        If no default model can be found.
-    """
-    env = os.environ.get("LENSSCORE_MODEL")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parent
-    for cand in (here / "models" / "rot.onnx", here.parent / "models" / "rot.onnx"):
-        if cand.is_file():
-            return cand
-    raise ModelError(
-        "no default model: models/rot.onnx is not shipped with this installation; "
-        "pass --model FILE.onnx (or set LENSSCORE_MODEL)"
-    )
 
 
 def rotate(images: np.ndarray, k: int, *, channels_last: bool = False) -> np.ndarray:
@@ -74,21 +54,7 @@ def check_tta(tta: str) -> str:
 
 
 def _load_session(path: str, providers: list[str], threads: int | None):
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads or 0)
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    # Weight-only int8 models (export --weights int8) hold DequantizeLinear on initializers. With
-    # QDQ handling on (the default) onnxruntime keeps those nodes and dequantizes ~26 M weights on
-    # every run (5x slower at batch 1, measured); off, it folds them into float32 constants once.
-    so.add_session_config_entry("session.disable_quant_qdq", "1")
-    try:
-        return ort.InferenceSession(path, sess_options=so, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own exception types
-        msg = " ".join(str(exc).split())
-        raise ModelError(f"{path}: not a usable ONNX model ({msg[:200]})") from None
+    return _session.load(path, providers, threads)
 
 
 def read_model_metadata(path) -> dict[str, str]:

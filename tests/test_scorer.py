@@ -134,3 +134,35 @@ def test_model_metadata_is_one_typed_object(tmp_path):
         p = make_model(tmp_path / f"bad_{key}.onnx", extra_meta={f"lensscore.{key}": bad})
         with pytest.raises(ModelError, match=f"lensscore.{key} is not valid"):
             Scorer(p)
+
+
+def test_session_built_ahead_is_taken_only_when_it_matches(conv_model, tmp_path, rng):
+    from lensscore import _session
+    from lensscore._entry import scan_models
+
+    assert scan_models(["scan", "d", "-m", "a.onnx", "--threads", "2", "-o", "x.csv"]) == \
+        (["a.onnx"], 2)
+    assert scan_models(["scan", "d", "--model=a.onnx", "-m", "b.onnx", "--top", "0"]) == \
+        (["a.onnx", "b.onnx"], None)
+    assert scan_models(["scan", "--labels", "-m", "d"]) == ([], None)  # -m is --labels' value
+    for argv in (["info", "a.onnx"], ["scan", "--help"], ["scan", "-m", "a", "--device", "cuda"],
+                 ["scan", "-ma.onnx"], ["scan", "-m"], ["scan", "--dask=local:2"], [],
+                 ["scan", "--threads", "all"]):
+        assert scan_models(argv) is None, argv
+
+    x = fake_cutout(rng)[None]
+    ref = Scorer(conv_model).score(x)
+    _session.build_ahead(conv_model, ["CPUExecutionProvider"], 1)
+    ((thread, box),) = _session._ahead.values()
+    s = Scorer(conv_model, threads=1)  # the same file, providers and threads: taken
+    assert not _session._ahead and s._session is box["session"] and not thread.is_alive()
+    assert s.score(x) == ref
+    _session.build_ahead(conv_model, ["CPUExecutionProvider"], 1)
+    s = Scorer(conv_model, threads=2)  # other threads: built anew, the guess left for discard
+    assert s._session is not _session._ahead[next(iter(_session._ahead))][1].get("session")
+    _session.discard_ahead()
+    assert not _session._ahead
+    (tmp_path / "corrupt.onnx").write_bytes(b"\x08\x01garbage" * 10)
+    _session.build_ahead(tmp_path / "corrupt.onnx", ["CPUExecutionProvider"], None)
+    with pytest.raises(ModelError, match="not a usable ONNX model"):  # raised where it is used
+        Scorer(tmp_path / "corrupt.onnx")
