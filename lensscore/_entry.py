@@ -35,7 +35,7 @@ def scan_models(argv: list[str]) -> tuple[list[str], int | None] | None:
                 val = next(it, None)
                 if val is None:
                     return None
-            if name in ("--device", "--dask"):
+            if name == "--dask" or (name == "--device" and val != "cpu"):
                 return None
             if name == "--threads":
                 if not val.isdigit():

@@ -145,6 +145,7 @@ def test_session_built_ahead_is_taken_only_when_it_matches(conv_model, tmp_path,
     assert scan_models(["scan", "d", "--model=a.onnx", "-m", "b.onnx", "--top", "0"]) == \
         (["a.onnx", "b.onnx"], None)
     assert scan_models(["scan", "--labels", "-m", "d"]) == ([], None)  # -m is --labels' value
+    assert scan_models(["scan", "d", "--device", "cpu"]) == ([], None)
     for argv in (["info", "a.onnx"], ["scan", "--help"], ["scan", "-m", "a", "--device", "cuda"],
                  ["scan", "-ma.onnx"], ["scan", "-m"], ["scan", "--dask=local:2"], [],
                  ["scan", "--threads", "all"]):
