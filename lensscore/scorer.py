@@ -53,13 +53,9 @@ def check_tta(tta: str) -> str:
     return tta
 
 
-def _load_session(path: str, providers: list[str], threads: int | None):
-    return _session.load(path, providers, threads)
-
-
 def read_model_metadata(path) -> dict[str, str]:
     """All ``metadata_props`` of an ONNX file (as onnxruntime reads them)."""
-    sess = _load_session(_check_path(path), ["CPUExecutionProvider"], 1)
+    sess = _session.load(_check_path(path), ["CPUExecutionProvider"], 1)
     return dict(sess.get_modelmeta().custom_metadata_map)
 
 
@@ -142,7 +138,7 @@ class Scorer:
         self.batch_size = int(batch_size)
         self.device = device
         self._sha256: str | None = None
-        self._session = _load_session(self.path, _providers(device), threads)
+        self._session = _session.load(self.path, _providers(device), threads)
         self.providers = list(self._session.get_providers())
         if device == "cuda" and "CUDAExecutionProvider" not in self.providers:
             raise ModelError(

@@ -160,7 +160,9 @@ def test_session_built_ahead_is_taken_only_when_it_matches(conv_model, tmp_path,
     assert s.score(x) == ref
     _session.build_ahead(conv_model, ["CPUExecutionProvider"], 1)
     s = Scorer(conv_model, threads=2)  # other threads: built anew, the guess left for discard
-    assert s._session is not _session._ahead[next(iter(_session._ahead))][1].get("session")
+    ((thread, box),) = _session._ahead.values()
+    thread.join()
+    assert s._session is not box["session"]
     _session.discard_ahead()
     assert not _session._ahead
     (tmp_path / "corrupt.onnx").write_bytes(b"\x08\x01garbage" * 10)
