@@ -35,6 +35,8 @@ def main():
     ap.add_argument("--n-sim", type=int, default=8000)
     ap.add_argument("--n-test", type=int, default=8000)
     ap.add_argument("--oversample", type=int, default=4)
+    ap.add_argument("--balance-nonlenses", action="store_true",
+                    help="each kind of real non-lens (src, sky) weighted equally in total")
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--out", default=os.environ.get("OUT", "device-out"))
     a = ap.parse_args()
@@ -69,7 +71,7 @@ def main():
     xs, ys = gather(r_sim)
     log(f"{len(ys)} simulated cutouts to mix in; {len(real[1])} real")
     fc = FinetuneConfig(folds=a.folds, epochs=a.epochs, lr=a.lr, n_sim=a.n_sim,
-                        oversample=a.oversample)
+                        oversample=a.oversample, balance_nonlenses=a.balance_nonlenses)
     kept = {}
 
     def save(model, d):

@@ -311,6 +311,9 @@ def finetune(
     lr: Annotated[float, typer.Option()] = 1e-4,
     n_sim: Annotated[int, typer.Option(min=0, help="Simulated cutouts of the run mixed in.")]
     = 6000,
+    balance_nonlenses: Annotated[bool, typer.Option(
+        help="Give each kind of real non-lens (nonlenses/src, nonlenses/sky) an equal share "
+             "of the non-lenses' weight, however many of each there are.")] = False,
 ):
     """Fine-tune on real cutouts; real-data metrics by k-fold cross-validation only."""
     from .finetune import FinetuneConfig
@@ -321,8 +324,9 @@ def finetune(
     task = prog.add_task("ft", total=folds + 1)
     try:
         with prog:
-            r = run_ft(run_dir, real, out_dir, FinetuneConfig(folds=folds, epochs=epochs, lr=lr,
-                                                             n_sim=n_sim),
+            fc = FinetuneConfig(folds=folds, epochs=epochs, lr=lr, n_sim=n_sim,
+                                balance_nonlenses=balance_nonlenses)
+            r = run_ft(run_dir, real, out_dir, fc,
                        progress=lambda k, n: prog.update(task, completed=k))
     except FileExistsError as exc:
         _fail(str(exc), 2)
@@ -332,6 +336,9 @@ def finetune(
         t.add_column(c)
     for k in ("roc_auc", "tpr_at_fpr_1pct", "tpr_at_fpr_0.1pct", "accuracy"):
         t.add_row(k, f"{r['before'][k]:.4f}", f"{r['cv'][k]:.4f}")
+    fs = r["cv"].get("field_sources_above_threshold")
+    if fs is not None:
+        t.add_row("field sources >= threshold", "", f"{fs:.4f}")
     out.print(t)
 
 

@@ -27,8 +27,8 @@ from lensscore.preprocess import PreprocessSpec
 
 from .fit import RunDir, augment, load_config, read_config
 
-__all__ = ["FinetuneConfig", "finetune", "load_real", "field_of", "real_data_record", "run_sims",
-           "sim_indices"]
+__all__ = ["FinetuneConfig", "finetune", "load_real", "field_of", "kind_of", "real_data_record",
+           "run_sims", "sample_weights", "sim_indices"]
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,38 @@ def field_of(obj_id: str) -> str:
     return _FIELD_SUFFIX.sub("", name) if not obj_id.startswith("lenses/") else name
 
 
+def kind_of(obj_id: str) -> str:
+    """What a labelled real cutout is: ``lenses``, or its non-lens folder (``nonlenses/src/ID``
+    -> ``src``, ``nonlenses/sky/ID`` -> ``sky``; ``nonlenses/ID`` -> ``nonlenses``)."""
+    parts = obj_id.strip("/").split("/")
+    return parts[1] if parts[0] == "nonlenses" and len(parts) > 2 else parts[0]
+
+
+def sample_weights(ids, y, balance: bool) -> np.ndarray:
+    """Per-cutout training weights: all 1, or with ``balance`` each kind of non-lens (field
+    sources, sky positions) given an equal share of the non-lenses' total weight, which stays
+    what it was (so lenses against non-lenses are weighted as before)."""
+    w = np.ones(len(y))
+    if not balance:
+        return w
+    neg = np.asarray(y) == 0
+    kinds = np.array([kind_of(i) for i in ids])
+    uniq = sorted(set(kinds[neg]))
+    for k in uniq:
+        sel = neg & (kinds == k)
+        w[sel] = neg.sum() / (len(uniq) * sel.sum())
+    return w
+
+
 @dataclass
 class FinetuneConfig:
     """Recipe: Adam at ``lr`` for ``epochs`` over the real training folds (each real cutout
-    ``oversample`` times, randomly flipped) plus ``n_sim`` simulated cutouts of the run."""
+    ``oversample`` times, randomly flipped) plus ``n_sim`` simulated cutouts of the run.
+
+    ``balance_nonlenses``: weight each kind of real non-lens (``nonlenses/src``,
+    ``nonlenses/sky``) equally in total, however many of each there are. A lens search scans
+    catalog sources, not blank sky; a development set with five sky positions for every field
+    source otherwise teaches mostly "sky is not a lens"."""
 
     folds: int = 5
     epochs: int = 8
@@ -53,6 +81,7 @@ class FinetuneConfig:
     n_sim: int = 4000
     oversample: int = 4
     seed: int = 0
+    balance_nonlenses: bool = False
 
 
 def load_real(data_dir, cfg) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -124,7 +153,8 @@ def _nhwc(x):
     return np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)))
 
 
-def _train(model_path, x_real, y_real, x_sim, y_sim, fc: FinetuneConfig, seed: int):
+def _train(model_path, x_real, y_real, x_sim, y_sim, fc: FinetuneConfig, seed: int,
+           w_real=None):
     import keras
 
     from . import models  # noqa: F401  (registers RotationalConv2D)
@@ -135,14 +165,16 @@ def _train(model_path, x_real, y_real, x_sim, y_sim, fc: FinetuneConfig, seed: i
     rng = np.random.default_rng(seed)
     xr = np.concatenate([x_real] * fc.oversample)
     yr = np.concatenate([y_real] * fc.oversample)
+    wr = np.concatenate([np.ones(len(y_real)) if w_real is None else w_real] * fc.oversample)
     flip = rng.random(len(xr)) < 0.5
     k = rng.integers(0, 4, len(xr))
     # mirrored, then rotated by k: the same as rotated by -k, then mirrored (as augment does)
     xr = augment(xr, np.where(flip, -k % 4, k), flip, channels_last=False)
     x = np.concatenate([xr, x_sim])
     y = np.concatenate([yr, y_sim]).astype(np.float32)
-    model.fit(_nhwc(x), y.reshape(-1, 1), batch_size=fc.batch_size, epochs=fc.epochs,
-              shuffle=True, verbose=0)
+    w = None if w_real is None else np.concatenate([wr, np.ones(len(y_sim))]).astype(np.float32)
+    model.fit(_nhwc(x), y.reshape(-1, 1), sample_weight=w, batch_size=fc.batch_size,
+              epochs=fc.epochs, shuffle=True, verbose=0)
     return model
 
 
@@ -195,13 +227,18 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
     before = _predict(keras.saving.load_model(run.model), x)
     fold = _folds(ids, y, fc.folds, fc.seed)
     cv = np.full(len(y), np.nan)
+    ids_a = np.asarray(ids, dtype=object)
+
+    def weights(sel):
+        return (sample_weights(ids_a[sel], y[sel], True) if fc.balance_nonlenses else None)
+
     for k in range(fc.folds):
         tr, te = fold != k, fold == k
-        m = _train(run.model, x[tr], y[tr], xs, ys, fc, fc.seed + k)
+        m = _train(run.model, x[tr], y[tr], xs, ys, fc, fc.seed + k, weights(tr))
         cv[te] = _predict(m, x[te])
         if progress:
             progress(k + 1, fc.folds + 1)
-    final = _train(run.model, x, y, xs, ys, fc, fc.seed + fc.folds)
+    final = _train(run.model, x, y, xs, ys, fc, fc.seed + fc.folds, weights(slice(None)))
     if progress:
         progress(fc.folds + 1, fc.folds + 1)
     out.path.mkdir(parents=True, exist_ok=True)
