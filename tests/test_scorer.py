@@ -51,6 +51,31 @@ def test_rotation_scores(conv_model, rot_model, rng):
     assert rc.std(axis=1).max() > 1e-6  # the plain conv model is not invariant
     rotated = np.rot90(xs, 1, axes=(2, 3))
     np.testing.assert_allclose(c.score(rotated), rc[:, 1], atol=1e-7)
+    # the sampled check: every score, and the rotations of the flagged cutouts only
+    s, r = c.score_sampled_rotations(xs, [True, False, False, True, False])
+    np.testing.assert_allclose(s, c.score(xs), atol=1e-6)
+    np.testing.assert_allclose(r[[0, 3]], rc[[0, 3]], atol=1e-6)
+    assert np.isnan(r[[1, 2, 4]]).all() and np.all(r[[0, 3], 0] == s[[0, 3]])
+
+
+def test_a_short_tail_runs_with_the_batch_before_it(conv_model, rng):
+    sc = Scorer(conv_model, batch_size=4)
+    runs = []
+
+    class Spy:
+        def __init__(self, sess):
+            self.sess = sess
+
+        def run(self, names, feed):
+            runs.append(len(next(iter(feed.values()))))
+            return self.sess.run(names, feed)
+
+    sc._session = Spy(sc._session)
+    xs = np.stack([fake_cutout(rng) for _ in range(7)])
+    for n, want in ((5, [5]), (6, [6]), (7, [4, 3]), (4, [4]), (9, [4, 5])):
+        runs.clear()
+        sc.score(xs[:n] if n <= 7 else np.concatenate([xs, xs[:2]]))
+        assert runs == want, (n, runs)
 
 
 def test_bad_models(tmp_path, rng):
@@ -169,3 +194,4 @@ def test_session_built_ahead_is_taken_only_when_it_matches(conv_model, tmp_path,
     _session.build_ahead(tmp_path / "corrupt.onnx", ["CPUExecutionProvider"], None)
     with pytest.raises(ModelError, match="not a usable ONNX model"):  # raised where it is used
         Scorer(tmp_path / "corrupt.onnx")
+
