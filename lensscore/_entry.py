@@ -62,4 +62,30 @@ def main() -> None:
             pass
     from .cli import main as cli_main
 
-    cli_main()
+    if guess is None:
+        cli_main()
+        return
+    try:
+        cli_main()
+    except SystemExit as exc:
+        code = exc.code
+        if code is not None and not isinstance(code, int):
+            raise
+    else:
+        code = 0
+    _exit_now(code or 0)
+
+
+def _exit_now(code: int) -> None:
+    """End a finished scan without the interpreter's teardown (~0.12 s: freeing onnxruntime's
+    session and threads, and every module). The scan has closed its catalog and gallery files;
+    what is still buffered in Python is flushed here, and nothing else is pending."""
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed pipe: nothing more can be written anyway
+            pass
+    os._exit(code)

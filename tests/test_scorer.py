@@ -3,7 +3,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from conftest import fake_cutout
+from conftest import fake_cutout, write_cube
 from lensscore import ModelError, Scorer
 from lensscore.preprocess import DEFAULT_SPEC
 from onnx_models import make_model
@@ -195,3 +195,24 @@ def test_session_built_ahead_is_taken_only_when_it_matches(conv_model, tmp_path,
     with pytest.raises(ModelError, match="not a usable ONNX model"):  # raised where it is used
         Scorer(tmp_path / "corrupt.onnx")
 
+
+def test_console_scan_ends_without_teardown_and_loses_nothing(conv_model, tmp_path, rng):
+    import subprocess
+    import sys
+
+    d = tmp_path / "in"
+    d.mkdir()
+    for k in range(3):
+        write_cube(d / f"c{k}.fits", fake_cutout(rng))
+    (d / "bad.fits").write_bytes(b"not a FITS file")
+    out = tmp_path / "cat.csv"
+    p = subprocess.run([sys.executable, "-m", "lensscore", "scan", str(d), "-m", str(conv_model),
+                        "-o", str(out), "--top", "0"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 3, p.stderr[-2000:]  # some inputs failed: the scan's own exit code
+    assert "scored 3 of 4 inputs, 1 failed" in p.stdout  # printed, and flushed into a pipe
+    rows = out.read_text().splitlines()
+    assert len(rows) == 5 and sum(",error," in r for r in rows) == 1  # header, 3 ok, 1 error
+    p = subprocess.run([sys.executable, "-m", "lensscore", "scan", str(tmp_path / "none"), "-m",
+                        str(conv_model), "-o", str(tmp_path / "x.csv")], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 2 and "none" in p.stderr  # a usage error still says why
