@@ -37,6 +37,16 @@ def rotate(images: np.ndarray, k: int, *, channels_last: bool = False) -> np.nda
     return np.rot90(images, k, axes=(-3, -2) if channels_last else (-2, -1))
 
 
+def _nhwc(x: np.ndarray) -> np.ndarray:
+    """``(N, bands, y, x)`` as a C-contiguous float32 ``(N, y, x, bands)``, band by band: numpy's
+    4-d transposing copy is 4-5x slower (5 ms a batch of 32 in the scan's main thread)."""
+    x = np.asarray(x)
+    out = np.empty((x.shape[0], x.shape[2], x.shape[3], x.shape[1]), np.float32)
+    for b in range(x.shape[1]):
+        out[..., b] = x[:, b]
+    return out
+
+
 def rotations(images: np.ndarray) -> np.ndarray:
     """The four 90° rotations of ``(N, bands, y, x)`` images: shape ``(4, N, bands, y, x)``;
     ``k = 0`` is the image as given (:func:`rotate`)."""
@@ -284,7 +294,7 @@ class Scorer:
 
     def run(self, prepared: np.ndarray) -> np.ndarray:
         """Run the network on preprocessed ``(N, bands, y, x)`` arrays; return scores ``(N,)``."""
-        x = np.ascontiguousarray(np.transpose(prepared, (0, 2, 3, 1)), dtype=np.float32)
+        x = _nhwc(prepared)
         out = np.empty(len(x), dtype=np.float32)
         b = self.batch_size
         starts = list(range(0, len(x), b))
