@@ -437,6 +437,9 @@ def scan(
         raise LensscoreError(f"workers must be >= 1, got {workers}")
     if resume and output is None:
         raise LensscoreError("--resume needs the catalog to resume: give -o/--output")
+    if progress is not None and not callable(progress):
+        raise LensscoreError(f"progress must be a function progress(done, total) or None, got "
+                             f"{progress!r}")
     if output is not None:
         check_output(output, resume=resume, overwrite=overwrite)
     check_tta(tta)

@@ -123,6 +123,8 @@ def test_resume_repairs_partial_line(tmp_path, rng, conv_model):
     np.testing.assert_array_equal(np.asarray(a["score"]), np.asarray(b["score"]))
     with pytest.raises(LensscoreError, match="columns"):
         scan(root, conv_model, output=part, resume=True, rotations=False)
+    with pytest.raises(LensscoreError, match="progress must be a function"):
+        scan(root, conv_model, progress=False)  # before any work, not at the first batch
 
 
 def test_writer_journal_kept_on_interrupt(tmp_path):
