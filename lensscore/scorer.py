@@ -107,7 +107,8 @@ class Scorer:
     threads : int, optional
         onnxruntime intra-op threads (default: onnxruntime's choice, all physical cores).
     batch_size : int
-        Images per ``session.run``; scores do not depend on it.
+        Images per ``session.run`` (a run takes up to half a batch more rather than leave a
+        short tail of its own); scores do not depend on it.
     bands, size, preprocess : optional
         Override or supply what the model's metadata says (needed for models without it).
 
