@@ -640,27 +640,23 @@ def _score_pending(pending, scorer: Scorer, tta: str = "none"):
         s = np.empty(len(x), np.float32)
         r = np.full((len(x), 4), np.nan)
         ms = np.full((len(x), len(names or ())), np.nan)
-        if sel.any() and not sel.all() and not names and tta != "rot4":
-            # the sampled check: the sample's rotated copies run with the batch
-            s, rs = scorer.score_sampled_rotations(x, sel, preprocessed=True)
-            r[sel] = rs[sel]
-        else:
+        if names:
             if sel.any():  # rotation 0 is the cutout as given: its score is the score
-                if names:
-                    rm = scorer.member_rotation_scores(x[sel], preprocessed=True)  # (k, M, 4)
-                    r[sel] = np.stack([scorer.combine_scores(rm[:, :, k]) for k in range(4)], 1)
-                    ms[sel] = rm.mean(-1, dtype=np.float32) if tta == "rot4" else rm[:, :, 0]
-                else:
-                    r[sel] = scorer.score_rotations(x[sel], preprocessed=True)
+                rm = scorer.member_rotation_scores(x[sel], preprocessed=True)  # (k, M, 4)
+                r[sel] = np.stack([scorer.combine_scores(rm[:, :, k]) for k in range(4)], 1)
+                ms[sel] = rm.mean(-1, dtype=np.float32) if tta == "rot4" else rm[:, :, 0]
                 # float32 mean, as Scorer.score(tta="rot4") computes it
                 s[sel] = (r[sel].astype(np.float32).mean(axis=1, dtype=np.float32)
                           if tta == "rot4" else r[sel, 0])
             if not sel.all():
-                if names:
-                    ms[~sel] = scorer.member_scores(x[~sel], preprocessed=True)
-                    s[~sel] = scorer.combine_scores(ms[~sel])
-                else:
-                    s[~sel] = scorer.score(x[~sel], preprocessed=True)
+                ms[~sel] = scorer.member_scores(x[~sel], preprocessed=True)
+                s[~sel] = scorer.combine_scores(ms[~sel])
+        elif tta == "rot4":  # every cutout is flagged
+            r[:] = scorer.score_rotations(x, preprocessed=True)
+            s = r.astype(np.float32).mean(axis=1, dtype=np.float32)
+        else:  # the flagged cutouts' rotated copies run with the batch
+            s, rs = scorer.score_sampled_rotations(x, sel, preprocessed=True)
+            r[sel] = rs[sel]
     rows, out_s, out_r = [], [], []
     j = 0
     for src, (good, payload), rotate in pending:

@@ -212,6 +212,11 @@ def test_finetune_mixes_in_the_runs_own_training_cutouts(data_dir, tmp_path):
         by_field.setdefault(field_of(obj), set()).add(fold)
     assert len(rows) == 8 and len(by_field) == 4  # a field's cutouts in one fold, both used
     assert all(len(f) == 1 for f in by_field.values()) and len(set().union(*by_field.values())) == 2
+    # the balanced recipe trains through the same path, with per-cutout weights
+    rb = finetune(tmp_path / "run", real, tmp_path / "ftb",
+                  FinetuneConfig(folds=2, epochs=1, n_sim=10, batch_size=8,
+                                 balance_nonlenses=True))
+    assert rb["cv"]["n"] == 8 and rb["config"]["balance_nonlenses"] is True
 
 
 def test_balanced_finetune_weights_give_each_kind_of_nonlens_an_equal_share():
@@ -222,8 +227,7 @@ def test_balanced_finetune_weights_give_each_kind_of_nonlens_an_equal_share():
     y = np.array([1] * 3 + [0] * 8)
     assert [kind_of(i) for i in ids[2:4]] == ["lenses", "src"] and kind_of("nonlenses/x") == \
         "nonlenses"
-    assert np.array_equal(sample_weights(ids, y, False), np.ones(11))
-    w = sample_weights(ids, y, True)
+    w = sample_weights(ids, y)
     assert np.array_equal(w[:3], np.ones(3))  # lenses untouched
     assert w[3:5].sum() == pytest.approx(4) and w[5:].sum() == pytest.approx(4)  # 8 split 4 + 4
     assert np.allclose(w[3:5], 2) and np.allclose(w[5:], 2 / 3)

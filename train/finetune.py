@@ -48,13 +48,11 @@ def kind_of(obj_id: str) -> str:
     return parts[1] if parts[0] == "nonlenses" and len(parts) > 2 else parts[0]
 
 
-def sample_weights(ids, y, balance: bool) -> np.ndarray:
-    """Per-cutout training weights: all 1, or with ``balance`` each kind of non-lens (field
-    sources, sky positions) given an equal share of the non-lenses' total weight, which stays
+def sample_weights(ids, y) -> np.ndarray:
+    """Per-cutout training weights (``balance_nonlenses``): lenses 1, and each kind of non-lens
+    (field sources, sky positions) an equal share of the non-lenses' total weight, which stays
     what it was (so lenses against non-lenses are weighted as before)."""
     w = np.ones(len(y))
-    if not balance:
-        return w
     neg = np.asarray(y) == 0
     kinds = np.array([kind_of(i) for i in ids])
     uniq = sorted(set(kinds[neg]))
@@ -165,14 +163,14 @@ def _train(model_path, x_real, y_real, x_sim, y_sim, fc: FinetuneConfig, seed: i
     rng = np.random.default_rng(seed)
     xr = np.concatenate([x_real] * fc.oversample)
     yr = np.concatenate([y_real] * fc.oversample)
-    wr = np.concatenate([np.ones(len(y_real)) if w_real is None else w_real] * fc.oversample)
     flip = rng.random(len(xr)) < 0.5
     k = rng.integers(0, 4, len(xr))
     # mirrored, then rotated by k: the same as rotated by -k, then mirrored (as augment does)
     xr = augment(xr, np.where(flip, -k % 4, k), flip, channels_last=False)
     x = np.concatenate([xr, x_sim])
     y = np.concatenate([yr, y_sim]).astype(np.float32)
-    w = None if w_real is None else np.concatenate([wr, np.ones(len(y_sim))]).astype(np.float32)
+    w = None if w_real is None else np.concatenate(
+        [w_real] * fc.oversample + [np.ones(len(y_sim))]).astype(np.float32)
     model.fit(_nhwc(x), y.reshape(-1, 1), sample_weight=w, batch_size=fc.batch_size,
               epochs=fc.epochs, shuffle=True, verbose=0)
     return model
@@ -230,7 +228,7 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
     ids_a = np.asarray(ids, dtype=object)
 
     def weights(sel):
-        return (sample_weights(ids_a[sel], y[sel], True) if fc.balance_nonlenses else None)
+        return sample_weights(ids_a[sel], y[sel]) if fc.balance_nonlenses else None
 
     for k in range(fc.folds):
         tr, te = fold != k, fold == k
