@@ -89,6 +89,8 @@ def band_from_header(*headers) -> str | None:
 
 
 def _finite(v) -> float | None:
+    if v is None:  # the usual case (a keyword the header lacks): no exception to raise
+        return None
     try:
         f = float(v)
     except (TypeError, ValueError):
