@@ -326,6 +326,9 @@ def scan_runs(model, data: Path, n_files: int, one: Path, out: Path, reps: int,
             "model_beside_img_per_s": _median(beside_ips) if beside_ips else None,
             "model_beside_range": [min(beside_ips), max(beside_ips)] if beside_ips else None,
             "rotation_sample": _median(sampled) if sampled else None,
+            "runs": {"scan_inner": inscan, "scan_auto_inner": inscan_auto,
+                     "scan_vs_model_beside": ratio, "scan_auto_vs_model_beside": ratio_auto,
+                     "model_beside_img_per_s": beside_ips},
             "cold_start_s": {k: _median(v) for k, v in cold.items()},
             "peak_rss_mib": {k: _median(v) for k, v in rss.items()}}
 
