@@ -1,4 +1,6 @@
 import dataclasses
+import os
+import sys
 
 import numpy as np
 import pytest
@@ -196,9 +198,24 @@ def test_session_built_ahead_is_taken_only_when_it_matches(conv_model, tmp_path,
         Scorer(tmp_path / "corrupt.onnx")
 
 
+@pytest.mark.parametrize("preset", [None, "2"])
+def test_console_script_runs_numpys_blas_single_threaded_unless_told(monkeypatch, preset):
+    from lensscore import _entry
+
+    for var in _entry._BLAS_THREADS:
+        if preset is None:
+            monkeypatch.delenv(var, raising=False)
+        else:
+            monkeypatch.setenv(var, preset)
+    monkeypatch.setattr(sys, "argv", ["lensscore", "--version"])
+    with pytest.raises(SystemExit) as exc:
+        _entry.main()
+    assert exc.value.code in (0, None)
+    assert all(os.environ[v] == (preset or "1") for v in _entry._BLAS_THREADS)
+
+
 def test_console_scan_ends_without_teardown_and_loses_nothing(conv_model, tmp_path, rng):
     import subprocess
-    import sys
 
     d = tmp_path / "in"
     d.mkdir()
