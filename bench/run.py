@@ -98,6 +98,17 @@ def _check(r: dict, what: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- model only
+def _rate(scorer, x, min_time: float) -> float:
+    """img/s of ``scorer.run(x)`` repeated for at least ``min_time`` seconds."""
+    n, t0 = 0, time.perf_counter()
+    while True:
+        scorer.run(x)
+        n += len(x)
+        dt = time.perf_counter() - t0
+        if dt >= min_time:
+            return n / dt
+
+
 def model_throughput(models: dict, batch_sizes, reps: int, min_time: float, threads=None):
     """img/s of each model through :class:`lensscore.Scorer` on preprocessed batches."""
     from lensscore import Scorer
@@ -118,14 +129,7 @@ def model_throughput(models: dict, batch_sizes, reps: int, min_time: float, thre
         for b in batch_sizes:
             for k, s in scorers.items():
                 s.batch_size = b
-                n, t0 = 0, time.perf_counter()
-                while True:
-                    s.run(x[k][:b])
-                    n += b
-                    dt = time.perf_counter() - t0
-                    if dt >= min_time:
-                        break
-                rates[(k, b)].append(n / dt)
+                rates[(k, b)].append(_rate(s, x[k][:b], min_time))
     return {k: {b: _median(rates[(k, b)]) for b in batch_sizes} for k in models}
 
 
@@ -238,13 +242,7 @@ class ModelBeside:
         self.scorer.run(self.x)  # warm up
 
     def __call__(self) -> float:
-        n, t0 = 0, time.perf_counter()
-        while True:
-            self.scorer.run(self.x)
-            n += len(self.x)
-            dt = time.perf_counter() - t0
-            if dt >= self.min_time:
-                return n / dt
+        return _rate(self.scorer, self.x, self.min_time)
 
 
 _SAMPLE = re.compile(r"rotation check on a sample of ([\d,]+) cutouts")
@@ -286,12 +284,12 @@ def scan_runs(model, data: Path, n_files: int, one: Path, out: Path, reps: int,
         res["scan_auto"].append(n_files / r["wall_s"])
         m = re.search(r"([\d,.]+) files/s", r["stdout"])
         k = _SAMPLE.search(r["stdout"])
+        n_sampled = int(k.group(1).replace(",", "")) if k else 0
+        if k:
+            sampled.append(n_sampled)
         if m:
             inscan_auto.append(float(m.group(1).replace(",", "")))
-            # images the model ran: every file once, and three more for each sampled one
-            n_img = n_files + 3 * (int(k.group(1).replace(",", "")) if k else 0)
-            if k:
-                sampled.append(int(k.group(1).replace(",", "")))
+            n_img = n_files + 3 * n_sampled  # every file once, three more for each sampled one
             if mo:
                 ratio_auto.append(inscan_auto[-1] / mo)
                 ratio_auto_img.append(inscan_auto[-1] * n_img / n_files / mo)
