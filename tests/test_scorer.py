@@ -203,10 +203,9 @@ def test_console_script_runs_numpys_blas_single_threaded_unless_told(monkeypatch
     from lensscore import _entry
 
     for var in _entry._BLAS_THREADS:
+        monkeypatch.setenv(var, preset or "")  # recorded, so main()'s setting is undone after
         if preset is None:
-            monkeypatch.delenv(var, raising=False)
-        else:
-            monkeypatch.setenv(var, preset)
+            monkeypatch.delenv(var)
     monkeypatch.setattr(sys, "argv", ["lensscore", "--version"])
     with pytest.raises(SystemExit) as exc:
         _entry.main()

@@ -207,6 +207,11 @@ def test_resample_equals_scipys_2d_interpolation(rng, shape, scale_in, scale_out
     assert got.shape == (size, size) and got.dtype == np.float32
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
     # the operator is cached per geometry and read-only; a second call gives the same
+    from lensscore.grid import _axis_operator
+
+    op = _axis_operator(shape[0], scale_out / scale_in, size)
+    assert op is _axis_operator(shape[0], scale_out / scale_in, size)
+    assert op.shape == (size, shape[0]) and not op.flags.writeable
     assert np.array_equal(resample(sky, scale_in, scale_out, size), got)
 
 
