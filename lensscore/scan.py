@@ -282,16 +282,14 @@ def read_labels(path) -> dict[str, int]:
 
 # --------------------------------------------------------------------------- loading workers
 
-def _load_one(src: Source, options: ReadOptions, spec):
+def _read_one(src: Source, options: ReadOptions):
+    """``(True, (pixels on the model's grid, row fields))`` or ``(False, reason)``: never raises
+    for a bad file."""
     try:
         c = load_source(src, options.grid.bands, options.grid.size, options, wcs=False)
-        try:
-            x = preprocess(c.data, spec)
-        except ValueError as exc:
-            raise CutoutError(src.path, str(exc)) from None
-        return True, (x, {"ra": c.ra, "dec": c.dec, "n_nonfinite": c.n_nonfinite,
-                          "pixscale_in": c.pixscale_in, "resampled": c.resampled,
-                          "zp_source": c.zp_source, "band_source": c.band_source})
+        return True, (c.data, {"ra": c.ra, "dec": c.dec, "n_nonfinite": c.n_nonfinite,
+                               "pixscale_in": c.pixscale_in, "resampled": c.resampled,
+                               "zp_source": c.zp_source, "band_source": c.band_source})
     except CutoutError as exc:
         return False, exc.reason
     except Exception as exc:  # never let one odd file stop a scan
@@ -299,8 +297,38 @@ def _load_one(src: Source, options: ReadOptions, spec):
         return False, f"unexpected error reading file ({msg[:200]})"
 
 
+def _preprocess_one(src: Source, item, spec: PreprocessSpec):
+    ok, payload = item
+    if not ok:
+        return item
+    try:
+        return True, (preprocess(payload[0], spec), payload[1])
+    except ValueError as exc:
+        return False, CutoutError(src.path, str(exc)).reason
+
+
+def _load_one(src: Source, options: ReadOptions, spec):
+    """``(True, (preprocessed cutout, row fields))`` or ``(False, reason)``."""
+    return _preprocess_one(src, _read_one(src, options), spec)
+
+
 def _load_chunk(chunk: list[Source], options: ReadOptions, spec: PreprocessSpec):
-    return [_load_one(s, options, spec) for s in chunk]
+    """:func:`_load_one` of each source, the cutouts preprocessed together: ``preprocess`` treats
+    each cutout of a batch on its own (the same float32 values, tested), and one call for the
+    chunk costs ~0.1 ms a cutout less than one a cutout -- ~20 % of the loader's CPU, which a
+    2-core scan takes from onnxruntime."""
+    items = [_read_one(s, options) for s in chunk]
+    good = [i for i, (ok, _) in enumerate(items) if ok]
+    if len(good) > 1:
+        try:
+            x = preprocess(np.stack([items[i][1][0] for i in good]), spec)
+        except ValueError:  # a cutout without signal: each alone, so that only it fails
+            pass
+        else:
+            for i, xi in zip(good, x):
+                items[i] = True, (xi, items[i][1][1])
+            return items
+    return [_preprocess_one(s, it, spec) for s, it in zip(chunk, items)]
 
 
 def _make_executor(workers: int) -> Executor:

@@ -195,6 +195,39 @@ def test_hostile_corpus(tmp_path, rng, conv_model):
     assert "band" in str(rows["two_bands"]["error"])
 
 
+def test_a_chunk_is_read_as_its_files_one_by_one(tmp_path, rng, conv_model):
+    """The loader preprocesses a chunk's cutouts together: the same float32 arrays and row
+    fields as one file at a time, and a cutout without signal or a broken file fails alone."""
+    from lensscore.scan import _load_chunk, _load_one
+    from lensscore.scorer import Scorer
+    from lensscore.sources import find_sources
+
+    sc = Scorer(conv_model)
+    for k in range(5):
+        write_cube(tmp_path / f"a{k}.fits", fake_cutout(rng, lens=k % 2 == 1))
+    flat = np.full((3, 72, 72), 7.0, np.float32)
+    flat[:, 3, 5] = 9.0  # not constant, but no signal: fewer than 0.5 % of pixels off the sky
+    write_cube(tmp_path / "a2_flat.fits", flat)
+    (tmp_path / "a3_broken.fits").write_bytes(b"SIMPLE  = T" + b" " * 100)
+    opts = sc.read_options()
+    src = find_sources([tmp_path], sc.bands)
+    assert len(src) == 7
+    for chunk in (src, src[:1], [s for s in src if "flat" not in s.path]):
+        got = _load_chunk(chunk, opts, sc.spec)
+        want = [_load_one(s, opts, sc.spec) for s in chunk]
+        assert [g[0] for g in got] == [w[0] for w in want]
+        for s, g, w in zip(chunk, got, want):
+            if not w[0]:
+                assert g == w
+                continue
+            assert g[0] and g[1][0].dtype == np.float32 and g[1][1] == w[1][1]
+            np.testing.assert_array_equal(g[1][0], w[1][0], err_msg=s.path)
+    got = dict(zip((s.path for s in src), _load_chunk(src, opts, sc.spec)))
+    assert [p for p, g in got.items() if not g[0]] == \
+        [str(tmp_path / "a2_flat.fits"), str(tmp_path / "a3_broken.fits")]
+    assert "no signal" in got[str(tmp_path / "a2_flat.fits")][1]
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
 def test_unreadable_file_is_an_error_row(tmp_path, rng, conv_model):
     write_cube(tmp_path / "a.fits", fake_cutout(rng))
