@@ -178,8 +178,8 @@ def cutout_from_planes(planes: list[_Plane], header, want: Sequence[str], size: 
     data = np.stack([p.data for p in planes]).astype(np.float32)
 
     bad = ~np.isfinite(data)
-    n_bad = int(bad.sum())
-    for k, b in enumerate(want):
+    n_bad = int(np.count_nonzero(bad))  # bool .sum() counts in int64: ~20x slower
+    for k, b in enumerate(want if n_bad else ()):
         if bad[k].all():
             reason = "masked or NaN/inf" if planes[k].n_masked else "NaN/inf"
             raise BadPixelsError(path_str, f"band {b} is entirely {reason}")
@@ -214,8 +214,8 @@ def cutout_from_planes(planes: list[_Plane], header, want: Sequence[str], size: 
                                                  f"model's {size}x{size}")
             y0, x0 = (ny - size) // 2, (nx - size) // 2
             data = np.ascontiguousarray(data[:, y0:y0 + size, x0:x0 + size])
-    for k, b in enumerate(want):
-        lo, hi = float(data[k].min()), float(data[k].max())
+    flat = data.reshape(len(data), -1)
+    for b, lo, hi in zip(want, flat.min(axis=1).tolist(), flat.max(axis=1).tolist()):
         if lo == hi:
             raise BadPixelsError(path_str, f"band {b} is constant (every pixel {lo:g})")
 
