@@ -1,0 +1,48 @@
+"""The helper scripts under scripts/ that need no TensorFlow."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from compare_test_splits import compare  # noqa: E402
+
+
+def _write(path, header, rows):
+    path.write_text("\n".join([header] + [",".join(map(str, r)) for r in rows]) + "\n")
+    return path
+
+
+def test_compare_test_splits_scores_only_the_cutouts_both_held_out(tmp_path):
+    # A: test split {0..5}, labelled ids; B: test split {2..7}, simulation indices only
+    a = _write(tmp_path / "a.csv", "id,label,score",
+               [(f"{'lenses' if i % 2 == 0 else 'nonlenses'}/sim_{i:06d}", int(i % 2 == 0),
+                 0.9 if i % 2 == 0 else 0.1) for i in range(6)])
+    b = _write(tmp_path / "b.csv", "index,score",
+               [(i, 0.2 if i in (2, 3) else (0.8 if i % 2 == 0 else 0.3)) for i in range(2, 8)])
+    r = compare(a, b, ("a", "b"))
+    assert r["n_common"] == 4 and r["n_lenses"] == 2  # 2, 3, 4, 5
+    assert r["n_only"] == {"a": 2, "b": 2}
+    assert r["a"]["accuracy"] == 1.0
+    assert r["b"]["accuracy"] == 0.75  # index 2, a lens, scored 0.2
+    assert r["b"]["n"] == 4
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "compare_test_splits.py"),
+                        str(a), str(b), "--json", str(tmp_path / "r.json")],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "4 cutouts in both test splits (2 lenses)" in p.stdout
+    assert (tmp_path / "r.json").exists()
+
+
+def test_compare_test_splits_refuses_disjoint_or_contradicting_files(tmp_path):
+    a = _write(tmp_path / "a.csv", "id,label,score", [("lenses/sim_000000", 1, 0.9)])
+    b = _write(tmp_path / "b.csv", "index,score", [(1, 0.5)])
+    with pytest.raises(SystemExit, match="no labelled cutout"):
+        compare(a, b)
+    c = _write(tmp_path / "c.csv", "id,label,score", [("x/sim_000000", 0, 0.9)])
+    with pytest.raises(SystemExit, match="disagree"):
+        compare(a, c)
