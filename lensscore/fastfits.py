@@ -26,6 +26,8 @@ __all__ = ["read_simple_cube", "parse_value"]
 BLOCK = 2880
 #: a header this long is not a cutout's: left to astropy
 MAX_HEADER_BLOCKS = 36
+#: the largest file the fast path can read (a longer header or more pixels are astropy's)
+_MAX_FILE = MAX_HEADER_BLOCKS * BLOCK + -(-MAX_CUTOUT_PIXELS * 8 // BLOCK) * BLOCK
 _INT = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([EeDd][+-]?\d+)?$")
 
@@ -78,10 +80,11 @@ class FastHeader(dict):
     keyword, as ``astropy.io.fits.Header[key]`` gives it); the readers use it as a Header."""
 
 
-def _read_header(fh) -> tuple[FastHeader, int]:
+def _read_header(buf: bytes) -> tuple[FastHeader, int]:
+    """The header at the start of ``buf`` (the file's bytes) and its length in bytes."""
     head = FastHeader()
     for n in range(1, MAX_HEADER_BLOCKS + 1):
-        block = fh.read(BLOCK)
+        block = buf[(n - 1) * BLOCK:n * BLOCK]
         if len(block) < BLOCK:
             raise _Unsupported("short header")
         text = block.decode("latin-1")  # bytes after END may be anything; cards must be ASCII
@@ -115,31 +118,29 @@ def read_simple_cube(path: str) -> tuple[np.ndarray, FastHeader] | None:
     image ``(y, x)`` (a per-band file), else ``None`` (read it with astropy). Never raises for
     a bad file: astropy reports those."""
     try:
-        size = os.path.getsize(path)
         with open(path, "rb") as fh:
-            if fh.read(10) != b"SIMPLE  = ":
-                return None
+            if os.fstat(fh.fileno()).st_size > _MAX_FILE or fh.read(10) != b"SIMPLE  = ":
+                return None  # too large for a plain cutout (below), or not FITS
             fh.seek(0)
-            head, start = _read_header(fh)
-            naxis = head.get("NAXIS")
-            if head.get("SIMPLE") is not True or naxis not in (2, 3):
-                return None
-            bitpix = head.get("BITPIX")
-            if bitpix not in (-32, -64) or "BSCALE" in head or "BZERO" in head:
-                return None
-            shape = tuple(head.get(f"NAXIS{k}") for k in range(naxis, 0, -1))
-            if not all(type(v) is int and v > 0 for v in shape):  # not bool: NAXIS1 = T
-                return None
-            npix = int(np.prod(shape))
-            if npix > MAX_CUTOUT_PIXELS or head.get("GROUPS") is True:
-                return None
-            nbytes = npix * abs(bitpix) // 8
-            if size != start + -(-nbytes // BLOCK) * BLOCK:
-                return None  # extensions follow, or padding is missing: astropy's case
-            raw = fh.read(nbytes)
+            buf = fh.read()  # one read: a cutout file is small
+        head, start = _read_header(buf)
     except (OSError, _Unsupported):
         return None
-    if len(raw) != nbytes:
+    naxis = head.get("NAXIS")
+    if head.get("SIMPLE") is not True or naxis not in (2, 3):
         return None
-    data = np.frombuffer(raw, dtype=">f4" if bitpix == -32 else ">f8").reshape(shape)
+    bitpix = head.get("BITPIX")
+    if bitpix not in (-32, -64) or "BSCALE" in head or "BZERO" in head:
+        return None
+    shape = tuple(head.get(f"NAXIS{k}") for k in range(naxis, 0, -1))
+    if not all(type(v) is int and v > 0 for v in shape):  # not bool: NAXIS1 = T
+        return None
+    npix = int(np.prod(shape))
+    if npix > MAX_CUTOUT_PIXELS or head.get("GROUPS") is True:
+        return None
+    nbytes = npix * abs(bitpix) // 8
+    if len(buf) != start + -(-nbytes // BLOCK) * BLOCK:
+        return None  # extensions follow, or padding is missing: astropy's case
+    data = np.frombuffer(buf, dtype=">f4" if bitpix == -32 else ">f8", count=npix,
+                         offset=start).reshape(shape)
     return data.astype(np.float32), head

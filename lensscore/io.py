@@ -92,7 +92,15 @@ class Cutout:
 def _zero_points(path, planes: list[_Plane], want, options: ReadOptions):
     """Per-band factors onto the grid's zero point, and where the zero points came from."""
     given = options.zeropoint_map
-    zps = [given.get(b, zeropoint_from_header(*p.headers)) for b, p in zip(want, planes)]
+    read: dict = {}  # a cube's planes share one header: read its zero point once
+
+    def from_header(p):
+        key = tuple(map(id, p.headers))
+        if key not in read:
+            read[key] = zeropoint_from_header(*p.headers)
+        return read[key]
+
+    zps = [given[b] if b in given else from_header(p) for b, p in zip(want, planes)]
     from_option = any(b in given for b in want)
     if all(z is None for z in zps):
         return None, "assumed"
