@@ -204,11 +204,9 @@ def grid_runs(model, root: Path, n_files: int, out: Path, reps: int, beside=None
     ratio = {k: [] for k in sets}
     for _ in range(reps):
         for k, data in sets.items():
-            mo = beside() if beside else None
-            r = _check(run_measured(_lensscore_cmd("scan", data, "-m", model, "-o",
-                                                   out / f"{k}.csv", "--overwrite",
-                                                   "--no-rotations", "--quiet", "--top", "0")),
-                       f"lensscore scan ({k})")
+            r, mo = _bracketed(beside, _lensscore_cmd(
+                "scan", data, "-m", model, "-o", out / f"{k}.csv", "--overwrite",
+                "--no-rotations", "--quiet", "--top", "0"), f"lensscore scan ({k})")
             res[k].append(n_files / r["wall_s"])
             m = re.search(r"([\d,.]+) files/s", r["stdout"])
             if m:
@@ -225,7 +223,8 @@ def _lensscore_cmd(*args):
 
 
 class ModelBeside:
-    """The model alone at the scan's batch size, measured right before a scan: this machine's
+    """The model alone at the scan's batch size, measured right before and after a scan: this
+    machine's
     speed drifts by more than the effects looked for (model-only rates of one model ranged
     170-250 img/s within minutes), so each scan is judged against a rate taken beside it."""
 
@@ -245,6 +244,15 @@ class ModelBeside:
         return _rate(self.scorer, self.x, self.min_time)
 
 
+def _bracketed(beside, cmd, what: str):
+    """``(run_measured(cmd), model-only rate)``: the rate is the mean of the model alone
+    measured right before and right after the command (a drift during the scan then moves the
+    reference with it), or ``None`` without ``beside``."""
+    before = beside() if beside else None
+    r = _check(run_measured(cmd), what)
+    return r, (before + beside()) / 2 if beside else None
+
+
 _SAMPLE = re.compile(r"rotation check on a sample of ([\d,]+) cutouts")
 
 
@@ -253,7 +261,8 @@ def scan_runs(model, data: Path, n_files: int, one: Path, out: Path, reps: int,
     """End-to-end scans (lensscore, TF loop, tf.data) and cold starts, interleaved.
 
     ``beside``: a callable giving the model-only img/s now (:class:`ModelBeside`); each
-    lensscore scan's rate inside the scan is divided by one taken right before it, and the
+    lensscore scan's rate inside the scan is divided by the mean of those taken right before
+    and right after it, and the
     median of those ratios is reported."""
     res = {k: [] for k in ("scan", "scan_auto", "scan_rot4", "tf_loop", "tf_data")}
     cold = {k: [] for k in ("lensscore", "tf_loop")}
@@ -263,10 +272,9 @@ def scan_runs(model, data: Path, n_files: int, one: Path, out: Path, reps: int,
     extra = ["--keras", str(keras_model)] if keras_model else []
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     for _ in range(reps):
-        mo = beside() if beside else None
-        r = _check(run_measured(_lensscore_cmd("scan", data, "-m", model, "-o", out / "s.csv",
-                                               "--overwrite", "--no-rotations", "--quiet",
-                                               "--top", "0")), "lensscore scan")
+        r, mo = _bracketed(beside, _lensscore_cmd(
+            "scan", data, "-m", model, "-o", out / "s.csv", "--overwrite", "--no-rotations",
+            "--quiet", "--top", "0"), "lensscore scan")
         res["scan"].append(n_files / r["wall_s"])
         rss["scan"].append(r["rss_mib"])
         m = re.search(r"([\d,.]+) files/s", r["stdout"])
@@ -277,10 +285,9 @@ def scan_runs(model, data: Path, n_files: int, one: Path, out: Path, reps: int,
                 beside_ips.append(mo)
         # the default options: --rotations auto (an invariant model scores the four rotations
         # of a sample only, to check its claim)
-        mo = beside() if beside else None
-        r = _check(run_measured(_lensscore_cmd("scan", data, "-m", model, "-o", out / "a.csv",
-                                               "--overwrite", "--quiet", "--top", "0")),
-                   "lensscore scan (default options)")
+        r, mo = _bracketed(beside, _lensscore_cmd(
+            "scan", data, "-m", model, "-o", out / "a.csv", "--overwrite", "--quiet", "--top",
+            "0"), "lensscore scan (default options)")
         res["scan_auto"].append(n_files / r["wall_s"])
         m = re.search(r"([\d,.]+) files/s", r["stdout"])
         k = _SAMPLE.search(r["stdout"])
@@ -316,7 +323,7 @@ def scan_runs(model, data: Path, n_files: int, one: Path, out: Path, reps: int,
     return {"files_per_s": {k: _median(v) for k, v in res.items()},
             "scan_inner_files_per_s": _median(inscan),
             "scan_auto_inner_files_per_s": _median(inscan_auto),
-            # inside-the-scan rate / model-only measured right before it, per repetition
+            # inside-the-scan rate / model-only measured right before and after it, per repetition
             "scan_vs_model_beside": _median(ratio) if ratio else None,
             "scan_auto_vs_model_beside": _median(ratio_auto) if ratio_auto else None,
             "scan_auto_images_vs_model_beside": _median(ratio_auto_img) if ratio_auto_img
@@ -402,7 +409,8 @@ def table_rows(r: dict) -> list[tuple[str, str, str, str]]:
         bs = s.get("model_beside_img_per_s")
         if bs:
             lo, hi = s["model_beside_range"]
-            rows.append((f"{mk}.onnx alone, batch 32, measured right before each scan below",
+            rows.append((f"{mk}.onnx alone, batch 32, measured right before and after each "
+                         "scan below",
                          f"{bs:.1f} img/s (range {lo:.0f}-{hi:.0f})",
                          "each scan's ratio is to the rate taken beside it; median of the runs",
                          ""))
