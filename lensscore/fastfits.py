@@ -118,11 +118,13 @@ def read_simple_cube(path: str) -> tuple[np.ndarray, FastHeader] | None:
     image ``(y, x)`` (a per-band file), else ``None`` (read it with astropy). Never raises for
     a bad file: astropy reports those."""
     try:
-        with open(path, "rb") as fh:
+        # unbuffered: a BufferedReader's read() after read(10) and seek(0) took 250-450 us
+        # for a 172 kB file here, FileIO's readall() ~40 us
+        with open(path, "rb", buffering=0) as fh:
             if os.fstat(fh.fileno()).st_size > _MAX_FILE or fh.read(10) != b"SIMPLE  = ":
                 return None  # too large for a plain cutout (below), or not FITS
             fh.seek(0)
-            buf = fh.read()  # one read: a cutout file is small
+            buf = fh.readall()  # one read: a cutout file is small
         head, start = _read_header(buf)
     except (OSError, _Unsupported):
         return None
