@@ -224,9 +224,9 @@ def _lensscore_cmd(*args):
 
 class ModelBeside:
     """The model alone at the scan's batch size, measured right before and after a scan: this
-    machine's
-    speed drifts by more than the effects looked for (model-only rates of one model ranged
-    170-250 img/s within minutes), so each scan is judged against a rate taken beside it."""
+    machine's speed drifts by more than the effects looked for (model-only rates of one model
+    ranged 170-250 img/s within minutes), so each scan is judged against rates taken beside
+    it."""
 
     def __init__(self, model, threads=None, min_time: float = 1.5):
         from lensscore import Scorer
@@ -262,8 +262,7 @@ def scan_runs(model, data: Path, n_files: int, one: Path, out: Path, reps: int,
 
     ``beside``: a callable giving the model-only img/s now (:class:`ModelBeside`); each
     lensscore scan's rate inside the scan is divided by the mean of those taken right before
-    and right after it, and the
-    median of those ratios is reported."""
+    and right after it, and the median of those ratios is reported."""
     res = {k: [] for k in ("scan", "scan_auto", "scan_rot4", "tf_loop", "tf_data")}
     cold = {k: [] for k in ("lensscore", "tf_loop")}
     rss = {k: [] for k in ("scan", "tf_loop", "tf_data")}

@@ -186,7 +186,7 @@ def cutout_from_planes(planes: list[_Plane], header, want: Sequence[str], size: 
     data = np.stack([p.data for p in planes]).astype(np.float32)
 
     bad = ~np.isfinite(data)
-    n_bad = int(np.count_nonzero(bad))  # bool .sum() counts in int64: ~20x slower
+    n_bad = int(np.count_nonzero(bad))  # 1.4 us; a bool .sum() (int64 adds) 8 us
     for k, b in enumerate(want if n_bad else ()):
         if bad[k].all():
             reason = "masked or NaN/inf" if planes[k].n_masked else "NaN/inf"
