@@ -36,7 +36,8 @@ def main(argv=None) -> int:
 
     from lensscore.gallery import lupton_thumbnails
 
-    rows = list(csv.DictReader(open(args.cv_scores, newline="")))
+    with open(args.cv_scores, newline="") as fh:
+        rows = list(csv.DictReader(fh))
     for r in rows:
         r["score"] = float(r["score_cv"])
     fs = sorted((r for r in rows if "/src/" in r["id"] and r["score"] >= args.threshold),
