@@ -364,3 +364,19 @@ def test_fast_reader_never_raises_on_damaged_headers(tmp_path, rng):
         bad.write_bytes(bytes(raw))
         got = read_simple_cube(str(bad))
         assert got is None or (got[0].dtype == np.float32 and got[0].ndim in (2, 3))
+
+
+def test_find_sources_counts_a_linked_file_once(tmp_path, rng):
+    """A file and a symlink to it (beside it, or in another directory) are one object: the
+    first found is kept, as ``realpath`` says they are the same file."""
+    d = tmp_path / "lenses"
+    d.mkdir()
+    write_cube(d / "a.fits", fake_cutout(rng))
+    write_cube(d / "b.fits", fake_cutout(rng))
+    (d / "c_link.fits").symlink_to(d / "a.fits")
+    other = tmp_path / "more"
+    other.mkdir()
+    (other / "z_link.fits").symlink_to(d / "b.fits")
+    write_cube(other / "y.fits", fake_cutout(rng))
+    ids = [s.id for s in find_sources([tmp_path])]
+    assert ids == ["lenses/a", "lenses/b", "more/y"]
