@@ -4,12 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from compare_test_splits import compare  # noqa: E402
+from compare_test_splits import compare, paired_bootstrap  # noqa: E402
 
 
 def _write(path, header, rows):
@@ -46,3 +47,16 @@ def test_compare_test_splits_refuses_disjoint_or_contradicting_files(tmp_path):
     c = _write(tmp_path / "c.csv", "id,label,score", [("x/sim_000000", 0, 0.9)])
     with pytest.raises(SystemExit, match="disagree"):
         compare(a, c)
+
+
+def test_paired_bootstrap_separates_a_real_difference_from_none():
+    rng = np.random.default_rng(1)
+    y = np.repeat([1, 0], 500)
+    good = np.where(y == 1, rng.normal(2, 1, y.size), rng.normal(0, 1, y.size))
+    worse = good + rng.normal(0, 2, y.size)  # the same ranking, blurred
+    same = paired_bootstrap(y, good, good, n_boot=100)
+    assert all(d == {"a_minus_b": 0.0, "lo95": 0.0, "hi95": 0.0} for d in same.values())
+    d = paired_bootstrap(y, good, worse, n_boot=200)["roc_auc"]
+    assert 0 < d["lo95"] < d["a_minus_b"] < d["hi95"]  # better, beyond the noise
+    d = paired_bootstrap(y, good, good + rng.normal(0, 1e-3, y.size), n_boot=200)["roc_auc"]
+    assert d["lo95"] <= 0 <= d["hi95"]  # a negligible difference is within it
