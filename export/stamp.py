@@ -2,8 +2,9 @@
 
 Adds ``lensscore.real_metrics`` to a model's metadata (merge, never overwrite; weights untouched)
 from a ``lensscore scan`` catalog of labelled real cutouts: ROC AUC of lenses against all
-non-lenses, TPR at FPR 1 % and 0.1 %, accuracy and the false-positive rate of each non-lens
-group (``src``: field sources, ``sky``: random sky positions) at the threshold. For a model that
+non-lenses, TPR at FPR 1 % and 0.1 %, accuracy, and for each non-lens group (``src``: field
+sources, ``sky``: random sky positions) its false-positive rate at the threshold and the ROC AUC
+of the lenses against it. For a model that
 was trained or fine-tuned on those cutouts, use the cross-validated numbers instead
 (``train.finetune``): this command refuses a model whose metadata says it saw the data.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from lensscore.config import DEFAULT_THRESHOLD, META_PREFIX
-from lensscore.metrics import classification_summary
+from lensscore.metrics import classification_summary, roc_auc
 
 __all__ = ["real_metrics", "stamp"]
 
@@ -36,7 +37,12 @@ def real_metrics(catalog, name: str, threshold: float = DEFAULT_THRESHOLD) -> di
     for g in ("src", "sky"):
         sel = np.array([f"/{g}/" in r["id"] for r in rows]) & (y == 0)
         if sel.any():
-            groups[g] = {"n": int(sel.sum()), "above_threshold": float(np.mean(s[sel] >= threshold))}
+            # ROC AUC of the lenses against this group alone: the sky positions are mostly empty,
+            # so the field sources (galaxies and stars) are the harder, more telling half
+            groups[g] = {"n": int(sel.sum()), "n_above": int(np.sum(s[sel] >= threshold)),
+                         "above_threshold": float(np.mean(s[sel] >= threshold)),
+                         "auc_lenses_vs": roc_auc(np.r_[y[y == 1], y[sel]],
+                                                  np.r_[s[y == 1], s[sel]])}
     return {"data": name, "method": "scanned as a user would (not trained on)", "metrics": m,
             "nonlens_groups": groups}
 

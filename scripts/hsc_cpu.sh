@@ -9,7 +9,9 @@
 # each time training starts, ~19 min an epoch for rot. The shipped HSC models (GPU, models/README)
 # were cut by a time budget at epoch 20; these runs use the same data (seed 16; the same 80,400
 # (id, label) pairs) and the same recipe, but a 56/14/30 split of their own, so they are compared
-# with the shipped models on the cutouts both test splits hold (scripts/compare_test_splits.py).
+# with the shipped models on the cutouts both test splits hold (scripts/compare_test_splits.py),
+# then exported (int8, as shipped) and scanned beside them on the real PS1 development set
+# (REAL, default ../shared/realdata/ps1-sled-dev/raw; skipped where it is absent).
 set -euo pipefail
 OUT=${OUT:-runs/hsc_cpu}
 SEED=16
@@ -34,13 +36,30 @@ train() {  # ARCH: fit until early stopping (or the 35-epoch limit), then evalua
   fi
 }
 
-train rot
-train baseline
-for a in rot baseline; do
-  ref=runs/hsc_$a/test_scores_device.csv  # the shipped model's scores of its own test split
+finish() {  # ARCH: beside the shipped model, on simulations and on real PS1 pixels
+  local run=$OUT/$1 shipped=models/$1.onnx
+  local ref=runs/hsc_$1/test_scores_device.csv  # the shipped model's scores of its own test split
   if [ -f "$ref" ]; then
-    python scripts/compare_test_splits.py "$OUT/$a/test_scores.csv" "$ref" \
-      --names "CPU $a (early stopping)" "shipped $a (GPU, epoch budget)" \
-      --json "$OUT/$a/compare_shipped.json"
+    python scripts/compare_test_splits.py "$run/test_scores.csv" "$ref" \
+      --names "CPU $1 (early stopping)" "shipped $1 (GPU, epoch budget)" \
+      --json "$run/compare_shipped.json" | tee "$run/compare_shipped.txt"
   fi
-done
+  if [ ! "$run/model.onnx" -nt "$run/model.keras" ]; then
+    python -m export "$run/model.keras" "$run/model.onnx" --weights int8 --overwrite --json \
+      > "$run/export.json"
+  fi
+  if [ -d "$REAL" ]; then  # scanned as a user would; neither model was trained on it
+    for m in "$run/model.onnx=$run/real.csv" "$shipped=$run/real_shipped.csv"; do
+      lensscore scan "$REAL" -m "${m%%=*}" -o "${m#*=}" --overwrite --quiet --top 0 \
+        || test $? = 3  # 3: some rows are error rows
+    done
+    python scripts/real_table.py "CPU $1=$run/real.csv" "shipped $1=$run/real_shipped.csv" \
+      | tee "$run/real_table.md"
+  fi
+}
+
+REAL=${REAL:-../shared/realdata/ps1-sled-dev/raw}
+train rot
+finish rot
+train baseline
+finish baseline

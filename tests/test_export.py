@@ -136,3 +136,20 @@ def test_export_untrained_baseline_float32(tmp_path, rng):
     with pytest.raises(ExportError, match="expected \\(None, size, size, bands\\)"):
         export_model(tmp_path / "odd.keras", tmp_path / "odd.onnx")
     assert not (tmp_path / "odd.onnx").exists() and not (tmp_path / "junk.onnx").exists()
+
+
+def test_real_metrics_give_each_nonlens_group_its_rate_and_auc(tmp_path):
+    from export.stamp import real_metrics
+
+    rows = [("lenses/a", 1, 0.9), ("lenses/b", 1, 0.6), ("src/c", 0, 0.7), ("src/d", 0, 0.1),
+            ("sky/e", 0, 0.2), ("sky/f", 0, 0.3), ("sky/g", 0, 0.95)]
+    cat = tmp_path / "real.csv"
+    cat.write_text("id,status,label,score\n" + "".join(f"x/{i},ok,{lab},{s}\n" for i, lab, s in rows)
+                   + "x/sky/h,error,0,\n")  # an error row is not scored
+    m = real_metrics(cat, "toy")
+    assert m["metrics"]["n"] == 7
+    src, sky = m["nonlens_groups"]["src"], m["nonlens_groups"]["sky"]
+    assert (src["n"], src["n_above"], src["above_threshold"]) == (2, 1, 0.5)
+    assert src["auc_lenses_vs"] == 0.75  # 0.6 < 0.7: one of four pairs misordered
+    assert (sky["n"], sky["n_above"]) == (3, 1)
+    assert sky["auc_lenses_vs"] == 4 / 6

@@ -60,3 +60,17 @@ def test_paired_bootstrap_separates_a_real_difference_from_none():
     assert 0 < d["lo95"] < d["a_minus_b"] < d["hi95"]  # better, beyond the noise
     d = paired_bootstrap(y, good, good + rng.normal(0, 1e-3, y.size), n_boot=200)["roc_auc"]
     assert d["lo95"] <= 0 <= d["hi95"]  # a negligible difference is within it
+
+
+def test_real_table_prints_one_row_a_catalog(tmp_path):
+    cat = tmp_path / "real.csv"
+    cat.write_text("id,status,label,score\nr/lenses/a,ok,1,0.9\nr/src/b,ok,0,0.7\n"
+                   "r/sky/c,ok,0,0.2\n")
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "real_table.py"), f"mine={cat}"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[-1] == \
+        "| mine | 1.000 | 1.000 | 1.000 | 1.000 | 1/1 | 1/1 | 0/1 |"
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "real_table.py"), str(cat)],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "NAME=CATALOG" in p.stderr
