@@ -43,53 +43,25 @@ def _run(cmd: list[str], log: Path) -> None:
         sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}; see {log}")
 
 
-def _groups(catalog: Path):
-    """Scores of the real catalog's lenses, field sources and sky positions."""
-    import csv
-
-    import numpy as np
-
-    with open(catalog, newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["status"] == "ok"]
-    g = {"lens": [], "src": [], "sky": []}
-    for r in rows:
-        k = "lens" if r["label"] == "1" else "src" if "/src/" in r["id"] else "sky"
-        g[k].append(float(r["score"]))
-    return {k: np.array(v) for k, v in g.items()}
-
-
-def lenses_vs(catalog: Path, group: str) -> float:
-    """ROC AUC of the real lenses against one group of non-lenses. Most non-lenses of the set are
-    empty sky, which any network that sees a galaxy at the centre separates from lenses; the
-    field sources (galaxies and stars) are the harder, more telling half."""
-    import numpy as np
-
-    from lensscore.metrics import roc_auc
-
-    g = _groups(catalog)
-    y = np.r_[np.ones(len(g["lens"]), int), np.zeros(len(g[group]), int)]
-    return roc_auc(y, np.r_[g["lens"], g[group]])
-
-
 def table(out: Path) -> str:
     """Markdown table of the arms in OUT/results.json (group numbers from each real.csv)."""
+    from export.stamp import real_metrics
+
     res = json.loads((out / "results.json").read_text())
     head = ("| arm | simulator options | epochs (best) | sim. test AUC | real AUC, all | "
             "lenses vs field sources | lenses vs sky | TPR at FPR 1 % | lenses ≥ 0.5 | "
             "field sources ≥ 0.5 | sky ≥ 0.5 |\n" + "| --- " * 2 + "| ---: " * 9 + "|")
     lines = [head]
     for name, r in res.items():
-        cat = out / f"run_{name}" / "real.csv"
-        g = _groups(cat)
+        real = real_metrics(out / f"run_{name}" / "real.csv", "real")
+        m, g = real["metrics"], real["nonlens_groups"]
         state = json.loads((out / f"run_{name}" / "state.json").read_text())
-        m = r["real"]["metrics"]
         lines.append(
             f"| {name} | {' '.join(r['simulate']) or '(defaults)'} | {r['epochs_run']} "
             f"({state.get('best_epoch')}) | {r['sim_test']['roc_auc']:.4f} | {m['roc_auc']:.3f} | "
-            f"{lenses_vs(cat, 'src'):.3f} | {lenses_vs(cat, 'sky'):.3f} | "
-            f"{m['tpr_at_fpr_1pct']:.3f} | "
-            + " | ".join(f"{int((g[k] >= 0.5).sum())}/{len(g[k])}" for k in ("lens", "src", "sky"))
-            + " |")
+            f"{g['src']['auc_lenses_vs']:.3f} | {g['sky']['auc_lenses_vs']:.3f} | "
+            f"{m['tpr_at_fpr_1pct']:.3f} | {m['tp']}/{m['n_lens']} | "
+            + " | ".join(f"{g[k]['n_above']}/{g[k]['n']}" for k in ("src", "sky")) + " |")
     return "\n".join(lines)
 
 
@@ -121,11 +93,14 @@ def arm(name: str, a, out: Path) -> dict:
           "--overwrite", "--quiet", "--top", "0"], log)
     epochs_run = len((run / "history.csv").read_text().splitlines()) - 1
     test = json.loads((run / "metrics.json").read_text())
+    real = real_metrics(cat, str(a.real))
     return {"arm": name, "simulate": ARMS[sim], "train_seed": int(seed), "n": a.n,
             "epochs_max": a.epochs, "epochs_run": epochs_run,
-            "sim_test": test["metrics"], "real": real_metrics(cat, str(a.real)),
-            "real_auc_lenses_vs_field_sources": lenses_vs(cat, "src"),
-            "real_auc_lenses_vs_sky": lenses_vs(cat, "sky"),
+            "sim_test": test["metrics"], "real": real,
+            # the field sources (galaxies and stars) are the harder, more telling half; most
+            # sky positions are empty, which any network that sees a galaxy separates
+            "real_auc_lenses_vs_field_sources": real["nonlens_groups"]["src"]["auc_lenses_vs"],
+            "real_auc_lenses_vs_sky": real["nonlens_groups"]["sky"]["auc_lenses_vs"],
             "seconds": {"simulate": round(t_sim), "total": round(time.perf_counter() - t0)}}
 
 
