@@ -4,9 +4,9 @@ Adds ``lensscore.real_metrics`` to a model's metadata (merge, never overwrite; w
 from a ``lensscore scan`` catalog of labelled real cutouts: ROC AUC of lenses against all
 non-lenses, TPR at FPR 1 % and 0.1 %, accuracy, and for each non-lens group (``src``: field
 sources, ``sky``: random sky positions) its false-positive rate at the threshold and the ROC AUC
-of the lenses against it. For a model that
-was trained or fine-tuned on those cutouts, use the cross-validated numbers instead
-(``train.finetune``): this command refuses a model whose metadata says it saw the data.
+of the lenses against it. For a model that was trained or fine-tuned on those cutouts, use the
+cross-validated numbers instead (``train.finetune``): this command refuses a model whose
+metadata says it saw the data.
 """
 
 from __future__ import annotations
