@@ -157,27 +157,24 @@ def main():
         share = left / (len(jobs) - j) if j < len(jobs) - 1 else left - 15
         stop_at = time.time() + share
 
-        class _Out(Exception):
-            pass
+        asked = {"stop": False}  # set when the budget ends the run
 
-        def on_epoch(row, stop_at=stop_at, name=name):
+        def on_epoch(row, stop_at=stop_at, name=name, asked=asked):
             log(f"{name} epoch {row['epoch']}: loss {row['loss']:.4f} val_loss "
                 f"{row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} "
                 f"{row['samples_per_s']:.0f}/s")
-            if time.time() + row["seconds"] * 1.2 > stop_at:
-                raise _Out()
+            asked["stop"] = time.time() + row["seconds"] * 1.2 > stop_at
+            return asked["stop"]  # True ends the run, with the best epoch's weights
 
         t = time.time()
-        cut = False
-        try:
-            hist = fit(None, run.path, cfg, dataset=ds, on_epoch=on_epoch)
-        except _Out:
-            cut = True
-            log(f"{name}: stopped by the time budget")
+        # no per-epoch checkpoints: this call trains the whole run, and saving model and
+        # optimizer took longer than an epoch's training here
+        fit(None, run.path, cfg, dataset=ds, on_epoch=on_epoch, checkpoint=False)
         state = json.loads(run.state.read_text())
-        model = keras.saving.load_model(run.ckpt) if cut else keras.saving.load_model(run.model)
+        cut = asked["stop"] and not state["stopped"]
         if cut:
-            model.load_weights(run.best)
+            log(f"{name}: stopped by the time budget")
+        model = keras.saving.load_model(run.model)
         hist = state["history"]
         split = make_split(ds.y, seed=cfg.seed)
         te = split["test"]

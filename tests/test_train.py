@@ -90,6 +90,32 @@ def test_dataset_cache(data_dir, tmp_path):
     np.testing.assert_array_equal(np.asarray(b.x), a.x)
 
 
+def test_fit_without_checkpoints_keeps_the_best_epoch_and_ends_when_asked(data_dir, tmp_path):
+    """``checkpoint=False`` (one call trains the whole run, as on a lent GPU) writes no
+    checkpoint files yet ends with the same model as a checkpointed run: the best epoch's
+    weights, also when ``on_epoch`` ends the run early."""
+    from train.data import load_split
+    from train.fit import _bce, predict_scores
+
+    cfg = FitConfig(arch="rot", epochs=4, batch_size=8, jit=False, patience=5)
+    ds = load_dataset(data_dir, cache_dir=tmp_path / "cache")
+    hist = {}
+    for name, ckpt in (("ckpt", True), ("mem", False)):
+        hist[name] = fit(data_dir, tmp_path / name, cfg, dataset=ds, checkpoint=ckpt,
+                         on_epoch=lambda row: row["epoch"] == 3)
+        assert len(hist[name]) == 3 and (tmp_path / name / "model.keras").exists()
+    assert (tmp_path / "ckpt" / "checkpoint.keras").exists()
+    assert not list((tmp_path / "mem").glob("*.h5")) + list((tmp_path / "mem").glob("ch*"))
+    assert [r["val_loss"] for r in hist["ckpt"]] == pytest.approx(
+        [r["val_loss"] for r in hist["mem"]], abs=1e-6)
+    model = keras.saving.load_model(tmp_path / "mem" / "model.keras")
+    va = load_split(tmp_path / "mem" / "split.json", ds)["val"]
+    val_loss = _bce(ds.y[va].astype(np.float32), predict_scores(model, ds, va))
+    assert val_loss == pytest.approx(min(r["val_loss"] for r in hist["mem"]), abs=1e-5)
+    w1 = keras.saving.load_model(tmp_path / "ckpt" / "model.keras").get_weights()
+    assert max(float(np.abs(a - b).max()) for a, b in zip(w1, model.get_weights())) < 1e-6
+
+
 def test_resume_equals_one_shot_and_evaluate(data_dir, tmp_path):
     cfg = FitConfig(arch="rot", epochs=2, batch_size=8, jit=False, patience=5)
     ds = load_dataset(data_dir, cache_dir=tmp_path / "cache")

@@ -18,7 +18,7 @@ from lensscore.preprocess import DEFAULT_SPEC
 
 from .data import Dataset, load_dataset, load_split, make_split, save_split
 
-__all__ = ["FitConfig", "fit", "predict_scores", "RunDir", "load_config"]
+__all__ = ["FitConfig", "fit", "predict_scores", "RunDir", "load_config", "build_compiled"]
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,18 @@ def augment(x: np.ndarray, k, flip, *, channels_last: bool) -> np.ndarray:
     return out
 
 
-def _build(cfg: FitConfig):
+def build_compiled(cfg: FitConfig):
+    """A new model of ``cfg`` (seeded), compiled with the run's optimizer and loss.
+
+    Parameters
+    ----------
+    cfg : FitConfig
+
+    Returns
+    -------
+    keras.Model
+        Ready to train, or to take a run's saved weights (``best.weights.h5``).
+    """
     import keras
 
     from .models import build_model
@@ -161,6 +172,7 @@ def fit(
     epochs: int | None = None,
     on_batch: Callable[[int, int, int, float], None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    checkpoint: bool = True,
 ) -> list[dict]:
     """Train, checkpointing every epoch; ``resume=True`` continues an interrupted run.
 
@@ -183,6 +195,14 @@ def fit(
         that reached it; an early-stopped run stays stopped.
     on_batch : callable(epoch, batch, n_batches, loss), optional
     on_epoch : callable(history_row), optional
+        Returning ``True`` ends the run after this epoch, as early stopping would (the best
+        epoch's weights go into ``model.keras``): a caller's time budget.
+    checkpoint : bool
+        Save ``checkpoint.keras`` and ``best.weights.h5`` (each with the optimizer's state,
+        ~3x the weights) every epoch so that the run can resume. ``False`` where one call
+        trains the whole run (a lent GPU machine, where saving them took longer than an
+        epoch's training): the best weights are then kept in memory until ``model.keras``.
+        The state and the history are written every epoch either way.
 
     Returns
     -------
@@ -201,19 +221,24 @@ def fit(
         return state["history"]
 
     done_here = 0
+    best = {}  # the best epoch's weights, in memory when not checkpointing
     for epoch in range(state["epoch"], cfg.epochs):
         t0 = time.perf_counter()
         losses = _train_epoch(model, ds, split["train"], cfg, epoch, on_batch)
-        row = _end_epoch(model, run, state, ds, split, epoch, losses, t0, cfg.patience)
-        if on_epoch is not None:
-            on_epoch(row)
+        row = _end_epoch(model, run, state, ds, split, epoch, losses, t0, cfg.patience,
+                         best=None if checkpoint else best)
+        ended = on_epoch(row) is True if on_epoch is not None else False
         done_here += 1
         if state["stopped"]:
             log.info("early stopping after epoch %d (best %d)", epoch + 1, state["best_epoch"])
             break
+        if ended:
+            log.info("ended by the caller after epoch %d (best %d)", epoch + 1,
+                     state["best_epoch"])
+            break
         if stop_after is not None and done_here >= stop_after:
             return state["history"]
-    _finalize(model, run)
+    _finalize(model, run, best.get("weights"))
     return state["history"]
 
 
@@ -277,7 +302,7 @@ def _model_and_state(run: RunDir, cfg: FitConfig, resume: bool):
         return model, state
     state = {"epoch": 0, "best_val_loss": None, "best_epoch": None, "wait": 0,
              "history": [], "stopped": False}
-    return _build(cfg), state
+    return build_compiled(cfg), state
 
 
 def _train_epoch(model, ds: Dataset, tr, cfg: FitConfig, epoch: int, on_batch) -> list[float]:
@@ -301,9 +326,12 @@ def _train_epoch(model, ds: Dataset, tr, cfg: FitConfig, epoch: int, on_batch) -
 
 
 def _end_epoch(model, run: RunDir, state: dict, ds: Dataset, split, epoch: int,
-               losses: list[float], t0: float, patience: int) -> dict:
+               losses: list[float], t0: float, patience: int, *,
+               best: dict | None = None) -> dict:
     """Validate, keep the best weights, decide early stopping and checkpoint everything a
-    resume needs (model, state with the dropout RNGs, history); the epoch's history row."""
+    resume needs (model, state with the dropout RNGs, history); the epoch's history row.
+    With ``best`` (a dict) given, nothing is checkpointed and the best weights go into
+    ``best["weights"]`` instead of ``best.weights.h5``."""
     va = split["val"]
     yv = ds.y[va].astype(np.float32)
     pv = predict_scores(model, ds, va)
@@ -315,12 +343,16 @@ def _end_epoch(model, run: RunDir, state: dict, ds: Dataset, split, epoch: int,
     state["epoch"] = epoch + 1
     if state["best_val_loss"] is None or row["val_loss"] < state["best_val_loss"]:
         state.update(best_val_loss=row["val_loss"], best_epoch=epoch + 1, wait=0)
-        _save_atomic(model, run.best, weights_only=True)
+        if best is None:
+            _save_atomic(model, run.best, weights_only=True)
+        else:
+            best["weights"] = model.get_weights()
     else:
         state["wait"] += 1
     state["stopped"] = state["wait"] >= patience
     state["seed_states"] = _seed_states(model)
-    _save_atomic(model, run.ckpt)
+    if best is None:
+        _save_atomic(model, run.ckpt)
     atomic_write(run.state, json.dumps(state, indent=1))
     _write_history(run.history, state["history"])
     return row
@@ -353,8 +385,10 @@ def _set_seed_states(model, states: dict):
                                                          layer.seed_generator.state.dtype))
 
 
-def _finalize(model, run: RunDir):
-    if run.best.exists():
+def _finalize(model, run: RunDir, best_weights=None):
+    if best_weights is not None:
+        model.set_weights(best_weights)
+    elif run.best.exists():
         model.load_weights(run.best)
     _save_atomic(model, run.model)
 
