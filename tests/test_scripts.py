@@ -1,5 +1,6 @@
 """The helper scripts under scripts/ that need no TensorFlow."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,34 @@ def test_real_table_prints_one_row_a_catalog(tmp_path):
     p = subprocess.run([sys.executable, str(ROOT / "scripts" / "real_table.py"), str(cat)],
                        capture_output=True, text=True)
     assert p.returncode == 2 and "NAME=CATALOG" in p.stderr
+
+
+def test_real_table_bootstraps_the_auc_difference_of_two_catalogs(tmp_path):
+    """A model that ranks every lens first against one that ranks at random: the AUC
+    difference's interval excludes 0; a catalog against itself gives exactly 0."""
+    rng = np.random.default_rng(0)
+    ids = [f"r/lenses/l{i}" for i in range(40)] + [f"r/{'src' if i % 3 else 'sky'}/n{i}"
+                                                   for i in range(80)]
+    y = np.r_[np.ones(40, int), np.zeros(80, int)]
+    cats = {}
+    for name, s in (("good", np.r_[rng.uniform(0.6, 1, 40), rng.uniform(0, 0.4, 80)]),
+                    ("random", rng.uniform(0, 1, 120))):
+        cats[name] = tmp_path / f"{name}.csv"
+        cats[name].write_text("id,status,label,score\n" + "".join(
+            f"{i},ok,{lab},{v}\n" for i, lab, v in zip(ids, y, s)))
+    script = str(ROOT / "scripts" / "real_table.py")
+    p = subprocess.run([sys.executable, script, f"good={cats['good']}",
+                        f"random={cats['random']}", "--boot", "200"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    lines = {ln.split(":")[0]: ln for ln in p.stdout.splitlines() if ln.startswith("- ")}
+    for label, n in (("- lenses vs all non-lenses", 120), ("- lenses vs field sources", 93)):
+        d, lo, hi = (float(v) for v in re.findall(r"[+-]\d\.\d+", lines[label])[:3])
+        assert d > 0.3 and lo > 0.2 and lo <= d <= hi, lines[label]
+        assert f"({n} cutouts)" in lines[label]
+    p = subprocess.run([sys.executable, script, f"a={cats['good']}", f"b={cats['good']}",
+                        "--boot", "50"], capture_output=True, text=True)
+    assert "+0.000 [+0.000, +0.000]" in p.stdout
+    p = subprocess.run([sys.executable, script, f"a={cats['good']}", "--boot", "50"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "exactly two" in p.stderr
