@@ -12,6 +12,8 @@
 # with the shipped models on the cutouts both test splits hold (scripts/compare_test_splits.py),
 # then exported (int8, as shipped) and scanned beside them on the real PS1 development set
 # (REAL, default ../shared/realdata/ps1-sled-dev/raw; skipped where it is absent).
+# Runs on a lent GPU reached early stopping first (models/README.md, "The HSC runs to early
+# stopping"); this stays the route for a machine without one.
 set -euo pipefail
 OUT=${OUT:-runs/hsc_cpu}
 SEED=16

@@ -15,6 +15,8 @@ REAL=${REAL:-../shared/realdata/ps1-sled-dev/raw}
 RUNS=${RUNS:-runs}
 
 # 1. (GPU machine)  KERAS_BACKEND=jax python3 scripts/device_train.py --budget 520 --workers 15
+#    (its HSC jobs, rerun to early stopping with --jobs hsc:rot,hsc:baseline --budget 540, were
+#    not shipped: models/README.md, scripts/compare_with_shipped.sh)
 # 2. the runs, here
 for job in hsc_rot hsc_baseline ps1_rot; do
   python -m train import-device "$DEV/results.json" "$job" --out "$RUNS/$job"
