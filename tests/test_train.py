@@ -257,3 +257,36 @@ def test_balanced_finetune_weights_give_each_kind_of_nonlens_an_equal_share():
     assert np.array_equal(w[:3], np.ones(3))  # lenses untouched
     assert w[3:5].sum() == pytest.approx(4) and w[5:].sum() == pytest.approx(4)  # 8 split 4 + 4
     assert np.allclose(w[3:5], 2) and np.allclose(w[5:], 2 / 3)
+
+
+def test_device_train_script_round_trips_through_import_device(tmp_path):
+    """``scripts/device_train.py`` (here on the TensorFlow backend, at toy size) writes weights
+    and results that ``import-device`` rebuilds into the model it trained, within int8 steps."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from train.device import import_run
+
+    root = Path(__file__).resolve().parent.parent
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow",
+           "PYTHONPATH": str(root)}
+    p = subprocess.run([sys.executable, str(root / "scripts" / "device_train.py"),
+                        "--jobs", "hsc:rot", "--n", "120", "--epochs", "2", "--workers", "1",
+                        "--budget", "900", "--out", str(out), "--runs", str(runs)],
+                       capture_output=True, text=True, timeout=900, env=env)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    e = json.loads((out / "results.json").read_text())["jobs"]["hsc_rot"]
+    assert len(e["history"]) == 2 and not e["cut_by_budget"] and not e["early_stopped"]
+    assert sum(e["n_split"].values()) == 120
+    assert len(e["test_scores"]) == len(e["test_index"]) == e["n_split"]["test"]
+    assert any(w["dtype"] == "int8" for w in e["weights"])
+    assert not list(runs.glob("*/checkpoint.keras"))  # the GPU path saves no checkpoints
+    run = import_run(out / "results.json", "hsc_rot", tmp_path / "imported")
+    trained = keras.saving.load_model(runs / "hsc_rot" / "model.keras").get_weights()
+    rebuilt = keras.saving.load_model(run / "model.keras").get_weights()
+    for a, b in zip(trained, rebuilt):
+        assert np.abs(a - b).max() <= np.abs(a).max() / 254 + 1e-7
+    assert json.loads((run / "state.json").read_text())["best_epoch"] == e["best_epoch"]
