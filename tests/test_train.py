@@ -106,14 +106,17 @@ def test_fit_without_checkpoints_keeps_the_best_epoch_and_ends_when_asked(data_d
         assert len(hist[name]) == 3 and (tmp_path / name / "model.keras").exists()
     assert (tmp_path / "ckpt" / "checkpoint.keras").exists()
     assert not list((tmp_path / "mem").glob("*.h5")) + list((tmp_path / "mem").glob("ch*"))
+    # TensorFlow on CPU repeats a run to ~1e-5 here, not bit for bit (test_resume_... is luckier)
     assert [r["val_loss"] for r in hist["ckpt"]] == pytest.approx(
-        [r["val_loss"] for r in hist["mem"]], abs=1e-6)
-    model = keras.saving.load_model(tmp_path / "mem" / "model.keras")
+        [r["val_loss"] for r in hist["mem"]], abs=1e-4)
+    with pytest.raises(ValueError, match="checkpoint=True"):
+        fit(data_dir, tmp_path / "x", cfg, dataset=ds, checkpoint=False, stop_after=1)
+    model = keras.saving.load_model(tmp_path / "mem" / "model.keras", compile=False)
     va = load_split(tmp_path / "mem" / "split.json", ds)["val"]
     val_loss = _bce(ds.y[va].astype(np.float32), predict_scores(model, ds, va))
     assert val_loss == pytest.approx(min(r["val_loss"] for r in hist["mem"]), abs=1e-5)
-    w1 = keras.saving.load_model(tmp_path / "ckpt" / "model.keras").get_weights()
-    assert max(float(np.abs(a - b).max()) for a, b in zip(w1, model.get_weights())) < 1e-6
+    w1 = keras.saving.load_model(tmp_path / "ckpt" / "model.keras", compile=False).get_weights()
+    assert max(float(np.abs(a - b).max()) for a, b in zip(w1, model.get_weights())) < 1e-4
 
 
 def test_resume_equals_one_shot_and_evaluate(data_dir, tmp_path):
@@ -285,8 +288,11 @@ def test_device_train_script_round_trips_through_import_device(tmp_path):
     assert any(w["dtype"] == "int8" for w in e["weights"])
     assert not list(runs.glob("*/checkpoint.keras"))  # the GPU path saves no checkpoints
     run = import_run(out / "results.json", "hsc_rot", tmp_path / "imported")
-    trained = keras.saving.load_model(runs / "hsc_rot" / "model.keras").get_weights()
-    rebuilt = keras.saving.load_model(run / "model.keras").get_weights()
+    # compile=False: only the weights matter, and a model compiled for XLA warns on load
+    # where an earlier test turned TensorFlow's op determinism on
+    trained = keras.saving.load_model(runs / "hsc_rot" / "model.keras", compile=False)
+    rebuilt = keras.saving.load_model(run / "model.keras", compile=False)
+    trained, rebuilt = trained.get_weights(), rebuilt.get_weights()
     for a, b in zip(trained, rebuilt):
         assert np.abs(a - b).max() <= np.abs(a).max() / 254 + 1e-7
     assert json.loads((run / "state.json").read_text())["best_epoch"] == e["best_epoch"]

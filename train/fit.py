@@ -18,7 +18,7 @@ from lensscore.preprocess import DEFAULT_SPEC
 
 from .data import Dataset, load_dataset, load_split, make_split, save_split
 
-__all__ = ["FitConfig", "fit", "predict_scores", "RunDir", "load_config", "build_compiled"]
+__all__ = ["FitConfig", "fit", "predict_scores", "RunDir", "load_config"]
 
 log = logging.getLogger(__name__)
 
@@ -127,18 +127,7 @@ def augment(x: np.ndarray, k, flip, *, channels_last: bool) -> np.ndarray:
     return out
 
 
-def build_compiled(cfg: FitConfig):
-    """A new model of ``cfg`` (seeded), compiled with the run's optimizer and loss.
-
-    Parameters
-    ----------
-    cfg : FitConfig
-
-    Returns
-    -------
-    keras.Model
-        Ready to train, or to take a run's saved weights (``best.weights.h5``).
-    """
+def _build(cfg: FitConfig):
     import keras
 
     from .models import build_model
@@ -171,7 +160,7 @@ def fit(
     stop_after: int | None = None,
     epochs: int | None = None,
     on_batch: Callable[[int, int, int, float], None] | None = None,
-    on_epoch: Callable[[dict], None] | None = None,
+    on_epoch: Callable[[dict], bool | None] | None = None,
     checkpoint: bool = True,
 ) -> list[dict]:
     """Train, checkpointing every epoch; ``resume=True`` continues an interrupted run.
@@ -208,9 +197,18 @@ def fit(
     -------
     list of dict
         The history, one row per epoch.
+
+    Raises
+    ------
+    ValueError
+        ``stop_after`` without ``checkpoint``: nothing would be left to resume from.
+    FileExistsError, FileNotFoundError
+        A new run into a directory that holds one; a resume of a directory that holds none.
     """
     from . import models  # noqa: F401  (registers RotationalConv2D for load_model)
 
+    if stop_after is not None and not checkpoint:
+        raise ValueError("stop_after is for resuming later, which needs checkpoint=True")
     run = RunDir(out_dir)
     cfg = _open_run(run, config, resume, epochs)
     ds, split = _data_and_split(run, cfg, data_dir, dataset, write_config=not resume)
@@ -302,7 +300,7 @@ def _model_and_state(run: RunDir, cfg: FitConfig, resume: bool):
         return model, state
     state = {"epoch": 0, "best_val_loss": None, "best_epoch": None, "wait": 0,
              "history": [], "stopped": False}
-    return build_compiled(cfg), state
+    return _build(cfg), state
 
 
 def _train_epoch(model, ds: Dataset, tr, cfg: FitConfig, epoch: int, on_batch) -> list[float]:
