@@ -21,13 +21,19 @@ import numpy as np
 from lensscore.config import DEFAULT_THRESHOLD, META_PREFIX
 from lensscore.metrics import classification_summary, roc_auc
 
-__all__ = ["real_metrics", "stamp"]
+__all__ = ["labelled_rows", "real_metrics", "stamp"]
+
+
+def labelled_rows(catalog) -> list[dict]:
+    """The rows of a ``lensscore scan`` catalog that were scored (``status`` ok) and have a
+    label, as ``csv.DictReader`` gives them."""
+    with open(catalog, newline="") as fh:
+        return [r for r in csv.DictReader(fh) if r["status"] == "ok" and r.get("label", "") != ""]
 
 
 def real_metrics(catalog, name: str, threshold: float = DEFAULT_THRESHOLD) -> dict:
     """Metrics of a scan catalog's labelled rows (``status`` ok)."""
-    with open(catalog, newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["status"] == "ok" and r.get("label", "") != ""]
+    rows = labelled_rows(catalog)
     if not rows:
         raise ValueError(f"{catalog}: no scored rows with labels")
     y = np.array([int(r["label"]) for r in rows])

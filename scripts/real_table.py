@@ -16,7 +16,6 @@ training noise: two runs of one recipe can differ by more.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compare_test_splits import paired_bootstrap  # noqa: E402
-from export.stamp import real_metrics  # noqa: E402
+from export.stamp import labelled_rows, real_metrics  # noqa: E402
 
 HEAD = ("| model | AUC, all | lenses vs field sources | lenses vs sky | TPR at FPR 1 % | "
         "lenses ≥ 0.5 | field sources ≥ 0.5 | sky ≥ 0.5 |\n| --- " + "| ---: " * 7 + "|")
@@ -43,9 +42,7 @@ def row(name: str, catalog) -> str:
 
 
 def _scored(catalog) -> dict[str, tuple[int, float]]:
-    with open(catalog, newline="") as fh:
-        return {r["id"]: (int(r["label"]), float(r["score"])) for r in csv.DictReader(fh)
-                if r["status"] == "ok" and r.get("label", "") != ""}
+    return {r["id"]: (int(r["label"]), float(r["score"])) for r in labelled_rows(catalog)}
 
 
 def paired_auc(a, b, n_boot: int = 1000) -> dict:
