@@ -12,6 +12,8 @@ __all__ = [
     "MAX_CUTOUT_PIXELS",
     "FITS_SUFFIXES",
     "META_PREFIX",
+    "ARCH_INVARIANCE",
+    "SYMMETRIES",
 ]
 
 #: HSC g, r, i as in Cañameras et al. (2020, 2021).
@@ -35,3 +37,8 @@ FITS_SUFFIXES: tuple[str, ...] = (
 )
 #: Prefix of the ONNX ``metadata_props`` keys that lensscore reads and writes.
 META_PREFIX: str = "lensscore."
+#: The symmetry groups a model can be exactly invariant to: none, C4 (the four 90° rotations),
+#: D4 (the rotations and their mirror images: the 8 transforms of the dihedral group).
+SYMMETRIES: tuple[str, ...] = ("none", "C4", "D4")
+#: The architectures of ``train`` and the group each is invariant to by construction.
+ARCH_INVARIANCE: dict[str, str] = {"baseline": "none", "rot": "C4", "d4": "D4"}

@@ -106,6 +106,8 @@ def main():
                          '\'{"deflectors": "sis-vdf", "los_per_arcmin2": 30}\' (recorded in '
                          'results.json, so the test splits regenerate the same)')
     a = ap.parse_args()
+    # recorded in full, so that the test splits can be made again whatever the defaults become
+    a.sim = {"handedness": "both", **(a.sim or {})}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     deadline = T0 + a.budget

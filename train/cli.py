@@ -14,7 +14,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lensscore.config import DEFAULT_THRESHOLD
+from lensscore.config import ARCH_INVARIANCE, DEFAULT_THRESHOLD
 
 from .fit import FitConfig
 
@@ -50,7 +50,9 @@ def fit(
                                             "(lenses/ and nonlenses/, or lens_*/nonlens_*).",
                                        exists=True, file_okay=False)],
     out_dir: Annotated[Path, typer.Option("--out", help="Run directory to create (or resume).")],
-    arch: Annotated[str, typer.Option(help="baseline or rot.")] = "baseline",
+    arch: Annotated[str, typer.Option(
+        help="d4: exactly invariant to 90° rotations and mirror images (the default); rot: the "
+             "seed's rotational network (rotations only); baseline: the HOLISMOKES CNN.")] = "d4",
     epochs: Annotated[Optional[int], typer.Option(
         min=1, help=f"Epoch limit [default: {_FIT.epochs}]; with --resume, raises the run's "
                     "limit.")] = None,
@@ -62,7 +64,9 @@ def fit(
     dropout: Annotated[float, typer.Option(min=0.0, max=0.99)] = _FIT.dropout,
     patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).",
                                           min=1)] = _FIT.patience,
-    augment: Annotated[bool, typer.Option(help="Random 90° rotations and flips.")] = _FIT.augment,
+    augment: Annotated[Optional[bool], typer.Option(
+        help="Random 90° rotations and flips of the training cutouts [default: on unless the "
+             "network is invariant to both, i.e. off for d4].")] = None,
     seed: Annotated[int, typer.Option()] = _FIT.seed,
     rot_mode: Annotated[str, typer.Option(help="RotationalConv2D computation: kernel|input "
                                                "(same function).")] = _FIT.rot_mode,
@@ -78,8 +82,8 @@ def fit(
     from .data import SplitError
     from .fit import fit as run_fit
 
-    if arch not in ("baseline", "rot"):
-        _fail(f"unknown --arch {arch!r}: baseline or rot", 2)
+    if arch not in ARCH_INVARIANCE:
+        _fail(f"unknown --arch {arch!r}: {', '.join(ARCH_INVARIANCE)}", 2)
     from .presets import preset
 
     try:
@@ -236,6 +240,9 @@ def simulate(
     deflector_max_mag: Annotated[Optional[float], typer.Option(
         help="With sis-vdf: the faintest deflector (i mag), for lens and non-lens LRGs alike "
              "(a search starts from catalogued galaxies) [default: no limit].")] = None,
+    handedness: Annotated[str, typer.Option(
+        help="both: spiral arms wind either way, half each, as on the sky; one: all the same "
+             "way (the sets of the models trained before issue 30).")] = "both",
 ):
     """Simulate survey-like (g, r, i) mock lenses and hard negatives with lenstronomy."""
     import time
@@ -244,7 +251,7 @@ def simulate(
 
     try:
         cfg = SimConfig.for_survey(survey, deflectors=deflectors, los_per_arcmin2=los,
-                                   deflector_max_mag=deflector_max_mag)
+                                   deflector_max_mag=deflector_max_mag, handedness=handedness)
     except ValueError as exc:
         _fail(str(exc), 2)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lensscore.config import DEFAULT_THRESHOLD
-__all__ = ["import_run", "unpack_weights", "regenerate"]
+__all__ = ["import_run", "unpack_weights", "regenerate", "recorded_sim"]
 
 
 def unpack_weights(entry: dict, parts_dir) -> list[np.ndarray]:
@@ -35,7 +35,13 @@ def unpack_weights(entry: dict, parts_dir) -> list[np.ndarray]:
 
 #: SimConfig options and the `train simulate` flags that set them
 _SIM_FLAGS = {"deflectors": "--deflectors", "los_per_arcmin2": "--los",
-              "deflector_max_mag": "--deflector-max-mag"}
+              "deflector_max_mag": "--deflector-max-mag", "handedness": "--handedness"}
+
+
+def recorded_sim(sim: dict | None) -> dict:
+    """The SimConfig options a device run recorded, for making its cutouts again. Runs from
+    before issue 30 recorded no ``handedness``: their spirals all wound one way."""
+    return {"handedness": "one", **(sim or {})}
 
 
 def data_name(results: dict, survey: str) -> str:
@@ -71,8 +77,8 @@ def import_run(results_json, job: str, out_dir) -> Path:
     cfg["n"] = e["n_split"]
     cfg["trained_on"] = "device (Keras JAX backend); weights int8 per channel for kernels > 1e5"
     run.config.write_text(json.dumps(cfg, indent=1))
-    if results.get("sim"):  # the simulator options its data were made with (device_finetune)
-        (run.path / "sim.json").write_text(json.dumps(results["sim"]))
+    if results.get("n") is not None:  # the simulator options its data were made with
+        (run.path / "sim.json").write_text(json.dumps(recorded_sim(results.get("sim"))))
     run.state.write_text(json.dumps({"epoch": len(e["history"]), "best_epoch": e["best_epoch"],
                                      "best_val_loss": min((r["val_loss"] for r in e["history"]),
                                                           default=None),
@@ -129,7 +135,8 @@ def verify(results_json, job: str, onnx_path, n: int = 1000) -> dict:
     e = results["jobs"][job]
     idx = e["test_index"][:n]
     sc = Scorer(onnx_path)
-    x, y = regenerate(e["survey"], results["seed"], idx, sc.spec, sim=results.get("sim"))
+    x, y = regenerate(e["survey"], results["seed"], idx, sc.spec,
+                      sim=recorded_sim(results.get("sim")))
     s = sc.score(x, preprocessed=True).astype(np.float64)
     out = {"n": len(idx), "metrics_onnx": classification_summary(y, s)}
     if e["test_scores"]:
@@ -154,7 +161,7 @@ def evaluate_onnx(results_json, job: str, onnx_path, run_dir, n: int = 4000) -> 
     idx = e["test_index"][:n]
     sc = Scorer(onnx_path)
     x, y, truths = regenerate(e["survey"], results["seed"], idx, sc.spec, return_truth=True,
-                              sim=results.get("sim"))
+                              sim=recorded_sim(results.get("sim")))
     rot = sc.score_rotations(x, preprocessed=True).astype(np.float64)
     ids = [f"{'lenses' if lab else 'nonlenses'}/sim_{i:06d}" for i, lab in zip(idx, y)]
     run = Path(run_dir)

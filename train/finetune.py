@@ -121,7 +121,7 @@ def run_sims(run: RunDir, n: int) -> tuple[np.ndarray, np.ndarray]:
     a GPU machine has neither: the cutouts are simulated again (pure in ``(seed, index)``), with
     the simulator options it was made with (``sim.json``, :func:`train.device.import_run`).
     """
-    from .device import regenerate
+    from .device import recorded_sim, regenerate
     from .fit import _data_and_split
 
     cfg = load_config(run)
@@ -132,7 +132,7 @@ def run_sims(run: RunDir, n: int) -> tuple[np.ndarray, np.ndarray]:
             split["train"], min(n, len(split["train"])), replace=False))
         return np.asarray(ds.x[idx], np.float32), np.asarray(ds.y[idx], int)
     sim_json = run.path / "sim.json"
-    sim = json.loads(sim_json.read_text()) if sim_json.exists() else None
+    sim = recorded_sim(json.loads(sim_json.read_text()) if sim_json.exists() else None)
     return regenerate(cfg.survey, cfg.seed, sim_indices(run, n),
                       PreprocessSpec.from_json(cfg.preprocess), sim=sim)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lensscore.config import DEFAULT_BANDS, DEFAULT_SIZE, DEFAULT_THRESHOLD
+from lensscore.config import ARCH_INVARIANCE, DEFAULT_BANDS, DEFAULT_SIZE, DEFAULT_THRESHOLD
 from lensscore.files import atomic_path, atomic_write
 from lensscore.preprocess import DEFAULT_SPEC
 
@@ -29,14 +29,16 @@ class FitConfig:
 
     Attributes
     ----------
-    arch : {"baseline", "rot"}
+    arch : {"baseline", "rot", "d4"}
     epochs, batch_size, lr, l2, dropout : the recipe (35, 128, 6e-4, 1e-4, 0.5)
     conv_l2 : float or None
         L2 on convolution kernels if different from ``l2`` (the seed's code: 1e-3).
     patience : int
         Early stopping on validation loss; the best epoch's weights are kept.
-    augment : bool
-        Random 90° rotations and flips of the training images (the seed's first idea).
+    augment : bool or None
+        Random 90° rotations and flips of the training images (the seed's first idea). None
+        (the default): on for every architecture that is not invariant to both by construction
+        (``baseline``, and ``rot``, which is blind to rotations but not to mirror images).
     seed : int
         Split, initialisation, shuffling, dropout and augmentation all derive from it.
     rot_mode : {"kernel", "input"}
@@ -53,7 +55,7 @@ class FitConfig:
     conv_l2: float | None = None
     dropout: float = 0.5
     patience: int = 5
-    augment: bool = False
+    augment: bool | None = None
     seed: int = 0
     rot_mode: str = "kernel"
     jit: bool = True
@@ -63,6 +65,13 @@ class FitConfig:
     #: and zero point into the model, so the scorer puts inputs on the same grid
     survey: str = "hsc"
     preprocess: str = field(default_factory=DEFAULT_SPEC.to_json)
+
+    def __post_init__(self):
+        if self.arch not in ARCH_INVARIANCE:
+            raise ValueError(f"unknown arch {self.arch!r}: choose one of "
+                             f"{', '.join(ARCH_INVARIANCE)}")
+        if self.augment is None:
+            self.augment = ARCH_INVARIANCE[self.arch] != "D4"
 
 
 class RunDir:

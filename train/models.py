@@ -5,11 +5,12 @@ from __future__ import annotations
 import keras
 from keras import layers, ops, regularizers
 
-from lensscore.config import DEFAULT_BANDS, DEFAULT_SIZE
+from lensscore.config import ARCH_INVARIANCE, DEFAULT_BANDS, DEFAULT_SIZE
 
-__all__ = ["RotationalConv2D", "build_model", "ARCHS", "rot90"]
+__all__ = ["RotationalConv2D", "DihedralConv2D", "build_model", "ARCHS", "rot90",
+           "transform"]
 
-ARCHS = ("baseline", "rot")
+ARCHS = tuple(ARCH_INVARIANCE)
 
 
 def _rot_axes(x, k: int, a: int, b: int, perm):
@@ -36,6 +37,12 @@ def _rot_kernel(w, k: int):
     return _rot_axes(w, k, 0, 1, (1, 0, 2, 3))
 
 
+def transform(x, k: int, mirror: bool):
+    """The dihedral transform ``(k, mirror)`` of NHWC tensors: mirrored in x (``x[:, :, ::-1]``)
+    first if ``mirror``, then rotated by ``k`` x 90° (:func:`lensscore.scorer.transform`)."""
+    return rot90(ops.flip(x, axis=2) if mirror else x, k)
+
+
 @keras.saving.register_keras_serializable(package="lensscore")
 class RotationalConv2D(layers.Conv2D):
     """The seed's rotational convolution (Ivashkov 2022, §5.2).
@@ -55,6 +62,10 @@ class RotationalConv2D(layers.Conv2D):
         invariant to float rounding, ~1e-7). Only ``valid`` padding, square inputs and kernels.
     """
 
+    #: the transforms ``(k, mirror)`` the layer maximises over: the four rotations (C4)
+    TRANSFORMS = tuple((k, False) for k in range(4))
+    GROUP = "C4"
+
     def __init__(self, *args, mode: str = "kernel", **kwargs):
         super().__init__(*args, **kwargs)
         if mode not in ("kernel", "input"):
@@ -69,18 +80,40 @@ class RotationalConv2D(layers.Conv2D):
         return {**super().get_config(), "mode": self.mode}
 
     def call(self, inputs):
+        ts = self.TRANSFORMS
         if self.mode == "input":
-            outs = [self.convolution_op(rot90(inputs, k), self.kernel) for k in range(4)]
+            outs = [self.convolution_op(transform(inputs, k, m), self.kernel) for k, m in ts]
         else:
-            stacked = ops.concatenate([_rot_kernel(self.kernel, -k) for k in range(4)], axis=-1)
+            # conv(rot_k(F x), W) = rot_k(F(conv(x, F(rot_-k(W))))), F the mirror in x
+            def kern(k, m):
+                w = _rot_kernel(self.kernel, -k)
+                return ops.flip(w, axis=1) if m else w
+
+            stacked = ops.concatenate([kern(k, m) for k, m in ts], axis=-1)
             y = self.convolution_op(inputs, stacked)
-            outs = [rot90(part, k) for k, part in enumerate(ops.split(y, 4, axis=-1))]
-        result = ops.maximum(ops.maximum(outs[0], outs[1]), ops.maximum(outs[2], outs[3]))
+            outs = [transform(part, k, m)
+                    for (k, m), part in zip(ts, ops.split(y, len(ts), axis=-1))]
+        while len(outs) > 1:  # a balanced tree of binary maxima
+            outs = [ops.maximum(a, b) for a, b in zip(outs[::2], outs[1::2])]
+        result = outs[0]
         if self.use_bias:
             result = result + self.bias
         if self.activation is not None:
             result = self.activation(result)
         return result
+
+
+@keras.saving.register_keras_serializable(package="lensscore")
+class DihedralConv2D(RotationalConv2D):
+    """:class:`RotationalConv2D` over the 8 transforms of the dihedral group D4.
+
+    ``out = act(max_T conv(T x, W) + b)`` over the four rotations of ``x`` and of its mirror
+    image: the set ``{T x}`` is the same for every rotation or reflection of ``x``, so the layer
+    and a network built on it are invariant to both -- the sky has no handedness.
+    """
+
+    TRANSFORMS = tuple((k, m) for m in (False, True) for k in range(4))
+    GROUP = "D4"
 
 
 def build_model(
@@ -97,11 +130,12 @@ def build_model(
 
     Conv 11x11x32 -> MaxPool 2 -> Conv 7x7x64 -> MaxPool 2 -> Conv 3x3x128 -> Flatten ->
     Dropout -> Dense 2048 -> 512 -> 32 -> 1 (sigmoid); ReLU, valid padding (~27.5 M parameters
-    at 72x72x3). ``rot`` replaces the first Conv by :class:`RotationalConv2D`.
+    at 72x72x3). ``rot`` replaces the first Conv by :class:`RotationalConv2D` (invariant to 90°
+    rotations), ``d4`` by :class:`DihedralConv2D` (to rotations and mirror images).
 
     Parameters
     ----------
-    arch : {"baseline", "rot"}
+    arch : {"baseline", "rot", "d4"}
     l2 : float
         L2 weight decay on every kernel (the seed's table: 1e-4).
     conv_l2 : float, optional
@@ -117,8 +151,8 @@ def build_model(
     dreg = regularizers.L2(l2) if l2 else None
     init = lambda k: keras.initializers.GlorotUniform(seed=seed + k)  # noqa: E731
     inp = keras.Input((size, size, n_bands), name="image")
-    conv1 = RotationalConv2D if arch == "rot" else layers.Conv2D
-    extra = {"mode": rot_mode} if arch == "rot" else {}
+    conv1 = {"rot": RotationalConv2D, "d4": DihedralConv2D}.get(arch, layers.Conv2D)
+    extra = {"mode": rot_mode} if arch != "baseline" else {}
     x = conv1(32, 11, activation="relu", kernel_regularizer=creg, kernel_initializer=init(0),
               name="conv1", **extra)(inp)
     x = layers.MaxPooling2D(2, name="pool1")(x)

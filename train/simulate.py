@@ -57,6 +57,7 @@ NONLENS_TYPES = {"spiral": 2 / 9, "edge_on_disc": 1 / 9, "lrg": 1 / 8, "lrg_blue
 
 
 DEFLECTORS = ("uniform", "sis-vdf")
+HANDEDNESS = ("both", "one")
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,15 @@ class SimConfig:
     #: sis-vdf only: the faintest deflector (i magnitude; None for no limit). A lens search
     #: starts from catalogued galaxies, and a deflector at the survey's depth is in none.
     deflector_max_mag: float | None = None
+    #: "both": every chiral feature (today: the winding of spiral arms) drawn with either
+    #: handedness, half each, as on the sky; "one": every spiral winds the same way, the sets the
+    #: models before issue 30 were trained on (kept so that their test splits can be made again)
+    handedness: str = "both"
 
     def __post_init__(self):
+        if self.handedness not in HANDEDNESS:
+            raise ValueError(f"handedness must be one of {', '.join(HANDEDNESS)}, "
+                             f"got {self.handedness!r}")
         if self.deflectors not in DEFLECTORS:
             raise ValueError(f"deflectors must be one of {', '.join(DEFLECTORS)}, "
                              f"got {self.deflectors!r}")
@@ -349,10 +357,12 @@ def _nonlens(R, rng, subtype, cfg):
                  _component(R, rng, "sersic", mi + 1.5, 0, 0, r=0.3 * r_d, n=rng.uniform(2, 4),
                             qmin=0.7, col=_COL["lrg"])]
         if subtype == "spiral":  # two bright blue arms, winding out
+            # the sky has no handedness: either winding, half each (``one``: always the same)
+            wind = 2.5 if cfg.handedness == "one" or rng.random() < 0.5 else -2.5
             for arm in range(2):
                 phi0 = rng.uniform(0, 2 * np.pi) + arm * np.pi
                 for t in np.linspace(0, 1, 12):
-                    rr, ph = r_d * (0.6 + 1.2 * t), phi0 + 2.5 * t
+                    rr, ph = r_d * (0.6 + 1.2 * t), phi0 + wind * t
                     comps.append(_component(R, rng, "gauss", mi + 0.8 + 2.5 * np.log10(24), rr *
                                             np.cos(ph), rr * np.sin(ph), sigma=rng.uniform(0.06, 0.15)))
         return comps
