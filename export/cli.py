@@ -78,8 +78,11 @@ def export(
     if r.weights != "float32":
         t.add_row(f"max |Δscore| {r.weights} weights", f"{r.max_abs_diff:.2e}")
         t.add_row(f"mean |Δscore| {r.weights} weights", f"{r.mean_abs_diff:.2e}")
+    t.add_row("invariance claimed", r.invariance)
     t.add_row("rotation spread (onnxruntime)", f"{r.rotation_spread:.2e}"
               + ("" if r.rotation_invariant else " (not a rotational model)"))
+    t.add_row("mirror spread (onnxruntime)", f"{r.mirror_spread:.2e}"
+              + ("" if r.invariance == "D4" else " (not mirror-invariant)"))
     if r.accuracy_keras is not None:
         t.add_row("test accuracy keras / onnx", f"{r.accuracy_keras:.4f} / {r.accuracy_onnx:.4f}")
     out.print(t)

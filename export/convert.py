@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from lensscore._version import __version__
-from lensscore.config import DEFAULT_BANDS, DEFAULT_SIZE, DEFAULT_THRESHOLD, META_PREFIX
+from lensscore.config import ARCH_INVARIANCE, DEFAULT_BANDS, DEFAULT_SIZE, DEFAULT_THRESHOLD, \
+    META_PREFIX
 from lensscore.modelmeta import ModelMeta
 from lensscore.preprocess import DEFAULT_SPEC, PreprocessSpec
 
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 
 #: The ONNX opset every export uses (onnxruntime >= 1.13 runs it).
 OPSET = 17
-#: Parity bounds of DESIGN.md / issue 5: Keras vs onnxruntime, and across the four rotations.
+#: Parity bounds of DESIGN.md / issue 5: Keras vs onnxruntime, and across the transforms a model
+#: claims invariance to (the four rotations; with D4 their mirror images too).
 MAX_DIFF = 1e-5
 MAX_ROT_SPREAD = 1e-6
 WEIGHT_MODES = ("float32", "float16", "int8")
@@ -51,6 +53,10 @@ class ExportResult:
     rotation_spread: float
     rotation_invariant: bool
     float32_max_abs_diff: float
+    #: the symmetry the model claims (none, C4, D4), proved on every export
+    invariance: str = "none"
+    #: max over cutouts of max |score(T x) - score(x)| over the 4 mirror transforms T
+    mirror_spread: float = float("nan")
     accuracy_keras: float | None = None
     accuracy_onnx: float | None = None
     compression: dict | None = None
@@ -113,6 +119,12 @@ def _chain(model):
     return layers[1:]
 
 
+def _transform_slices(x, k: int, mirror: bool):
+    """:func:`lensscore.scorer.transform` of NHWC tensors: a mirror in x as one negative-step
+    slice, then :func:`_rot90_slices`."""
+    return _rot90_slices(x[:, :, ::-1, :] if mirror else x, k)
+
+
 def _rot90_slices(x, k: int):
     """``np.rot90(x, k, axes=(1, 2))`` of NHWC tensors as transpose + negative-step slices.
 
@@ -164,8 +176,8 @@ def _pool_first_forward(model):
     if not any(kind == "rot" for kind, _, _ in steps):
         return None
 
-    def branch(conv, pool, x, k):
-        y = conv.convolution_op(_rot90_slices(x, k), conv.kernel)
+    def branch(conv, pool, x, k, m):
+        y = conv.convolution_op(_transform_slices(x, k, m), conv.kernel)
         if conv.use_bias:
             y = y + conv.bias
         return pool(conv.activation(y))
@@ -173,8 +185,10 @@ def _pool_first_forward(model):
     def forward(x):
         for kind, layer, pool in steps:
             if kind == "rot":
-                b = [branch(layer, pool, x, k) for k in range(4)]
-                x = keras.ops.maximum(keras.ops.maximum(b[0], b[1]), keras.ops.maximum(b[2], b[3]))
+                b = [branch(layer, pool, x, k, m) for k, m in layer.TRANSFORMS]
+                while len(b) > 1:  # fused into one n-ary Max afterwards
+                    b = [keras.ops.maximum(u, v) for u, v in zip(b[::2], b[1::2])]
+                x = b[0]
             else:
                 x = layer(x, training=False)
         return x
@@ -187,7 +201,8 @@ def to_onnx(model, opset: int = OPSET):
 
     Every ``RotationalConv2D`` is traced as four Conv branches on the input rotated by
     transpose/reverse, sharing one kernel, joined by one ``Max`` -- bit-exactly invariant to 90°
-    rotations in onnxruntime. Where the layer is followed by max pooling (HOLISMOKES), each
+    rotations in onnxruntime; every ``DihedralConv2D`` as eight (the rotations of the input and
+    of its mirror image). Where the layer is followed by max pooling (HOLISMOKES), each
     branch is pooled before the ``Max`` (:func:`_pool_first_forward`); otherwise the layer is
     traced as it is, in ``input`` mode.
     """
@@ -345,12 +360,13 @@ def _run_metadata(run) -> dict:
 
 
 def _ort_scores(path: Path, x_nhwc: np.ndarray, rotations: bool):
+    """onnxruntime's scores, and with ``rotations`` the scores of all 8 transforms ``(N, 8)``."""
     from lensscore.scorer import Scorer
 
     sc = Scorer(path, device="cpu")
     prepared = np.transpose(x_nhwc, (0, 3, 1, 2))
     if rotations:
-        r = sc.score_rotations(prepared, preprocessed=True).astype(np.float64)
+        r = sc.score_transforms(prepared, preprocessed=True).astype(np.float64)
         return r[:, 0], r, sc
     return sc.run(prepared).astype(np.float64), None, sc
 
@@ -428,6 +444,9 @@ def export_model(
             raise ExportError(f"rotation invariance failed: onnxruntime scores of the four "
                               f"rotations differ by {res.rotation_spread:.3g} > "
                               f"{MAX_ROT_SPREAD:g}")
+        if res.invariance == "D4" and res.mirror_spread > MAX_ROT_SPREAD:
+            raise ExportError(f"mirror invariance failed: onnxruntime scores of the mirror "
+                              f"images differ by {res.mirror_spread:.3g} > {MAX_ROT_SPREAD:g}")
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -454,6 +473,8 @@ class _Source:
     run: Path | None
     meta: ModelMeta
     n_rotational: int
+    #: branches each rotational layer must unroll into (4 for C4, 8 for D4)
+    n_branches: int = 4
 
 
 def _export_source(keras_path: Path, run_dir) -> _Source:
@@ -474,25 +495,34 @@ def _export_source(keras_path: Path, run_dir) -> _Source:
         raise ExportError(f"model takes {nb} bands but the run's bands are {','.join(bands)}")
     if conf.get("size", size) != size:
         raise ExportError(f"model input is {size} px but the run's size is {conf['size']}")
-    n_rot = len(_rotational_layers(model))
-    arch = conf.get("arch") or ("rot" if n_rot else "baseline")
+    rot = _rotational_layers(model)
+    groups = {layer.GROUP for layer in rot}
+    if len(groups) > 1:
+        raise ExportError(f"the model mixes rotational layers of groups {sorted(groups)}")
+    group = groups.pop() if groups else "none"
+    arch = conf.get("arch") or {"C4": "rot", "D4": "d4"}.get(group, "baseline")
+    if ARCH_INVARIANCE.get(arch, group) != group:
+        raise ExportError(f"the run says arch {arch}, but the model's layers are invariant to "
+                          f"{group}")
     p = _survey_preset(conf, size)
-    meta = ModelMeta(bands=bands, size=size, preprocess=spec, arch=arch,
-                     rotation_invariant=bool(n_rot), pixel_scale=float(p["pixel_scale"]),
+    meta = ModelMeta(bands=bands, size=size, preprocess=spec, arch=arch, invariance=group,
+                     pixel_scale=float(p["pixel_scale"]),
                      zeropoint=float(p["zeropoint"]), survey=p["survey"], version=__version__,
                      extra={"source": keras_path.name, **_run_metadata(run)})
-    return _Source(model, keras_path, run, meta, n_rot)
+    return _Source(model, keras_path, run, meta, len(rot),
+                   max((len(layer.TRANSFORMS) for layer in rot), default=4))
 
 
 def _convert_checked(src: _Source, opset: int):
     """tf2onnx's graph, refused if it has control flow or the rotational layers did not unroll
-    into four branches each."""
+    into four (C4) or eight (D4) branches each."""
     proto = to_onnx(src.model, opset)
     cf = control_flow_nodes(proto)
     if cf:
         raise ExportError(f"the exported graph has control flow ({', '.join(cf[:4])}); refusing")
-    if src.n_rotational and len(rotational_branches(proto)) != src.n_rotational:
-        raise ExportError("the RotationalConv2D did not export as four Conv branches into Max")
+    if src.n_rotational and len(rotational_branches(proto, src.n_branches)) != src.n_rotational:
+        raise ExportError(f"the rotational layer did not export as {src.n_branches} Conv "
+                          "branches into Max")
     return proto
 
 
@@ -523,6 +553,8 @@ def _write_with_parity(proto, tmp: Path, meta: ModelMeta, x, ref, weights: str, 
         path=str(tmp), arch=meta.arch, opset=opset, weights=weights,
         size_bytes=tmp.stat().st_size, parity_source=parity_source, n_parity=len(x),
         max_abs_diff=float(diff.max()), mean_abs_diff=float(diff.mean()),
-        rotation_spread=float((rots.max(axis=1) - rots.min(axis=1)).max()),
-        rotation_invariant=meta.rotation_invariant, float32_max_abs_diff=d32,
+        rotation_spread=float(np.ptp(rots[:, :4], axis=1).max()),
+        mirror_spread=float(np.abs(rots[:, 4:] - rots[:, :1]).max()),
+        rotation_invariant=meta.rotation_invariant, invariance=meta.invariance,
+        float32_max_abs_diff=d32,
         compression=comp, seconds=t, metadata=sc.info(), scores=s)

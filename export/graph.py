@@ -36,13 +36,14 @@ def control_flow_nodes(model: onnx.ModelProto) -> list[str]:
     return [f"{n.op_type}:{n.name}" for n in _all_nodes(model.graph) if n.op_type in CONTROL_FLOW]
 
 
-def rotational_branches(model: onnx.ModelProto) -> list[list[str]]:
-    """For every ``Max`` node fed by four Conv branches, the names (or outputs) of those Convs.
+def rotational_branches(model: onnx.ModelProto, n: int = 4) -> list[list[str]]:
+    """For every ``Max`` node fed by ``n`` Conv branches, the names (or outputs) of those Convs.
 
     A branch is followed upstream through data-movement ops (Transpose, Slice, ...) to a
-    ``Conv``. The rotational layer exported right is one Max with four distinct Convs that share
-    one kernel initializer.
+    ``Conv``. The rotational layer exported right is one Max with ``n`` distinct Convs that share
+    one kernel initializer (4 for the rotations, C4; 8 with their mirror images, D4).
     """
+    n_br = n
     producer = {o: n for n in model.graph.node for o in n.output}
 
     def conv_above(name: str):
@@ -53,10 +54,10 @@ def rotational_branches(model: onnx.ModelProto) -> list[list[str]]:
 
     found = []
     for n in model.graph.node:
-        if n.op_type != "Max" or len(n.input) != 4:
+        if n.op_type != "Max" or len(n.input) != n_br:
             continue
         convs = [conv_above(i) for i in n.input]
-        if all(c is not None for c in convs) and len({c.output[0] for c in convs}) == 4 \
+        if all(c is not None for c in convs) and len({c.output[0] for c in convs}) == n_br \
                 and len({c.input[1] for c in convs}) == 1:
             found.append([c.name or c.output[0] for c in convs])
     return found

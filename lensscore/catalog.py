@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import TRANSFORM_NAMES
 from .errors import LensscoreError
 from .files import FileLock, atomic_path, atomic_write
 
@@ -45,12 +46,14 @@ def catalog_columns(rotations: bool, labels: bool, members=(), kept=()) -> list[
     leads back to its pixels (JSON: :meth:`lensscore.sources.Source.files_field`)."""
     cols = [("id", "str"), ("path", "str")] + list(kept) + [("score", "float64")]
     cols += [(f"score_{m}", "float64") for m in members]
-    if rotations:
-        cols += [("score_std", "float64")] + [(f"score_r{k}", "float64") for k in range(4)]
+    if rotations:  # the dihedral check: 4 rotations, then the 4 rotations of the mirror image
+        cols += [("score_std", "float64"), ("mirror_delta", "float64")]
+        cols += [(f"score_{t}", "float64") for t in TRANSFORM_NAMES]
     cols += [("ra", "float64"), ("dec", "float64")]
     if labels:
         cols += [("label", "int16")]
     cols += [("n_nonfinite", "int64"), ("pixscale_in", "float64"), ("resampled", "str"),
+             ("reoriented", "str"),
              ("zp_source", "str"), ("band_source", "str"), ("files", "str"), ("status", "str"),
              ("error", "str")]
     return cols

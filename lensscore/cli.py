@@ -97,15 +97,17 @@ def scan(
         "(lenses/, nonlenses/, lens_*/, nonlens_*/).", exists=True, dir_okay=False)] = None,
     rotations: Annotated[Optional[bool], typer.Option(
         "--rotations/--no-rotations",
-        help="Score each cutout rotated by 90, 180, 270 degrees too and report rotation "
-        "stability (4x the work). Default (neither flag): all cutouts for models that are not "
-        "rotation-invariant; for models whose metadata says they are, a deterministic sample "
-        "(every 64th by id hash; about 32 in small scans) that checks the claim.",
+        help="Score each cutout rotated by 90, 180, 270 degrees and mirrored too (the 8 "
+        "transforms of the sky's symmetry) and report rotation and mirror stability (8x the "
+        "work). Default (neither flag): all cutouts for models that are not invariant to both; "
+        "for models whose metadata says they are (D4), a deterministic sample (every 64th by "
+        "id hash; about 32 in small scans) that checks the claim.",
         show_default=False)] = None,
     tta: Annotated[str, typer.Option(
-        help="Test-time augmentation: none, or rot4 (the score is the mean over the four 90 "
-             "degree rotations: exactly rotation-invariant with any model, 4x the work; the "
-             "four scores are written too).")] = "none",
+        help="Test-time augmentation: none; rot4 (the score is the mean over the four 90 "
+             "degree rotations: exactly rotation-invariant with any model); d8 (the mean over "
+             "the rotations and their mirror images: exactly invariant to both). Either scores "
+             "all 8 transforms (8x the work) and writes them too.")] = "none",
     threshold: Annotated[float, typer.Option(
         help="Score at or above which a cutout counts as a lens.", min=0.0, max=1.0)]
     = DEFAULT_THRESHOLD,
@@ -382,25 +384,37 @@ def _print_summary(res, top: int):
         out.print(f"labels: {m['n_lens']} lenses, {m['n_nonlens']} non-lenses; at threshold "
                   f"{m['threshold']:g}: accuracy {_pct(m['accuracy'])}, {ranks}",
                   highlight=False)
-    s = res.stability()
-    if s and s["n"]:
-        if res.tta == "rot4":
-            what = (f"scores are the mean over the four rotations (--tta rot4: exactly "
-                    f"invariant); the model's own rotation spread over {s['n']} cutouts")
-        elif res.rotation_mode == "sample":
-            what = f"rotation check on a sample of {s['n']} cutouts (the model claims invariance)"
-        else:
-            what = f"rotation stability over {s['n']} cutouts"
-        out.print(f"{what}: std mean {_pct(s['std_mean'])}, "
-                  f"median {_pct(s['std_median'])}, p99 {_pct(s['std_p99'])}, max "
-                  f"{_pct(s['std_max'])}; class flips {_pct(s['flip_fraction'])}",
-                  highlight=False)
-        if res.invariance_violated:
-            err.print(f"[bold red]warning:[/] this model's metadata says it is rotation-invariant, "
-                      f"but rotated cutouts scored differently (max std {s['std_max']:.3g}); "
-                      "its scores depend on orientation -- check the export", highlight=False)
+    _print_stability(res)
     if res.output:
         out.print(f"catalog: {res.output} (rows in {res.row_order} order)", highlight=False)
+
+
+def _print_stability(res) -> None:
+    """The seed's rotation stability and its mirror twin, and a loud warning when a model
+    breaks the invariance its metadata claims."""
+    s, m = res.stability(), res.mirror()
+    if not s or not s["n"]:
+        return
+    if res.tta != "none":
+        over = "the four rotations" if res.tta == "rot4" else "all 8 transforms"
+        what = (f"scores are the mean over {over} (--tta {res.tta}); the model's own spread "
+                f"over {s['n']} cutouts")
+    elif res.rotation_mode == "sample":
+        what = (f"invariance check on a sample of {s['n']} cutouts (the model claims "
+                f"{res.invariance_claimed})")
+    else:
+        what = f"stability over {s['n']} cutouts"
+    out.print(f"{what}: rotations std mean {_pct(s['std_mean'])}, median "
+              f"{_pct(s['std_median'])}, p99 {_pct(s['std_p99'])}, max {_pct(s['std_max'])}, "
+              f"class flips {_pct(s['flip_fraction'])}; mirror |Δ| mean {_pct(m['delta_mean'])}, "
+              f"p99 {_pct(m['delta_p99'])}, max {_pct(m['delta_max'])}, class flips "
+              f"{_pct(m['flip_fraction'])}", highlight=False)
+    if res.invariance_violated:
+        claim = "rotations and mirror images" if res.invariance_claimed == "D4" else "rotations"
+        err.print(f"[bold red]warning:[/] this model's metadata says it is invariant to {claim}"
+                  f", but transformed cutouts scored differently (rotations max std "
+                  f"{s['std_max']:.3g}, mirror max |Δ| {m['delta_max']:.3g}); its scores depend "
+                  "on orientation -- check the export", highlight=False)
 
 
 @app.command()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import SYMMETRIES
 from .errors import ModelError
 from .scorer import Scorer, check_tta
 
@@ -105,6 +106,11 @@ class Committee:
         return all(m.rotation_invariant for m in self.members)
 
     @property
+    def invariance(self) -> str:
+        """The largest group every member is invariant to (none, C4 or D4)."""
+        return min((m.invariance for m in self.members), key=SYMMETRIES.index)
+
+    @property
     def sha256(self) -> str:
         """One hash for the committee: the members' hashes, in order, and the combination."""
         if self._sha256 is None:
@@ -134,30 +140,35 @@ class Committee:
             x = x[None]
         return np.stack([m.score(x, preprocessed=True) for m in self.members], axis=1)
 
-    def member_rotation_scores(self, images, *, preprocessed: bool = False) -> np.ndarray:
-        """Each member's scores of the four rotations: ``(N, members, 4)``."""
+    def member_transform_scores(self, images, *, preprocessed: bool = False) -> np.ndarray:
+        """Each member's scores of the 8 transforms (:data:`lensscore.scorer.TRANSFORMS`):
+        ``(N, members, 8)``."""
         x = np.asarray(images, np.float32) if preprocessed else self.members[0].prepare(images)
         if x.ndim == 3:
             x = x[None]
-        return np.stack([m.score_rotations(x, preprocessed=True) for m in self.members], axis=1)
+        return np.stack([m.score_transforms(x, preprocessed=True) for m in self.members], axis=1)
 
     def score(self, images, *, preprocessed: bool = False, tta: str = "none"):
         """The committee's scores (as :meth:`Scorer.score`)."""
         check_tta(tta)
         one = np.ndim(images) == 3
-        if tta == "rot4":
-            s = self.score_rotations(images, preprocessed=preprocessed)
-            s = s.mean(axis=-1, dtype=np.float32)
+        if tta != "none":
+            s = self.score_transforms(images, preprocessed=preprocessed)
+            s = (s[..., :4] if tta == "rot4" else s).mean(axis=-1, dtype=np.float32)
         else:
             s = self.combine_scores(self.member_scores(images, preprocessed=preprocessed))
         return float(np.ravel(s)[0]) if one else s
 
+    def score_transforms(self, images, *, preprocessed: bool = False) -> np.ndarray:
+        """The committee's scores of the 8 transforms: ``(N, 8)`` (``(8,)`` for one)."""
+        one = np.ndim(images) == 3
+        r = self.member_transform_scores(images, preprocessed=preprocessed)
+        c = np.stack([self.combine_scores(r[:, :, k]) for k in range(r.shape[-1])], axis=1)
+        return c[0] if one else c
+
     def score_rotations(self, images, *, preprocessed: bool = False) -> np.ndarray:
         """The committee's scores of the four rotations: ``(N, 4)`` (``(4,)`` for one)."""
-        one = np.ndim(images) == 3
-        r = self.member_rotation_scores(images, preprocessed=preprocessed)
-        c = np.stack([self.combine_scores(r[:, :, k]) for k in range(4)], axis=1)
-        return c[0] if one else c
+        return self.score_transforms(images, preprocessed=preprocessed)[..., :4]
 
 
 def _difference(a: Scorer, b: Scorer) -> str:

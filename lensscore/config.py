@@ -14,6 +14,8 @@ __all__ = [
     "META_PREFIX",
     "ARCH_INVARIANCE",
     "SYMMETRIES",
+    "TRANSFORMS",
+    "TRANSFORM_NAMES",
 ]
 
 #: HSC g, r, i as in Cañameras et al. (2020, 2021).
@@ -42,3 +44,10 @@ META_PREFIX: str = "lensscore."
 SYMMETRIES: tuple[str, ...] = ("none", "C4", "D4")
 #: The architectures of ``train`` and the group each is invariant to by construction.
 ARCH_INVARIANCE: dict[str, str] = {"baseline": "none", "rot": "C4", "d4": "D4"}
+#: The 8 transforms of D4 as ``(k, mirror)``, in the order of every ``(..., 8)`` array of
+#: transform scores: the four 90° rotations of the cutout, then the four rotations of its mirror
+#: image (mirrored in x first: :func:`lensscore.scorer.transform`).
+TRANSFORMS: tuple[tuple[int, bool], ...] = tuple((k, m) for m in (False, True) for k in range(4))
+#: Catalog column suffixes of :data:`TRANSFORMS`: ``r0..r3`` the rotations, ``m0..m3`` the
+#: mirror image rotated.
+TRANSFORM_NAMES: tuple[str, ...] = tuple(f"{'m' if m else 'r'}{k}" for k, m in TRANSFORMS)

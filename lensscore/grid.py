@@ -85,14 +85,25 @@ def parse_zeropoints(text: str | Mapping | None) -> tuple[tuple[str, float], ...
     return tuple(out)
 
 
-def covers(shape: tuple[int, int], scale_in: float, grid: Grid) -> bool:
-    """Whether an input of ``shape`` at ``scale_in`` covers the grid's field about its centre."""
+def _pair(scale) -> tuple[float, float]:
+    """``(scale_y, scale_x)`` from one scale or a pair."""
+    if np.ndim(scale) == 0:
+        return float(scale), float(scale)
+    sy, sx = scale
+    return float(sy), float(sx)
+
+
+def covers(shape: tuple[int, int], scale_in, grid: Grid) -> bool:
+    """Whether an input of ``shape`` at ``scale_in`` (one scale, or ``(scale_y, scale_x)``)
+    covers the grid's field about its centre."""
     half_out = grid.size * grid.pixel_scale / 2
-    return all(n * scale_in / 2 >= half_out - 1e-6 * half_out for n in shape)
+    return all(n * s / 2 >= half_out - 1e-6 * half_out for n, s in zip(shape, _pair(scale_in)))
 
 
-def resample(plane: np.ndarray, scale_in: float, scale_out: float, size: int) -> np.ndarray:
-    """``size x size`` pixels of ``scale_out`` about the centre of ``plane`` (pixels ``scale_in``).
+def resample(plane: np.ndarray, scale_in, scale_out: float, size: int) -> np.ndarray:
+    """``size x size`` pixels of ``scale_out`` about the centre of ``plane`` (pixels ``scale_in``:
+    one scale, or ``(scale_y, scale_x)`` for pixels that are not square -- each axis then is
+    resampled by its own ratio).
 
     Cubic-spline interpolation of surface brightness times ``(scale_out / scale_in)**2``
     (flux-conserving). The caller checks coverage (:func:`covers`).
@@ -108,11 +119,12 @@ def resample(plane: np.ndarray, scale_in: float, scale_out: float, size: int) ->
     img = np.asarray(plane, np.float64)
     if img.ndim != 2:
         raise ValueError(f"resample expects one 2-D plane, got shape {img.shape}")
-    ratio = scale_out / scale_in  # output pixel in input pixels
-    ly = _axis_operator(img.shape[0], ratio, size)
-    lx = ly if img.shape[1] == img.shape[0] else _axis_operator(img.shape[1], ratio, size)
+    sy, sx = _pair(scale_in)
+    ry, rx = scale_out / sy, scale_out / sx  # output pixel in input pixels, per axis
+    ly = _axis_operator(img.shape[0], ry, size)
+    lx = ly if (img.shape[1], rx) == (img.shape[0], ry) else _axis_operator(img.shape[1], rx, size)
     out = ly @ img @ lx.T
-    return (out * (ratio * ratio)).astype(np.float32)
+    return (out * (ry * rx)).astype(np.float32)
 
 
 @lru_cache(maxsize=32)

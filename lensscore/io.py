@@ -25,6 +25,8 @@ import numpy as np
 
 from .config import DEFAULT_BANDS, DEFAULT_SIZE
 from .errors import BadPixelsError, CutoutError, CutoutShapeError
+from .geometry import axis_scales, cd_matrix, check_band_grids, old_from_new, \
+    standard_transform, transform, transform_name
 from .grid import RESAMPLE_TOLERANCE, Grid, ReadOptions, covers, resample
 from .readers import _celestial, _match_bands, _planes_from_file, _Plane, _read_per_band
 from .sources import Source, _group_display, find_sources, label_from_path, split_fits_suffix
@@ -65,11 +67,17 @@ class Cutout:
     n_nonfinite : int
         Number of NaN/inf and bad-mask pixels that were replaced.
     wcs : astropy.wcs.WCS or None
-        Celestial WCS of the cropped cutout (None when resampled).
+        Celestial WCS of the cropped cutout (None when resampled or reoriented).
     pixscale_in : float
-        Input pixel scale (arcsec/px); NaN when neither header nor option states it.
+        Input pixel scale (arcsec/px, the mean of both axes); NaN when neither header nor
+        option states it.
     resampled : bool
-        Whether the input was resampled onto the model's pixel scale.
+        Whether the input was resampled onto the model's pixel scale (each axis by its own
+        scale where the pixels are not square).
+    reoriented : str
+        ``""`` if the pixels are as stored; else what put them into the standard orientation
+        (east left, north up as far as the grid allows: :func:`lensscore.geometry.
+        standard_transform`), e.g. ``"mirror"`` for a file stored with the other parity.
     zp_source : {"header", "option", "assumed"}
         Where the zero points came from (``assumed``: no band states one; used as read).
     band_source : {"header", "filename", "position"}
@@ -86,6 +94,7 @@ class Cutout:
     wcs: object = field(default=None, repr=False)
     pixscale_in: float = float("nan")
     resampled: bool = False
+    reoriented: str = ""
     zp_source: str = "assumed"
     band_source: str = "header"
 
@@ -173,11 +182,12 @@ def load_cutout(
 
 def cutout_from_planes(planes: list[_Plane], header, want: Sequence[str], size: int | None, *,
                        options: ReadOptions | None, wcs: bool, path: str, id: str,
-                       band_source: str) -> Cutout:
+                       band_source: str, check_bands: bool = True) -> Cutout:
     """Science planes (one per band, in ``want`` order; pixels, bad ones NaN, and headers) onto
     the model's grid: bad pixels filled, zero points scaled, resampled or cropped about the
-    centre. The one path from pixels to a cutout, for files and for tiles
-    (:mod:`lensscore.tiles`)."""
+    centre, in the standard orientation. The one path from pixels to a cutout, for files and for
+    tiles (:mod:`lensscore.tiles`, which cuts each band by its own WCS and so passes
+    ``check_bands=False``: its planes' headers are the whole tiles')."""
     path_str = path
     options = options or ReadOptions(Grid(bands=tuple(want), size=size or DEFAULT_SIZE))
     shapes = {p.data.shape for p in planes}
@@ -197,8 +207,20 @@ def cutout_from_planes(planes: list[_Plane], header, want: Sequence[str], size: 
     want_wcs = wcs
     # the scan needs no WCS object, only the scale and the centre: a plain TAN is computed
     wcs = _celestial(header, path_str, fast=not want_wcs) if header is not None else None
+    if check_bands:
+        _check_band_grids(planes, want, path_str, data.shape[1:])
     scale_in = pixel_scale_from_header(header, wcs) if header is not None else None
     scale_in = scale_in or options.pixel_scale
+    # the standard orientation (east left, north up): the same sky, however it was stored
+    cd = cd_matrix(wcs)
+    k, mirror = standard_transform(cd)
+    to_old = np.eye(2)
+    if k or mirror:
+        sy0, sx0 = data.shape[1:]
+        data = np.ascontiguousarray(transform(data, k, mirror))
+        to_old = old_from_new(k, mirror)
+        cd = cd @ to_old
+    scales = axis_scales(cd) if cd is not None else None  # (y, x): per axis if not square
     zp_source, resampled = "assumed", False
     ny, nx = data.shape[1:]
     y0 = x0 = 0
@@ -208,11 +230,14 @@ def cutout_from_planes(planes: list[_Plane], header, want: Sequence[str], size: 
         if factors is not None:
             data *= np.asarray(factors, np.float32)[:, None, None]
         scale = scale_in or grid.pixel_scale
-        if abs(scale / grid.pixel_scale - 1) > RESAMPLE_TOLERANCE:
+        if scales is not None and abs(scales[0] / scales[1] - 1) > RESAMPLE_TOLERANCE:
+            scale = scales  # pixels not square: x and y each onto the model's scale
+        if np.ndim(scale) or abs(scale / grid.pixel_scale - 1) > RESAMPLE_TOLERANCE:
             if not covers((ny, nx), scale, grid):
+                sy, sx = (scale, scale) if np.ndim(scale) == 0 else scale
                 raise CutoutShapeError(
-                    path_str, f"image is {ny}x{nx} px at {scale:.4g}\"/px = "
-                    f"{ny * scale:.1f}x{nx * scale:.1f}\", smaller than the model's field of "
+                    path_str, f"image is {ny}x{nx} px at {_fmt_scale(scale)}\"/px = "
+                    f"{ny * sy:.1f}x{nx * sx:.1f}\", smaller than the model's field of "
                     f"{size * grid.pixel_scale:.1f}\" ({size} px at {grid.pixel_scale:g}\"/px)")
             data = np.stack([resample(p, scale, grid.pixel_scale, size) for p in data])
             resampled = True
@@ -232,11 +257,14 @@ def cutout_from_planes(planes: list[_Plane], header, want: Sequence[str], size: 
         sy, sx = data.shape[1:] if not resampled else (ny, nx)
         try:
             cx, cy = x0 + (sx - 1) / 2, y0 + (sy - 1) / 2
+            if k or mirror:  # the centre in the stored pixels, for the stored WCS
+                d = to_old @ np.array([cx - (nx - 1) / 2, cy - (ny - 1) / 2])
+                cx, cy = (sx0 - 1) / 2 + d[0], (sy0 - 1) / 2 + d[1]
             if isinstance(wcs, SimpleTan):
                 ra, dec = wcs.pix2world(cx, cy)
             else:
                 ra, dec = (float(v) for v in wcs.all_pix2world([[cx, cy]], 0)[0])
-            wcs = None if resampled or not want_wcs else \
+            wcs = None if resampled or not want_wcs or k or mirror else \
                 wcs.slice((slice(y0, y0 + sy), slice(x0, x0 + sx)))
         except Exception as exc:
             log.debug("%s: WCS evaluation failed (%s)", path_str, exc)
@@ -244,7 +272,24 @@ def cutout_from_planes(planes: list[_Plane], header, want: Sequence[str], size: 
     return Cutout(data=data, bands=tuple(want), id=id, path=path_str,
                   ra=ra, dec=dec, n_nonfinite=n_bad, wcs=wcs,
                   pixscale_in=float(scale_in) if scale_in else float("nan"),
-                  resampled=resampled, zp_source=zp_source, band_source=band_source)
+                  resampled=resampled, reoriented=transform_name(k, mirror),
+                  zp_source=zp_source, band_source=band_source)
+
+
+def _fmt_scale(scale) -> str:
+    return f"{scale:.4g}" if np.ndim(scale) == 0 else "{:.4g}x{:.4g}".format(*scale)
+
+
+def _check_band_grids(planes, want, path: str, shape) -> None:
+    """Refuse per-band planes from different headers whose WCS put them on different grids
+    (:func:`lensscore.geometry.check_band_grids`): never stacked as stored."""
+    heads = [p.headers[0] if p.headers else None for p in planes]
+    if len({id(h) for h in heads}) < 2 or any(h is None for h in heads):
+        return  # one header for all planes (a cube, one MEF's shared WCS): one grid
+    wcss = [_celestial(h, path, fast=True) for h in heads]
+    why = check_band_grids(want, wcss, shape)
+    if why:
+        raise CutoutShapeError(path, why + "; align the bands (e.g. reproject) before scoring")
 
 
 def load_source(source: Source, bands: Sequence[str], size: int | None,

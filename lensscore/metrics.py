@@ -15,6 +15,7 @@ __all__ = [
     "confusion",
     "classification_summary",
     "rotation_stability",
+    "mirror_stability",
 ]
 
 
@@ -137,3 +138,37 @@ def rotation_stability(rotation_scores, threshold: float = DEFAULT_THRESHOLD) ->
     return {"n": int(len(r)), "std_mean": float(std.mean()), "std_median": float(np.median(std)),
             "std_p99": float(np.percentile(std, 99)), "std_max": float(std.max()),
             "flip_fraction": float(flips.mean())}
+
+
+def mirror_stability(transform_scores, threshold: float = DEFAULT_THRESHOLD) -> dict:
+    """The seed's measurement for the other half of the sky's symmetry: how the score of each
+    cutout changes when it is mirrored.
+
+    Parameters
+    ----------
+    transform_scores : array_like, shape ``(N, 8)``
+        Scores of the four rotations of each cutout, then of the four rotations of its mirror
+        image (:data:`lensscore.scorer.TRANSFORMS`).
+    threshold : float
+        A cutout *flips* if it and its mirror image fall on different sides of it.
+
+    Returns
+    -------
+    dict
+        ``n``; ``delta_mean``, ``delta_median``, ``delta_p99``, ``delta_max`` of the largest
+        ``|score(mirror rotated by k) - score(rotated by k)|`` per cutout; ``flip_fraction``;
+        ``std8_max``: the largest spread (population std) over all 8 transforms.
+    """
+    r = np.asarray(transform_scores, dtype=np.float64)
+    if r.ndim != 2 or r.shape[1] != 8:
+        raise ValueError(f"transform scores must have shape (N, 8), got {r.shape}")
+    if len(r) == 0:
+        nan = float("nan")
+        return {"n": 0, "delta_mean": nan, "delta_median": nan, "delta_p99": nan,
+                "delta_max": nan, "flip_fraction": nan, "std8_max": nan}
+    delta = np.abs(r[:, 4:] - r[:, :4]).max(axis=1)
+    flips = (r[:, 0] >= threshold) != (r[:, 4] >= threshold)
+    return {"n": int(len(r)), "delta_mean": float(delta.mean()),
+            "delta_median": float(np.median(delta)), "delta_p99": float(np.percentile(delta, 99)),
+            "delta_max": float(delta.max()), "flip_fraction": float(flips.mean()),
+            "std8_max": float(r.std(axis=1).max())}

@@ -12,15 +12,15 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .config import DEFAULT_ZEROPOINT, META_PREFIX, PIXEL_SCALE_ARCSEC
+from .config import DEFAULT_ZEROPOINT, META_PREFIX, PIXEL_SCALE_ARCSEC, SYMMETRIES
 from .errors import ModelError
 from .preprocess import PreprocessSpec
 
 __all__ = ["ModelMeta"]
 
 #: the keys with a field of their own; every other ``lensscore.*`` key is kept in ``extra``
-_FIELDS = ("bands", "size", "preprocess", "arch", "rotation_invariant", "pixel_scale",
-           "zeropoint", "survey", "version")
+_FIELDS = ("bands", "size", "preprocess", "arch", "rotation_invariant", "invariance",
+           "pixel_scale", "zeropoint", "survey", "version")
 
 
 @dataclass(frozen=True)
@@ -38,12 +38,24 @@ class ModelMeta:
     preprocess: PreprocessSpec | None = None
     arch: str = "unknown"
     rotation_invariant: bool = False
+    #: the symmetry group the model is exactly invariant to (:data:`config.SYMMETRIES`); a
+    #: model without the key is C4 if it says ``rotation_invariant``, else none
+    invariance: str = "none"
     pixel_scale: float = PIXEL_SCALE_ARCSEC
     zeropoint: float = DEFAULT_ZEROPOINT
     survey: str = "hsc"
     version: str = ""
     extra: dict = field(default_factory=dict)
     other: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.invariance not in SYMMETRIES:
+            raise ModelError(f"invariance must be one of {', '.join(SYMMETRIES)}, "
+                             f"got {self.invariance!r}")
+        # either field implies the other: rotation_invariant alone means C4
+        if self.rotation_invariant and self.invariance == "none":
+            object.__setattr__(self, "invariance", "C4")
+        object.__setattr__(self, "rotation_invariant", self.invariance != "none")
 
     @classmethod
     def from_props(cls, props: Mapping[str, str], where: str = "model") -> ModelMeta:
@@ -92,13 +104,25 @@ class ModelMeta:
                     extra[k] = json.loads(v)
                 except (json.JSONDecodeError, TypeError):
                     extra[k] = v
+        def group(text):
+            if text not in SYMMETRIES:
+                raise ValueError(f"not one of {', '.join(SYMMETRIES)}")
+            return text
+
+        rot = get("rotation_invariant", boolean, False)
+        inv = get("invariance", group, "C4" if rot else "none")
+        if "rotation_invariant" not in ours:
+            rot = inv != "none"
+        if rot != (inv != "none"):
+            raise ModelError(f"{where}: {META_PREFIX}rotation_invariant says {rot} but "
+                             f"{META_PREFIX}invariance says {inv}")
         return cls(
             bands=get("bands", lambda t: tuple(b.strip() for b in t.split(",") if b.strip())
                       or None, None),
             size=get("size", int, None),
             preprocess=get("preprocess", PreprocessSpec.from_json, None),
             arch=ours.get("arch") or "unknown",
-            rotation_invariant=get("rotation_invariant", boolean, False),
+            rotation_invariant=rot, invariance=inv,
             pixel_scale=get("pixel_scale", positive, PIXEL_SCALE_ARCSEC),
             zeropoint=get("zeropoint", finite, DEFAULT_ZEROPOINT),
             survey=ours.get("survey") or "hsc",
@@ -108,7 +132,7 @@ class ModelMeta:
     def to_props(self) -> dict[str, str]:
         """The ``lensscore.*`` entries for ``metadata_props`` (export merges them in)."""
         out = {"arch": self.arch, "rotation_invariant": "true" if self.rotation_invariant
-               else "false", "pixel_scale": repr(float(self.pixel_scale)),
+               else "false", "invariance": self.invariance, "pixel_scale": repr(float(self.pixel_scale)),
                "zeropoint": repr(float(self.zeropoint)), "survey": self.survey}
         if self.bands is not None:
             out["bands"] = ",".join(self.bands)
@@ -127,7 +151,7 @@ class ModelMeta:
         out = {"bands": list(self.bands) if self.bands else None, "size": self.size,
                "survey": self.survey, "pixel_scale": self.pixel_scale,
                "zeropoint": self.zeropoint, "arch": self.arch,
-               "rotation_invariant": self.rotation_invariant,
+               "rotation_invariant": self.rotation_invariant, "invariance": self.invariance,
                "preprocess": json.loads(self.preprocess.to_json()) if self.preprocess else None,
                "version": self.version}
         return {**out, **self.extra, **{k: v for k, v in self.other.items() if k not in out}}

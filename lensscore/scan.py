@@ -17,12 +17,12 @@ import numpy as np
 
 from ._version import __version__
 from .catalog import IDENTITY, CatalogWriter, catalog_columns, check_output, read_table
-from .config import DEFAULT_THRESHOLD
+from .config import DEFAULT_THRESHOLD, TRANSFORM_NAMES, TRANSFORMS
 from .errors import CutoutError, LensscoreError
 from .grid import ReadOptions
 from .io import load_source
 from .sources import Source, find_sources
-from .metrics import classification_summary, rotation_stability
+from .metrics import classification_summary, mirror_stability, rotation_stability
 from .preprocess import PreprocessSpec, preprocess
 from .committee import COMBINE, make_scorer
 from .scorer import Scorer, check_tta
@@ -36,12 +36,13 @@ log = logging.getLogger(__name__)
 #: keep memory bounded (workers x prefetch x chunk cutouts in flight).
 _CHUNK = 16
 _PREFETCH = 4
-#: ``rotations="auto"`` on a model that claims invariance: the cutouts whose id hashes to 0 mod
-#: this (fewer for small scans, so that about :data:`ROTATION_SAMPLE_MIN` are sampled) get
-#: their four rotations scored
+#: ``rotations="auto"`` on a model that claims D4 invariance: the cutouts whose id hashes to 0
+#: mod this (fewer for small scans, so that about :data:`ROTATION_SAMPLE_MIN` are sampled) get
+#: their 8 transforms (rotations and mirror images) scored
 ROTATION_SAMPLE_EVERY = 64
 ROTATION_SAMPLE_MIN = 32
-#: spread (std of the four scores) above which a claimed invariance counts as violated
+#: spread (std of the four rotations' scores, or the largest change under a mirror) above which
+#: a claimed invariance counts as violated: export proves 1e-6, this leaves room for other CPUs
 ROTATION_TOLERANCE = 1e-5
 ROTATION_MODES = ("auto", "all", "sample", "none")
 
@@ -49,8 +50,9 @@ ROTATION_MODES = ("auto", "all", "sample", "none")
 def rotation_mode(rotations, scorer: Scorer) -> str:
     """``"all"``, ``"sample"`` or ``"none"`` from ``True``/``False``/``"auto"``/a mode name.
 
-    ``auto``: a sample for models whose metadata says ``rotation_invariant`` (the check), all
-    four rotations of every cutout for the others (the seed's measurement).
+    ``auto``: a sample for models whose metadata says they are invariant to rotations and
+    mirror images (D4: the check), all 8 transforms of every cutout for the others (the
+    seed's measurement, extended to the mirror).
     """
     if rotations is True:
         return "all"
@@ -60,7 +62,7 @@ def rotation_mode(rotations, scorer: Scorer) -> str:
         raise LensscoreError(f"rotations must be one of {', '.join(ROTATION_MODES)}, got "
                              f"{rotations!r}")
     if rotations == "auto":
-        return "sample" if scorer.rotation_invariant else "all"
+        return "sample" if scorer.invariance == "D4" else "all"
     return rotations
 
 
@@ -89,7 +91,9 @@ class ScanResult:
         What each input was read from (the catalog's ``files``: :meth:`Source.files_field`).
     scores : ndarray
         NaN for inputs that failed.
-    rotation_scores : ndarray (N, 4) or None
+    transform_scores : ndarray (N, 8) or None
+        The scores of the 4 rotations, then of the 4 rotations of the mirror image
+        (:data:`lensscore.config.TRANSFORMS`); NaN rows for cutouts not checked.
     labels : ndarray of int
         -1 where unknown.
     errors : list of (path, message)
@@ -103,7 +107,7 @@ class ScanResult:
     paths: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     scores: np.ndarray = field(default_factory=lambda: np.empty(0))
-    rotation_scores: np.ndarray | None = None
+    transform_scores: np.ndarray | None = None
     labels: np.ndarray = field(default_factory=lambda: np.empty(0, int))
     errors: list[tuple[str, str]] = field(default_factory=list)
     n_skipped: int = 0
@@ -114,12 +118,13 @@ class ScanResult:
     seconds: float = 0.0
     output: Path | None = None
     threshold: float = DEFAULT_THRESHOLD
-    #: "all" (every cutout's four rotations), "sample" (a deterministic sample: the check of a
-    #: model that claims invariance) or "none"
+    #: "all" (every cutout's 8 transforms), "sample" (a deterministic sample: the check of a
+    #: model that claims D4 invariance) or "none"
     rotation_mode: str = "none"
-    rotation_claimed: bool = False
-    #: "rot4": each score is the mean over the four rotations (test-time augmentation);
-    #: ``rotation_scores`` then hold the model's own four scores
+    #: the symmetry the model claims (none, C4, D4): a violation of it is reported loudly
+    invariance_claimed: str = "none"
+    #: "rot4" / "d8": each score is the mean over the four rotations / all 8 transforms
+    #: (test-time augmentation); ``transform_scores`` then hold the model's own scores
     tta: str = "none"
     #: "input" (files: the listing's order) or "tile" (an object catalog: tile by tile)
     row_order: str = "input"
@@ -159,7 +164,8 @@ class ScanResult:
         self.scores = np.asarray(self._scores, dtype=np.float64)
         self.labels = np.asarray(self._labels, dtype=int)
         if self.rotation_mode != "none":
-            self.rotation_scores = np.asarray(self._rots, dtype=np.float64).reshape(-1, 4)
+            self.transform_scores = np.asarray(self._rots, dtype=np.float64).reshape(
+                -1, len(TRANSFORMS))
         if self.members:
             self.member_scores = np.asarray(self._mscores, dtype=np.float64).reshape(
                 -1, len(self.members))
@@ -204,18 +210,40 @@ class ScanResult:
         return {m: classification_summary(self.labels[ok], self.member_scores[ok, k],
                                           self.threshold) for k, m in enumerate(self.members)}
 
+    @property
+    def rotation_scores(self) -> np.ndarray | None:
+        """The scores of the four 90° rotations, ``(N, 4)`` (None when not scored)."""
+        return None if self.transform_scores is None else self.transform_scores[:, :4]
+
+    @property
+    def rotation_claimed(self) -> bool:
+        return self.invariance_claimed != "none"
+
+    def _checked(self) -> np.ndarray:
+        return ~np.isnan(self.scores) & np.isfinite(self.transform_scores).all(axis=1)
+
     def stability(self) -> dict | None:
-        """Rotation stability over scored inputs (None when rotations were not scored)."""
-        if self.rotation_scores is None:
+        """Rotation stability over scored inputs (None when transforms were not scored)."""
+        if self.transform_scores is None:
             return None
-        ok = ~np.isnan(self.scores) & np.isfinite(self.rotation_scores).all(axis=1)
-        return rotation_stability(self.rotation_scores[ok], self.threshold)
+        return rotation_stability(self.rotation_scores[self._checked()], self.threshold)
+
+    def mirror(self) -> dict | None:
+        """Mirror stability over scored inputs (:func:`lensscore.metrics.mirror_stability`;
+        None when transforms were not scored)."""
+        if self.transform_scores is None:
+            return None
+        return mirror_stability(self.transform_scores[self._checked()], self.threshold)
 
     @property
     def invariance_violated(self) -> bool:
-        """A model that claims rotation invariance gave different scores to rotations."""
-        s = self.stability()
-        return bool(self.rotation_claimed and s and s["n"] and s["std_max"] > ROTATION_TOLERANCE)
+        """A model that claims invariance gave different scores to the transforms it claims:
+        rotations (C4, D4) or mirror images (D4)."""
+        s, m = self.stability(), self.mirror()
+        if not self.rotation_claimed or not s or not s["n"]:
+            return False
+        bad = s["std_max"] > ROTATION_TOLERANCE
+        return bool(bad or (self.invariance_claimed == "D4" and m["delta_max"] > ROTATION_TOLERANCE))
 
     def top(self, k: int) -> list[int]:
         """Indices of the ``k`` highest scores (failed inputs last, never included)."""
@@ -289,6 +317,7 @@ def _read_one(src: Source, options: ReadOptions):
         c = load_source(src, options.grid.bands, options.grid.size, options, wcs=False)
         return True, (c.data, {"ra": c.ra, "dec": c.dec, "n_nonfinite": c.n_nonfinite,
                                "pixscale_in": c.pixscale_in, "resampled": c.resampled,
+                               "reoriented": c.reoriented,
                                "zp_source": c.zp_source, "band_source": c.band_source})
     except CutoutError as exc:
         return False, exc.reason
@@ -406,8 +435,10 @@ def scan(
     scorer : Scorer or Committee, optional
         A ready scorer (pipelines that scan many directories with one model).
     rotations : {"auto", "all", "sample", "none"} or bool
-        Score the 0/90/180/270° rotations too (``score_r0..3``, ``score_std``): ``auto`` (default)
-        does every cutout for models that are not rotation-invariant and a deterministic sample
+        Score the 0/90/180/270° rotations of each cutout and of its mirror image too
+        (``score_r0..3``, ``score_m0..3``, ``score_std`` over the rotations, ``mirror_delta``
+        the largest change under the mirror): ``auto`` (default) does every cutout for models
+        that are not invariant to both (D4) and a deterministic sample
         (ids hashing to 0 mod 64, or mod fewer in scans under 2,048 inputs so that about 32 are
         sampled; the same whatever the shards, resume or Dask) for models whose metadata says
         they are -- the check of that claim; ``True``/``"all"`` every cutout,
@@ -439,10 +470,11 @@ def scan(
         are assumed to be on the model's scale.
     zeropoints : str or mapping, optional
         Zero points overriding the headers' (``"g=27,r=27,i=27"``).
-    tta : {"none", "rot4"}
+    tta : {"none", "rot4", "d8"}
         ``rot4``: the score is the mean over the four 90° rotations (test-time augmentation),
-        exactly rotation-invariant whatever the model, at four times the cost; the four scores
-        are written too (``score_r0..3``), whatever ``rotations`` says.
+        exactly rotation-invariant whatever the model; ``d8``: the mean over the rotations and
+        their mirror images, exactly invariant to both. All 8 transform scores are written too,
+        whatever ``rotations`` says (8 times the cost).
     combine : {"mean", "median", "min"}
         How a committee's members' scores make its score.
     extra_columns : sequence of (name, dtype)
@@ -482,14 +514,14 @@ def scan(
     if shard is not None:
         k, n = parse_shard(shard)
         sources = [s for s in sources if shard_of(s.id, n) == k]
-    mode = "all" if tta == "rot4" else rotation_mode(rotations, scorer)
+    mode = "all" if tta != "none" else rotation_mode(rotations, scorer)
     rotations = mode != "none"
     has_labels = any(s.label is not None for s in sources)
     members = getattr(scorer, "names", ())
     columns = catalog_columns(rotations, has_labels, members, extra_columns)
     meta = _catalog_meta(scorer, options, threshold, tta, shard, sources)
     res = ScanResult(threshold=threshold, output=Path(output) if output else None,
-                     rotation_mode=mode, rotation_claimed=scorer.rotation_invariant, tta=tta,
+                     rotation_mode=mode, invariance_claimed=scorer.invariance, tta=tta,
                      members=list(members), row_order=meta["row_order"],
                      read_options=options, labels_unmatched=unmatched)
     writer = None
@@ -497,7 +529,8 @@ def scan(
         writer = CatalogWriter(output, columns, meta, resume=resume, overwrite=overwrite,
                                identity=IDENTITY)
         for r in writer.existing if writer.done else ():
-            rot = [_float(r.get(f"score_r{k}", "")) for k in range(4)] if rotations else None
+            rot = ([_float(r.get(f"score_{t}", "")) for t in TRANSFORM_NAMES] if rotations
+                   else None)
             res._add(r, _float(r["score"]), rot, new=False)
         res.n_skipped = len(writer.done)
         sources = [s for s in sources if s.id not in writer.done]
@@ -656,9 +689,11 @@ def _score_stream(sources, scorer: Scorer, rotations: list[bool], workers: int,
 
 
 def _score_pending(pending, scorer: Scorer, tta: str = "none"):
-    """Score loaded ``(source, (ok, payload), rotate)`` items: every ok cutout once, and the four
-    rotations of those flagged (with ``tta="rot4"`` all are, and the score is their mean).
-    Returns rows, scores, and rotation scores (NaN where not measured)."""
+    """Score loaded ``(source, (ok, payload), check)`` items: every ok cutout once, and the 8
+    transforms (rotations and mirror images) of those flagged (with ``tta`` all are, and the
+    score is the mean over the rotations, ``rot4``, or all 8, ``d8``).
+    Returns rows, scores, and transform scores (NaN where not measured)."""
+    nt = len(TRANSFORMS)
     ok = [item[1][0] for _, item, _ in pending if item[0]]
     rot_flags = [f for _, item, f in pending if item[0]]
     names = getattr(scorer, "names", None)  # a committee's members
@@ -666,28 +701,30 @@ def _score_pending(pending, scorer: Scorer, tta: str = "none"):
         x = np.stack(ok)
         sel = np.asarray(rot_flags, bool)
         s = np.empty(len(x), np.float32)
-        r = np.full((len(x), 4), np.nan)
+        r = np.full((len(x), nt), np.nan)
         ms = np.full((len(x), len(names or ())), np.nan)
+        used = slice(0, 4) if tta == "rot4" else slice(0, nt)  # what the tta score averages
         if names:
-            if sel.any():  # rotation 0 is the cutout as given: its score is the score
-                rm = scorer.member_rotation_scores(x[sel], preprocessed=True)  # (k, M, 4)
-                r[sel] = np.stack([scorer.combine_scores(rm[:, :, k]) for k in range(4)], 1)
-                ms[sel] = rm.mean(-1, dtype=np.float32) if tta == "rot4" else rm[:, :, 0]
-                # float32 mean, as Scorer.score(tta="rot4") computes it
-                s[sel] = (r[sel].astype(np.float32).mean(axis=1, dtype=np.float32)
-                          if tta == "rot4" else r[sel, 0])
+            if sel.any():  # transform 0 is the cutout as given: its score is the score
+                rm = scorer.member_transform_scores(x[sel], preprocessed=True)  # (k, M, 8)
+                r[sel] = np.stack([scorer.combine_scores(rm[:, :, k]) for k in range(nt)], 1)
+                ms[sel] = rm[:, :, used].mean(-1, dtype=np.float32) if tta != "none" \
+                    else rm[:, :, 0]
+                # float32 mean, as Scorer.score(tta=...) computes it
+                s[sel] = (r[sel, used].astype(np.float32).mean(axis=1, dtype=np.float32)
+                          if tta != "none" else r[sel, 0])
             if not sel.all():
                 ms[~sel] = scorer.member_scores(x[~sel], preprocessed=True)
                 s[~sel] = scorer.combine_scores(ms[~sel])
-        elif tta == "rot4":  # every cutout is flagged
-            r[:] = scorer.score_rotations(x, preprocessed=True)
-            s = r.astype(np.float32).mean(axis=1, dtype=np.float32)
-        else:  # the flagged cutouts' rotated copies run with the batch
-            s, rs = scorer.score_sampled_rotations(x, sel, preprocessed=True)
+        elif tta != "none":  # every cutout is flagged
+            r[:] = scorer.score_transforms(x, preprocessed=True)
+            s = r[:, used].astype(np.float32).mean(axis=1, dtype=np.float32)
+        else:  # the flagged cutouts' transformed copies run with the batch
+            s, rs = scorer.score_sampled_transforms(x, sel, preprocessed=True)
             r[sel] = rs[sel]
     rows, out_s, out_r = [], [], []
     j = 0
-    for src, (good, payload), rotate in pending:
+    for src, (good, payload), check in pending:
         row = {"id": src.id, "path": src.path, "files": src.files_field(), "label": src.label,
                **dict(src.extra)}
         if good:
@@ -695,15 +732,16 @@ def _score_pending(pending, scorer: Scorer, tta: str = "none"):
             if names:
                 row.update({f"score_{m}": float(ms[j, k]) for k, m in enumerate(names)})
             rr = r[j].astype(np.float64)
-            if rotate:
-                row.update(score_std=float(rr.std()),
-                           **{f"score_r{k}": float(rr[k]) for k in range(4)})
+            if check:
+                row.update(score_std=float(rr[:4].std()),
+                           mirror_delta=float(np.abs(rr[4:] - rr[:4]).max()),
+                           **{f"score_{t}": float(rr[k]) for k, t in enumerate(TRANSFORM_NAMES)})
             out_r.append(rr.tolist())
             out_s.append(float(s[j]))
             j += 1
         else:
             row.update(status="error", error=payload)
             out_s.append(float("nan"))
-            out_r.append([float("nan")] * 4)
+            out_r.append([float("nan")] * nt)
         rows.append(row)
     return rows, out_s, out_r

@@ -13,28 +13,27 @@ from . import _session
 from ._session import default_model_path
 from ._lazy import LazyModule
 
-from .config import DEFAULT_BATCH_SIZE
+from .config import DEFAULT_BATCH_SIZE, TRANSFORM_NAMES, TRANSFORMS
 from .grid import Grid, ReadOptions, parse_zeropoints
 from .errors import ModelError
+from .geometry import rotate, transform
 from .modelmeta import ModelMeta
 from .preprocess import DEFAULT_SPEC, PreprocessSpec, preprocess
 
 ort = LazyModule("onnxruntime")  # imported on first use (see lensscore.cli.scan)
 
-__all__ = ["Scorer", "default_model_path", "read_model_metadata", "rotations", "check_tta",
-           "TTA_MODES"]
+__all__ = ["Scorer", "default_model_path", "read_model_metadata", "rotate", "rotations", "transform",
+           "dihedral", "check_tta", "TTA_MODES", "TRANSFORMS", "TRANSFORM_NAMES"]
 
 log = logging.getLogger(__name__)
 
 DEVICES = ("cpu", "cuda", "auto")
 
 
-def rotate(images: np.ndarray, k: int, *, channels_last: bool = False) -> np.ndarray:
-    """``images`` rotated by ``k`` x 90° in their ``(y, x)`` axes, the one definition of a
-    rotation everywhere (scoring, training augmentation, evaluation; the Keras layer and the
-    exported graph are tested against it): ``np.rot90``'s sense, on ``(..., y, x)`` or, with
-    ``channels_last``, on ``(..., y, x, bands)``. A view, not a copy."""
-    return np.rot90(images, k, axes=(-3, -2) if channels_last else (-2, -1))
+def dihedral(images: np.ndarray) -> np.ndarray:
+    """The 8 transforms of ``(N, bands, y, x)`` images, in :data:`TRANSFORMS` order: shape
+    ``(8, N, bands, y, x)``; index 0 is the image as given."""
+    return np.stack([transform(images, k, m) for k, m in TRANSFORMS])
 
 
 def _nhwc(x: np.ndarray) -> np.ndarray:
@@ -53,7 +52,7 @@ def rotations(images: np.ndarray) -> np.ndarray:
     return np.stack([rotate(images, k) for k in range(4)])
 
 
-TTA_MODES = ("none", "rot4")
+TTA_MODES = ("none", "rot4", "d8")
 
 
 def check_tta(tta: str) -> str:
@@ -270,6 +269,11 @@ class Scorer:
     def rotation_invariant(self) -> bool:
         return self.meta.rotation_invariant
 
+    @property
+    def invariance(self) -> str:
+        """The symmetry group the model says it is exactly invariant to: none, C4 or D4."""
+        return self.meta.invariance
+
     def info(self) -> dict:
         """Everything the model says about itself, JSON values decoded."""
         g = self.grid
@@ -323,42 +327,54 @@ class Scorer:
             Raw pixels (any flux unit), bands in ``self.bands`` order.
         preprocessed : bool
             True if ``images`` already went through :meth:`prepare`.
-        tta : {"none", "rot4"}
-            ``rot4``: test-time augmentation, the mean of the scores of the four 90° rotations
-            -- exactly rotation-invariant whatever the model, at four times the cost.
+        tta : {"none", "rot4", "d8"}
+            Test-time augmentation: ``rot4`` the mean of the scores of the four 90° rotations
+            (exactly rotation-invariant whatever the model, four times the cost), ``d8`` the
+            mean over the rotations and their mirror images (exactly invariant to both, eight
+            times the cost).
 
         Returns
         -------
         ndarray of float32, shape ``(N,)``, or a float for one cutout ``(bands, size, size)``
         """
         check_tta(tta)
-        if tta == "rot4":
-            r = self.score_rotations(images, preprocessed=preprocessed)
+        if tta != "none":
+            r = self.score_transforms(images, preprocessed=preprocessed)
+            r = r[..., :4] if tta == "rot4" else r
             return float(r.mean()) if r.ndim == 1 else r.mean(axis=1, dtype=np.float32)
         x, one = self._batch(images, preprocessed)
         s = self.run(x)
         return float(s[0]) if one else s
 
-    def score_sampled_rotations(self, images, rotate, *, preprocessed: bool = False):
-        """Scores of every cutout, and the scores of the four rotations of those where
-        ``rotate`` is true (NaN rows elsewhere), the rotated copies run with the batch.
+    def score_sampled_transforms(self, images, sample, *, preprocessed: bool = False):
+        """Scores of every cutout, and the scores of the 8 transforms (:data:`TRANSFORMS`) of
+        those where ``sample`` is true (NaN rows elsewhere), the copies run with the batch.
 
         Returns
         -------
         scores : ndarray of float32, shape ``(N,)``
-        rotation_scores : ndarray of float32, shape ``(N, 4)``; column 0 equals ``scores``
+        transform_scores : ndarray of float32, shape ``(N, 8)``; column 0 equals ``scores``
         """
         x, _ = self._batch(images, preprocessed)
-        sel = np.asarray(rotate, bool)
+        sel = np.asarray(sample, bool)
         k = int(sel.sum())
-        rot = rotations(x[sel])[1:].reshape(-1, *x.shape[1:])  # rotations 1..3, rotation-major
-        out = self.run(np.concatenate([x, rot]) if k else x)
+        tr = dihedral(x[sel])[1:].reshape(-1, *x.shape[1:])  # transforms 1..7, transform-major
+        out = self.run(np.concatenate([x, tr]) if k else x)
         s = out[:len(x)].copy()
-        r = np.full((len(x), 4), np.nan, np.float32)
+        r = np.full((len(x), len(TRANSFORMS)), np.nan, np.float32)
         if k:
             r[sel, 0] = s[sel]
-            r[sel, 1:] = out[len(x):].reshape(3, k).T
+            r[sel, 1:] = out[len(x):].reshape(len(TRANSFORMS) - 1, k).T
         return s, r
+
+    def score_transforms(self, images, *, preprocessed: bool = False) -> np.ndarray:
+        """Scores of each cutout under the 8 transforms of :data:`TRANSFORMS` (the rotations,
+        then the rotations of the mirror image): shape ``(N, 8)`` (``(8,)`` for one cutout).
+        Column 0 is the score of the cutout as given (equal to :meth:`score`)."""
+        x, one = self._batch(images, preprocessed)
+        tr = dihedral(x)  # (8, N, b, y, x); preprocessing commutes with each transform
+        s = self.run(tr.reshape(-1, *x.shape[1:])).reshape(len(TRANSFORMS), len(x)).T.copy()
+        return s[0] if one else s
 
     def score_rotations(self, images, *, preprocessed: bool = False) -> np.ndarray:
         """Scores of each cutout rotated by 0, 90, 180 and 270°: shape ``(N, 4)`` (``(4,)`` for

@@ -406,9 +406,11 @@ def load_tile_cutout(source: Source, bands, size, options: ReadOptions | None, *
         planes.append(plane)
         first = first or (twcs, cut.slices_original)
     c = cutout_from_planes(planes, planes[0].headers[0], want, size, options=options,
-                           wcs=False, path=source.path, id=source.id, band_source="tile")
+                           wcs=False, path=source.path, id=source.id, band_source="tile",
+                           check_bands=False)
     c.ra, c.dec = source.position  # the catalog's position, not the nearest pixel's
-    if wcs and not c.resampled and first is not None:  # the cutout's own WCS, if asked
+    # the cutout's own WCS, if asked (none for resampled or reoriented pixels)
+    if wcs and not c.resampled and not c.reoriented and first is not None:
         twcs, (sy, sx) = first
         off = (sy.stop - sy.start - c.data.shape[-1]) // 2
         c.wcs = twcs.slice((slice(sy.start + off, sy.start + off + c.data.shape[-2]),

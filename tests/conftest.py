@@ -87,6 +87,11 @@ def rot_model(tmp_path_factory):
     return make_model(tmp_path_factory.mktemp("m") / "rot.onnx", arch="rot")
 
 
+@pytest.fixture(scope="session")
+def d4_model(tmp_path_factory):
+    return make_model(tmp_path_factory.mktemp("m") / "d4.onnx", arch="d4")
+
+
 @pytest.fixture
 def labelled_dir(tmp_path, rng):
     """lenses/ and nonlenses/ with 6 cube cutouts each."""

@@ -2,7 +2,9 @@
 
 Both take ``image`` ``[N, size, size, bands]`` (NHWC, as exported Keras models do) and return
 a sigmoid score ``[N, 1]``. ``rot`` mirrors the seed's RotationalConv2D: the same kernel on the
-input rotated by 0/90/180/270 degrees, element-wise Max, then bias and ReLU -- exactly invariant.
+input rotated by 0/90/180/270 degrees, element-wise Max, then bias and ReLU -- exactly invariant
+to rotations; ``d4`` the DihedralConv2D, the same over the rotations of the input and of its
+mirror image -- exactly invariant to both.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def _rot_nodes(inp: str, k: int, tag: str) -> tuple[list, str]:
 def make_model(path, *, arch: str = "conv", size: int = 72, bands=("g", "r", "i"),
                filters: int = 4, seed: int = 0, metadata: bool = True, extra_meta=None,
                input_size=None) -> str:
-    """Write a tiny model: ``arch`` is ``conv`` (not rotation invariant) or ``rot``."""
+    """Write a tiny model: ``arch`` is ``conv`` (not invariant), ``rot`` (C4) or ``d4``."""
     rng = np.random.default_rng(seed)
     nb = len(bands)
     w = rng.normal(0, 0.5, (filters, nb, 5, 5)).astype(np.float32)
@@ -43,17 +45,25 @@ def make_model(path, *, arch: str = "conv", size: int = 72, bands=("g", "r", "i"
         numpy_helper.from_array(np.array([np.iinfo(np.int64).min], np.int64), "rs_end"),
         numpy_helper.from_array(np.array([1], np.int64), "rs_axis"),
         numpy_helper.from_array(np.array([-1], np.int64), "rs_step"),
+        numpy_helper.from_array(np.array([2], np.int64), "mx_axis"),
     ]
     nodes = []
-    branches = range(4) if arch == "rot" else range(1)
+    branches = {"rot": [(k, 0) for k in range(4)],
+                "d4": [(k, m) for m in (0, 1) for k in range(4)]}.get(arch, [(0, 0)])
     outs = []
-    for k in branches:
-        rn, cur = _rot_nodes("image", k, f"b{k}")
+    for j, (k, m) in enumerate(branches):
+        src = "image"
+        if m:  # mirror in x (NHWC axis 2), then rotate
+            src = f"mir{j}"
+            nodes.append(helper.make_node("Slice", ["image", "rs_start", "rs_end", "mx_axis",
+                                                    "rs_step"], [src]))
+        rn, cur = _rot_nodes(src, k, f"b{j}")
+        k = j
         nodes += rn
         nodes.append(helper.make_node("Transpose", [cur], [f"nchw{k}"], perm=[0, 3, 1, 2]))
         nodes.append(helper.make_node("Conv", [f"nchw{k}", "W"], [f"conv{k}"]))
         outs.append(f"conv{k}")
-    if arch == "rot":
+    if arch in ("rot", "d4"):
         nodes.append(helper.make_node("Max", outs, ["cmax"]))
         pre = "cmax"
     else:
@@ -79,7 +89,8 @@ def make_model(path, *, arch: str = "conv", size: int = 72, bands=("g", "r", "i"
     if metadata:
         meta = {"lensscore.bands": ",".join(bands), "lensscore.size": str(size),
                 "lensscore.preprocess": DEFAULT_SPEC.to_json(), "lensscore.arch": arch,
-                "lensscore.rotation_invariant": str(arch == "rot").lower(),
+                "lensscore.rotation_invariant": str(arch in ("rot", "d4")).lower(),
+                "lensscore.invariance": {"rot": "C4", "d4": "D4"}.get(arch, "none"),
                 "lensscore.version": "test", **(extra_meta or {})}
         helper.set_model_props(m, meta)
     onnx.checker.check_model(m)

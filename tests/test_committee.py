@@ -42,17 +42,23 @@ def test_committee_scores_combine_the_members(train_dir, tmp_path, conv_model, r
     assert set(res.member_metrics()) == {"conv", "rot", "conv_2"}
 
 
-def test_committee_of_invariant_models_is_invariant_and_checked_on_a_sample(train_dir, rot_model,
-                                                                            tmp_path):
+def test_committee_of_invariant_models_is_invariant_and_checked_on_a_sample(train_dir, d4_model,
+                                                                            rot_model, tmp_path):
     import shutil
 
     other = tmp_path / "other.onnx"
-    shutil.copy(rot_model, other)
-    res = scan(train_dir, [rot_model, other])
-    assert res.rotation_claimed and res.rotation_mode == "sample"
+    shutil.copy(d4_model, other)
+    res = scan(train_dir, [d4_model, other])
+    assert res.invariance_claimed == "D4" and res.rotation_mode == "sample"
     assert not res.invariance_violated
-    tta = scan(train_dir, [rot_model, other], tta="rot4")
+    assert res.mirror()["n"] == res.n_inputs and res.mirror()["delta_max"] < 1e-6  # 40: all
+    tta = scan(train_dir, [d4_model, other], tta="d8")
     np.testing.assert_allclose(tta.scores, res.scores, atol=1e-6)
+    # a D4 and a C4 member: the committee claims what both are, C4, and checks every cutout
+    mixed = scan(train_dir, [d4_model, rot_model])
+    assert mixed.invariance_claimed == "C4" and mixed.rotation_mode == "all"
+    assert not mixed.invariance_violated  # the mirror is not claimed
+    assert mixed.mirror()["delta_max"] > 1e-5  # ... and the rot member is not blind to it
 
 
 def test_committee_refuses_members_on_other_grids(tmp_path, conv_model):

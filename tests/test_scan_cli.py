@@ -63,7 +63,8 @@ def test_scan_broken_inputs_exit_3(tmp_path, rng, conv_model):
     assert sorted(bad["id"]) == ["lenses/trunc", "nonlenses/empty", "nonlenses/text"]
     assert all(len(str(e)) > 5 and "\n" not in str(e) for e in bad["error"])
     assert "scored 5 of 8 inputs, 3 failed" in r.stdout
-    assert "ROC AUC" in r.stdout and "rotation stability" in r.stdout
+    assert "ROC AUC" in r.stdout and "stability over 5 cutouts: rotations" in r.stdout
+    assert "mirror |Δ|" in r.stdout
     # existing catalog is never silently overwritten
     r = runner.invoke(app, ["scan", str(root), "-m", conv_model, "-o", str(out), "-q"])
     assert r.exit_code == 2 and "--resume" in r.output

@@ -53,11 +53,37 @@ def test_rotation_scores(conv_model, rot_model, rng):
     assert rc.std(axis=1).max() > 1e-6  # the plain conv model is not invariant
     rotated = np.rot90(xs, 1, axes=(2, 3))
     np.testing.assert_allclose(c.score(rotated), rc[:, 1], atol=1e-7)
-    # the sampled check: every score, and the rotations of the flagged cutouts only
-    s, r = c.score_sampled_rotations(xs, [True, False, False, True, False])
+    # the sampled check: every score, and the 8 transforms of the flagged cutouts only
+    s, r = c.score_sampled_transforms(xs, [True, False, False, True, False])
     np.testing.assert_allclose(s, c.score(xs), atol=1e-6)
-    np.testing.assert_allclose(r[[0, 3]], rc[[0, 3]], atol=1e-6)
+    np.testing.assert_allclose(r[[0, 3], :4], rc[[0, 3]], atol=1e-6)
     assert np.isnan(r[[1, 2, 4]]).all() and np.all(r[[0, 3], 0] == s[[0, 3]])
+    # transforms 4..7: the mirror image (x reversed), then rotated
+    np.testing.assert_allclose(r[[0, 3], 4 + 1], c.score(np.rot90(xs[[0, 3], :, :, ::-1], 1,
+                                                                  axes=(2, 3))), atol=1e-6)
+
+
+def test_transform_scores_and_d8(conv_model, rot_model, d4_model, rng):
+    """A D4 model scores all 8 transforms alike, bit for bit; a C4 one only the rotations; tta
+    d8 makes any model exactly invariant to both, rot4 only to rotations."""
+    xs = np.stack([fake_cutout(rng, lens=True) + rng.normal(0, 3, (3, 72, 72)) for _ in range(4)])
+    xs[:, :, 10:20, 40:60] += 30  # off-centre and chiral: no symmetry helps a model
+    d = Scorer(d4_model).score_transforms(xs)
+    assert d.shape == (4, 8) and np.all(d == d[:, :1])
+    r = Scorer(rot_model).score_transforms(xs)
+    assert np.all(r[:, :4] == r[:, :1]) and np.all(r[:, 4:] == r[:, 4:5])
+    assert np.abs(r[:, 4] - r[:, 0]).max() > 1e-5  # the mirror image is another input
+    c = Scorer(conv_model)
+    mirrored = xs[..., ::-1]
+    for tta, n in (("d8", 8), ("rot4", 4)):
+        a, b = c.score(xs, tta=tta), c.score(mirrored, tta=tta)
+        if n == 8:
+            np.testing.assert_allclose(a, b, atol=1e-6)
+        else:
+            assert np.abs(a - b).max() > 1e-6
+        np.testing.assert_allclose(a, c.score_transforms(xs)[:, :n].mean(1), atol=1e-6)
+    assert Scorer(d4_model).invariance == "D4" and Scorer(rot_model).invariance == "C4"
+    assert c.invariance == "none"
 
 
 def test_a_short_tail_runs_with_the_batch_before_it(conv_model, rng):

@@ -456,22 +456,29 @@ def test_rotations_auto_samples_invariant_models_and_catches_a_false_claim(tmp_p
         img = rng.normal(0, 1, (3, 72, 72)).astype(np.float32)
         img[:, 10:20, 40:60] += 20
         write_cube(tmp_path / "d" / f"c{k:03d}.fits", img)
+    d4 = make_model(tmp_path / "d4.onnx", arch="d4")
     rot = make_model(tmp_path / "rot.onnx", arch="rot")
     liar = make_model(tmp_path / "liar.onnx", arch="conv",
-                      extra_meta={"lensscore.rotation_invariant": "true"})
-    r = scan(tmp_path / "d", rot, output=tmp_path / "a.csv")
+                      extra_meta={"lensscore.rotation_invariant": "true",
+                                  "lensscore.invariance": "D4"})
+    r = scan(tmp_path / "d", d4, output=tmp_path / "a.csv")
     assert r.rotation_mode == "sample" and not r.invariance_violated
     with open(tmp_path / "a.csv") as fh:
         rows = list(csv.DictReader(fh))
     measured = [x for x in rows if x["score_r0"] != ""]
     assert 32 <= len(measured) < 80 and r.stability()["n"] == len(measured)
     assert all(float(x["score_r0"]) == float(x["score"]) for x in measured)
-    assert scan(tmp_path / "d", rot, rotations=True).stability()["n"] == 80
-    assert scan(tmp_path / "d", rot, rotations=False).rotation_scores is None
+    assert all(x["score_m3"] != "" and float(x["mirror_delta"]) == 0 for x in measured)
+    assert scan(tmp_path / "d", d4, rotations=True).stability()["n"] == 80
+    assert scan(tmp_path / "d", d4, rotations=False).rotation_scores is None
+    # a C4 model is checked on every cutout: its rotations hold, its mirror images differ
+    c4 = scan(tmp_path / "d", rot)
+    assert c4.rotation_mode == "all" and c4.mirror()["n"] == 80 and not c4.invariance_violated
+    assert c4.mirror()["delta_max"] > 1e-5
     res = CliRunner().invoke(app, ["scan", str(tmp_path / "d"), "-m", liar, "--top", "3"])
     assert res.exit_code == 0, res.output
-    assert "rotation check on a sample of" in res.stdout
-    assert "says it is rotation-invariant" in res.stderr
+    assert "invariance check on a sample of" in res.stdout
+    assert "says it is invariant to rotations and mirror images" in res.stderr
 
 
 def test_cli_text_is_not_eaten_as_markup_and_one_class_says_na(tmp_path, rng, capsys):
