@@ -66,6 +66,7 @@ def main() -> None:
 
             models, threads = guess
             for m in models or [_session.default_model_path()]:
+                m = _session.resolve_model(m)
                 if os.path.isfile(m):
                     _session.build_ahead(m, ["CPUExecutionProvider"], threads)
         except Exception:  # a guess only: the CLI reports any problem in its own words

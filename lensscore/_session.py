@@ -16,8 +16,51 @@ from pathlib import Path
 from .errors import ModelError
 
 
+#: The model ``lensscore scan`` uses without ``-m``: HSC g, r, i, exactly invariant to rotations
+#: and mirror images (D4)
+DEFAULT_MODEL = "d4"
+
+
+def shipped_models_dir() -> Path | None:
+    """Where the shipped models are: ``lensscore/models`` of an installation, or ``models/`` of
+    a source checkout; None if neither holds any."""
+    here = Path(__file__).resolve().parent
+    for d in (here / "models", here.parent / "models"):
+        if d.is_dir() and any(d.glob("*.onnx")):
+            return d
+    return None
+
+
+def shipped_models() -> dict[str, Path]:
+    """The shipped models by name (the file name without ``.onnx``), sorted."""
+    d = shipped_models_dir()
+    return {p.stem: p for p in sorted(d.glob("*.onnx"))} if d else {}
+
+
+def resolve_model(model) -> Path:
+    """A model file: ``model`` if it exists, else the shipped model of that name (``ps1``,
+    ``ps1.onnx`` and ``models/ps1.onnx`` all name ``ps1``).
+
+    Raises
+    ------
+    ModelError
+        Neither a file nor a shipped model; the message lists the shipped ones.
+    """
+    p = Path(os.fspath(model))
+    if p.exists():
+        return p
+    shipped = shipped_models()
+    name = p.name[:-5] if p.name.endswith(".onnx") else p.name
+    if name in shipped and (len(p.parts) == 1 or p.parent.name == "models"):
+        return shipped[name]
+    names = ", ".join(shipped) or "none in this installation"
+    raise ModelError(f"{p}: model file not found (shipped models, by name: {names}; "
+                     "`lensscore models` lists them)")
+
+
 def default_model_path() -> Path:
-    """The shipped rotation-invariant model: ``$LENSSCORE_MODEL``, else ``models/rot.onnx``.
+    """The shipped default model: ``$LENSSCORE_MODEL`` (a file or a shipped model's name), else
+    ``models/d4.onnx`` (:data:`DEFAULT_MODEL`).
 
     Raises
     ------
@@ -26,13 +69,12 @@ def default_model_path() -> Path:
     """
     env = os.environ.get("LENSSCORE_MODEL")
     if env:
-        return Path(env)
-    here = Path(__file__).resolve().parent
-    for cand in (here / "models" / "rot.onnx", here.parent / "models" / "rot.onnx"):
-        if cand.is_file():
-            return cand
+        return resolve_model(env)
+    shipped = shipped_models()
+    if DEFAULT_MODEL in shipped:
+        return shipped[DEFAULT_MODEL]
     raise ModelError(
-        "no default model: models/rot.onnx is not shipped with this installation; "
+        f"no default model: models/{DEFAULT_MODEL}.onnx is not shipped with this installation; "
         "pass --model FILE.onnx (or set LENSSCORE_MODEL)"
     )
 

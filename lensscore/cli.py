@@ -84,7 +84,9 @@ def scan(
         help="FITS files and/or directories (searched recursively); or none, with --catalog.",
         exists=True, show_default=False)] = None,
     model: Annotated[Optional[list[Path]], typer.Option(
-        "--model", "-m", help="ONNX model [default: the shipped models/rot.onnx]; give it "
+        "--model", "-m", help="ONNX model file, or a shipped model by name (`lensscore "
+        "models` lists them: d4, ps1, rot, baseline) [default: the shipped d4, the HSC model "
+        "invariant to rotations and mirror images, or $LENSSCORE_MODEL]; give it "
         "two or more times for a committee (scores combined by --combine, each model's in "
         "score_<name>).")] = None,
     combine: Annotated[str, typer.Option(
@@ -420,10 +422,12 @@ def _print_stability(res) -> None:
 @app.command()
 def info(
     model: Annotated[Optional[Path], typer.Argument(
-        help="ONNX model [default: the shipped models/rot.onnx].", show_default=False)] = None,
+        help="ONNX model file or shipped model name [default: the shipped d4].",
+        show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ):
-    """Show what a model says about itself: bands, size, preprocessing, arch, metrics."""
+    """Show what a model says about itself: bands, size, preprocessing, arch, invariance,
+    metrics."""
     from .scorer import Scorer
 
     try:
@@ -440,6 +444,44 @@ def info(
         if k == "path":
             continue
         t.add_row(k, v if isinstance(v, str) else json.dumps(v))
+    out.print(t)
+
+
+@app.command()
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+):
+    """List the shipped models, by the names -m takes: survey grid, invariance, size."""
+    from ._session import DEFAULT_MODEL, shipped_models
+    from .scorer import Scorer
+
+    rows = []
+    for name, path in shipped_models().items():
+        try:
+            sc = Scorer(path, threads=1)
+        except ModelError as exc:  # list what is there; say what is wrong with it
+            rows.append({"name": name, "path": str(path), "error": str(exc)})
+            continue
+        g = sc.grid
+        rows.append({"name": name, "path": str(path), "default": name == DEFAULT_MODEL,
+                     "survey": g.survey, "bands": ",".join(sc.bands), "size": sc.size,
+                     "pixel_scale": g.pixel_scale, "arch": sc.arch, "invariance": sc.invariance,
+                     "mib": round(path.stat().st_size / 2**20, 1)})
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    if not rows:
+        _fail("no shipped models in this installation; pass -m FILE.onnx", EXIT_NOTHING)
+    t = Table(title="shipped models (use the name with -m)", title_justify="left")
+    for col in ("name", "survey grid", "invariance", "arch", "MiB"):
+        t.add_column(col)
+    for r in rows:
+        if "error" in r:
+            t.add_row(r["name"], r["error"], "", "", "")
+            continue
+        t.add_row(r["name"] + (" (default)" if r["default"] else ""),
+                  f"{r['survey']} {r['bands']}, {r['size']} px at {r['pixel_scale']:g}\"",
+                  r["invariance"], r["arch"], f"{r['mib']:g}")
     out.print(t)
 
 

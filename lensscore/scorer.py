@@ -69,9 +69,7 @@ def read_model_metadata(path) -> dict[str, str]:
 
 
 def _check_path(path) -> str:
-    p = os.fspath(path)
-    if not os.path.exists(p):
-        raise ModelError(f"{p}: model file not found")
+    p = os.fspath(_session.resolve_model(path))
     if os.path.isdir(p):
         raise ModelError(f"{p}: is a directory, not an ONNX file")
     return p
@@ -100,7 +98,8 @@ class Scorer:
     Parameters
     ----------
     model : str or Path, optional
-        ONNX file; defaults to the shipped ``models/rot.onnx`` (:func:`default_model_path`).
+        ONNX file, or a shipped model's name (``d4``, ``ps1``, ``rot``, ``baseline``); defaults
+        to the shipped ``models/d4.onnx`` (:func:`default_model_path`).
     device : {"cpu", "cuda", "auto"}
         ``cuda`` fails loudly if CUDA cannot be used; ``auto`` takes CUDA when it works.
     threads : int, optional

@@ -84,7 +84,7 @@ def test_scan_raw_ps1_files_with_no_options(tmp_path):
     assert all(x["resampled"] == "true" for x in rows)  # 0.25" -> the HSC model's 0.168"
     assert {x["label"] for x in rows} == {"0", "1"}
     # the PS1 model's grid is the files' own: cropped, never resampled
-    ps1 = ROOT / "models" / "ps1-rot.onnx"
+    ps1 = ROOT / "models" / "ps1.onnx"
     if ps1.exists():
         r = runner.invoke(app, ["scan", str(raw), "-m", str(ps1), "-o", str(tmp_path / "p.csv"),
                                 "--top", "0"])

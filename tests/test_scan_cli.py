@@ -205,10 +205,10 @@ def test_core_install_never_pulls_tensorflow():
 
 @pytest.mark.slow  # a pip install
 def test_installed_package_ships_the_default_model(tmp_path):
-    """A non-editable install finds models/rot.onnx (installed as lensscore/models/)."""
+    """A non-editable install finds models/d4.onnx (installed as lensscore/models/)."""
     root = Path(__file__).resolve().parent.parent
-    if not (root / "models" / "rot.onnx").exists():
-        pytest.skip("models/rot.onnx not in this checkout")
+    if not (root / "models" / "d4.onnx").exists():
+        pytest.skip("models/d4.onnx not in this checkout")
     target = tmp_path / "site"
     # build isolation: the venv's own setuptools may predate pyproject's license field
     p = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
@@ -224,7 +224,7 @@ def test_installed_package_ships_the_default_model(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     lib, model, arch = p.stdout.split()
     assert lib.startswith(str(target)) and model.startswith(str(target))
-    assert model.endswith("lensscore/models/rot.onnx") and arch == "rot"
+    assert model.endswith("lensscore/models/d4.onnx") and arch == "d4"
 
 
 def test_tta_rot4_makes_any_model_invariant(tmp_path, rng, conv_model):
