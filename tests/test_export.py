@@ -153,3 +153,58 @@ def test_real_metrics_give_each_nonlens_group_its_rate_and_auc(tmp_path):
     assert src["auc_lenses_vs"] == 0.75  # 0.6 < 0.7: one of four pairs misordered
     assert (sky["n"], sky["n_above"]) == (3, 1)
     assert sky["auc_lenses_vs"] == 4 / 6
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_export_d4_unrolls_eight_branches_and_proves_mirror_invariance(tmp_path, rng):
+    """Issue 30: the DihedralConv2D exports as 8 Conv branches into one Max (no control flow),
+    the export proves invariance to all 8 transforms, and the metadata says D4."""
+    _tf()
+    from export import export_model
+    from train.models import build_model
+
+    m = build_model("d4", seed=5)
+    m.get_layer("score").set_weights([w * 30 for w in m.get_layer("score").get_weights()])
+    m.save(tmp_path / "d4.keras")
+    res = export_model(tmp_path / "d4.keras", tmp_path / "d4.onnx", n_parity=64)
+    assert res.invariance == "D4" and res.max_abs_diff <= 1e-5
+    assert res.rotation_spread <= 1e-6 and res.mirror_spread <= 1e-6
+    proto = onnx.load(tmp_path / "d4.onnx")
+    assert control_flow_nodes(proto) == [] and len(rotational_branches(proto, 8)) == 1
+    assert rotational_branches(proto, 4) == []
+    sc = Scorer(tmp_path / "d4.onnx")
+    assert sc.arch == "d4" and sc.invariance == "D4" and sc.rotation_invariant
+    x = rng.normal(size=(3, 3, 72, 72)).astype(np.float32)
+    x[:, :, 5:20, 40:60] += 3
+    t = sc.score_transforms(x)
+    assert np.ptp(t, axis=1).max() <= 1e-6 and np.ptp(t[:, 0]) > 1e-6  # invariant, not constant
+    prep = np.transpose(sc.prepare(x), (0, 2, 3, 1))  # the scorer preprocesses; Keras not
+    np.testing.assert_allclose(t[:, 0], np.asarray(m(prep)).ravel(), atol=1e-5)
+
+
+def test_symmetrise_makes_a_c4_model_d4_and_refuses_others(tmp_path, rng, conv_model, rot_model,
+                                                           d4_model):
+    """export.symmetrise: the mean over the mirror of a C4 model is exactly D4-invariant and
+    equals the mean of the source's two scores; a model that is not C4 is refused."""
+    from export.symmetrise import main, symmetrise
+
+    out = tmp_path / "sym.onnx"
+    r = symmetrise(rot_model, out)
+    assert r["transform_spread"] == 0 and r["max_abs_diff_to_mean"] <= 1e-6
+    sym, base = Scorer(out), Scorer(rot_model)
+    assert sym.invariance == "D4" and sym.meta.extra["symmetrised"]["source"] == "rot.onnx"
+    x = rng.normal(size=(4, 3, 72, 72)).astype(np.float32)
+    x[:, :, 5:20, 40:60] += 30
+    t = sym.score_transforms(x)
+    assert np.all(t == t[:, :1])
+    want = (base.score(x).astype(np.float64) + base.score(x[..., ::-1]).astype(np.float64)) / 2
+    np.testing.assert_allclose(t[:, 0], want, atol=1e-6)
+    assert np.abs(base.score(x) - base.score(x[..., ::-1])).max() > 1e-5  # it did something
+    for bad in (conv_model, d4_model):
+        with pytest.raises(ValueError, match="invariance is"):
+            symmetrise(bad, tmp_path / "no.onnx")
+    assert not (tmp_path / "no.onnx").exists()
+    with pytest.raises(SystemExit) as e:
+        main([rot_model, str(out)])
+    assert e.value.code == 2
