@@ -29,6 +29,7 @@ def _variants():
         "rot input+xla": dict(arch="rot", rot_mode="input", jit=True),
         "rot kernel": dict(arch="rot", rot_mode="kernel", jit=False),
         "rot input": dict(arch="rot", rot_mode="input", jit=False),
+        "d4 kernel+xla": dict(arch="d4", rot_mode="kernel", jit=True),
     }
 
 

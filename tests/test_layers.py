@@ -63,7 +63,7 @@ def test_d4_layer_saves_and_reloads(tmp_path, x):
 def test_parameter_counts_and_augmentation_defaults():
     assert build_model("d4").count_params() == 27_467_905  # the same weights as rot
     assert FitConfig(arch="baseline").augment and FitConfig(arch="rot").augment
-    assert not FitConfig(arch="d4").augment and FitConfig().arch == "baseline"
+    assert not FitConfig(arch="d4").augment and FitConfig().arch == "d4"
     assert FitConfig(arch="d4", augment=True).augment
     with pytest.raises(ValueError, match="unknown arch"):
         FitConfig(arch="c8")

@@ -52,7 +52,7 @@ def fit(
     out_dir: Annotated[Path, typer.Option("--out", help="Run directory to create (or resume).")],
     arch: Annotated[str, typer.Option(
         help="d4: exactly invariant to 90° rotations and mirror images (the default); rot: the "
-             "seed's rotational network (rotations only); baseline: the HOLISMOKES CNN.")] = "d4",
+             "seed's rotational network (rotations only); baseline: the HOLISMOKES CNN.")] = _FIT.arch,
     epochs: Annotated[Optional[int], typer.Option(
         min=1, help=f"Epoch limit [default: {_FIT.epochs}]; with --resume, raises the run's "
                     "limit.")] = None,

@@ -47,7 +47,7 @@ class FitConfig:
         XLA-compile the training step.
     """
 
-    arch: str = "baseline"
+    arch: str = "d4"
     epochs: int = 35
     batch_size: int = 128
     lr: float = 6e-4
