@@ -182,46 +182,9 @@ def _pool_first_forward(model):
             y = y + conv.bias
         return pool(conv.activation(y))
 
-    layout = os.environ.get("LENSSCORE_EXPORT_LAYOUT", "branches")
-
-    def batched(conv, pool, x):
-        import tensorflow as tf
-
-        ts = conv.TRANSFORMS
-        xs = tf.concat([_transform_slices(x, k, m) for k, m in ts], axis=0)
-        y = conv.convolution_op(xs, conv.kernel)
-        if conv.use_bias:
-            y = y + conv.bias
-        y = pool(conv.activation(y))
-        y = tf.reshape(y, tf.concat([[len(ts), -1], tf.shape(y)[1:]], 0))
-        return tf.reduce_max(y, axis=0)
-
-    def stacked(conv, pool, x):
-        import tensorflow as tf
-
-        from train.models import _rot_kernel, transform
-
-        ts = conv.TRANSFORMS
-        w = conv.kernel
-        ks = [_rot_kernel(w, -k) for k, m in ts]
-        ks = [tf.reverse(kk, [1]) if m else kk for kk, (k, m) in zip(ks, ts)]
-        y = conv.convolution_op(x, tf.concat(ks, axis=-1))
-        if conv.use_bias:
-            y = y + tf.tile(conv.bias, [len(ts)])
-        y = pool(conv.activation(y))
-        parts = tf.split(y, len(ts), axis=-1)
-        outs = [transform(p, k, m) for p, (k, m) in zip(parts, ts)]
-        while len(outs) > 1:
-            outs = [tf.maximum(u, v) for u, v in zip(outs[::2], outs[1::2])]
-        return outs[0]
-
     def forward(x):
         for kind, layer, pool in steps:
-            if kind == "rot" and layout == "batched":
-                x = batched(layer, pool, x)
-            elif kind == "rot" and layout == "kernel":
-                x = stacked(layer, pool, x)
-            elif kind == "rot":
+            if kind == "rot":
                 b = [branch(layer, pool, x, k, m) for k, m in layer.TRANSFORMS]
                 while len(b) > 1:  # fused into one n-ary Max afterwards
                     b = [keras.ops.maximum(u, v) for u, v in zip(b[::2], b[1::2])]
@@ -557,8 +520,7 @@ def _convert_checked(src: _Source, opset: int):
     cf = control_flow_nodes(proto)
     if cf:
         raise ExportError(f"the exported graph has control flow ({', '.join(cf[:4])}); refusing")
-    if os.environ.get("LENSSCORE_EXPORT_LAYOUT", "branches") == "branches" and \
-            src.n_rotational and len(rotational_branches(proto, src.n_branches)) != src.n_rotational:
+    if src.n_rotational and len(rotational_branches(proto, src.n_branches)) != src.n_rotational:
         raise ExportError(f"the rotational layer did not export as {src.n_branches} Conv "
                           "branches into Max")
     return proto
