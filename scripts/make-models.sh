@@ -89,3 +89,30 @@ cp out/ps1-compare/real_vs_sim.jpg models/figures/ps1_real_vs_sim.jpg
 # 7. the demo set: 100 cutouts (examples/README.md), and tiles holding four of them
 #    (made at commit 05ecd90: python -m train simulate --n 100 --out examples/cutouts --seed 9001)
 python scripts/make_example_tiles.py
+
+# ---------------------------------------------------------------------------------------------
+# Issue 30 (2026-12-04): d4.onnx (the default) and ps1.onnx. Step 1 on the GPU machine, one call:
+#   mv models /tmp/models_aside   # the tree must stay under 64 MiB
+#   device run: OUT=$OUT BUDGET=400 WORKERS=15 bash scripts/device_d4.sh   (carry .whl .devin)
+# with .whl/ the wheels listed in scripts/device_d4.sh, and .devin/realdata-ps1.npz made here:
+#   python -c "import numpy as np; from train.fit import FitConfig; from train.finetune import \
+#     load_real; x,y,i = load_real('$REAL', FitConfig(arch='d4', survey='ps1', size=48)); \
+#     np.savez('.devin/realdata-ps1.npz', x=x, y=y, ids=np.array(i))"
+DEV_D4=${DEV_D4:-/work/.device/1}
+python -m train import-device "$DEV_D4/results.json" hsc_d4 --out "$RUNS/hsc_d4"
+python -m train import-device "$DEV_D4/results.json" ps1_d4 --out "$RUNS/ps1_d4"
+python -m train import-device "$DEV_D4/ft/results.json" ps1_d4_ft --out "$RUNS/ps1_d4_ft"
+python -m export "$RUNS/hsc_d4/model.keras" models/d4.onnx --weights int8 --overwrite --json > models/d4.export.json
+python -m export "$RUNS/ps1_d4/model.keras" out/ps1-d4-sim.onnx --weights int8 --overwrite
+# the comparison the model card's rule asks for (simulations without handedness; real pixels)
+python scripts/sim_transforms.py "$DEV_D4/results.json" hsc_d4 4000 models/d4.onnx models/rot.onnx models/baseline.onnx
+for m in d4 rot baseline; do
+  lensscore scan "$REAL" -m $m -o out/real-$m.csv --rotations --overwrite --top 0 || test $? = 3
+done
+python scripts/real_table.py "d4=out/real-d4.csv" "rot=out/real-rot.csv" --boot 1000
+python -m export.stamp models/d4.onnx --real out/real-d4.csv \
+  --name "realdata/ps1-sled-dev/raw (177 SLED lenses, 63 field sources, 310 sky positions)"
+# the fine-tuned D4 PS1 network lost to ps1-rot.onnx (CV AUC 0.855 vs 0.941): ps1.onnx is
+# ps1-rot.onnx averaged over the mirror, exactly D4-invariant
+git show 37b2d56:models/ps1-rot.onnx > out/ps1-rot.onnx
+python -m export.symmetrise out/ps1-rot.onnx models/ps1.onnx --overwrite

@@ -22,11 +22,12 @@ def test_bench_quick(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     r = json.loads(out.read_text())
     assert r["gemm"]["median"] > 0
-    for arch in ("baseline", "rot"):
+    for arch in ("baseline", "rot", "d4"):
         assert all(v > 0 for v in r["model"][arch].values())
-    # the rotational layer is 4 convolutions of the first layer: counted from the graph
+    # the rotational layer is 4 convolutions of the first layer, D4's 8: counted from the graph
     conv1 = 2 * 62 * 62 * 32 * 11 * 11 * 3
     assert r["flops"]["rot"]["total"] - r["flops"]["baseline"]["total"] == 3 * conv1
+    assert r["flops"]["d4"]["total"] - r["flops"]["baseline"]["total"] == 7 * conv1
     assert r["scan"]["files_per_s"]["scan"] > 0 and r["scan"]["files_per_s"]["tf_loop"] > 0
     assert r["scan"]["peak_rss_mib"]["tf_data"] > 0 and r["scan"]["cold_start_s"]["lensscore"] > 0
     assert set(r["train"]["samples_per_s"]) == {"baseline", "rot kernel"}
