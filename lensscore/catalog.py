@@ -28,14 +28,15 @@ from .errors import LensscoreError
 from .files import FileLock, atomic_path, atomic_write
 
 __all__ = ["CatalogWriter", "catalog_columns", "read_catalog", "load_catalog", "catalog_meta",
-           "check_output", "identity_diff", "read_table", "FORMATS", "IDENTITY"]
+           "check_output", "identity_diff", "read_table", "remove_catalog", "rows_path",
+           "FORMATS", "IDENTITY"]
 
 log = logging.getLogger(__name__)
 
 FORMATS = (".csv", ".ecsv", ".fits", ".parquet")
 #: Metadata that decides a catalog's scores: a resume, or a merge of shards, must agree on it
 IDENTITY = ("model_sha256", "bands", "size", "pixel_scale", "zeropoint", "preprocess",
-            "input_pixel_scale", "zeropoint_override", "tta")
+            "input_pixel_scale", "zeropoint_override", "tta", "max_bad_fraction")
 _STREAMED = (".csv", ".ecsv")
 
 
@@ -52,10 +53,9 @@ def catalog_columns(rotations: bool, labels: bool, members=(), kept=()) -> list[
     cols += [("ra", "float64"), ("dec", "float64")]
     if labels:
         cols += [("label", "int16")]
-    cols += [("n_nonfinite", "int64"), ("pixscale_in", "float64"), ("resampled", "str"),
-             ("reoriented", "str"),
-             ("zp_source", "str"), ("band_source", "str"), ("files", "str"), ("status", "str"),
-             ("error", "str")]
+    cols += [("n_nonfinite", "int64"), ("bad_fraction", "float64"), ("pixscale_in", "float64"),
+             ("resampled", "str"), ("reoriented", "str"), ("zp_source", "str"),
+             ("band_source", "str"), ("files", "str"), ("status", "str"), ("error", "str")]
     return cols
 
 
@@ -85,6 +85,21 @@ def _journal(path: Path) -> Path:
 def _sidecar(path: Path) -> Path:
     """Where a ``.csv`` catalog keeps its metadata (a CSV file has no header to hold it)."""
     return path.with_name(path.name + ".meta.json")
+
+
+def rows_path(path) -> Path:
+    """Where a scan's rows are while it runs: the catalog itself (``.csv``, ``.ecsv``), or the
+    journal a ``.fits``/``.parquet`` catalog is written from when the scan ends."""
+    path = Path(path)
+    return path if path.suffix.lower() in _STREAMED else _journal(path)
+
+
+def remove_catalog(path) -> None:
+    """Remove a catalog and what belongs to it (journal, ``.meta.json``): a scan that found no
+    input leaves nothing that would block its rerun."""
+    path = Path(path)
+    for p in (path, _journal(path), _sidecar(path)):
+        p.unlink(missing_ok=True)
 
 
 def _lock(path: Path) -> Path:
@@ -265,6 +280,10 @@ class CatalogWriter:
         if not self.identity:
             return
         old = {str(k).lower(): v for k, v in self._existing_meta().items()}
+        if self.format == ".csv" and not _sidecar(self.path).exists():
+            raise LensscoreError(f"{self.path}: its {_sidecar(self.path).name} (the model and "
+                                 "options it was written with) is missing, so a resume cannot "
+                                 "be checked; restore it, or --overwrite")
         if not any(k in old for k in self.identity):
             log.warning("%s: the catalog does not say which model and options wrote it (an "
                         "older lensscore); resuming without checking", self.path)

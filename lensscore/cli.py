@@ -32,6 +32,7 @@ from rich.table import Table
 
 from ._version import __version__
 from .config import DEFAULT_BATCH_SIZE, DEFAULT_THRESHOLD
+from .grid import MAX_BAD_FRACTION
 from .errors import LensscoreError, ModelError
 
 app = typer.Typer(
@@ -165,6 +166,10 @@ def scan(
     zeropoint: Annotated[Optional[str], typer.Option(
         help="Zero points overriding the headers', e.g. g=27,r=27,i=27 (AB mag of one pixel "
              "unit).")] = None,
+    max_bad_fraction: Annotated[float, typer.Option(
+        help="A cutout whose field has a larger fraction of NaN, inf or masked pixels (in any "
+             "band; a tile edge) gets an error row, not a score.", min=0.0, max=1.0)]
+    = MAX_BAD_FRACTION,
 ):
     """Score every FITS cutout under PATHS and write a lens-score catalog.
 
@@ -202,7 +207,7 @@ def scan(
                   rotations="auto" if rotations is None else rotations, labels=labels,
                   threshold=threshold, workers=workers, resume=resume, overwrite=overwrite,
                   shard=shard, client=client, pixel_scale=pixel_scale, zeropoints=zeropoint,
-                  tta=tta)
+                  max_bad_fraction=max_bad_fraction, tta=tta)
         with _progress_bar(quiet) as progress:
             if catalog is None:
                 res = run_scan(paths, progress=progress, **kw)
@@ -211,7 +216,10 @@ def scan(
                                    keep_columns=keep_columns.split(",") if keep_columns
                                    else None, progress=progress, **kw)
     except KeyboardInterrupt:
-        where = f"; rows so far are in {output} -- rerun with --resume" if output else ""
+        from .catalog import rows_path
+
+        where = (f"; rows so far are in {rows_path(output)} -- rerun with --resume"
+                 if output else "")
         err.print(f"[bold yellow]interrupted[/]{where}", highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED)
     except ModelError as exc:
@@ -222,6 +230,10 @@ def scan(
         _close_client(client)
 
     if res.n_inputs == 0:
+        if output is not None and not resume:  # a header alone would block the rerun
+            from .catalog import remove_catalog
+
+            remove_catalog(output)
         _fail(f"no objects in {catalog}" if catalog else
               f"no FITS files found under {', '.join(map(str, paths))}", EXIT_NOTHING)
     _print_summary(res, top)

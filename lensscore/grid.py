@@ -19,10 +19,14 @@ import numpy as np
 
 from .config import DEFAULT_BANDS, DEFAULT_SIZE, DEFAULT_ZEROPOINT, PIXEL_SCALE_ARCSEC
 
-__all__ = ["Grid", "ReadOptions", "resample", "covers", "parse_zeropoints", "RESAMPLE_TOLERANCE"]
+__all__ = ["Grid", "ReadOptions", "resample", "covers", "parse_zeropoints", "RESAMPLE_TOLERANCE",
+           "MAX_BAD_FRACTION"]
 
 #: inputs whose pixel scale differs from the model's by more than this are resampled
 RESAMPLE_TOLERANCE = 0.01
+#: the default largest fraction of bad (NaN, inf, masked) pixels in the model's field: above it
+#: a cutout is an error row (its median-filled pixels would be scored as if they were sky)
+MAX_BAD_FRACTION = 0.3
 
 
 @dataclass(frozen=True)
@@ -47,11 +51,15 @@ class ReadOptions:
         Input pixel scale (arcsec/px) for files whose header states none (``--pixel-scale``).
     zeropoints : tuple of (band, zp)
         Zero points that override the headers' (``--zeropoint g=..,r=..``).
+    max_bad_fraction : float
+        A cutout with a larger fraction of NaN, inf or masked pixels in the model's field (in
+        any band) is an error, not a score (``--max-bad-fraction``; a tile edge).
     """
 
     grid: Grid = field(default_factory=Grid)
     pixel_scale: float | None = None
     zeropoints: tuple[tuple[str, float], ...] = ()
+    max_bad_fraction: float = MAX_BAD_FRACTION
 
     @property
     def zeropoint_map(self) -> dict[str, float]:

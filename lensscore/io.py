@@ -66,6 +66,9 @@ class Cutout:
         Sky position of the cutout centre (degrees) from the celestial WCS; NaN without one.
     n_nonfinite : int
         Number of NaN/inf and bad-mask pixels that were replaced.
+    bad_fraction : float
+        The fraction of the model's field whose pixels were bad in any band (above
+        ``ReadOptions.max_bad_fraction`` the cutout is refused).
     wcs : astropy.wcs.WCS or None
         Celestial WCS of the cropped cutout (None when resampled or reoriented).
     pixscale_in : float
@@ -91,6 +94,7 @@ class Cutout:
     ra: float = float("nan")
     dec: float = float("nan")
     n_nonfinite: int = 0
+    bad_fraction: float = 0.0
     wcs: object = field(default=None, repr=False)
     pixscale_in: float = float("nan")
     resampled: bool = False
@@ -197,6 +201,7 @@ def cutout_from_planes(planes: list[_Plane], header, want: Sequence[str], size: 
 
     bad = ~np.isfinite(data)
     n_bad = int(np.count_nonzero(bad))  # 1.4 us; a bool .sum() (int64 adds) 8 us
+    bad_any = bad.any(axis=0) if n_bad else None  # a pixel bad in any band
     for k, b in enumerate(want if n_bad else ()):
         if bad[k].all():
             reason = "masked or NaN/inf" if planes[k].n_masked else "NaN/inf"
@@ -218,9 +223,18 @@ def cutout_from_planes(planes: list[_Plane], header, want: Sequence[str], size: 
     if k or mirror:
         sy0, sx0 = data.shape[1:]
         data = np.ascontiguousarray(transform(data, k, mirror))
+        bad_any = None if bad_any is None else transform(bad_any, k, mirror)
         to_old = old_from_new(k, mirror)
         cd = cd @ to_old
     scales = axis_scales(cd) if cd is not None else None  # (y, x): per axis if not square
+    bad_fraction = 0.0
+    if bad_any is not None and size is not None:
+        s_yx = scales if scales is not None else (scale_in or options.grid.pixel_scale,) * 2
+        bad_fraction = _field_fraction(bad_any, s_yx, options.grid.pixel_scale, size)
+        if bad_fraction > options.max_bad_fraction:
+            raise BadPixelsError(path_str, f"{bad_fraction:.0%} of the model's field is NaN, inf "
+                                           f"or masked (more than --max-bad-fraction "
+                                           f"{options.max_bad_fraction:g})")
     zp_source, resampled = "assumed", False
     ny, nx = data.shape[1:]
     y0 = x0 = 0
@@ -270,10 +284,20 @@ def cutout_from_planes(planes: list[_Plane], header, want: Sequence[str], size: 
             log.debug("%s: WCS evaluation failed (%s)", path_str, exc)
             wcs = None
     return Cutout(data=data, bands=tuple(want), id=id, path=path_str,
-                  ra=ra, dec=dec, n_nonfinite=n_bad, wcs=wcs,
+                  ra=ra, dec=dec, n_nonfinite=n_bad, bad_fraction=bad_fraction, wcs=wcs,
                   pixscale_in=float(scale_in) if scale_in else float("nan"),
                   resampled=resampled, reoriented=transform_name(k, mirror),
                   zp_source=zp_source, band_source=band_source)
+
+
+def _field_fraction(bad, scales, scale_out: float, size: int) -> float:
+    """The fraction of ``bad`` pixels in the central window that becomes the model's field
+    (``size`` pixels of ``scale_out``; input pixels of ``scales`` = (y, x) arcsec)."""
+    ny, nx = bad.shape
+    hy = min(ny, max(1, round(size * scale_out / scales[0])))
+    hx = min(nx, max(1, round(size * scale_out / scales[1])))
+    y0, x0 = (ny - hy) // 2, (nx - hx) // 2
+    return float(np.count_nonzero(bad[y0:y0 + hy, x0:x0 + hx])) / (hy * hx)
 
 
 def _fmt_scale(scale) -> str:

@@ -135,6 +135,10 @@ def preprocess(images: np.ndarray, spec: PreprocessSpec = DEFAULT_SPEC) -> np.nd
         np.percentile(a, spec.percentile, axis=1)
     if np.any(~(scale > 0)):
         bad = np.flatnonzero(~(scale > 0)).tolist()
+        nan = [j for j in bad if not np.isfinite(x[j]).all()]
+        if nan:  # NaN scale: the pixels, not the signal, are the problem
+            raise ValueError(f"cutout(s) {nan} hold NaN or inf pixels: replace them first "
+                             "(load_cutout does, and counts them)")
         raise ValueError(f"cutout(s) {bad} have no signal: every pixel equals the sky level")
     x = x / scale[:, None, None, None]
     if spec.stretch == "asinh":

@@ -18,6 +18,7 @@ import numpy as np
 from ._version import __version__
 from .catalog import IDENTITY, CatalogWriter, catalog_columns, check_output, read_table
 from .config import DEFAULT_THRESHOLD, TRANSFORM_NAMES, TRANSFORMS
+from .grid import MAX_BAD_FRACTION
 from .errors import CutoutError, LensscoreError
 from .grid import ReadOptions
 from .io import load_source
@@ -316,6 +317,7 @@ def _read_one(src: Source, options: ReadOptions):
     try:
         c = load_source(src, options.grid.bands, options.grid.size, options, wcs=False)
         return True, (c.data, {"ra": c.ra, "dec": c.dec, "n_nonfinite": c.n_nonfinite,
+                               "bad_fraction": round(c.bad_fraction, 6),
                                "pixscale_in": c.pixscale_in, "resampled": c.resampled,
                                "reoriented": c.reoriented,
                                "zp_source": c.zp_source, "band_source": c.band_source})
@@ -414,6 +416,7 @@ def scan(
     client=None,
     pixel_scale: float | None = None,
     zeropoints=None,
+    max_bad_fraction: float = MAX_BAD_FRACTION,
     tta: str = "none",
     combine: str = "mean",
     extra_columns: Sequence[tuple[str, str]] = (),
@@ -470,6 +473,9 @@ def scan(
         are assumed to be on the model's scale.
     zeropoints : str or mapping, optional
         Zero points overriding the headers' (``"g=27,r=27,i=27"``).
+    max_bad_fraction : float
+        A cutout whose field holds a larger fraction of NaN, inf or masked pixels (in any band)
+        gets an error row instead of a score (default 0.3; ``bad_fraction`` in the catalog).
     tta : {"none", "rot4", "d8"}
         ``rot4``: the score is the mean over the four 90° rotations (test-time augmentation),
         exactly rotation-invariant whatever the model; ``d8``: the mean over the rotations and
@@ -504,7 +510,7 @@ def scan(
         check_output(output, resume=resume, overwrite=overwrite)
     check_tta(tta)
     scorer = scorer or make_scorer(model, combine=combine, **scorer_kwargs)
-    options = scorer.read_options(pixel_scale, zeropoints)
+    options = scorer.read_options(pixel_scale, zeropoints, max_bad_fraction)
     if isinstance(labels, (str, Path)):
         labels = read_labels(labels)
     if sources is None:
@@ -580,6 +586,7 @@ def _catalog_meta(scorer, options: ReadOptions, threshold: float, tta: str, shar
             "preprocess": scorer.spec.to_json(),
             "input_pixel_scale": "" if options.pixel_scale is None else options.pixel_scale,
             "zeropoint_override": ",".join(f"{b}={z:g}" for b, z in options.zeropoints),
+            "max_bad_fraction": options.max_bad_fraction,
             "tta": tta}
     if shard is not None:
         meta["shard"] = "{}/{}".format(*parse_shard(shard))
@@ -640,7 +647,8 @@ def scan_catalog(catalog, images, model=None, *, scorer=None, id_column: str | N
         scorer = make_scorer(model, combine=combine, **kw)
     if isinstance(labels, (str, Path)):
         labels = read_labels(labels)
-    options = scorer.read_options(pixel_scale, zeropoints)
+    options = scorer.read_options(pixel_scale, zeropoints, kwargs.get("max_bad_fraction",
+                                                                      MAX_BAD_FRACTION))
     sources, kept = catalog_sources(catalog, images, options, id_column=id_column,
                                     keep_columns=keep_columns, labels=labels)
     res = scan(None, scorer=scorer, sources=sources, extra_columns=kept,

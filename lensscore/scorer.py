@@ -14,7 +14,7 @@ from ._session import default_model_path
 from ._lazy import LazyModule
 
 from .config import DEFAULT_BATCH_SIZE, TRANSFORM_NAMES, TRANSFORMS
-from .grid import Grid, ReadOptions, parse_zeropoints
+from .grid import MAX_BAD_FRACTION, Grid, ReadOptions, parse_zeropoints
 from .errors import ModelError
 from .geometry import rotate, transform
 from .modelmeta import ModelMeta
@@ -218,7 +218,8 @@ class Scorer:
         return Grid(bands=self.bands, size=self.size, pixel_scale=m.pixel_scale,
                     zeropoint=m.zeropoint, survey=m.survey)
 
-    def read_options(self, pixel_scale: float | None = None, zeropoints=None) -> ReadOptions:
+    def read_options(self, pixel_scale: float | None = None, zeropoints=None,
+                     max_bad_fraction: float = MAX_BAD_FRACTION) -> ReadOptions:
         """How to read inputs for this model (:func:`lensscore.io.load_cutout` ``options``).
 
         Parameters
@@ -227,9 +228,13 @@ class Scorer:
             Input pixel scale (arcsec/px) for files whose header states none.
         zeropoints : str or mapping, optional
             ``"g=27,r=27"``: zero points overriding the headers'.
+        max_bad_fraction : float
+            Above this fraction of bad pixels in the model's field a cutout is an error.
         """
         if pixel_scale is not None and not float(pixel_scale) > 0:
             raise ModelError(f"--pixel-scale must be positive, got {pixel_scale}")
+        if not 0 <= float(max_bad_fraction) <= 1:
+            raise ModelError(f"--max-bad-fraction must be in [0, 1], got {max_bad_fraction}")
         try:
             zps = parse_zeropoints(zeropoints)
         except ValueError as exc:
@@ -238,7 +243,8 @@ class Scorer:
         if unknown:
             raise ModelError(f"--zeropoint names band(s) {','.join(unknown)} that the model does "
                              f"not use ({','.join(self.bands)})")
-        return ReadOptions(self.grid, None if pixel_scale is None else float(pixel_scale), zps)
+        return ReadOptions(self.grid, None if pixel_scale is None else float(pixel_scale), zps,
+                           float(max_bad_fraction))
 
     def recipe(self) -> tuple:
         """A picklable description to build the same scorer elsewhere (Dask workers):

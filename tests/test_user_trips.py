@@ -1,0 +1,77 @@
+"""Issue 32: what a new user tripped on, each fixed with a test that fails without the fix."""
+
+import numpy as np
+import pytest
+from conftest import fake_cutout, write_cube
+from typer.testing import CliRunner
+
+from lensscore.catalog import rows_path
+from lensscore.cli import app
+from lensscore.scorer import Scorer
+
+runner = CliRunner()
+
+
+def test_empty_directory_leaves_no_catalog_to_block_the_rerun(tmp_path, conv_model):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "e.ecsv"
+    for _ in range(2):  # the rerun meets the same clean state
+        r = runner.invoke(app, ["scan", str(tmp_path / "empty"), "-m", conv_model, "-o", str(out)])
+        assert r.exit_code == 1 and "no FITS files found" in r.output, r.output
+        assert not out.exists() and "exists" not in r.output
+
+
+def test_resume_of_a_csv_without_its_metadata_is_refused(tmp_path, rng, conv_model):
+    (tmp_path / "d" / "lenses").mkdir(parents=True)
+    for k in range(3):
+        write_cube(tmp_path / "d" / "lenses" / f"c{k}.fits", fake_cutout(rng, lens=True))
+    out = tmp_path / "c.csv"
+    r = runner.invoke(app, ["scan", str(tmp_path / "d"), "-m", conv_model, "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    (tmp_path / "c.csv.meta.json").unlink()
+    r = runner.invoke(app, ["scan", str(tmp_path / "d"), "-m", conv_model, "-o", str(out),
+                            "--resume"])
+    assert r.exit_code == 2 and "c.csv.meta.json" in r.output and "missing" in r.output
+
+
+def test_interrupted_fits_scan_names_the_journal(tmp_path):
+    assert rows_path(tmp_path / "x.fits") == tmp_path / "x.fits.journal.ecsv"
+    assert rows_path(tmp_path / "x.parquet") == tmp_path / "x.parquet.journal.ecsv"
+    assert rows_path(tmp_path / "x.ecsv") == tmp_path / "x.ecsv"
+
+
+def test_scorer_names_nan_pixels(conv_model, rng):
+    x = np.stack([fake_cutout(rng) for _ in range(2)])
+    x[1, 0, 3, 3] = np.nan
+    with pytest.raises(ValueError, match=r"\[1\] hold NaN or inf pixels"):
+        Scorer(conv_model).score(x)
+    flat = np.zeros((1, 3, 72, 72), np.float32)
+    with pytest.raises(ValueError, match="no signal"):
+        Scorer(conv_model).score(flat)
+
+
+def test_a_mostly_nan_cutout_is_an_error_row_not_a_score(tmp_path, rng, conv_model):
+    """Issue 32: a cutout 83 % NaN (a tile edge) was scored 'ok'. Above --max-bad-fraction
+    (default 0.3) of its field it is an error row; bad_fraction says how much was bad."""
+    import csv
+
+    d = tmp_path / "d" / "lenses"
+    d.mkdir(parents=True)
+    edge = fake_cutout(rng, lens=True)
+    edge[:, :, :60] = np.nan  # 83 % of the field, in every band
+    write_cube(d / "edge.fits", edge)
+    few = fake_cutout(rng, lens=True)
+    few[0, :5, :5] = np.nan  # 25 pixels in one band
+    write_cube(d / "few.fits", few)
+    out = tmp_path / "c.csv"
+    r = runner.invoke(app, ["scan", str(tmp_path / "d"), "-m", conv_model, "-o", str(out)])
+    assert r.exit_code == 3, r.output
+    with open(out) as fh:
+        rows = {x["id"]: x for x in csv.DictReader(fh)}
+    assert rows["lenses/edge"]["status"] == "error"
+    assert "83% of the model's field is NaN" in rows["lenses/edge"]["error"]
+    assert rows["lenses/few"]["status"] == "ok"
+    assert float(rows["lenses/few"]["bad_fraction"]) == pytest.approx(25 / 72 ** 2, rel=1e-4)
+    r = runner.invoke(app, ["scan", str(tmp_path / "d"), "-m", conv_model, "-o", str(out),
+                            "--overwrite", "--max-bad-fraction", "0.9"])
+    assert r.exit_code == 0, r.output
