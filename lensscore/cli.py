@@ -316,10 +316,44 @@ def _print_notes(res, grid) -> None:
         err.print(f"note: {res.n_scale_assumed} input(s) state no pixel scale (no WCS or "
                   f"PIXSCALE): read as {grid.pixel_scale:g}\"/px, the model's; give "
                   "--pixel-scale if that is wrong", highlight=False, markup=False)
+    if res.n_zp_assumed:
+        err.print(f"note: {res.n_zp_assumed} input(s) state no zero point in any band: their "
+                  f"pixels were used as read, as if on the model's zero point "
+                  f"({grid.zeropoint:g}); give --zeropoint if that is wrong", highlight=False,
+                  markup=False)
+    if res.n_band_position:
+        err.print(f"note: {res.n_band_position} input(s) name no band: their planes were taken "
+                  f"as {','.join(grid.bands)} in file order", highlight=False, markup=False)
+    _note_other_grid(res, grid)
     if res.labels_unmatched:
         n, eg = len(res.labels_unmatched), ", ".join(res.labels_unmatched[:3])
         err.print(f"note: {n} id(s) of the labels file match no input (e.g. {eg}); a label "
                   "matches the catalog's id, or its last part", highlight=False, markup=False)
+
+
+def _note_other_grid(res, grid) -> None:
+    """When most inputs were resampled from another survey's grid, say so once, and name the
+    shipped model made for that grid if there is one."""
+    if not res.resampled_scales or not res.n_scored:
+        return
+    scale, n = max(res.resampled_scales.items(), key=lambda kv: kv[1])
+    if n < res.n_scored / 2:
+        return
+    from ._session import shipped_models
+    from .scorer import Scorer
+
+    made = []
+    for name, path in shipped_models().items():
+        try:
+            g = Scorer(path, threads=1).grid
+        except ModelError:
+            continue
+        if abs(g.pixel_scale / scale - 1) <= 0.01 and tuple(g.bands) == tuple(grid.bands):
+            made.append(name)
+    hint = f"; the shipped model made for that grid: -m {made[0]}" if made else ""
+    err.print(f"note: {n} of {res.n_scored} inputs are on a {scale:g}\"/px grid and were "
+              f"resampled to this model's {grid.pixel_scale:g}\"/px{hint}", highlight=False,
+              markup=False)
 
 
 def _warm_imports(output, paths=None) -> None:

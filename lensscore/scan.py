@@ -113,6 +113,11 @@ class ScanResult:
     errors: list[tuple[str, str]] = field(default_factory=list)
     n_skipped: int = 0
     n_scale_assumed: int = 0
+    #: inputs whose zero points no header stated (used as read), and bands matched by position
+    n_zp_assumed: int = 0
+    n_band_position: int = 0
+    #: resampled inputs, by their pixel scale (rounded to 0.001"): what grid the inputs came on
+    resampled_scales: dict = field(default_factory=dict)
     #: ids of a labels file that match no input (a typo'd or foreign labels file otherwise
     #: just leaves the metrics out)
     labels_unmatched: list[str] = field(default_factory=list)
@@ -158,8 +163,14 @@ class ScanResult:
             return
         if row["status"] == "error":
             self.errors.append((row["path"], row["error"]))
-        elif math.isnan(row["pixscale_in"]):  # no scale stated: the model's assumed
+            return
+        if math.isnan(row["pixscale_in"]):  # no scale stated: the model's assumed
             self.n_scale_assumed += 1
+        self.n_zp_assumed += row.get("zp_source") == "assumed"
+        self.n_band_position += row.get("band_source") == "position"
+        if row.get("resampled") and not math.isnan(row["pixscale_in"]):
+            key = round(row["pixscale_in"], 3)
+            self.resampled_scales[key] = self.resampled_scales.get(key, 0) + 1
 
     def _finish(self, t0: float) -> ScanResult:
         self.scores = np.asarray(self._scores, dtype=np.float64)
@@ -318,7 +329,7 @@ def _read_one(src: Source, options: ReadOptions):
         c = load_source(src, options.grid.bands, options.grid.size, options, wcs=False)
         return True, (c.data, {"ra": c.ra, "dec": c.dec, "n_nonfinite": c.n_nonfinite,
                                "bad_fraction": round(c.bad_fraction, 6),
-                               "pixscale_in": c.pixscale_in, "resampled": c.resampled,
+                               "pixscale_in": float(f"{c.pixscale_in:.6g}"), "resampled": c.resampled,
                                "reoriented": c.reoriented,
                                "zp_source": c.zp_source, "band_source": c.band_source})
     except CutoutError as exc:

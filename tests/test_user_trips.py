@@ -75,3 +75,24 @@ def test_a_mostly_nan_cutout_is_an_error_row_not_a_score(tmp_path, rng, conv_mod
     r = runner.invoke(app, ["scan", str(tmp_path / "d"), "-m", conv_model, "-o", str(out),
                             "--overwrite", "--max-bad-fraction", "0.9"])
     assert r.exit_code == 0, r.output
+
+
+def test_assumed_zero_points_and_another_surveys_grid_are_said_once(tmp_path, rng, conv_model):
+    from astropy.io import fits
+    from conftest import sky_wcs
+
+    d = tmp_path / "d" / "lenses"
+    d.mkdir(parents=True)
+    for k in range(3):  # PS1-like: 120 px at 0.25", no zero point in the header
+        h = sky_wcs(120, scale_arcsec=0.25).to_header()
+        for j, b in enumerate("gri"):
+            h[f"BAND{j}"] = b
+        fits.PrimaryHDU(fake_cutout(rng, n=120, lens=True), header=h).writeto(d / f"c{k}.fits")
+    r = runner.invoke(app, ["scan", str(tmp_path / "d"), "-m", conv_model, "--top", "0"])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("3 input(s) state no zero point") == 1
+    assert 'note: 3 of 3 inputs are on a 0.25"/px grid and were resampled' in r.output
+    from lensscore._session import shipped_models
+
+    if "ps1" in shipped_models():
+        assert "-m ps1" in r.output
