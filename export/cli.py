@@ -44,7 +44,8 @@ def export(
     = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Log what each step does (INFO messages).")] = False,
 ):
     """Export a Keras lens finder to ONNX; the file is written only if parity holds.
 

@@ -74,7 +74,7 @@ class Committee:
         self.names = member_names([m.path for m in self.members])
         first = self.members[0]
         for m in self.members[1:]:
-            why = _difference(first, m)
+            why = _difference(m, first)  # in the sentence's order: m, then first
             if why:
                 raise ModelError(
                     f"committee: {m.path} reads other cutouts than {first.path} ({why}); "

@@ -32,7 +32,8 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False):
+def _main(verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Log what each step does (INFO messages).")] = False):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=err, show_time=False, show_path=False)],
