@@ -95,11 +95,84 @@ def catalog_runs(model, data_files: Path, n_files: int, reps: int, run_measured,
     return out
 
 
+def _header_tiles(root: Path, n_side: int, tile_px: int, overlap: int):
+    """Like :func:`write_tiles`, with flat small images: only the headers matter for placing."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    step = tile_px - overlap
+    n_sky = step * (n_side - 1) + tile_px
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [150.0, 2.0]
+    w.wcs.crpix = [n_sky / 2, n_sky / 2]
+    w.wcs.cdelt = [-0.168 / 3600, 0.168 / 3600]
+    root.mkdir(parents=True, exist_ok=True)
+    data = np.zeros((tile_px, tile_px), np.float32)
+    for ty in range(n_side):
+        for tx in range(n_side):
+            h = w.slice((slice(ty * step, ty * step + tile_px),
+                         slice(tx * step, tx * step + tile_px))).to_header()
+            for band in BANDS:
+                h["FILTER"] = band
+                fits.PrimaryHDU(data, header=h).writeto(root / f"t{ty:02d}{tx:02d}_{band}.fits")
+    return w, n_sky
+
+
+def placement_runs(n_objects: int = 100_000, n_side: int = 20, tile_px: int = 200,
+                   overlap: int = 80, reps: int = 1, exhaustive: bool = True) -> dict:
+    """Seconds to place ``n_objects`` on ``n_side**2`` tiles per band
+    (:func:`lensscore.tiles.catalog_sources`: reading the catalog and the tile headers,
+    finding each object's tile per band), with the KD-tree of tile centres, and -- in the same
+    run -- testing every object on every tile, as before issue 32 (``exhaustive``)."""
+    import time
+
+    import lensscore.tiles as tiles
+    from lensscore.grid import Grid, ReadOptions
+
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        w, n_sky = _header_tiles(d / "t", n_side, tile_px, overlap)
+        write_objects(d / "o.fits", w, n_sky, n_objects)
+        args = (d / "o.fits", str(d / "t" / "t*_{band}.fits"), ReadOptions(Grid()))
+        out = {"n_objects": n_objects, "n_tiles": 3 * n_side ** 2}
+
+        def timed():
+            t = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                src, _ = tiles.catalog_sources(*args)
+                t.append(time.perf_counter() - t0)
+            return float(np.median(t)), src
+
+        out["indexed_s"], fast = timed()
+        if exhaustive:
+            near = tiles._near_tiles
+            tiles._near_tiles = lambda ts, xyz: [np.arange(len(xyz))] * len(ts)
+            try:
+                out["exhaustive_s"], slow = timed()
+            finally:
+                tiles._near_tiles = near
+            out["same_rows"] = ({s.id: (s.files, s.error) for s in fast}
+                                == {s.id: (s.files, s.error) for s in slow})
+        return out
+
+
 def rows(r: dict) -> list[tuple[str, str, str, str]]:
+    rows_ = []
+    p = r.get("placement")
+    if p:
+        ex = p.get("exhaustive_s")
+        rows_.append((f"catalog mode: placing {p['n_objects']:,} objects on {p['n_tiles']:,} "
+                      "tiles (read catalog and headers, find the tiles)",
+                      f"{p['indexed_s']:.1f} s",
+                      (f"{ex / p['indexed_s']:.1f}× faster than every object on every tile "
+                       f"({ex:.1f} s, same rows: {p['same_rows']})" if ex else ""),
+                      f"≤5 s {'OK' if p['indexed_s'] <= 5 else 'NO'}"))
     c = r.get("catalog")
     if not c:
-        return []
-    return [
+        return rows_
+    return rows_ + [
         (f"lensscore scan --catalog, {c['n_small']} objects over {c['n_tiles']} tiles x 3 "
          "bands, inside the scan", f"{c['objects_per_s']:.1f} objects/s",
          f"{c['objects_per_s'] / c['files_per_s']:.2f} of file mode "

@@ -581,7 +581,11 @@ def main(argv=None) -> int:
                 print("Dask scaling …", flush=True)
                 r["dask"] = dask_runs(models[scan_key], data, a.files, d / "out", a.reps)
             if "catalog" in parts:
-                from .catalog_mode import catalog_runs
+                from .catalog_mode import catalog_runs, placement_runs
+
+                print("catalog mode: placing objects on tiles …", flush=True)
+                r["placement"] = placement_runs(2000 if a.quick else 100_000,
+                                                3 if a.quick else 20, reps=a.reps)
 
                 print("catalog mode over tiles …", flush=True)
                 r["catalog"] = catalog_runs(models[scan_key], data, a.files, a.reps,

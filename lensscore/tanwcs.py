@@ -67,6 +67,33 @@ class SimpleTan:
         return math.degrees(ra) % 360.0, math.degrees(dec)
 
 
+    def pixel_to_world_values(self, x, y):
+        """RA, Dec (degrees) of 0-based pixels ``(x, y)`` (arrays), as astropy's method."""
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        d = np.stack([x + 1 - self.crpix[0], y + 1 - self.crpix[1]])
+        xi, eta = np.radians(np.tensordot(self.cd, d, axes=1))
+        ra0, dec0 = math.radians(self.crval[0]), math.radians(self.crval[1])
+        den = math.cos(dec0) - eta * math.sin(dec0)
+        ra = ra0 + np.arctan2(xi, den)
+        dec = np.arctan2(math.sin(dec0) + eta * math.cos(dec0), np.hypot(xi, den))
+        return np.degrees(ra) % 360.0, np.degrees(dec)
+
+    def world_to_pixel_values(self, ra, dec):
+        """0-based pixels ``(x, y)`` of RA, Dec in degrees (arrays), as astropy's method; NaN
+        for positions 90° or more from the tangent point (they have no projection)."""
+        ra, dec = np.radians(np.asarray(ra, np.float64)), np.radians(np.asarray(dec, np.float64))
+        ra0, dec0 = math.radians(self.crval[0]), math.radians(self.crval[1])
+        dra = ra - ra0
+        cos_c = math.sin(dec0) * np.sin(dec) + math.cos(dec0) * np.cos(dec) * np.cos(dra)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xi = np.where(cos_c > 0, np.cos(dec) * np.sin(dra) / cos_c, np.nan)
+            eta = np.where(cos_c > 0, (math.cos(dec0) * np.sin(dec)
+                                       - math.sin(dec0) * np.cos(dec) * np.cos(dra)) / cos_c,
+                           np.nan)
+        d = np.tensordot(np.linalg.inv(self.cd), np.degrees(np.stack([xi, eta])), axes=1)
+        return d[0] + self.crpix[0] - 1, d[1] + self.crpix[1] - 1
+
+
 def simple_tan(header) -> SimpleTan | None:
     """A :class:`SimpleTan` for a header whose celestial WCS is a plain TAN one, else ``None``
     (then astropy's WCS is needed)."""

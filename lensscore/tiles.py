@@ -76,7 +76,9 @@ def _tile_from_file(path: str, band: str | None, bands: set[str]) -> Tile | None
             shape = tuple(int(n) for n in (hdu.shape or ()))
             if len(shape) != 2 or 0 in shape:
                 continue
-            wcs = _celestial(hdu.header, path)
+            # placing objects needs two projections: a plain TAN's in microseconds
+            # (lensscore.tanwcs), astropy's otherwise (cutting builds astropy's either way)
+            wcs = _celestial(hdu.header, path, fast=True)
             if wcs is None:
                 raise LensscoreError(f"{path}: tile has no celestial WCS; objects cannot be "
                                      "placed on it")
@@ -222,8 +224,6 @@ def catalog_sources(catalog, images, options: ReadOptions, *, id_column=None,
     for its cutout); objects off every tile of a band, or too near an edge on all, get a
     Source with ``error`` (an error row). Returns ``(sources, [(column, dtype), ...])``.
     """
-    from astropy.coordinates import SkyCoord
-
     t, idc, rac, decc, keep = read_objects(catalog, id_column, keep_columns)
     tiles = find_tiles(images, options.grid.bands)
     try:
@@ -232,26 +232,28 @@ def catalog_sources(catalog, images, options: ReadOptions, *, id_column=None,
     except (TypeError, ValueError):
         raise LensscoreError(f"{catalog}: {rac}/{decc} must be numbers (degrees)") from None
     n = len(t)
-    sky = SkyCoord(ra, dec, unit="deg")
+    xyz = _unit_vectors(ra, dec)
     chosen: dict[str, np.ndarray] = {}
     reasons = [None] * n
     for b, ts in tiles.items():
         best = np.full(n, -1)
         best_room = np.full(n, -np.inf)
         inside = np.zeros(n, bool)
-        for k, tile in enumerate(ts):
+        for k, (tile, idx) in enumerate(zip(ts, _near_tiles(ts, xyz))):
+            if not len(idx):
+                continue
             half = _cut_size(tile, options) / 2
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                x, y = tile.wcs.world_to_pixel(sky)
-            x, y = np.asarray(x, float), np.asarray(y, float)
+                x, y = tile.wcs.world_to_pixel_values(ra[idx], dec[idx])
+            x, y = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
             ny, nx = tile.shape
             ok = np.isfinite(x) & np.isfinite(y)
             room = np.where(ok, np.minimum.reduce([x + 0.5, nx - 0.5 - x, y + 0.5,
                                                    ny - 0.5 - y]) - half, -np.inf)
-            inside |= ok & (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5)
-            better = room > best_room
-            best[better], best_room[better] = k, room[better]
+            inside[idx] |= ok & (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5)
+            better = room > best_room[idx]
+            best[idx[better]], best_room[idx[better]] = k, room[better]
         for i in np.flatnonzero(best_room < 0):
             if reasons[i] is None:
                 reasons[i] = (f"on the edge of every {b} tile that holds it (the cutout does "
@@ -265,9 +267,12 @@ def catalog_sources(catalog, images, options: ReadOptions, *, id_column=None,
 
     ours = {c for c, _ in catalog_columns(True, True)}
     names = [f"in_{c}" if c in ours or c.startswith("score_") else c for c in keep]
+    ids = [str(v) for v in t[idc]]
+    cols = [list(t[c]) for c in keep]  # one conversion a column, not one a cell
+    shown_of: dict = {}  # objects on the same tiles share one display string
     for i in order:
-        oid = str(t[idc][i])
-        extra = tuple((name, _plain(t[c][i])) for c, name in zip(keep, names))
+        oid = ids[i]
+        extra = tuple((name, _plain(col[i])) for col, name in zip(cols, names))
         lab = labels.get(oid) if labels else None
         lab = None if lab is None else int(lab)
         if reasons[i] is not None or not (np.isfinite(ra[i]) and np.isfinite(dec[i])):
@@ -275,11 +280,62 @@ def catalog_sources(catalog, images, options: ReadOptions, *, id_column=None,
             sources.append(Source(oid, f"{Path(catalog).name}#{oid}", (), lab, why,
                                   (float(ra[i]), float(dec[i])), extra))
             continue
-        files = tuple((b, tiles[b][chosen[b][i]].ref) for b in bands)
-        shown = _display(files)
+        key = tuple(int(chosen[b][i]) for b in bands)
+        if key not in shown_of:
+            files = tuple((b, tiles[b][k].ref) for b, k in zip(bands, key))
+            shown_of[key] = (files, _display(files))
+        files, shown = shown_of[key]
         sources.append(Source(oid, shown, files, lab, None, (float(ra[i]), float(dec[i])),
                               extra))
     return sources, [(name, _kept_dtype(t[c])) for c, name in zip(keep, names)]
+
+
+def _unit_vectors(ra, dec) -> np.ndarray:
+    """``(n, 3)`` unit vectors of RA/Dec in degrees."""
+    r, d = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
+    return np.stack([np.cos(d) * np.cos(r), np.cos(d) * np.sin(r), np.sin(d)], axis=-1)
+
+
+def _near_tiles(ts: Sequence[Tile], xyz: np.ndarray) -> list[np.ndarray]:
+    """For each tile, the indices of the objects (unit vectors ``xyz``) that may lie on it: the
+    objects within the tile's circumscribed circle (centre to its farthest corner, plus a
+    margin), found with a KD-tree of the tile centres on the unit sphere. Cost ~ objects x the
+    few tiles near each, not objects x tiles; the exact test (``world_to_pixel``) is then made
+    on these alone."""
+    from scipy.spatial import cKDTree
+
+    centres, radii = [], []
+    for tile in ts:
+        ny, nx = tile.shape
+        px = np.array([(nx - 1) / 2, -0.5, nx - 0.5, -0.5, nx - 0.5])
+        py = np.array([(ny - 1) / 2, -0.5, -0.5, ny - 0.5, ny - 0.5])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            v = _unit_vectors(*tile.wcs.pixel_to_world_values(px, py))
+        if not np.isfinite(v).all():  # a WCS that cannot place its corners: test every object
+            centres.append(None)
+            radii.append(np.pi)
+            continue
+        centres.append(v[0])
+        radii.append(float(np.arccos(np.clip(v[1:] @ v[0], -1, 1)).max()))
+    out = [np.empty(0, int)] * len(ts)
+    known = [k for k, c in enumerate(centres) if c is not None]
+    for k in set(range(len(ts))) - set(known):
+        out[k] = np.arange(len(xyz))
+    if not known or not len(xyz):
+        return out
+    tree = cKDTree(np.stack([centres[k] for k in known]))
+    # 1 % and 1e-6 rad more than the largest radius: rounding never drops an object
+    ang = min(np.pi, max(radii[k] for k in known) * 1.01 + 1e-6)
+    good = np.flatnonzero(np.isfinite(xyz).all(axis=1))  # no position: on no tile
+    hits = tree.query_ball_point(xyz[good], 2 * np.sin(ang / 2))
+    per_tile: list[list[int]] = [[] for _ in known]
+    for i, ks in zip(good.tolist(), hits):
+        for j in ks:
+            per_tile[j].append(i)
+    for j, k in enumerate(known):
+        out[k] = np.asarray(per_tile[j], int)
+    return out
 
 
 def _display(files) -> str:

@@ -33,5 +33,6 @@ def test_bench_quick(tmp_path):
     assert set(r["train"]["samples_per_s"]) == {"baseline", "rot kernel"}
     assert r["sim"]["cutouts_per_s"] > 0
     assert r["dask"]["1"] > 0 and r["dask"]["2"] > 0
+    assert r["placement"]["same_rows"] and r["placement"]["indexed_s"] > 0
     text = md.read_text()
     assert "| measurement |" in text and "GEMM" in text and "python -m bench" in text

@@ -328,6 +328,16 @@ def test_plain_tan_equals_astropy_and_refuses_the_rest(rng):
         r2, d2 = tan.pix2world(x, y)
         assert abs(((r2 - ra + 180) % 360 - 180) * np.cos(np.radians(dec))) < 1e-9
         assert abs(d2 - dec) < 1e-9
+        # the array forms (catalog mode places objects with them) against astropy's
+        xs, ys = rng.uniform(-100, 200, (2, 5))
+        ras, decs = w.pixel_to_world_values(xs, ys)
+        r3, d3 = tan.pixel_to_world_values(xs, ys)
+        assert np.all(np.abs(((r3 - ras + 180) % 360 - 180) * np.cos(np.radians(decs))) < 1e-9)
+        assert np.all(np.abs(d3 - decs) < 1e-9)
+        bx, by = tan.world_to_pixel_values(ras, decs)
+        np.testing.assert_allclose(np.c_[bx, by], np.c_[xs, ys], atol=1e-6)
+        fx, fy = w.world_to_pixel_values(ras, decs)
+        np.testing.assert_allclose(np.c_[bx, by], np.c_[fx, fy], atol=1e-6)
         np.testing.assert_allclose(tan.pixel_scales(), proj_plane_pixel_scales(w), rtol=1e-9)
     base = fits.Header([("CTYPE1", "RA---TAN"), ("CTYPE2", "DEC--TAN"), ("CRVAL1", 10.0),
                         ("CRVAL2", 5.0), ("CRPIX1", 1.0), ("CRPIX2", 1.0), ("CDELT1", -1e-5),
