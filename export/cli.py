@@ -53,7 +53,9 @@ def export(
     onnxruntime on the run's test split (or synthetic cutouts), max |Δscore| <= 1e-5, and for
     rotational models the four rotations' scores agree to <= 1e-6.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ log: without -v not even its errors, which on a CPU machine with CUDA
+    # libraries are "failed call to cuInit" on every run; Python errors still surface
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if verbose else "3")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=err, show_time=False, show_path=False)],
                         force=True)

@@ -67,3 +67,18 @@ def test_parameter_counts_and_augmentation_defaults():
     assert FitConfig(arch="d4", augment=True).augment
     with pytest.raises(ValueError, match="unknown arch"):
         FitConfig(arch="c8")
+
+
+def test_train_cli_keeps_tensorflow_quiet_without_verbose():
+    """Issue 32: 'failed call to cuInit ... (303)' printed on every CPU run of train/export."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from train.cli import _main; _main(verbose=False); import tensorflow as tf; "
+            "tf.config.list_physical_devices('GPU')")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "cuInit" not in p.stderr and "cuda_" not in p.stderr, p.stderr[-2000:]

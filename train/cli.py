@@ -34,7 +34,9 @@ err = Console(stderr=True, soft_wrap=True)
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Log what each step does (INFO messages).")] = False):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ log: without -v not even its errors, which on a CPU machine with CUDA
+    # libraries are "failed call to cuInit" on every run; Python errors still surface
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if verbose else "3")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=err, show_time=False, show_path=False)],
                         force=True)
