@@ -21,7 +21,7 @@ import numpy as np
 from lensscore.config import DEFAULT_THRESHOLD, META_PREFIX
 from lensscore.metrics import classification_summary, roc_auc
 
-__all__ = ["labelled_rows", "real_metrics", "stamp"]
+__all__ = ["labelled_rows", "real_metrics", "stamp", "stamp_trained_on", "training_digests"]
 
 
 def labelled_rows(catalog) -> list[dict]:
@@ -75,15 +75,66 @@ def stamp(model_path, catalog, name: str) -> dict:
     return m
 
 
+def training_digests(model_path, data) -> list[str]:
+    """The digests (:func:`lensscore.trained.cutout_digest`) of every readable cutout under
+    ``data`` as a scan with ``model_path`` reads it (its grid, zero points, orientation)."""
+    from lensscore.errors import CutoutError
+    from lensscore.io import find_sources, load_source
+    from lensscore.scorer import Scorer
+    from lensscore.trained import cutout_digest
+
+    sc = Scorer(model_path, threads=1)
+    opts = sc.read_options()
+    out = []
+    for src in find_sources(data, sc.bands):
+        try:
+            c = load_source(src, sc.bands, sc.size, opts, wcs=False)
+        except CutoutError:
+            continue  # a scan gives it an error row: it was not trained on either
+        out.append(cutout_digest(c.data))
+    return out
+
+
+def stamp_trained_on(model_path, data, name: str) -> dict:
+    """Write ``lensscore.trained_on`` (the digests of the cutouts under ``data``, which the model
+    was trained or fine-tuned on) into ``model_path``, atomically; a scan then marks those rows
+    ``in_training`` and keeps them out of its metrics."""
+    import onnx
+
+    from lensscore.trained import trained_on_record
+
+    from .graph import merge_metadata
+
+    digests = training_digests(model_path, data)
+    if not digests:
+        raise ValueError(f"{data}: no readable cutouts")
+    rec = trained_on_record(digests, name)
+    model = onnx.load(model_path)
+    if merge_metadata(model, {META_PREFIX + "trained_on": json.dumps(rec)}):
+        raise ValueError(f"{model_path} records trained_on already; not overwritten")
+    tmp = Path(str(model_path) + ".tmp")
+    onnx.save_model(model, tmp)
+    os.replace(tmp, model_path)
+    return {k: v for k, v in rec.items() if k != "digests"}
+
+
 def main(argv=None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m export.stamp", description=__doc__.split("\n")[0])
     ap.add_argument("model")
-    ap.add_argument("--real", required=True, help="lensscore scan catalog (.csv) with labels")
+    ap.add_argument("--real", help="lensscore scan catalog (.csv) with labels: record its "
+                                   "metrics (real_metrics) for a model never trained on it")
+    ap.add_argument("--trained-on", help="directory of the real cutouts the model was trained "
+                                         "or fine-tuned on: record their digests (trained_on)")
     ap.add_argument("--name", required=True, help="name of the real data set")
     a = ap.parse_args(argv)
-    print(json.dumps(stamp(a.model, a.real, a.name), indent=1))
+    if bool(a.real) == bool(a.trained_on):
+        ap.error("give one of --real CATALOG or --trained-on DIR")
+    if a.trained_on:
+        print(json.dumps(stamp_trained_on(a.model, a.trained_on, a.name), indent=1))
+    else:
+        print(json.dumps(stamp(a.model, a.real, a.name), indent=1))
     return 0
 
 

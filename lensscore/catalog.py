@@ -40,7 +40,8 @@ IDENTITY = ("model_sha256", "bands", "size", "pixel_scale", "zeropoint", "prepro
 _STREAMED = (".csv", ".ecsv")
 
 
-def catalog_columns(rotations: bool, labels: bool, members=(), kept=()) -> list[tuple[str, str]]:
+def catalog_columns(rotations: bool, labels: bool, members=(), kept=(),
+                    trained: bool = False) -> list[tuple[str, str]]:
     """The catalog schema: ``(name, numpy dtype)`` pairs, in column order (DESIGN.md);
     columns kept from an input object catalog come after ``path``, a committee's members add
     ``score_<name>`` after ``score``. ``files`` says what was read, so that a catalog row
@@ -53,6 +54,8 @@ def catalog_columns(rotations: bool, labels: bool, members=(), kept=()) -> list[
     cols += [("ra", "float64"), ("dec", "float64")]
     if labels:
         cols += [("label", "int16")]
+    if trained:  # the model records its training cutouts: was this one of them?
+        cols += [("in_training", "str")]
     cols += [("n_nonfinite", "int64"), ("bad_fraction", "float64"), ("pixscale_in", "float64"),
              ("resampled", "str"), ("reoriented", "str"), ("zp_source", "str"),
              ("band_source", "str"), ("files", "str"), ("status", "str"), ("error", "str")]

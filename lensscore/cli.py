@@ -419,6 +419,20 @@ def _print_summary(res, top: int):
         err.print(f"  … and {len(res.errors) - 10} more (status=error rows in the catalog)")
     m = res.metrics()
     mm = res.member_metrics()
+    if res.n_in_training:
+        seen = res.metrics(in_training=True)
+        err.print(f"[bold yellow]warning:[/] {res.n_in_training} of {res.n_scored} inputs are "
+                  "cutouts this model was trained on (in_training in the catalog): their "
+                  "metrics are in-sample, NOT a test, and are kept out of the metrics below",
+                  highlight=False)
+        if seen:
+            out.print(f"in-sample only ({seen['n_lens']} lenses, {seen['n_nonlens']} "
+                      f"non-lenses the model was trained on): accuracy {_pct(seen['accuracy'])}"
+                      + (f", ROC AUC {seen['roc_auc']:.4f}" if seen["n_lens"] and
+                         seen["n_nonlens"] else "") + " -- not a test", highlight=False)
+        if m is None:
+            out.print("no labelled input outside the model's training data: no test metrics",
+                      highlight=False)
     if m and mm and m["n_lens"] and m["n_nonlens"]:
         out.print("committee members alone: " + "; ".join(
             f"{k} AUC {v['roc_auc']:.4f}, TPR@FPR1% {_pct(v['tpr_at_fpr_1pct'])}"

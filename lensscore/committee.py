@@ -106,6 +106,11 @@ class Committee:
         return all(m.rotation_invariant for m in self.members)
 
     @property
+    def trained_digests(self) -> frozenset[str]:
+        """The cutouts any member was trained on."""
+        return frozenset().union(*(m.trained_digests for m in self.members))
+
+    @property
     def invariance(self) -> str:
         """The largest group every member is invariant to (none, C4 or D4)."""
         return min((m.invariance for m in self.members), key=SYMMETRIES.index)

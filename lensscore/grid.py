@@ -60,6 +60,9 @@ class ReadOptions:
     pixel_scale: float | None = None
     zeropoints: tuple[tuple[str, float], ...] = ()
     max_bad_fraction: float = MAX_BAD_FRACTION
+    #: also give each cutout's digest (:mod:`lensscore.trained`): set by a scan whose model
+    #: records the cutouts it was trained on
+    digests: bool = False
 
     @property
     def zeropoint_map(self) -> dict[str, float]:

@@ -154,4 +154,8 @@ class ModelMeta:
                "rotation_invariant": self.rotation_invariant, "invariance": self.invariance,
                "preprocess": json.loads(self.preprocess.to_json()) if self.preprocess else None,
                "version": self.version}
-        return {**out, **self.extra, **{k: v for k, v in self.other.items() if k not in out}}
+        extra = dict(self.extra)
+        rec = extra.get("trained_on")
+        if isinstance(rec, dict) and isinstance(rec.get("digests"), str):  # 16 hex a cutout
+            extra["trained_on"] = {**rec, "digests": f"{len(rec['digests']) // 16} digests"}
+        return {**out, **extra, **{k: v for k, v in self.other.items() if k not in out}}

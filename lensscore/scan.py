@@ -10,7 +10,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +18,15 @@ import numpy as np
 from ._version import __version__
 from .catalog import IDENTITY, CatalogWriter, catalog_columns, check_output, read_table
 from .config import DEFAULT_THRESHOLD, TRANSFORM_NAMES, TRANSFORMS
-from .grid import MAX_BAD_FRACTION
 from .errors import CutoutError, LensscoreError
-from .grid import ReadOptions
+from .grid import MAX_BAD_FRACTION, ReadOptions
 from .io import load_source
 from .sources import Source, find_sources
 from .metrics import classification_summary, mirror_stability, rotation_stability
 from .preprocess import PreprocessSpec, preprocess
 from .committee import COMBINE, make_scorer
 from .scorer import Scorer, check_tta
+from .trained import cutout_digest
 
 __all__ = ["scan", "scan_catalog", "ScanResult", "read_labels", "shard_of", "parse_shard",
            "rotation_mode", "check_scan_options"]
@@ -145,6 +145,9 @@ class ScanResult:
     _labels: list = field(default_factory=list, repr=False, init=False)
     _rots: list = field(default_factory=list, repr=False, init=False)
     _mscores: list = field(default_factory=list, repr=False, init=False)
+    _seen: list = field(default_factory=list, repr=False, init=False)
+    #: per input: True where the model was trained on that cutout (its metadata's digests)
+    in_training: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
 
     def _add(self, row: Mapping, score: float, rotation_scores=None, *, new: bool = True):
         """One catalog row: as written by this scan (``new``), or read back on resume (text
@@ -153,6 +156,7 @@ class ScanResult:
         self.paths.append(row["path"])
         self.files.append(row.get("files", ""))
         self._scores.append(score)
+        self._seen.append(row.get("in_training") in (True, "true", "True"))
         label = row.get("label")
         self._labels.append(-1 if label is None or label == "" else int(label))
         if self.members:
@@ -175,13 +179,14 @@ class ScanResult:
     def _finish(self, t0: float) -> ScanResult:
         self.scores = np.asarray(self._scores, dtype=np.float64)
         self.labels = np.asarray(self._labels, dtype=int)
+        self.in_training = np.asarray(self._seen, dtype=bool)
         if self.rotation_mode != "none":
             self.transform_scores = np.asarray(self._rots, dtype=np.float64).reshape(
                 -1, len(TRANSFORMS))
         if self.members:
             self.member_scores = np.asarray(self._mscores, dtype=np.float64).reshape(
                 -1, len(self.members))
-        self._scores, self._labels, self._rots, self._mscores = [], [], [], []
+        self._scores, self._labels, self._rots, self._mscores, self._seen = [], [], [], [], []
         self.seconds = time.perf_counter() - t0
         return self
 
@@ -205,12 +210,26 @@ class ScanResult:
             return 1
         return 3 if self.n_failed else 0
 
-    def metrics(self) -> dict | None:
-        """Classification metrics over scored inputs with known labels (None without labels)."""
-        ok = ~np.isnan(self.scores) & (self.labels >= 0)
+    def metrics(self, in_training: bool = False) -> dict | None:
+        """Classification metrics over scored inputs with known labels (None without labels).
+
+        Inputs the model was trained on (``in_training``, from its metadata) are left out: a
+        model's scores of its own training cutouts are no test. ``in_training=True`` gives the
+        metrics over those alone (in sample)."""
+        ok = ~np.isnan(self.scores) & (self.labels >= 0) & (self._seen_mask() == in_training)
         if not ok.any():
             return None
         return classification_summary(self.labels[ok], self.scores[ok], self.threshold)
+
+    def _seen_mask(self) -> np.ndarray:
+        if len(self.in_training) == len(self.scores):
+            return self.in_training
+        return np.zeros(len(self.scores), bool)
+
+    @property
+    def n_in_training(self) -> int:
+        """Scored inputs that the model was trained on."""
+        return int((self._seen_mask() & ~np.isnan(self.scores)).sum())
 
     def member_metrics(self) -> dict[str, dict]:
         """A committee's members, each on its own: metrics as :meth:`metrics` ({} otherwise)."""
@@ -331,7 +350,8 @@ def _read_one(src: Source, options: ReadOptions):
                                "bad_fraction": round(c.bad_fraction, 6),
                                "pixscale_in": float(f"{c.pixscale_in:.6g}"), "resampled": c.resampled,
                                "reoriented": c.reoriented,
-                               "zp_source": c.zp_source, "band_source": c.band_source})
+                               "zp_source": c.zp_source, "band_source": c.band_source,
+                               **({"_digest": cutout_digest(c.data)} if options.digests else {})})
     except CutoutError as exc:
         return False, exc.reason
     except Exception as exc:  # never let one odd file stop a scan
@@ -522,6 +542,9 @@ def scan(
     check_tta(tta)
     scorer = scorer or make_scorer(model, combine=combine, **scorer_kwargs)
     options = scorer.read_options(pixel_scale, zeropoints, max_bad_fraction)
+    trained = bool(scorer.trained_digests)
+    if trained:  # mark the rows the model was trained on: their metrics are not a test
+        options = replace(options, digests=True)
     if isinstance(labels, (str, Path)):
         labels = read_labels(labels)
     if sources is None:
@@ -535,7 +558,7 @@ def scan(
     rotations = mode != "none"
     has_labels = any(s.label is not None for s in sources)
     members = getattr(scorer, "names", ())
-    columns = catalog_columns(rotations, has_labels, members, extra_columns)
+    columns = catalog_columns(rotations, has_labels, members, extra_columns, trained=trained)
     meta = _catalog_meta(scorer, options, threshold, tta, shard, sources)
     res = ScanResult(threshold=threshold, output=Path(output) if output else None,
                      rotation_mode=mode, invariance_claimed=scorer.invariance, tta=tta,
@@ -747,7 +770,11 @@ def _score_pending(pending, scorer: Scorer, tta: str = "none"):
         row = {"id": src.id, "path": src.path, "files": src.files_field(), "label": src.label,
                **dict(src.extra)}
         if good:
-            row.update(score=float(s[j]), **payload[1], status="ok", error="")
+            fields = dict(payload[1])
+            digest = fields.pop("_digest", None)
+            if digest is not None:
+                fields["in_training"] = digest in scorer.trained_digests
+            row.update(score=float(s[j]), **fields, status="ok", error="")
             if names:
                 row.update({f"score_{m}": float(ms[j, k]) for k, m in enumerate(names)})
             rr = r[j].astype(np.float64)

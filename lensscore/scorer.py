@@ -279,6 +279,16 @@ class Scorer:
         """The symmetry group the model says it is exactly invariant to: none, C4 or D4."""
         return self.meta.invariance
 
+    @property
+    def trained_digests(self) -> frozenset[str]:
+        """Digests of the cutouts the model was trained on (:mod:`lensscore.trained`); empty
+        when its metadata records none (models trained on simulations only)."""
+        if not hasattr(self, "_trained"):
+            from .trained import trained_digests
+
+            self._trained = trained_digests(self.meta.extra)
+        return self._trained
+
     def info(self) -> dict:
         """Everything the model says about itself, JSON values decoded."""
         g = self.grid

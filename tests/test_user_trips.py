@@ -96,3 +96,46 @@ def test_assumed_zero_points_and_another_surveys_grid_are_said_once(tmp_path, rn
 
     if "ps1" in shipped_models():
         assert "-m ps1" in r.output
+
+
+def test_a_scan_marks_the_models_own_training_cutouts_and_keeps_them_out_of_the_test(
+        tmp_path, rng, conv_model):
+    """Issue 32: scanning a model's own fine-tuning data printed in-sample numbers as a test.
+    A model stamped with its training cutouts' digests gets those rows marked in_training, and
+    its metrics are over the other rows only (printed apart, loudly)."""
+    import csv
+    import shutil
+
+    from export.stamp import stamp_trained_on
+
+    from lensscore import scan
+
+    seen, new = tmp_path / "seen", tmp_path / "all"
+    for d in (seen / "lenses", seen / "nonlenses"):
+        d.mkdir(parents=True)
+    for k in range(3):
+        write_cube(seen / "lenses" / f"a{k}.fits", fake_cutout(rng, lens=True))
+        write_cube(seen / "nonlenses" / f"b{k}.fits", fake_cutout(rng))
+    shutil.copytree(seen, new)
+    for k in range(3):  # cutouts the model never saw, beside those it did
+        write_cube(new / "lenses" / f"c{k}.fits", fake_cutout(rng, lens=True))
+        write_cube(new / "nonlenses" / f"d{k}.fits", fake_cutout(rng))
+    model = tmp_path / "m.onnx"
+    shutil.copy(conv_model, model)
+    rec = stamp_trained_on(model, seen, "six cutouts")
+    assert rec["n"] == 6 and Scorer(model).trained_digests
+    res = scan(new, model, output=tmp_path / "c.csv", rotations=False)
+    assert res.n_in_training == 6
+    with open(tmp_path / "c.csv") as fh:
+        rows = {x["id"]: x["in_training"] for x in csv.DictReader(fh)}
+    assert {i for i, v in rows.items() if v == "true"} == \
+        {f"lenses/a{k}" for k in range(3)} | {f"nonlenses/b{k}" for k in range(3)}
+    assert res.metrics()["n"] == 6 and res.metrics(in_training=True)["n"] == 6
+    r = runner.invoke(app, ["scan", str(new), "-m", str(model), "--top", "0"])
+    assert r.exit_code == 0 and "6 of 12 inputs are cutouts this model was trained on" in r.output
+    assert "in-sample only" in r.stdout and "labels: 3 lenses, 3 non-lenses" in r.stdout
+    # a model without the record: no column, every row counts
+    plain = scan(new, conv_model, output=tmp_path / "p.csv", rotations=False)
+    assert plain.n_in_training == 0 and plain.metrics()["n"] == 12
+    with open(tmp_path / "p.csv") as fh:
+        assert "in_training" not in fh.readline()
