@@ -37,6 +37,8 @@ def main():
     ap.add_argument("--oversample", type=int, default=4)
     ap.add_argument("--balance-nonlenses", action="store_true",
                     help="each kind of real non-lens (src, sky) weighted equally in total")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="training seed (shuffles, augmentation); the folds stay the same")
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--out", default=os.environ.get("OUT", "device-out"))
     a = ap.parse_args()
@@ -71,14 +73,15 @@ def main():
     xs, ys = gather(r_sim)
     log(f"{len(ys)} simulated cutouts to mix in; {len(real[1])} real")
     fc = FinetuneConfig(folds=a.folds, epochs=a.epochs, lr=a.lr, n_sim=a.n_sim,
-                        oversample=a.oversample, balance_nonlenses=a.balance_nonlenses)
+                        oversample=a.oversample, balance_nonlenses=a.balance_nonlenses,
+                        seed=a.seed)
     kept = {}
 
     def save(model, d):
         kept["model"] = model
         kept.update(pack_weights(model, out, a.name))
 
-    res = finetune(run.path, None, "/tmp/ft-run", fc, real=real, sim=(xs, ys), save=save,
+    res = finetune(run.path, None, f"/tmp/ft-{a.name}", fc, real=real, sim=(xs, ys), save=save,
                    progress=lambda k, n: log(f"fold {k}/{n} done"))
     log(f"cv {json.dumps({k: res['cv'][k] for k in ('roc_auc', 'tpr_at_fpr_1pct', 'accuracy')})}")
     xt, yt = gather(r_test)
@@ -88,7 +91,7 @@ def main():
     log(f"fine-tuned model on {len(yt)} simulated test cutouts: accuracy "
         f"{sim_test['accuracy']:.4f} AUC {sim_test['roc_auc']:.4f}")
     pool.terminate()
-    conf = json.loads(Path("/tmp/ft-run/config.json").read_text())
+    conf = json.loads(Path(f"/tmp/ft-{a.name}/config.json").read_text())
     results = {"jobs": {a.name: {"weights": kept["weights"], "parts": kept["parts"],
                                  "config": {**conf, "bands": list(cfg.bands)},
                                  "survey": cfg.survey, "history": [], "best_epoch": None,
@@ -98,7 +101,7 @@ def main():
                                  "test_index": test_idx, "test_scores": [], "real_data_cv": res}},
                "seed": cfg.seed, "n": None, "argv": sys.argv}
     (out / "results.json").write_text(json.dumps(results))
-    shutil.copy("/tmp/ft-run/cv_scores.csv", out / "cv_scores.csv")
+    shutil.copy(f"/tmp/ft-{a.name}/cv_scores.csv", out / "cv_scores.csv")
     log("all done")
 
 

@@ -80,6 +80,9 @@ class FinetuneConfig:
     oversample: int = 4
     seed: int = 0
     balance_nonlenses: bool = False
+    #: the folds' seed, apart from ``seed`` (initial shuffles and augmentation): runs that differ
+    #: only in ``seed`` share their folds, so their CV scores differ by training noise alone
+    fold_seed: int = 0
 
 
 def load_real(data_dir, cfg) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -223,7 +226,7 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
     from . import models  # noqa: F401
 
     before = _predict(keras.saving.load_model(run.model), x)
-    fold = _folds(ids, y, fc.folds, fc.seed)
+    fold = _folds(ids, y, fc.folds, fc.fold_seed)
     cv = np.full(len(y), np.nan)
     ids_a = np.asarray(ids, dtype=object)
 
