@@ -16,7 +16,7 @@ export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD KERAS_BACKEND=${KERAS_BACKEND:
   PYTHONUNBUFFERED=1
 for s in $SEEDS; do
   mkdir -p "$OUT/s$s"
-  python3 scripts/device_finetune.py --run runs/ps1_d4 --real .devin/realdata-ps1.npz \
+  python3 scripts/device_finetune.py --run runs/ps1_d4 --real ${REAL_NPZ:-.devin/realdata-ps1.npz} \
     --name "ps1_d4_ft_s$s" --epochs "$EPOCHS" --n-sim 6000 --n-test 500 --seed "$s" \
     --workers "$WORKERS" --out "$OUT/s$s" 2>&1 | grep --line-buffered -v -E "cuda_|absl::"
   rm -f "$OUT/s$s"/*.part*   # the CV scores are what this measures; the weights stay there
