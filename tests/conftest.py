@@ -1,4 +1,6 @@
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +9,9 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 sys.path.insert(0, str(Path(__file__).parent))
+# hypothesis keeps its caches out of the repository (issue 33: it wrote .hypothesis/ there)
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY",
+                      os.path.join(tempfile.gettempdir(), "lensscore-hypothesis"))
 
 from onnx_models import make_model  # noqa: E402
 

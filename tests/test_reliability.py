@@ -318,7 +318,9 @@ def _hypothesis_header_space(max_examples):
 
     dims = st.one_of(st.integers(0, 80), st.sampled_from([1, 3, 72, 4096, 10 ** 6, 2 ** 31 - 1]))
 
-    @hyp.settings(max_examples=max_examples, deadline=None, derandomize=True,
+    # database=None: derandomized runs need no example database, and none is written into the
+    # repository (.hypothesis/, issue 33)
+    @hyp.settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(hyp.HealthCheck))
     @hyp.given(bitpix=st.sampled_from([8, 16, 32, 64, -32, -64]),
                shape=st.lists(dims, min_size=0, max_size=5),
