@@ -213,6 +213,9 @@ class CatalogWriter:
         existing file is an error, never silently overwritten.
     overwrite : bool
         Replace an existing catalog.
+    retry_errors : bool
+        With ``resume``: drop the existing error rows (a transient read failure need not be
+        permanent), so that their inputs are scored again; their new rows are appended.
 
     Attributes
     ----------
@@ -224,7 +227,7 @@ class CatalogWriter:
     """
 
     def __init__(self, path, columns, meta: dict | None = None, *, resume=False,
-                 overwrite=False, identity: tuple[str, ...] = ()):
+                 overwrite=False, identity: tuple[str, ...] = (), retry_errors: bool = False):
         self.path = Path(path)
         self.format = _suffix(self.path)
         self.columns = list(columns)
@@ -235,6 +238,8 @@ class CatalogWriter:
         self.target = self.path if self.streamed else _journal(self.path)
         self.done: set[str] = set()
         self.existing: list[dict[str, str]] = []
+        self.n_retried = 0
+        self._retry = bool(retry_errors)
         self._lock = FileLock(_lock(self.path), str(self.path)).acquire()
         try:
             self._open(resume, overwrite)
@@ -328,6 +333,17 @@ class CatalogWriter:
             if len(good) != len(rows):
                 raise LensscoreError(f"{self.target}: {len(rows) - len(good)} malformed rows; "
                                      "not a catalog this tool can resume")
+            if self._retry and "status" in names:
+                st = names.index("status")
+                kept = [r for r in good if r[st] != "error"]
+                self.n_retried = len(good) - len(kept)
+                if self.n_retried:  # the file without them, then their new rows appended
+                    with atomic_path(self.target) as tmp, open(tmp, "w", encoding="utf-8",
+                                                              newline="") as fh:
+                        fh.write(_header_text(self.columns, self.meta,
+                                              ecsv=self.format != ".csv"))
+                        csv.writer(fh, lineterminator="\n").writerows(kept)
+                good = kept
             self.existing = [dict(zip(names, r)) for r in good]
             self.done = {r[key] for r in good}
 

@@ -123,6 +123,9 @@ def scan(
         help="FITS loaders beside inference (1: a thread; more: processes).", min=1)] = 1,
     resume: Annotated[bool, typer.Option(
         help="Continue an interrupted scan: skip inputs already in --output.")] = False,
+    retry_errors: Annotated[bool, typer.Option(
+        help="With --resume: score again the inputs whose rows are errors (e.g. a transient "
+             "NFS failure); their new rows are appended.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --output.")] = False,
     top: Annotated[int, typer.Option(help="Rows of the top-score table printed.", min=0)] = 20,
     bands: Annotated[Optional[str], typer.Option(
@@ -181,6 +184,9 @@ def scan(
     from .scan import scan as run_scan
 
     try:
+        if retry_errors and not resume:
+            raise LensscoreError("--retry-errors is for --resume: the catalog whose error rows "
+                                 "to score again")
         check_scan_options(paths=paths, catalog=catalog, images=images, output=output,
                            resume=resume, overwrite=overwrite, shard=shard, tta=tta,
                            combine=combine, gallery=gallery_html)
@@ -207,7 +213,7 @@ def scan(
                   rotations="auto" if rotations is None else rotations, labels=labels,
                   threshold=threshold, workers=workers, resume=resume, overwrite=overwrite,
                   shard=shard, client=client, pixel_scale=pixel_scale, zeropoints=zeropoint,
-                  max_bad_fraction=max_bad_fraction, tta=tta)
+                  max_bad_fraction=max_bad_fraction, retry_errors=retry_errors, tta=tta)
         with _progress_bar(quiet) as progress:
             if catalog is None:
                 res = run_scan(paths, progress=progress, **kw)

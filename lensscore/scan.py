@@ -448,6 +448,7 @@ def scan(
     pixel_scale: float | None = None,
     zeropoints=None,
     max_bad_fraction: float = MAX_BAD_FRACTION,
+    retry_errors: bool = False,
     tta: str = "none",
     combine: str = "mean",
     extra_columns: Sequence[tuple[str, str]] = (),
@@ -504,6 +505,9 @@ def scan(
         are assumed to be on the model's scale.
     zeropoints : str or mapping, optional
         Zero points overriding the headers' (``"g=27,r=27,i=27"``).
+    retry_errors : bool
+        With ``resume``: score again the inputs whose rows are errors (their new rows are
+        appended), instead of keeping the errors.
     max_bad_fraction : float
         A cutout whose field holds a larger fraction of NaN, inf or masked pixels (in any band)
         gets an error row instead of a score (default 0.3; ``bad_fraction`` in the catalog).
@@ -567,6 +571,7 @@ def scan(
     writer = None
     if output is not None:
         writer = CatalogWriter(output, columns, meta, resume=resume, overwrite=overwrite,
+                               retry_errors=retry_errors,
                                identity=IDENTITY)
         for r in writer.existing if writer.done else ():
             rot = ([_float(r.get(f"score_{t}", "")) for t in TRANSFORM_NAMES] if rotations

@@ -139,3 +139,30 @@ def test_a_scan_marks_the_models_own_training_cutouts_and_keeps_them_out_of_the_
     assert plain.n_in_training == 0 and plain.metrics()["n"] == 12
     with open(tmp_path / "p.csv") as fh:
         assert "in_training" not in fh.readline()
+
+
+@pytest.mark.parametrize("ext", [".csv", ".fits"])
+def test_resume_retries_error_rows_when_asked(tmp_path, rng, conv_model, ext):
+    """Issue 32: resume never retried error rows, so a transient failure was permanent."""
+    from astropy.table import Table
+
+    d = tmp_path / "d" / "lenses"
+    d.mkdir(parents=True)
+    for k in range(3):
+        write_cube(d / f"c{k}.fits", fake_cutout(rng, lens=True))
+    good = (d / "c1.fits").read_bytes()
+    (d / "c1.fits").write_bytes(good[:2000])  # truncated now: an error row
+    out = tmp_path / f"c{ext}"
+    args = ["scan", str(tmp_path / "d"), "-m", conv_model, "-o", str(out), "--top", "0"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 3, r.output
+    (d / "c1.fits").write_bytes(good)  # the file is back
+    r = runner.invoke(app, [*args, "--resume"])  # a plain resume keeps the error
+    assert r.exit_code == 3 and "3 resumed" in r.stdout, r.output
+    r = runner.invoke(app, [*args, "--retry-errors"])
+    assert r.exit_code == 2 and "--retry-errors is for --resume" in r.output
+    r = runner.invoke(app, [*args, "--resume", "--retry-errors"])
+    assert r.exit_code == 0, r.output
+    t = Table.read(out, format="ascii.csv" if ext == ".csv" else None)
+    assert sorted(t["id"]) == ["lenses/c0", "lenses/c1", "lenses/c2"]
+    assert list(t["status"]) == ["ok"] * 3 and list(t["id"])[-1] == "lenses/c1"
