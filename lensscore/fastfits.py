@@ -132,8 +132,8 @@ def read_simple_cube(path: str) -> tuple[np.ndarray, FastHeader] | None:
     if head.get("SIMPLE") is not True or naxis not in (2, 3):
         return None
     bitpix = head.get("BITPIX")
-    if bitpix not in (-32, -64) or "BSCALE" in head or "BZERO" in head:
-        return None
+    if bitpix not in (-32, -64) or "BSCALE" in head or "BZERO" in head or "BSOFTEN" in head:
+        return None  # scaled, or PS1 asinh-compressed (lensscore.readers.linear_pixels)
     shape = tuple(head.get(f"NAXIS{k}") for k in range(naxis, 0, -1))
     if not all(type(v) is int and v > 0 for v in shape):  # not bool: NAXIS1 = T
         return None

@@ -96,15 +96,39 @@ def _image_hdus(hdul, path: str):
         yield hdu, shape
 
 
+def linear_pixels(data: np.ndarray, header, path: str) -> np.ndarray:
+    """Pixels as stored, made linear float32: integer ``BLANK`` values become NaN, and PS1's
+    asinh-compressed images (``BSOFTEN``, ``BOFFSET``: DR2 skycell stacks as the archive
+    serves them) are expanded, ``flux = BOFFSET + BSOFTEN * 2 sinh(v / (2.5 log10 e))``. The
+    one place both happen, for files and for tiles.
+
+    Raises
+    ------
+    CutoutError
+        ``BSOFTEN`` without a usable ``BOFFSET`` (or the reverse): not linear, not readable.
+    """
+    data = np.asarray(data)
+    blank = header.get("BLANK")
+    if data.dtype.kind in "iu" and blank is not None:
+        data = np.where(data == blank, np.nan, data.astype(np.float64))
+    soft, off = header.get("BSOFTEN"), header.get("BOFFSET")
+    if soft is not None or off is not None:
+        try:
+            soft, off = float(soft), float(off)
+        except (TypeError, ValueError):
+            raise CutoutError(path, f"asinh-compressed pixels (PS1) need BSOFTEN and BOFFSET, "
+                                    f"got {soft!r} and {off!r}") from None
+        if not (np.isfinite(soft) and np.isfinite(off)):
+            raise CutoutError(path, "BSOFTEN/BOFFSET are not finite")
+        data = off + soft * 2.0 * np.sinh(data.astype(np.float64) / (2.5 * np.log10(np.e)))
+    return data.astype(np.float32)
+
+
 def _read_hdu_data(hdu, path: str) -> np.ndarray:
     data = hdu.data
     if data is None:
         raise NoImageError(path, "image HDU has no data")
-    data = np.asarray(data)
-    blank = hdu.header.get("BLANK")
-    if data.dtype.kind in "iu" and blank is not None:
-        data = np.where(data == blank, np.nan, data.astype(np.float64))
-    return data.astype(np.float32)
+    return linear_pixels(data, hdu.header, path)
 
 
 def _header_bands(header, n: int) -> list[str | None] | None:

@@ -28,7 +28,7 @@ import numpy as np
 from .errors import CutoutError, LensscoreError
 from .grid import RESAMPLE_TOLERANCE, ReadOptions
 from .io import cutout_from_planes
-from .readers import _WCS_KEY, _apply_mask, _celestial, _Plane
+from .readers import _WCS_KEY, _apply_mask, _celestial, _Plane, linear_pixels
 from .sources import Source, _band_token, _group_display, split_fits_suffix
 from .survey import band_from_header, hdu_kind, normalize_band, pixel_scale_from_header
 
@@ -452,10 +452,7 @@ def load_tile_cutout(source: Source, bands, size, options: ReadOptions | None, *
         except Exception as exc:  # astropy raises many types on unreadable data
             raise CutoutError(path, f"cannot cut from the tile ({exc})") from None
         data = np.asarray(cut.data)
-        blank = hdu.header.get("BLANK")
-        if data.dtype.kind in "iu" and blank is not None:
-            data = np.where(data == blank, np.nan, data.astype(np.float64))
-        plane = _Plane(data.astype(np.float32), b, headers)
+        plane = _Plane(linear_pixels(data, hdu.header, path), b, headers)
         if mask is not None:
             m = Cutout2D(_pixels(mask), xy, (n_in, n_in), mode="strict")
             _apply_mask(plane, m.data, mask.header, path)

@@ -166,3 +166,27 @@ def test_resume_retries_error_rows_when_asked(tmp_path, rng, conv_model, ext):
     t = Table.read(out, format="ascii.csv" if ext == ".csv" else None)
     assert sorted(t["id"]) == ["lenses/c0", "lenses/c1", "lenses/c2"]
     assert list(t["status"]) == ["ok"] * 3 and list(t["id"])[-1] == "lenses/c1"
+
+
+def test_ps1_asinh_compressed_pixels_are_made_linear(tmp_path, rng):
+    """Issue 32: PS1 archive stacks are asinh-compressed (BSOFTEN, BOFFSET); read as stored,
+    their pixels were the compressed values. Both the fast path and astropy's now expand them."""
+    from astropy.io import fits
+
+    from lensscore import load_cutout
+    from lensscore.errors import CutoutError
+
+    flux = fake_cutout(rng).astype(np.float64) * 10
+    soft, off = 30.0, -5.0
+    a = 2.5 * np.log10(np.e)
+    v = (a * np.arcsinh((flux - off) / (2 * soft))).astype(np.float32)
+    for name, cards in (("float", {}), ("scaled", {"BSCALE": 1.0, "BZERO": 0.0})):
+        h = fits.Header({"BAND0": "g", "BAND1": "r", "BAND2": "i", "BSOFTEN": soft,
+                         "BOFFSET": off, **cards})
+        fits.PrimaryHDU(v, header=h).writeto(tmp_path / f"{name}.fits")
+        c = load_cutout(tmp_path / f"{name}.fits")
+        np.testing.assert_allclose(c.data, flux, rtol=1e-4, atol=1e-3)
+    h = fits.Header({"BAND0": "g", "BAND1": "r", "BAND2": "i", "BSOFTEN": soft})
+    fits.PrimaryHDU(v, header=h).writeto(tmp_path / "half.fits")
+    with pytest.raises(CutoutError, match="BSOFTEN and BOFFSET"):
+        load_cutout(tmp_path / "half.fits")
