@@ -367,6 +367,10 @@ class _TileFile:
         self.path = path
         self.hdul = fits.open(path, memmap=True, lazy_load_hdus=True)
         self._info: dict = {}
+        #: loaders cutting from it now (:meth:`_OpenTiles.acquire`), and whether the cache let
+        #: it go (it is closed when the last of them is done)
+        self.users = 0
+        self.retired = False
 
     def info(self, k: int):
         if k not in self._info:
@@ -396,20 +400,36 @@ class _OpenTiles:
         self._open: OrderedDict = OrderedDict()
         self._lock = threading.Lock()  # Dask workers load with several threads
 
-    def get(self, path: str) -> _TileFile:
+    def acquire(self, path: str) -> _TileFile:
+        """The open tile, counted as in use until :meth:`release`: a tile evicted (or closed
+        by :meth:`close`) while another thread cuts from it is closed when that thread is done,
+        never under it."""
         with self._lock:
             tf = self._open.pop(path, None)
             if tf is None:
                 tf = _TileFile(path)
                 while len(self._open) >= self.limit:
-                    self._open.popitem(last=False)[1].close()
+                    self._retire(self._open.popitem(last=False)[1])
             self._open[path] = tf
+            tf.users += 1
             return tf
+
+    def release(self, tf: _TileFile) -> None:
+        with self._lock:
+            tf.users -= 1
+            if tf.retired and tf.users == 0:
+                tf.close()
+
+    @staticmethod
+    def _retire(tf: _TileFile) -> None:  # under the lock
+        tf.retired = True
+        if tf.users == 0:
+            tf.close()
 
     def close(self):
         with self._lock:
             while self._open:
-                self._open.popitem()[1].close()
+                self._retire(self._open.popitem()[1])
 
 
 def close_tiles() -> None:
@@ -438,26 +458,30 @@ def load_tile_cutout(source: Source, bands, size, options: ReadOptions | None, *
     planes, first = [], None
     for b in want:
         path, k = _split_ref(files[b])
-        try:
-            hdu, pixels, twcs, scale, headers, mask = _TILES.get(path).info(k)
-            tile = Tile(path, k, b, tuple(hdu.shape), scale, twcs)
-            n_in = _cut_size(tile, options) if options is not None else size
-            # the position on this tile from its WCS, then Cutout2D by pixel (no WCS copies)
-            xy = tuple(float(v) for v in twcs.world_to_pixel_values(*source.position))
-            cut = Cutout2D(pixels, xy, (n_in, n_in), mode="strict")
-        except (NoOverlapError, PartialOverlapError):
-            raise CutoutError(source.path, f"the {b} cutout does not fit on its tile") from None
-        except CutoutError:
-            raise
-        except Exception as exc:  # astropy raises many types on unreadable data
-            raise CutoutError(path, f"cannot cut from the tile ({exc})") from None
-        data = np.asarray(cut.data)
-        plane = _Plane(linear_pixels(data, hdu.header, path), b, headers)
-        if mask is not None:
-            m = Cutout2D(_pixels(mask), xy, (n_in, n_in), mode="strict")
-            _apply_mask(plane, m.data, mask.header, path)
-        planes.append(plane)
-        first = first or (twcs, cut.slices_original)
+        tf = _TILES.acquire(path)
+        try:  # the tile stays open while its pixels are read, whatever other threads do
+            try:
+                hdu, pixels, twcs, scale, headers, mask = tf.info(k)
+                tile = Tile(path, k, b, tuple(hdu.shape), scale, twcs)
+                n_in = _cut_size(tile, options) if options is not None else size
+                # the position on this tile from its WCS, then Cutout2D by pixel (no WCS copies)
+                xy = tuple(float(v) for v in twcs.world_to_pixel_values(*source.position))
+                cut = Cutout2D(pixels, xy, (n_in, n_in), mode="strict")
+            except (NoOverlapError, PartialOverlapError):
+                raise CutoutError(source.path, f"the {b} cutout does not fit on its tile") from None
+            except CutoutError:
+                raise
+            except Exception as exc:  # astropy raises many types on unreadable data
+                raise CutoutError(path, f"cannot cut from the tile ({exc})") from None
+            data = np.asarray(cut.data)
+            plane = _Plane(linear_pixels(data, hdu.header, path), b, headers)
+            if mask is not None:
+                m = Cutout2D(_pixels(mask), xy, (n_in, n_in), mode="strict")
+                _apply_mask(plane, m.data, mask.header, path)
+            planes.append(plane)
+            first = first or (twcs, cut.slices_original)
+        finally:
+            _TILES.release(tf)
     c = cutout_from_planes(planes, planes[0].headers[0], want, size, options=options,
                            wcs=False, path=source.path, id=source.id, band_source="tile",
                            check_bands=False)

@@ -286,3 +286,25 @@ def test_spatial_index_places_objects_as_testing_every_tile_does(tmp_path, monke
     assert [s.id for s in fast if s.error is None] == [s.id for s in slow if s.error is None]
     n_err = sum(s.error is not None for s in fast)
     assert 10 <= n_err < len(fast) / 2  # both kinds of objects are in the test
+
+
+def test_a_tile_in_use_is_not_closed_under_its_reader(tmp_path):
+    """Issue 32: the tile cache closed tiles under its lock but they were read outside it, so a
+    Dask worker's second thread could close the tile the first was cutting from. A tile now
+    stays open while acquired; eviction and close() take effect on release."""
+    from lensscore.tiles import _OpenTiles
+
+    paths = []
+    for k in range(2):
+        p = tmp_path / f"t{k}.fits"
+        fits.PrimaryHDU(np.ones((10, 10), np.float32)).writeto(p)
+        paths.append(str(p))
+    cache = _OpenTiles(limit=1)
+    a = cache.acquire(paths[0])
+    b = cache.acquire(paths[1])  # evicts a: another thread's load
+    assert a.retired and a.hdul[0].data.sum() == 100  # still readable: a is in use
+    cache.release(b)
+    cache.close()  # the scan ends while a's reader is still cutting
+    assert a.hdul[0].data.sum() == 100 and b.hdul._file.closed  # b: nobody uses it
+    cache.release(a)
+    assert a.hdul._file.closed  # closed once its reader is done
