@@ -599,8 +599,8 @@ def gallery(
                                                  "(.csv, .ecsv, .fits, .parquet).",
                                             exists=True, dir_okay=False)],
     output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="HTML file [default: CATALOG with .html].", dir_okay=False)]
-    = None,
+        "--output", "-o", help="HTML file [default: CATALOG with .html; none with --png "
+        "alone].", dir_okay=False)] = None,
     top: Annotated[int, typer.Option(help="Highest scores shown (0: all).", min=0)] = 100,
     min_score: Annotated[Optional[float], typer.Option(
         help="Only scores at or above this.", min=0.0, max=1.0)] = None,
@@ -619,8 +619,8 @@ def gallery(
     """Colour thumbnails of the top candidates in one self-contained HTML page to grade."""
     from .gallery import gallery as make_gallery
 
-    html_out = output or catalog.with_suffix(".html")
-    if html_out.resolve() == catalog.resolve():
+    html_out = output or (None if png is not None else catalog.with_suffix(".html"))
+    if html_out is not None and html_out.resolve() == catalog.resolve():
         _fail(f"{html_out}: would overwrite the catalog; give -o FILE.html", EXIT_USAGE)
     try:
         g = make_gallery(catalog, html_out, top=top or None, min_score=min_score, png=png,
@@ -629,8 +629,9 @@ def gallery(
                          overwrite=overwrite)
     except LensscoreError as exc:
         _fail(str(exc), EXIT_USAGE)
-    out.print(f"gallery: {g.html} ({g.n_shown} cutouts, Lupton Q {g.q:g}, stretch "
-              f"{g.stretch:.3g})" + (f"; grid: {g.png}" if g.png else ""), highlight=False)
+    what = f"gallery: {g.html}" if g.html else f"grid: {g.png}"
+    out.print(f"{what} ({g.n_shown} cutouts, Lupton Q {g.q:g}, stretch {g.stretch:.3g})"
+              + (f"; grid: {g.png}" if g.png and g.html else ""), highlight=False)
     if g.n_failed:
         err.print(f"[yellow]{g.n_failed} cutouts could not be read again for thumbnails[/]")
     if not g.n_shown:

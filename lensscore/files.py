@@ -29,11 +29,20 @@ def atomic_path(path, suffix: str = ""):
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes the file 0600; the result gets what open() would give it (the umask)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, p)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it: there is no getter)."""
+    m = os.umask(0o022)
+    os.umask(m)
+    return m
 
 
 def atomic_write(path, data: str | bytes, encoding: str = "utf-8") -> None:

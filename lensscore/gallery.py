@@ -213,6 +213,10 @@ def gallery(
     from .sources import Source
 
     check_outputs(output, png, overwrite=overwrite)
+    if png is not None:  # before any file is written: no HTML left behind by a failed PNG
+        from ._optional import require
+
+        require("HAS_MATPLOTLIB", "--png")
 
     meta, base, catalog_name, read_options = {}, None, "", None
     if isinstance(rows_or_catalog, (str, os.PathLike)):

@@ -78,7 +78,8 @@ def test_gallery_cli_and_png(catalog, tmp_path):
     r = runner.invoke(app, ["gallery", str(catalog), "--top", "4", "--png",
                             str(tmp_path / "grid.png"), "--q", "5", "--stretch", "2"])
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "cat.html").exists() and "Lupton Q 5, stretch 2" in r.stdout
+    # --png alone writes the grid, no page (issue 32)
+    assert not (tmp_path / "cat.html").exists() and "Lupton Q 5, stretch 2" in r.stdout
     from matplotlib.image import imread
 
     img = imread(tmp_path / "grid.png")
@@ -90,6 +91,8 @@ def test_gallery_cli_and_png(catalog, tmp_path):
     r = runner.invoke(app, ["gallery", str(catalog), "--rgb", "g,r,z", "--overwrite"])
     assert r.exit_code == 2 and "colour bands" in r.output
     # one rule with scan: an existing page is replaced only with --overwrite
+    r = runner.invoke(app, ["gallery", str(catalog), "--top", "4"])
+    assert r.exit_code == 0 and (tmp_path / "cat.html").exists(), r.output
     r = runner.invoke(app, ["gallery", str(catalog), "--top", "4"])
     assert r.exit_code == 2 and "--overwrite" in r.output
     r = runner.invoke(app, ["gallery", str(catalog), "--top", "4", "--overwrite"])

@@ -190,3 +190,40 @@ def test_ps1_asinh_compressed_pixels_are_made_linear(tmp_path, rng):
     fits.PrimaryHDU(v, header=h).writeto(tmp_path / "half.fits")
     with pytest.raises(CutoutError, match="BSOFTEN and BOFFSET"):
         load_cutout(tmp_path / "half.fits")
+
+
+def test_outputs_follow_the_umask_and_png_alone_writes_no_html(tmp_path, rng, conv_model,
+                                                                monkeypatch):
+    """Issue 32: FITS catalogs, galleries and PNGs were written 0600 (mkstemp), .ecsv/.csv
+    0644; `gallery --png` also wrote (or demanded) CATALOG.html, and without matplotlib wrote
+    the HTML and then failed, so the rerun hit "exists"."""
+    import os
+    import stat
+
+    import lensscore._optional as opt
+
+    d = tmp_path / "d" / "lenses"
+    d.mkdir(parents=True)
+    for k in range(2):
+        write_cube(d / f"c{k}.fits", fake_cutout(rng, lens=True))
+    old = os.umask(0o022)
+    try:
+        for ext in (".ecsv", ".fits"):
+            r = runner.invoke(app, ["scan", str(tmp_path / "d"), "-m", conv_model, "-o",
+                                    str(tmp_path / f"c{ext}"), "--top", "0"])
+            assert r.exit_code == 0, r.output
+            assert stat.S_IMODE(os.stat(tmp_path / f"c{ext}").st_mode) == 0o644, ext
+        cat = str(tmp_path / "c.ecsv")
+        monkeypatch.setattr(opt, "HAS_MATPLOTLIB", False)
+        r = runner.invoke(app, ["gallery", cat, "--png", str(tmp_path / "g.png")])
+        assert r.exit_code == 2 and "matplotlib" in r.output
+        assert not (tmp_path / "c.html").exists() and not (tmp_path / "g.png").exists()
+        monkeypatch.setattr(opt, "HAS_MATPLOTLIB", True)
+        r = runner.invoke(app, ["gallery", cat, "--png", str(tmp_path / "g.png")])
+        assert r.exit_code == 0, r.output
+        assert (tmp_path / "g.png").exists() and not (tmp_path / "c.html").exists()
+        assert stat.S_IMODE(os.stat(tmp_path / "g.png").st_mode) == 0o644
+        r = runner.invoke(app, ["gallery", cat])
+        assert r.exit_code == 0 and stat.S_IMODE(os.stat(tmp_path / "c.html").st_mode) == 0o644
+    finally:
+        os.umask(old)
