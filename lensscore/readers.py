@@ -28,7 +28,7 @@ from .errors import (
     NotFITSError,
     TruncatedFITSError,
 )
-from .survey import band_from_header, bad_pixel_bits, hdu_kind, normalize_band
+from .survey import band_from_header, bad_pixel_bits, hdu_kind, normalize_band, parse_band
 from .fastfits import FastHeader, read_simple_cube
 from .tanwcs import _WCS_KEY, simple_tan
 
@@ -344,9 +344,9 @@ def _read_per_band(per_band: Mapping[str, str], want, shown) -> tuple[list[_Plan
             if len(named) != 1:
                 raise BandError(per_band[b], f"per-band file for {b} holds {len(p)} images")
             p = named
-        if p[0].band is not None and p[0].band != b:
+        if p[0].band is not None and p[0].band != b and parse_band(p[0].band) is not None:
             raise BandError(per_band[b], f"file name says band {b}, its header says {p[0].band}")
-        if p[0].band is None:
+        if p[0].band != b:  # no band in the header, or one no convention here can read
             source = "filename"
         planes.append(p[0])
         header = header if header is not None else hdr

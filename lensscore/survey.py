@@ -12,7 +12,7 @@ import re
 import numpy as np
 
 __all__ = ["band_from_header", "zeropoint_from_header", "pixel_scale_from_header", "hdu_kind",
-           "bad_pixel_bits", "BAD_MASK_PLANES", "normalize_band"]
+           "bad_pixel_bits", "BAD_MASK_PLANES", "normalize_band", "parse_band", "SURVEY_FILTERS"]
 
 _BAND_ALIASES = {
     # survey filter names -> short names; anything unknown is kept lower-cased
@@ -30,6 +30,24 @@ _BAND_ALIASES = {
 #: PS1 ``FPA.FILTER = 'g.00000'``, DECam ``'g DECam SDSS c0001 4720.0 1520.0'``
 _PS1_FILTER = re.compile(r"^([ugrizy])\.\d+$")
 _DECAM_FILTER = re.compile(r"^([ugrizy]) decam\b")
+#: Filter names as surveys write them (lower-cased), and the short band each means: the one
+#: table :func:`parse_band` reads. Names that no rule here knows are kept as written and are
+#: never taken for a contradiction of a file name (:func:`parse_band` gives None).
+SURVEY_FILTERS: tuple[tuple[str, re.Pattern], ...] = (
+    ("PS1 (FPA.FILTER)", _PS1_FILTER),                                     # g.00000
+    ("DECam", _DECAM_FILTER),                                              # g DECam SDSS c0001 ..
+    ("CFHT MegaCam", re.compile(r"^([ugriz])\.mp\d{4}$")),                 # g.MP9401, i.MP9702
+    ("OmegaCAM / KiDS", re.compile(r"^(?:ocam_)?([ugriz])_sdss$")),         # OCAM_r_SDSS, r_SDSS
+    ("Subaru Suprime-Cam", re.compile(r"^w-s-([griz])\+$")),               # W-S-G+, W-S-I+
+    ("HSC", re.compile(r"^hsc[-_]([grizy])2?$")),                          # HSC-G, HSC-R2
+    ("Rubin/LSST", re.compile(r"^(?:lsst[-_])?([ugrizy])(?:_\d+)?$")),     # g, lsst-g, g_6
+    ("SDSS", re.compile(r"^(?:sdss[-_ ])?([ugriz])$")),                    # sdss-g, SDSS g
+    ("generic", re.compile(r"^([ugrizy])[-_ ]?band$")),                    # r_band, r-band
+)
+#: Survey filters without an SDSS-like short name, kept under their own (lower-cased) name:
+#: Euclid VIS and NISP Y/J/H, HST WFC3/ACS wide filters (F475W, F814W, ...), Suprime-Cam's
+#: Cousins and Johnson filters (W-C-RC, W-J-V)
+OWN_NAMES = re.compile(r"^(vis|nisp[-_ ]?[yjh]|f\d{3,4}[wmnlp]|w-[cj]-\w+)$")
 
 #: keywords naming a plane's band, in the order they are trusted
 BAND_KEYS = ("FILTER", "FILTNAM", "FILTNAME", "BAND", "FPA.FILTER", "FPA.FILTERID", "EXTNAME")
@@ -58,10 +76,26 @@ def normalize_band(name) -> str | None:
     s = str(name).strip().lower()
     if not s:
         return None
-    m = _PS1_FILTER.match(s) or _DECAM_FILTER.match(s)
-    if m:
-        return m.group(1)
-    return _BAND_ALIASES.get(s, s)
+    return parse_band(s) or s
+
+
+def parse_band(name) -> str | None:
+    """The short band a filter name means by a known survey convention (:data:`SURVEY_FILTERS`:
+    MegaCam ``g.MP9401`` -> ``g``, KiDS ``OCAM_r_SDSS`` -> ``r``, Suprime-Cam ``W-S-I+`` ->
+    ``i``, ...), a name kept as is for filters with their own (:data:`OWN_NAMES`: Euclid
+    ``VIS``, HST ``F814W``), or ``None`` if no convention here knows it."""
+    if name is None:
+        return None
+    s = str(name).strip().lower()
+    if s in _BAND_ALIASES:
+        return _BAND_ALIASES[s]
+    for _, pattern in SURVEY_FILTERS:
+        m = pattern.match(s)
+        if m:
+            return m.group(1)
+    if OWN_NAMES.match(s):
+        return s.replace(" ", "").replace("_", "-")
+    return None
 
 
 def _get(headers, key):

@@ -227,3 +227,56 @@ def test_outputs_follow_the_umask_and_png_alone_writes_no_html(tmp_path, rng, co
         assert r.exit_code == 0 and stat.S_IMODE(os.stat(tmp_path / "c.html").st_mode) == 0o644
     finally:
         os.umask(old)
+
+
+@pytest.mark.parametrize("survey,names", [
+    ("CFHT MegaCam", {"g": "g.MP9401", "r": "r.MP9601", "i": "i.MP9702"}),
+    ("DECam", {"g": "g DECam SDSS c0001 4720.0 1520.0", "r": "r DECam SDSS c0002 6415.0 1480.0",
+               "i": "i DECam SDSS c0003 7835.0 1470.0"}),
+    ("OmegaCAM/KiDS", {"g": "OCAM_g_SDSS", "r": "r_SDSS", "i": "OCAM_i_SDSS"}),
+    ("SDSS", {"g": "SDSS g", "r": "sdss-r", "i": "i"}),
+    ("Rubin", {"g": "lsst-g", "r": "r_6", "i": "i"}),
+    ("Suprime-Cam", {"g": "W-S-G+", "r": "W-S-R+", "i": "W-S-I+"}),
+    ("HSC", {"g": "HSC-G", "r": "HSC-R2", "i": "HSC-I2"}),
+    ("PS1", {"g": "g.00000", "r": "r.00000", "i": "i.00000"}),
+])
+def test_survey_filter_names_are_read_per_band(tmp_path, rng, survey, names):
+    """Issue 32: CFHT MegaCam's FILTER = 'g.MP9401' was refused ("file name says band g, its
+    header says g.mp9401"). The survey conventions are one table (lensscore.survey); each is read
+    from per-band files' headers."""
+    from astropy.io import fits
+    from conftest import sky_wcs
+
+    from lensscore import load_cutout
+
+    img = fake_cutout(rng)
+    files = {}
+    for k, (b, name) in enumerate(names.items()):
+        h = sky_wcs().to_header()
+        h["FILTER"] = name
+        files[b] = tmp_path / f"o_{b}.fits"
+        fits.PrimaryHDU(img[k], header=h).writeto(files[b])
+    c = load_cutout(files)
+    assert c.band_source == "header", survey
+    np.testing.assert_array_equal(c.data[1], img[1])
+
+
+def test_an_unreadable_header_band_is_no_contradiction_but_a_known_one_is(tmp_path, rng):
+    from astropy.io import fits
+
+    from lensscore import load_cutout
+    from lensscore.errors import BandError
+    from lensscore.survey import parse_band
+
+    img = fake_cutout(rng)
+    files = {b: tmp_path / f"o_{b}.fits" for b in "gri"}
+    for k, b in enumerate("gri"):
+        fits.PrimaryHDU(img[k], header=fits.Header({"FILTER": f"F{k}_odd"})).writeto(files[b])
+    c = load_cutout(files)  # FILTER names no band any convention knows: the file names say
+    assert c.band_source == "filename"
+    fits.PrimaryHDU(img[1], header=fits.Header({"FILTER": "i.MP9702"})).writeto(
+        files["r"], overwrite=True)
+    with pytest.raises(BandError, match="file name says band r, its header says i"):
+        load_cutout(files)
+    assert parse_band("F814W") == "f814w" and parse_band("VIS") == "vis"
+    assert parse_band("F0_odd") is None
