@@ -9,9 +9,11 @@ depend on their order, so the invariance is exact in floating point too (tested)
 two passes of the network, against eight for ``--tta d8`` of an unconstrained model.
 
 The new graph feeds the cutouts and their mirror images as one batch of ``2N`` (each image is
-scored on its own: scores stay batch-independent), then averages the two halves. Every
-``lensscore.*`` metadata entry is kept; ``invariance`` becomes D4 and ``symmetrised`` records
-what was done and the source model's sha256. Weights are copied as they are.
+scored on its own: scores stay batch-independent), then averages the two halves. The
+``lensscore.*`` metadata is kept, but the source's measured numbers (test and real-data metrics,
+export parity) move under ``symmetrised.source_metrics``: they are not this model's.
+``invariance`` becomes D4 and ``symmetrised`` records what was done and the source's sha256.
+Weights are copied as they are.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ import numpy as np
 
 from lensscore.config import META_PREFIX
 
-__all__ = ["symmetrise_mirror", "symmetrise"]
+__all__ = ["symmetrise_mirror", "symmetrise", "SOURCE_KEYS"]
+
+#: metadata of the source model that describe what was measured of it (its test and real-data
+#: metrics, its export's parity): moved under ``symmetrised.source_metrics``
+SOURCE_KEYS = ("test_metrics", "real_metrics", "export")
 
 
 def symmetrise_mirror(model):
@@ -86,8 +92,14 @@ def symmetrise(src, dst, *, n_check: int = 64, seed: int = 0) -> dict:
     symmetrise_mirror(model)
     meta = ModelMeta.from_props(props, str(src))
     sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    # the source's measured numbers are the source's: kept, but under its name, not shown as
+    # this model's (the average over the mirror is another function)
+    measured = {k: meta.extra[k] for k in SOURCE_KEYS if k in meta.extra}
+    for k in SOURCE_KEYS:
+        props.pop(META_PREFIX + k, None)
     note = {"method": "mean of the scores of the cutout and of its mirror image",
-            "source": src.name, "source_sha256": sha, "source_arch": meta.arch}
+            "source": src.name, "source_sha256": sha, "source_arch": meta.arch,
+            "source_metrics": measured}
     props.update({META_PREFIX + "invariance": "D4", META_PREFIX + "rotation_invariant": "true",
                   META_PREFIX + "symmetrised": json.dumps(note)})
     del model.metadata_props[:]

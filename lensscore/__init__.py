@@ -4,7 +4,7 @@ The scorer needs only numpy, astropy and onnxruntime::
 
     from lensscore import Scorer, load_cutout, scan
 
-    scorer = Scorer()                      # the shipped models/rot.onnx; or Scorer("my.onnx")
+    scorer = Scorer()                      # the shipped d4 model; or Scorer("ps1"), Scorer("my.onnx")
     cut = load_cutout("obj.fits", scorer.bands, scorer.size, options=scorer.read_options())
     p = scorer.score(cut.data)             # one (bands, y, x) cutout: a float; (N, ...): (N,)
     res = scan("cutouts/", scorer=scorer, output="candidates.ecsv")

@@ -47,12 +47,14 @@ def resolve_model(model) -> Path:
         Neither a file nor a shipped model; the message lists the shipped ones.
     """
     p = Path(os.fspath(model))
-    if p.exists():
+    if p.is_file():
         return p
     shipped = shipped_models()
     name = p.name[:-5] if p.name.endswith(".onnx") else p.name
     if name in shipped and (len(p.parts) == 1 or p.parent.name == "models"):
-        return shipped[name]
+        return shipped[name]  # also where a directory of that name is in the way
+    if p.exists():
+        return p  # a directory: the scorer says so
     names = ", ".join(shipped) or "none in this installation"
     raise ModelError(f"{p}: model file not found (shipped models, by name: {names}; "
                      "`lensscore models` lists them)")

@@ -203,7 +203,9 @@ def scan(
             grid = scorer.read_options(pixel_scale, zeropoint).grid
         except ModelError as exc:
             _fail(str(exc), EXIT_USAGE)
-        err.print(f"model {scorer.path} ({scorer.arch}, bands {','.join(scorer.bands)}, "
+        inv = {"none": "nothing", "C4": "rotations", "D4": "rotations and mirror"}
+        err.print(f"model {scorer.path} ({scorer.arch}, invariant to "
+                  f"{inv[scorer.invariance]}, bands {','.join(scorer.bands)}, "
                   f"{scorer.size}px at {grid.pixel_scale:g}\"/px, zero point "
                   f"{grid.zeropoint:g}) on {', '.join(scorer.providers)}", highlight=False,
                   markup=False)
@@ -235,6 +237,11 @@ def scan(
     finally:
         _close_client(client)
 
+    if res.n_inputs == 0 and shard is not None and res.n_listed:
+        # an empty shard is a shard: its (header-only) catalog is what merge expects
+        out.print(f"shard {shard} holds none of the {res.n_listed} inputs"
+                  + (f"; catalog: {res.output}" if res.output else ""), highlight=False)
+        raise typer.Exit(EXIT_OK)
     if res.n_inputs == 0:
         if output is not None and not resume:  # a header alone would block the rerun
             from .catalog import remove_catalog
@@ -345,11 +352,13 @@ def _note_other_grid(res, grid) -> None:
     scale, n = max(res.resampled_scales.items(), key=lambda kv: kv[1])
     if n < res.n_scored / 2:
         return
-    from ._session import shipped_models
+    from ._session import DEFAULT_MODEL, shipped_models
     from .scorer import Scorer
 
     made = []
-    for name, path in shipped_models().items():
+    shipped = shipped_models()
+    order = sorted(shipped, key=lambda n: n != DEFAULT_MODEL)  # the default first, if it fits
+    for name, path in ((n, shipped[n]) for n in order):
         try:
             g = Scorer(path, threads=1).grid
         except ModelError:
@@ -402,14 +411,17 @@ def _print_summary(res, top: int):
         t.add_column("score", justify="right")
         if res.rotation_scores is not None:
             t.add_column("rot std", justify="right")
+            t.add_column("mirror |Δ|", justify="right")
         has_labels = bool((res.labels >= 0).any())
         if has_labels:
             t.add_column("label", justify="right")
         for rank, i in enumerate(res.top(top), 1):
             row = [str(rank), res.ids[i], f"{res.scores[i]:.4f}"]
             if res.rotation_scores is not None:
-                rs = res.rotation_scores[i]
-                row.append(f"{rs.std():.4f}" if np.isfinite(rs).all() else "")  # not sampled
+                ts = res.transform_scores[i]
+                checked = np.isfinite(ts).all()  # not sampled: empty
+                row.append(f"{ts[:4].std():.4f}" if checked else "")
+                row.append(f"{np.abs(ts[4:] - ts[:4]).max():.4f}" if checked else "")
             if has_labels:
                 row.append("" if res.labels[i] < 0 else str(res.labels[i]))
             t.add_row(*row)

@@ -90,8 +90,9 @@ def cd_matrix(wcs) -> np.ndarray | None:
 def standard_transform(cd: np.ndarray | None) -> tuple[int, bool]:
     """The transform ``(k, mirror)`` that puts a grid with linear part ``cd`` closest to the
     standard orientation: east to the left (``det CD < 0``), north as near to up (+y) as a
-    quarter turn allows. ``(0, False)`` when there is no WCS or it is already standard, or
-    when north lies exactly between two axes (the stored grid is kept then)."""
+    quarter turn allows. ``(0, False)`` when there is no WCS or it is already standard; when
+    north lies exactly between two axes, the first such transform in :data:`TRANSFORMS` order
+    (the stored grid, if its parity is standard)."""
     if cd is None:
         return 0, False
     best, best_align = (0, False), -2.0

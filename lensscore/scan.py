@@ -112,6 +112,8 @@ class ScanResult:
     labels: np.ndarray = field(default_factory=lambda: np.empty(0, int))
     errors: list[tuple[str, str]] = field(default_factory=list)
     n_skipped: int = 0
+    #: inputs found before ``shard`` chose its part (a shard may hold none of them)
+    n_listed: int = 0
     n_scale_assumed: int = 0
     #: inputs whose zero points no header stated (used as read), and bands matched by position
     n_zp_assumed: int = 0
@@ -235,7 +237,7 @@ class ScanResult:
         """A committee's members, each on its own: metrics as :meth:`metrics` ({} otherwise)."""
         if not self.members or self.member_scores is None:
             return {}
-        ok = ~np.isnan(self.scores) & (self.labels >= 0)
+        ok = ~np.isnan(self.scores) & (self.labels >= 0) & ~self._seen_mask()  # as metrics()
         if not ok.any():
             return {}
         return {m: classification_summary(self.labels[ok], self.member_scores[ok, k],
@@ -463,7 +465,7 @@ def scan(
     model : str or Path, or a sequence of them, optional
         ONNX model; two or more make a committee (:class:`lensscore.committee.Committee`,
         scores combined by ``combine``, each member's in ``score_<name>``); ignored when
-        ``scorer`` is given; default the shipped ``models/rot.onnx``.
+        ``scorer`` is given; default the shipped ``models/d4.onnx``.
     output : str or Path, optional
         Catalog file (``.csv``, ``.ecsv``, ``.fits``, ``.parquet``), rows in input order,
         flushed after every batch.
@@ -555,19 +557,25 @@ def scan(
         sources = find_sources(paths, scorer.bands, labels=labels)
     n_all = len(sources)
     unmatched = unmatched_labels(labels, sources)
+    # from all inputs, not the shard's: every shard's catalog has the same columns (mergeable)
+    has_labels = any(s.label is not None for s in sources)
     if shard is not None:
         k, n = parse_shard(shard)
         sources = [s for s in sources if shard_of(s.id, n) == k]
+    if output is not None and Path(output).suffix.lower() == ".fits":
+        odd = next((s.id for s in sources if not (s.id.isascii() and s.path.isascii())), None)
+        if odd is not None:
+            raise LensscoreError(f"{output}: a FITS table holds ASCII text only, and input "
+                                 f"{odd!r} is not; write .ecsv, .csv or .parquet")
     mode = "all" if tta != "none" else rotation_mode(rotations, scorer)
     rotations = mode != "none"
-    has_labels = any(s.label is not None for s in sources)
     members = getattr(scorer, "names", ())
     columns = catalog_columns(rotations, has_labels, members, extra_columns, trained=trained)
     meta = _catalog_meta(scorer, options, threshold, tta, shard, sources)
     res = ScanResult(threshold=threshold, output=Path(output) if output else None,
                      rotation_mode=mode, invariance_claimed=scorer.invariance, tta=tta,
                      members=list(members), row_order=meta["row_order"],
-                     read_options=options, labels_unmatched=unmatched)
+                     read_options=options, labels_unmatched=unmatched, n_listed=n_all)
     writer = None
     if output is not None:
         writer = CatalogWriter(output, columns, meta, resume=resume, overwrite=overwrite,

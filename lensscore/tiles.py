@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CutoutError, LensscoreError
+from .geometry import cd_matrix, standard_transform, transform, transform_name
 from .grid import RESAMPLE_TOLERANCE, ReadOptions
 from .io import cutout_from_planes
 from .readers import _WCS_KEY, _apply_mask, _celestial, _Plane, linear_pixels
@@ -455,7 +456,7 @@ def load_tile_cutout(source: Source, bands, size, options: ReadOptions | None, *
 
     want = [normalize_band(b) for b in bands]
     files = dict(source.files)
-    planes, first = [], None
+    planes, first, turned, scales = [], None, [], []
     for b in want:
         path, k = _split_ref(files[b])
         tf = _TILES.acquire(path)
@@ -478,6 +479,16 @@ def load_tile_cutout(source: Source, bands, size, options: ReadOptions | None, *
             if mask is not None:
                 m = Cutout2D(_pixels(mask), xy, (n_in, n_in), mode="strict")
                 _apply_mask(plane, m.data, mask.header, path)
+            # each band into the standard orientation by its own tile's WCS: tiles of one
+            # object may be stored with other parities or turns, never stacked as stored
+            t = standard_transform(cd_matrix(twcs))
+            plane.data = np.ascontiguousarray(transform(plane.data, *t))
+            turned.append(transform_name(*t))
+            if scales and scale and abs(scale / scales[0] - 1) > RESAMPLE_TOLERANCE:
+                raise CutoutError(source.path, f"band {b}'s tile has {scale:.4g}\"/px, band "
+                                               f"{want[0]}'s {scales[0]:.4g}\"/px: the bands of "
+                                               "one object must share a pixel scale")
+            scales.append(scale)
             planes.append(plane)
             first = first or (twcs, cut.slices_original)
         finally:
@@ -486,6 +497,8 @@ def load_tile_cutout(source: Source, bands, size, options: ReadOptions | None, *
                            wcs=False, path=source.path, id=source.id, band_source="tile",
                            check_bands=False)
     c.ra, c.dec = source.position  # the catalog's position, not the nearest pixel's
+    c.reoriented = turned[0] if len(set(turned)) == 1 else \
+        ";".join(f"{b}:{t or 'as stored'}" for b, t in zip(want, turned))
     # the cutout's own WCS, if asked (none for resampled or reoriented pixels)
     if wcs and not c.resampled and not c.reoriented and first is not None:
         twcs, (sy, sx) = first

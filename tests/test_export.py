@@ -194,6 +194,7 @@ def test_symmetrise_makes_a_c4_model_d4_and_refuses_others(tmp_path, rng, conv_m
     assert r["transform_spread"] == 0 and r["max_abs_diff_to_mean"] <= 1e-6
     sym, base = Scorer(out), Scorer(rot_model)
     assert sym.invariance == "D4" and sym.meta.extra["symmetrised"]["source"] == "rot.onnx"
+    assert "source_metrics" in sym.meta.extra["symmetrised"]
     x = rng.normal(size=(4, 3, 72, 72)).astype(np.float32)
     x[:, :, 5:20, 40:60] += 30
     t = sym.score_transforms(x)

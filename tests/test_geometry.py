@@ -23,19 +23,23 @@ def _chiral(rng, n=72):
     return img
 
 
-def _stored(img, k, mirror, scale=0.168):
+def _stored(img, k, mirror, scale=0.168, crpix=None):
     """``img`` (standard orientation) as a file would store it after transform ``(k, mirror)``
-    of its pixels, with the WCS that says where they are on the sky."""
-    n = img.shape[-1]
-    w = sky_wcs(n, scale_arcsec=scale)
-    cd = w.pixel_scale_matrix
-    # the stored pixels are transform(img): d_std = B d_stored, so CD_stored = CD B
+    of its pixels, with the WCS that says where they are on the sky (``crpix``: the standard
+    image's reference pixel, 1-based; default its centre)."""
+    ny, nx = img.shape[-2:]
+    cd = np.diag([-scale, scale]) / 3600
+    crpix = np.array(crpix if crpix is not None else [(nx + 1) / 2, (ny + 1) / 2])
+    # the stored pixels are transform(img): offsets from the array centres map as
+    # d_std = B d_stored, so CD_stored = CD B and CRPIX moves with its pixel
     b = old_from_new(k, mirror)
     data = np.ascontiguousarray(transform(img, k, mirror))
+    sy, sx = data.shape[-2:]
+    c_std, c_st = np.array([(nx + 1) / 2, (ny + 1) / 2]), np.array([(sx + 1) / 2, (sy + 1) / 2])
     h = WCS(naxis=2)
     h.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    h.wcs.crval = list(w.wcs.crval)
-    h.wcs.crpix = [(n + 1) / 2, (n + 1) / 2]
+    h.wcs.crval = [150.1, 2.2]
+    h.wcs.crpix = list(c_st + np.linalg.solve(b, crpix - c_std))
     h.wcs.cd = cd @ b
     return data, h.to_header()
 
@@ -43,14 +47,17 @@ def _stored(img, k, mirror, scale=0.168):
 @pytest.mark.parametrize("k,mirror", TRANSFORMS)
 def test_any_stored_orientation_reads_as_the_standard_one(tmp_path, rng, k, mirror):
     """A cutout stored mirrored (CDELT1 > 0, det CD > 0) or turned is put back: the pixels the
-    model sees are the standard ones, bit for bit, and the catalog says what was done."""
-    img = _chiral(rng)
+    model sees are the standard ones, bit for bit, and the catalog says what was done. An odd,
+    non-square frame with its reference pixel off the centre: the centre's RA/Dec are mapped
+    back through the crop offsets."""
+    img = np.concatenate([_chiral(rng), _chiral(rng)[:, :9]], axis=1)[:, :, :77]  # 81 x 77
+    crpix = [30.3, 50.7]
     ref_path = tmp_path / "ref.fits"
-    hdr = sky_wcs(72).to_header()
+    hdr = _stored(img, 0, False, crpix=crpix)[1]
     for j, b in enumerate("gri"):
         hdr[f"BAND{j}"] = b
     fits.PrimaryHDU(img, header=hdr).writeto(ref_path)
-    data, h = _stored(img, k, mirror)
+    data, h = _stored(img, k, mirror, crpix=crpix)
     for j, b in enumerate("gri"):
         h[f"BAND{j}"] = b
     path = tmp_path / "stored.fits"

@@ -308,3 +308,51 @@ def test_a_tile_in_use_is_not_closed_under_its_reader(tmp_path):
     assert a.hdul[0].data.sum() == 100 and b.hdul._file.closed  # b: nobody uses it
     cache.release(a)
     assert a.hdul._file.closed  # closed once its reader is done
+
+
+def test_tiles_stored_mirrored_are_oriented_band_by_band(tmp_path):
+    """Review of issue 30: catalog mode stacked a band whose tile was stored mirrored as it was.
+    Each band is now put into the standard orientation by its own tile's WCS, so the cutouts
+    are the same whichever way each tile was written; tiles of different scales are refused."""
+    import lensscore.tiles as tiles
+    from lensscore.grid import Grid, ReadOptions
+
+    n = 200
+    rng = np.random.default_rng(5)
+    sky = rng.normal(0, 1, (3, n, n)).astype(np.float32)
+    sky[:, 40:70, 120:150] += 20  # chiral structure
+    base = WCS(naxis=2)
+    base.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    base.wcs.crval = [150.0, 2.0]
+    base.wcs.crpix = [(n + 1) / 2, (n + 1) / 2]
+    base.wcs.cd = np.diag([-0.168, 0.168]) / 3600
+    objs = Table({"id": ["a", "b"], "ra": [150.0, 150.0 + 5 / 3600], "dec": [2.0, 2.0 - 4 / 3600]})
+    objs.write(tmp_path / "o.csv")
+    opts = ReadOptions(Grid())
+
+    def write(dirname, mirrored_band=None, scale=1.0):
+        d = tmp_path / dirname
+        d.mkdir()
+        for k, b in enumerate("gri"):
+            w, data = base.deepcopy(), sky[k]
+            if b == mirrored_band:
+                data = data[:, ::-1]
+                w.wcs.cd = base.wcs.cd @ np.diag([-1.0, 1.0])
+                w.wcs.crpix = [n + 1 - base.wcs.crpix[0], base.wcs.crpix[1]]
+            if b == "i" and scale != 1.0:
+                w.wcs.cd = w.wcs.cd * scale
+            h = w.to_header()
+            h["FILTER"] = b
+            fits.PrimaryHDU(np.ascontiguousarray(data), header=h).writeto(d / f"t_{b}.fits")
+        srcs, _ = tiles.catalog_sources(tmp_path / "o.csv", str(d / "t_{band}.fits"), opts)
+        return [tiles.load_tile_cutout(s, "gri", 72, opts) for s in srcs]
+
+    ref = write("plain")
+    got = write("r_mirrored", "r")
+    for a, b in zip(ref, got):
+        np.testing.assert_array_equal(a.data, b.data)
+        assert a.reoriented == "" and b.reoriented == "g:as stored;r:mirror;i:as stored"
+    from lensscore.errors import CutoutError
+
+    with pytest.raises(CutoutError, match="must share a pixel scale"):
+        write("i_scaled", scale=1.05)

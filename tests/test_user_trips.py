@@ -280,3 +280,33 @@ def test_an_unreadable_header_band_is_no_contradiction_but_a_known_one_is(tmp_pa
         load_cutout(files)
     assert parse_band("F814W") == "f814w" and parse_band("VIS") == "vis"
     assert parse_band("F0_odd") is None
+
+
+def test_an_empty_shard_writes_a_mergeable_catalog_and_fits_refuses_non_ascii(tmp_path, rng,
+                                                                             conv_model):
+    """Review: a shard holding none of the inputs exited 1 and left no catalog, so merge called
+    it missing; a .fits catalog of inputs with non-ASCII names crashed at the end."""
+    from lensscore.scan import shard_of
+
+    d = tmp_path / "d" / "lenses"
+    d.mkdir(parents=True)
+    for k in range(3):
+        write_cube(d / f"c{k}.fits", fake_cutout(rng, lens=True))
+    ids = [f"lenses/c{k}" for k in range(3)]
+    empty = next(k for k in range(1, 9) if all(shard_of(i, 8) != k for i in ids))
+    outs = []
+    for k in range(1, 9):
+        out = tmp_path / f"s{k}.csv"
+        r = runner.invoke(app, ["scan", str(tmp_path / "d"), "-m", conv_model, "-o", str(out),
+                                "--shard", f"{k}/8", "--top", "0"])
+        assert r.exit_code == 0, (k, r.output)
+        outs.append(str(out))
+        if k == empty:
+            assert "holds none of the 3 inputs" in r.output and out.exists()
+    r = runner.invoke(app, ["merge", *outs, "-o", str(tmp_path / "all.csv"), "--inputs",
+                            str(tmp_path / "d")])
+    assert r.exit_code == 0 and "missing" not in r.output, r.output
+    write_cube(d / "caf\u00e9.fits", fake_cutout(rng, lens=True))
+    r = runner.invoke(app, ["scan", str(tmp_path / "d"), "-m", conv_model, "-o",
+                            str(tmp_path / "x.fits")])
+    assert r.exit_code == 2 and "ASCII" in r.output and "Traceback" not in r.output
