@@ -345,7 +345,10 @@ def test_tiles_stored_mirrored_are_oriented_band_by_band(tmp_path):
             h["FILTER"] = b
             fits.PrimaryHDU(np.ascontiguousarray(data), header=h).writeto(d / f"t_{b}.fits")
         srcs, _ = tiles.catalog_sources(tmp_path / "o.csv", str(d / "t_{band}.fits"), opts)
-        return [tiles.load_tile_cutout(s, "gri", 72, opts) for s in srcs]
+        try:
+            return [tiles.load_tile_cutout(s, "gri", 72, opts) for s in srcs]
+        finally:
+            tiles.close_tiles()  # as a scan does when it ends
 
     ref = write("plain")
     got = write("r_mirrored", "r")
