@@ -38,6 +38,8 @@ FORMATS = (".csv", ".ecsv", ".fits", ".parquet")
 IDENTITY = ("model_sha256", "bands", "size", "pixel_scale", "zeropoint", "preprocess",
             "input_pixel_scale", "zeropoint_override", "tta", "max_bad_fraction")
 _STREAMED = (".csv", ".ecsv")
+#: units of the catalog's physical columns (written into ECSV and FITS headers)
+UNITS = {"ra": "deg", "dec": "deg", "pixscale_in": "arcsec / pix"}
 
 
 def catalog_columns(rotations: bool, labels: bool, members=(), kept=(),
@@ -154,6 +156,9 @@ def _header_text(columns, meta: dict, ecsv: bool) -> str:
     from astropy.table import Table
 
     t = Table(names=[c for c, _ in columns], dtype=[d for _, d in columns])
+    for name, unit in UNITS.items():  # ECSV (and the FITS written from it) carry them
+        if name in t.colnames:
+            t[name].unit = unit
     t.meta.update(meta)
     buf = io.StringIO()
     t.write(buf, format="ascii.ecsv", delimiter=",")

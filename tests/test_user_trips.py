@@ -310,3 +310,19 @@ def test_an_empty_shard_writes_a_mergeable_catalog_and_fits_refuses_non_ascii(tm
     r = runner.invoke(app, ["scan", str(tmp_path / "d"), "-m", conv_model, "-o",
                             str(tmp_path / "x.fits")])
     assert r.exit_code == 2 and "ASCII" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("ext", [".ecsv", ".fits"])
+def test_catalog_columns_carry_units(tmp_path, rng, conv_model, ext):
+    from astropy.table import Table
+
+    d = tmp_path / "d" / "lenses"
+    d.mkdir(parents=True)
+    write_cube(d / "c.fits", fake_cutout(rng, lens=True))
+    out = tmp_path / f"c{ext}"
+    r = runner.invoke(app, ["scan", str(tmp_path / "d"), "-m", conv_model, "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    t = Table.read(out)
+    assert str(t["ra"].unit) == "deg" and str(t["dec"].unit) == "deg"
+    assert t["pixscale_in"].unit.to_string() in ("arcsec / pix", "arcsec / pixel")
+    assert float(t["pixscale_in"][0]) == 0.168  # no float noise (0.16800000000000118)
