@@ -13,10 +13,8 @@ import numpy as np
 BANDS = ("g", "r", "i")
 
 
-def write_tiles(root: Path, n_side: int, tile_px: int, overlap: int, seed: int = 0):
-    """``n_side**2`` tiles per band (HSC-like: 0.168"/px, MAGZERO 27) over one TAN sky, and
-    the sky's WCS and size."""
-    from astropy.io import fits
+def _sky(n_side: int, tile_px: int, overlap: int):
+    """The TAN sky (0.168"/px) that ``n_side**2`` overlapping tiles cover: ``(wcs, n_sky, step)``."""
     from astropy.wcs import WCS
 
     step = tile_px - overlap
@@ -26,6 +24,15 @@ def write_tiles(root: Path, n_side: int, tile_px: int, overlap: int, seed: int =
     w.wcs.crval = [150.0, 2.0]
     w.wcs.crpix = [n_sky / 2, n_sky / 2]
     w.wcs.cdelt = [-0.168 / 3600, 0.168 / 3600]
+    return w, n_sky, step
+
+
+def write_tiles(root: Path, n_side: int, tile_px: int, overlap: int, seed: int = 0):
+    """``n_side**2`` tiles per band (HSC-like: 0.168"/px, MAGZERO 27) over one TAN sky, and
+    the sky's WCS and size."""
+    from astropy.io import fits
+
+    w, n_sky, step = _sky(n_side, tile_px, overlap)
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     for ty in range(n_side):
@@ -98,15 +105,8 @@ def catalog_runs(model, data_files: Path, n_files: int, reps: int, run_measured,
 def _header_tiles(root: Path, n_side: int, tile_px: int, overlap: int):
     """Like :func:`write_tiles`, with flat small images: only the headers matter for placing."""
     from astropy.io import fits
-    from astropy.wcs import WCS
 
-    step = tile_px - overlap
-    n_sky = step * (n_side - 1) + tile_px
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [150.0, 2.0]
-    w.wcs.crpix = [n_sky / 2, n_sky / 2]
-    w.wcs.cdelt = [-0.168 / 3600, 0.168 / 3600]
+    w, n_sky, step = _sky(n_side, tile_px, overlap)
     root.mkdir(parents=True, exist_ok=True)
     data = np.zeros((tile_px, tile_px), np.float32)
     for ty in range(n_side):

@@ -18,13 +18,7 @@ EPOCHS=${EPOCHS:-35}
 FT_EPOCHS=${FT_EPOCHS:-8}
 BUDGET=${BUDGET:-370}          # seconds for simulating and training both networks
 WORKERS=${WORKERS:-15}
-if compgen -G ".whl/*.whl" >/dev/null && ! python3 -c "import keras, lenstronomy" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD KERAS_BACKEND=${KERAS_BACKEND:-jax} \
-  PYTHONUNBUFFERED=1
+. scripts/device_env.sh
 mkdir -p "$OUT/ft"
 {
   python3 scripts/device_train.py --jobs ps1:d4,hsc:d4 --n "$N" --epochs "$EPOCHS" \

@@ -7,13 +7,7 @@ OUT=${OUT:?set OUT}
 SEEDS=${SEEDS:-"1 2"}
 EPOCHS=${EPOCHS:-8}
 WORKERS=${WORKERS:-15}
-if compgen -G ".whl/*.whl" >/dev/null && ! python3 -c "import keras, lenstronomy" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD KERAS_BACKEND=${KERAS_BACKEND:-jax} \
-  PYTHONUNBUFFERED=1
+. scripts/device_env.sh
 for s in $SEEDS; do
   mkdir -p "$OUT/s$s"
   python3 scripts/device_finetune.py --run runs/ps1_d4 --real ${REAL_NPZ:-.devin/realdata-ps1.npz} \
