@@ -410,7 +410,11 @@ def _write_fits(table, meta: dict, path: Path) -> None:
 
     t = table.copy(copy_data=False)
     t.meta = {}
-    hdu = fits.table_to_hdu(t)
+    try:
+        hdu = fits.table_to_hdu(t)
+    except UnicodeEncodeError:  # a backstop: scan refuses such inputs before any work
+        raise LensscoreError(f"{path}: a FITS table holds ASCII text only, and a row does not; "
+                             f"the rows are in {_journal(path).name}: write .ecsv instead") from None
     for k, v in meta.items():
         hdu.header[f"HIERARCH {k}"] = str(v)
     hdu.writeto(path, overwrite=True)

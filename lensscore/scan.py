@@ -563,10 +563,7 @@ def scan(
         k, n = parse_shard(shard)
         sources = [s for s in sources if shard_of(s.id, n) == k]
     if output is not None and Path(output).suffix.lower() == ".fits":
-        odd = next((s.id for s in sources if not (s.id.isascii() and s.path.isascii())), None)
-        if odd is not None:
-            raise LensscoreError(f"{output}: a FITS table holds ASCII text only, and input "
-                                 f"{odd!r} is not; write .ecsv, .csv or .parquet")
+        _check_ascii(output, sources)
     mode = "all" if tta != "none" else rotation_mode(rotations, scorer)
     rotations = mode != "none"
     members = getattr(scorer, "names", ())
@@ -618,6 +615,19 @@ def scan(
     if writer is not None:
         writer.close()
     return res._finish(t0)
+
+
+def _check_ascii(output, sources: Sequence[Source]) -> None:
+    """Refuse, before any work, a FITS catalog that could not hold some input's text (a FITS
+    table is ASCII only): its id, path, files or a kept column."""
+    for s in sources:
+        fields = [("id", s.id), ("path", s.path), ("files", s.files_field())]
+        fields += [(k, v) for k, v in s.extra if isinstance(v, str)]
+        for name, v in fields:
+            if not v.isascii():
+                raise LensscoreError(f"{output}: a FITS table holds ASCII text only, and the "
+                                     f"{name} of input {s.id!r} is {v!r}; write .ecsv, .csv or "
+                                     ".parquet")
 
 
 def _catalog_meta(scorer, options: ReadOptions, threshold: float, tta: str, shard,

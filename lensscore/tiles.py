@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CutoutError, LensscoreError
-from .geometry import cd_matrix, standard_transform, transform, transform_name
+from .geometry import cd_matrix, check_band_grids, old_from_new, standard_transform, transform, \
+    transform_name
 from .grid import RESAMPLE_TOLERANCE, ReadOptions
 from .io import cutout_from_planes
 from .readers import _WCS_KEY, _apply_mask, _celestial, _Plane, linear_pixels
@@ -442,6 +443,16 @@ def close_tiles() -> None:
 _TILES = _OpenTiles()
 
 
+class _Turned:
+    """A linear WCS part alone (:func:`lensscore.geometry.check_band_grids` reads ``.cd``)."""
+
+    def __init__(self, cd):
+        self.cd = cd
+
+    def pixel_scales(self):  # what cd_matrix takes for a plain TAN
+        return np.sqrt((self.cd ** 2).sum(axis=0))
+
+
 def _split_ref(ref: str) -> tuple[str, int]:
     path, _, hdu = ref.rpartition("[")
     return path, int(hdu.rstrip("]"))
@@ -456,7 +467,7 @@ def load_tile_cutout(source: Source, bands, size, options: ReadOptions | None, *
 
     want = [normalize_band(b) for b in bands]
     files = dict(source.files)
-    planes, first, turned, scales = [], None, [], []
+    planes, first, turned, scales, grids = [], None, [], [], []
     for b in want:
         path, k = _split_ref(files[b])
         tf = _TILES.acquire(path)
@@ -481,14 +492,21 @@ def load_tile_cutout(source: Source, bands, size, options: ReadOptions | None, *
                 _apply_mask(plane, m.data, mask.header, path)
             # each band into the standard orientation by its own tile's WCS: tiles of one
             # object may be stored with other parities or turns, never stacked as stored
-            t = standard_transform(cd_matrix(twcs))
+            cd = cd_matrix(twcs)
+            t = standard_transform(cd)
             plane.data = np.ascontiguousarray(transform(plane.data, *t))
             turned.append(transform_name(*t))
-            if scales and scale and abs(scale / scales[0] - 1) > RESAMPLE_TOLERANCE:
+            if scales and scale and scales[0] and abs(scale / scales[0] - 1) > RESAMPLE_TOLERANCE:
                 raise CutoutError(source.path, f"band {b}'s tile has {scale:.4g}\"/px, band "
                                                f"{want[0]}'s {scales[0]:.4g}\"/px: the bands of "
                                                "one object must share a pixel scale")
             scales.append(scale)
+            # after the quarter turns, the bands' grids must agree (as per-band files must)
+            grids.append(None if cd is None else _Turned(cd @ old_from_new(*t)))
+            why = check_band_grids([want[0], b], [grids[0], grids[-1]], (1, 1)) \
+                if grids[0] is not None and grids[-1] is not None else ""
+            if why:
+                raise CutoutError(source.path, why + " (tiles)")
             planes.append(plane)
             first = first or (twcs, cut.slices_original)
         finally:

@@ -359,3 +359,33 @@ def test_tiles_stored_mirrored_are_oriented_band_by_band(tmp_path):
 
     with pytest.raises(CutoutError, match="must share a pixel scale"):
         write("i_scaled", scale=1.05)
+
+
+def test_a_tile_band_turned_by_a_non_right_angle_is_refused(tmp_path):
+    """Second review: after the quarter turns, the bands of one object must share their grid's
+    orientation (as per-band files must); an r tile turned by 20 degrees is refused."""
+    import lensscore.tiles as tiles
+    from lensscore.errors import CutoutError
+    from lensscore.grid import Grid, ReadOptions
+
+    n = 300
+    d = tmp_path / "t"
+    d.mkdir()
+    for b in "gri":
+        w = WCS(naxis=2)
+        w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+        w.wcs.crval = [150.0, 2.0]
+        w.wcs.crpix = [(n + 1) / 2, (n + 1) / 2]
+        a = np.radians(20.0 if b == "r" else 0.0)
+        w.wcs.cd = np.array([[-np.cos(a), np.sin(a)], [np.sin(a), np.cos(a)]]) * 0.168 / 3600
+        h = w.to_header()
+        h["FILTER"] = b
+        fits.PrimaryHDU(np.ones((n, n), np.float32), header=h).writeto(d / f"t_{b}.fits")
+    Table({"id": ["a"], "ra": [150.0], "dec": [2.0]}).write(tmp_path / "o.csv")
+    opts = ReadOptions(Grid())
+    srcs, _ = tiles.catalog_sources(tmp_path / "o.csv", str(d / "t_{band}.fits"), opts)
+    try:
+        with pytest.raises(CutoutError, match="turned by 20.0 deg"):
+            tiles.load_tile_cutout(srcs[0], "gri", 72, opts)
+    finally:
+        tiles.close_tiles()

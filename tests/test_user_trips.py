@@ -326,3 +326,25 @@ def test_catalog_columns_carry_units(tmp_path, rng, conv_model, ext):
     assert str(t["ra"].unit) == "deg" and str(t["dec"].unit) == "deg"
     assert t["pixscale_in"].unit.to_string() in ("arcsec / pix", "arcsec / pixel")
     assert float(t["pixscale_in"][0]) == 0.168  # no float noise (0.16800000000000118)
+
+
+def test_fits_output_refuses_non_ascii_kept_columns_up_front():
+    """Second review: a non-ASCII value in a catalog-mode kept column crashed the .fits write
+    at the end; it is refused before any work, naming the field."""
+    from pathlib import Path
+
+    from astropy.table import Table
+
+    root = Path(__file__).resolve().parent.parent / "examples" / "tiles"
+    if not (root / "objects.csv").exists():
+        pytest.skip("examples/tiles not in this checkout")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Table.read(root / "objects.csv")
+        t["note"] = ["caf\u00e9"] + ["ok"] * (len(t) - 1)
+        t.write(Path(tmp) / "o.ecsv")
+        r = runner.invoke(app, ["scan", "--catalog", str(Path(tmp) / "o.ecsv"), "--images",
+                                str(root / "tile*_{band}.fits"), "-o", str(Path(tmp) / "x.fits")])
+        assert r.exit_code == 2 and "the note of input" in r.output, r.output
+        assert not (Path(tmp) / "x.fits.journal.ecsv").exists()
