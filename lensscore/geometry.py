@@ -74,11 +74,15 @@ def old_from_new(k: int, mirror: bool) -> np.ndarray:
 
 def cd_matrix(wcs) -> np.ndarray | None:
     """The celestial WCS's linear part, degrees per pixel, ``[[dRA/dx, dRA/dy], [dDec/dx,
-    dDec/dy]]`` (RA scaled by cos Dec: ``pixel_scale_matrix``); None if there is none."""
+    dDec/dy]]`` (RA scaled by cos Dec: ``pixel_scale_matrix``); None if there is none.
+    ``wcs`` may also be that 2x2 matrix itself."""
     if wcs is None:
         return None
     try:
-        cd = wcs.cd if hasattr(wcs, "pixel_scales") else wcs.pixel_scale_matrix
+        if isinstance(wcs, np.ndarray):
+            cd = wcs
+        else:
+            cd = wcs.cd if hasattr(wcs, "pixel_scales") else wcs.pixel_scale_matrix
         cd = np.asarray(cd, np.float64)
     except Exception:  # a WCS without a usable linear part says nothing of the orientation
         return None
@@ -94,6 +98,11 @@ def standard_transform(cd: np.ndarray | None) -> tuple[int, bool]:
     north lies exactly between two axes, the first such transform in :data:`TRANSFORMS` order
     (the stored grid, if its parity is standard)."""
     if cd is None:
+        return 0, False
+    (a, b), (c, d) = cd
+    # the usual case, in closed form (a scan asks once a file): standard parity, and north
+    # (pixel direction (-b, a) / det) within 45 degrees of +y -- no other transform does better
+    if a * d - b * c < 0 and -a / math.hypot(a, b) > math.sqrt(0.5) + 1e-9:
         return 0, False
     best, best_align = (0, False), -2.0
     for t in TRANSFORMS:

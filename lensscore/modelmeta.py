@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .config import DEFAULT_ZEROPOINT, META_PREFIX, PIXEL_SCALE_ARCSEC, SYMMETRIES
 from .errors import ModelError
 from .preprocess import PreprocessSpec
+from .trained import DIGEST_HEX
 
 __all__ = ["ModelMeta"]
 
@@ -156,6 +157,7 @@ class ModelMeta:
                "version": self.version}
         extra = dict(self.extra)
         rec = extra.get("trained_on")
-        if isinstance(rec, dict) and isinstance(rec.get("digests"), str):  # 16 hex a cutout
-            extra["trained_on"] = {**rec, "digests": f"{len(rec['digests']) // 16} digests"}
+        if isinstance(rec, dict) and isinstance(rec.get("digests"), str):
+            n = len(rec["digests"]) // DIGEST_HEX
+            extra["trained_on"] = {**rec, "digests": f"{n} digests"}
         return {**out, **extra, **{k: v for k, v in self.other.items() if k not in out}}

@@ -788,6 +788,7 @@ def _score_pending(pending, scorer: Scorer, tta: str = "none"):
             s, rs = scorer.score_sampled_transforms(x, sel, preprocessed=True)
             r[sel] = rs[sel]
     rows, out_s, out_r = [], [], []
+    seen = scorer.trained_digests  # a committee builds its union on each call: once a batch
     j = 0
     for src, (good, payload), check in pending:
         row = {"id": src.id, "path": src.path, "files": src.files_field(), "label": src.label,
@@ -796,7 +797,7 @@ def _score_pending(pending, scorer: Scorer, tta: str = "none"):
             fields = dict(payload[1])
             digest = fields.pop("_digest", None)
             if digest is not None:
-                fields["in_training"] = digest in scorer.trained_digests
+                fields["in_training"] = digest in seen
             row.update(score=float(s[j]), **fields, status="ok", error="")
             if names:
                 row.update({f"score_{m}": float(ms[j, k]) for k, m in enumerate(names)})

@@ -443,16 +443,6 @@ def close_tiles() -> None:
 _TILES = _OpenTiles()
 
 
-class _Turned:
-    """A linear WCS part alone (:func:`lensscore.geometry.check_band_grids` reads ``.cd``)."""
-
-    def __init__(self, cd):
-        self.cd = cd
-
-    def pixel_scales(self):  # what cd_matrix takes for a plain TAN
-        return np.sqrt((self.cd ** 2).sum(axis=0))
-
-
 def _split_ref(ref: str) -> tuple[str, int]:
     path, _, hdu = ref.rpartition("[")
     return path, int(hdu.rstrip("]"))
@@ -502,7 +492,7 @@ def load_tile_cutout(source: Source, bands, size, options: ReadOptions | None, *
                                                "one object must share a pixel scale")
             scales.append(scale)
             # after the quarter turns, the bands' grids must agree (as per-band files must)
-            grids.append(None if cd is None else _Turned(cd @ old_from_new(*t)))
+            grids.append(None if cd is None else cd @ old_from_new(*t))
             why = check_band_grids([want[0], b], [grids[0], grids[-1]], (1, 1)) \
                 if grids[0] is not None and grids[-1] is not None else ""
             if why:

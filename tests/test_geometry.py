@@ -164,3 +164,34 @@ def test_non_square_pixels_are_resampled_per_axis(tmp_path):
 
     assert width(prof_x) == pytest.approx(width(prof_y), rel=0.02)
     assert width(prof_x) * 0.168 == pytest.approx(1.0, rel=0.05)  # 1" sigma on the sky
+
+
+def test_standard_transform_shortcut_agrees_with_the_search(rng):
+    """The closed-form shortcut for an already standard grid picks what the search over all 8
+    transforms picks, for grids turned by any angle, of either parity, pixels of any shape."""
+    import math
+
+    from lensscore.geometry import old_from_new
+
+    def search(cd):
+        best, best_align = (0, False), -2.0
+        for t in TRANSFORMS:
+            new = cd @ old_from_new(*t)
+            if np.linalg.det(new) >= 0:
+                continue
+            north = np.linalg.solve(new, [0.0, 1.0])
+            align = north[1] / math.hypot(*north)
+            if align > best_align + 1e-9:
+                best, best_align = t, align
+        return best
+
+    n_short = 0
+    for _ in range(2000):
+        th = rng.uniform(0, 2 * np.pi)
+        rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+        cd = np.diag([-1.0, 1.0]) @ rot @ np.diag(rng.uniform(0.8, 1.2, 2)) * 4.6e-5
+        if rng.random() < 0.5:
+            cd[:, 0] *= -1
+        assert standard_transform(cd) == search(cd)
+        n_short += standard_transform(cd) == (0, False)
+    assert 100 < n_short < 600  # the shortcut's case is among them, and not all of them
