@@ -500,25 +500,8 @@ def _lens_system(R, rng, cfg, cond):
             kwl = [{"theta_E": theta_e, "e1": e1, "e2": e2, "center_x": 0.0,
                     "center_y": 0.0}, {"gamma1": g1, "gamma2": g2, "ra_0": 0.0, "dec_0": 0.0}]
             bx, by = R.lens.ray_shooting(R.x, R.y, kwl)
-        rs, ps = theta_e * np.sqrt(rng.uniform(0, 0.5)), rng.uniform(0, 2 * np.pi)
-        sx, sy = rs * np.cos(ps), rs * np.sin(ps)
-        if quasar:
-            src = _lensed_quasar(R, rng, kwl, sx, sy, bx, by)
-        else:
-            mag_s = float(rng.uniform(20.5, 24.5))
-            if pop is None:
-                r, col = rng.uniform(0.08, 0.4), None
-            else:  # size and colours by the source's redshift
-                r, col = source_size_arcsec(rng, pop["z_s"]), source_colours(pop["z_s"])
-            src = _star_forming(R, rng, mag_s, sx, sy, bx, by, r=r, col=col)
-        lensed = _components_image(R, src)
-        src_mags = getattr(src, "unlensed_mags", [m for _, m in src])
-        unl = np.array([sum(_flux(m[b]) for m in src_mags) for b in range(3)])
-        mu = float(lensed.sum(axis=(1, 2)).sum() / unl.sum())
-        mask = lensed.sum(0) > np.sqrt(np.sum(np.square(cond["sigma"])))
-        noise = np.sqrt(sum(np.sum(cond["sigma"][b] ** 2 + lensed[b][mask] / cond["gain"][b])
-                            for b in range(3)))
-        snr = float(lensed.sum(0)[mask].sum() / noise) if mask.any() else 0.0
+        src, lensed, unl, mu = lensed_source(R, rng, theta_e, kwl, bx, by, quasar, pop)
+        snr = arc_snr(lensed, cond["sigma"], cond["gain"])
         peak = np.unravel_index(np.argmax(lensed[0]), lensed[0].shape)
         contrast = float(lensed[0][peak] / max(defl_g[peak], 1e-12))
         ok = mu >= cfg.min_magnification and snr >= cfg.min_arc_snr and \
@@ -543,6 +526,53 @@ def _lens_system(R, rng, cfg, cond):
     if pop is not None:
         truth.update(sigma_v=pop["sigma"], z_d=pop["z_d"], z_s=pop["z_s"])
     return defl + src, truth
+
+
+def lensed_source(R: _Renderer, rng, theta_e, kwl, bx, by, quasar: bool, pop=None):
+    """A source drawn behind the lens ``kwl`` (already ray-shot: ``bx, by``), seen lensed.
+
+    The source sits inside the caustic region (within ``theta_e / sqrt 2`` of the optical
+    axis): a star-forming galaxy (i 20.5-24.5), or with ``quasar`` a quasar and its host.
+    ``pop`` (a :func:`train.population.draw_lens` draw) sets its size and colours by redshift.
+
+    Returns
+    -------
+    components : list
+        The source's components (unit maps on the supersampled grid, magnitudes).
+    lensed : ndarray, shape ``(bands, size, size)``
+        The lensed light in internal counts (zero point 27), before the PSF.
+    unlensed : ndarray, shape ``(bands,)``
+        The source's total flux unlensed, per band.
+    magnification : float
+        Total lensed over unlensed flux (all bands).
+    """
+    rs, ps = theta_e * np.sqrt(rng.uniform(0, 0.5)), rng.uniform(0, 2 * np.pi)
+    sx, sy = rs * np.cos(ps), rs * np.sin(ps)
+    if quasar:
+        src = _lensed_quasar(R, rng, kwl, sx, sy, bx, by)
+    else:
+        mag_s = float(rng.uniform(20.5, 24.5))
+        if pop is None:
+            r, col = rng.uniform(0.08, 0.4), None
+        else:  # size and colours by the source's redshift
+            r, col = source_size_arcsec(rng, pop["z_s"]), source_colours(pop["z_s"])
+        src = _star_forming(R, rng, mag_s, sx, sy, bx, by, r=r, col=col)
+    lensed = _components_image(R, src)
+    src_mags = getattr(src, "unlensed_mags", [m for _, m in src])
+    unl = np.array([sum(_flux(m[b]) for m in src_mags) for b in range(lensed.shape[0])])
+    return src, lensed, unl, float(lensed.sum(axis=(1, 2)).sum() / unl.sum())
+
+
+def arc_snr(lensed, sigma, gain) -> float:
+    """S/N of lensed light summed over bands, over the pixels where it exceeds the 1-sigma
+    noise of the band sum (sky noise ``sigma`` and the arc's own Poisson noise, ``gain``
+    photons per count, per band)."""
+    mask = lensed.sum(0) > np.sqrt(np.sum(np.square(sigma)))
+    if not mask.any():
+        return 0.0
+    noise = np.sqrt(sum(np.sum(sigma[b] ** 2 + lensed[b][mask] / gain[b])
+                        for b in range(lensed.shape[0])))
+    return float(lensed.sum(0)[mask].sum() / noise)
 
 
 def simulate_one(index: int, seed: int = 0, cfg: SimConfig = SimConfig(), *, kind=None):
