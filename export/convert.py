@@ -358,6 +358,8 @@ def _run_metadata(run) -> dict:
                                                              "threshold", "source") if k in m})
         if "real_data" in m:  # measured on real survey cutouts (cross-validated if trained on)
             meta["real_metrics"] = json.dumps(m["real_data"])
+    if (run / "trained_on.json").is_file():  # train finetune: the real cutouts it saw
+        meta["trained_on"] = (run / "trained_on.json").read_text()
     return meta
 
 

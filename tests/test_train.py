@@ -218,10 +218,12 @@ def test_finetune_mixes_in_the_runs_own_training_cutouts(data_dir, tmp_path):
 
     real = tmp_path / "real"  # "real" cutouts of four fields, a lens and a sky position each
     rng = np.random.default_rng(3)
-    for k in range(4):
-        for cls, name, lens in (("lenses", f"f{k}", True), ("nonlenses/sky", f"f{k}-s", False)):
+    for k in range(4):  # fields 6 arcmin apart, the sky position 20" from its lens
+        for cls, name, lens, dra in (("lenses", f"f{k}", True, 0.0),
+                                     ("nonlenses/sky", f"f{k}-s", False, 20 / 3600)):
             (real / cls).mkdir(parents=True, exist_ok=True)
-            write_cube(real / cls / f"{name}.fits", fake_cutout(rng, lens=lens))
+            write_cube(real / cls / f"{name}.fits", fake_cutout(rng, lens=lens),
+                       ra=150.0 + 0.1 * k + dra)
     r = finetune(tmp_path / "run", real, tmp_path / "ft",
                  FinetuneConfig(folds=2, epochs=1, n_sim=10, batch_size=8))
     assert r["n_real"] == 8 and r["cv"]["n"] == 8
@@ -246,6 +248,66 @@ def test_finetune_mixes_in_the_runs_own_training_cutouts(data_dir, tmp_path):
                   FinetuneConfig(folds=2, epochs=1, n_sim=10, batch_size=8,
                                  balance_nonlenses=True))
     assert rb["cv"]["n"] == 8 and rb["config"]["balance_nonlenses"] is True
+
+
+def test_finetune_from_a_scan_catalog_and_grades_with_painted_arcs(data_dir, tmp_path,
+                                                                   monkeypatch):
+    """The survey team's loop: scan -> gallery grades -> fine-tune; each fold trains only on
+    the paintings (and their unpainted hosts) of its own training groups."""
+    from lensscore.cli import app as scan_app
+    from train import finetune as ft
+    from train.fit import RunDir
+
+    fit(data_dir, tmp_path / "run", FitConfig(arch="baseline", epochs=1, batch_size=8,
+                                              jit=False))
+    real = tmp_path / "cut"  # unlabelled cutouts, four fields 6' apart, a lens-ish and a galaxy
+    real.mkdir()
+    rng = np.random.default_rng(5)
+    for k in range(4):
+        for name, lens, dra in (("l", True, 0.0), ("g", False, 20 / 3600)):
+            img = fake_cutout(rng, lens=lens)  # an i ~ 18 galaxy at zero point 27
+            write_cube(real / f"f{k}{name}.fits", img, ra=150.0 + 0.1 * k + dra)
+    cat = tmp_path / "scan.ecsv"
+    r = CliRunner().invoke(scan_app, ["scan", str(real), "-m", "baseline", "-o", str(cat),
+                                      "--zeropoint", "g=27,r=27,i=27"])
+    assert r.exit_code == 0, r.output
+    grades = tmp_path / "scan_grades.csv"  # as the gallery exports them
+    grades.write_text("id,score,score_std,label,grade\n" + "".join(
+        f"f{k}{n},0.5,,,{g}\n" for k in range(4) for n, g in (("l", 3), ("g", 0))))
+    seen = []
+    real_train = ft._train
+
+    def spy(model_path, x_real, y_real, x_sim, y_sim, *a, **kw):
+        seen.append((x_real.copy(), x_sim.copy(), y_sim.copy()))
+        return real_train(model_path, x_real, y_real, x_sim, y_sim, *a, **kw)
+
+    monkeypatch.setattr(ft, "_train", spy)
+    fc = ft.FinetuneConfig(folds=2, epochs=1, n_sim=4, batch_size=8, n_paint=8)
+    cfg = ft.load_config(RunDir(tmp_path / "run"))
+    real_set = ft.load_real(cat, cfg, labels=ft.read_labels(grades), hosts=True)
+    assert sorted(h.id for h in real_set.hosts) == [f"f{k}g" for k in range(4)]
+    xp, hp = ft.paint_real(real_set, cfg, fc)
+    assert len(hp) >= 6 and set(hp) <= {f"f{k}g" for k in range(4)}
+    # each painting marked by its host's number, to see which fold trained on which
+    marked = np.stack([np.full(xp.shape[1:], 100 + int(h[1]), np.float32) for h in hp])
+    res = ft.finetune(tmp_path / "run", cat, tmp_path / "ft", fc, real=real_set,
+                      painted=(marked, hp))
+    assert res["n_real"] == 8 and res["cv"]["n_lens"] == 4 and res["n_groups"] == 4
+    assert res["n_painted"] == len(hp)
+    rows = [r.split(",") for r in (tmp_path / "ft" / "cv_scores.csv").read_text().split()[1:]]
+    fold = {r[0]: int(r[2]) for r in rows}
+    assert all(fold[f"f{k}l"] == fold[f"f{k}g"] for k in range(4))  # a field shares a fold
+    for k, (_, xs_, ys_) in enumerate(seen[:2]):
+        # fold k's extra data: 4 simulated, then the paintings of the other fold's hosts
+        # only, then those hosts unpainted (the pairs)
+        trained = {int(v[0, 0, 0]) - 100 for v, lab in zip(xs_[4:], ys_[4:]) if lab == 1}
+        assert trained == {j for j in range(4) if fold[f"f{j}g"] != k and f"f{j}g" in hp}
+        assert int((ys_[4:] == 1).sum()) == int((ys_[4:] == 0).sum()) > 0
+    assert len(seen) == 3 and int((seen[2][2][4:] == 1).sum()) == len(hp)  # the final: all
+    meta = json.loads((tmp_path / "ft" / "metrics.json").read_text())["real_data"]
+    assert "grouped by sky position" in meta["method"] and "painted" in meta["method"]
+    rec = json.loads((tmp_path / "ft" / "trained_on.json").read_text())
+    assert rec["n"] == 8  # the digests of the 8 real cutouts, for export to stamp
 
 
 def test_balanced_finetune_weights_give_each_kind_of_nonlens_an_equal_share():

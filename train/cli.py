@@ -287,6 +287,85 @@ def simulate(
         out.print_json(json.dumps(rep))
 
 
+@app.command()
+def paint(
+    data: Annotated[Path, typer.Argument(
+        help="Real cutouts: a directory (lenses/, nonlenses/) or a scan catalog; the non-lenses "
+             "are painted onto.", exists=True)],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write: lenses/ (painted), "
+                                                       "nonlenses/ (the hosts unpainted), "
+                                                       "truth.ecsv, painted.jpg.")],
+    n: Annotated[int, typer.Option(min=1, help="Paintings to make, spread over the hosts.")]
+    = 20000,
+    survey: Annotated[str, typer.Option(help="Survey preset: the grid the cutouts are read "
+                                             "onto, the PSF and noise of the arcs.")] = "ps1",
+    seed: Annotated[int, typer.Option(help="Each painting is a pure function of (host id, "
+                                           "seed, its number).")] = 0,
+    workers: Annotated[int, typer.Option(min=1, help="Processes.")] = 1,
+    detections: Annotated[bool, typer.Option(
+        help="Also paint onto the sources detected around the lenses (per-band stamps).")]
+    = False,
+    labels: Annotated[Optional[Path], typer.Option(
+        help="Labels by id (a CSV with id and label, or the gallery's grades CSV).",
+        exists=True, dir_okay=False)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Write into a directory that has a "
+                                                 "painting already.")] = False,
+):
+    """Paint simulated arcs onto real non-lens cutouts (HOLISMOKES): positives with real
+    deflector light, neighbours, noise and sky, beside the same cutouts unpainted."""
+    import time
+
+    from .data import labelled_sources
+    from .finetune import read_labels
+    from .paint import PaintConfig, detections_around, preview, read_hosts, write_painted
+    from .paint import paint as run_paint
+    from .presets import read_options
+    from .simulate import SimConfig
+
+    if (out_dir / "truth.ecsv").exists() and not overwrite:
+        _fail(f"{out_dir} holds a painting already; use --overwrite or another --out", 2)
+    try:
+        cfg = SimConfig.for_survey(survey)
+        options = read_options(survey, cfg.bands, cfg.size)
+        srcs = labelled_sources(data, cfg.bands, read_labels(labels) if labels else None)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    lenses = [s for s in srcs if s.label == 1]
+    hosts_src = [s for s in srcs if s.label == 0]
+    if detections:
+        hosts_src += detections_around(srcs, cfg.bands, options)
+    with err.status(f"reading {len(hosts_src)} non-lenses"):
+        hosts, skipped = read_hosts(hosts_src, cfg, options)
+    pc = PaintConfig()
+    ok = [h for h in hosts if h.paintable(pc)]
+    err.print(f"{len(ok)} of {len(hosts)} non-lenses are galaxies of i <= {pc.max_mag:g} to "
+              f"paint onto ({len(skipped)} unreadable)", highlight=False)
+    if not ok:
+        _fail("nothing to paint onto", 1)
+    prog = Progress(TextColumn("painting"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=err)
+    task = prog.add_task("paint", total=n)
+    t0 = time.perf_counter()
+    try:
+        with prog:
+            rows = run_paint(ok, n, seed, cfg, pc, workers=workers,
+                             progress=lambda done, total: prog.update(task, completed=done))
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: nothing written", highlight=False)
+        raise typer.Exit(130)
+    dt = time.perf_counter() - t0
+    counts = write_painted(out_dir, rows, ok, cfg)
+    out.print(f"painted {counts['painted']} of {n} ({counts['failed']} failed the cuts) onto "
+              f"{len(ok)} hosts in {dt:.1f} s ({n / dt:.0f}/s, {workers} workers): {out_dir}",
+              highlight=False)
+    if lenses:
+        from lensscore.io import load_source
+
+        real = [load_source(s, cfg.bands, cfg.size, options).data for s in lenses[:8]]
+        png = preview(real, rows, ok, out_dir / "painted.jpg")
+        out.print(f"real lenses beside painted cutouts: {png}", highlight=False)
+
+
 @app.command("import-device")
 def import_device(
     results: Annotated[Path, typer.Argument(help="results.json written by "
@@ -312,8 +391,9 @@ def import_device(
 def finetune(
     run_dir: Annotated[Path, typer.Argument(help="A finished run trained on simulations.",
                                             exists=True, file_okay=False)],
-    real: Annotated[Path, typer.Option(help="Labelled real cutouts (lenses/, nonlenses/).",
-                                       exists=True, file_okay=False)],
+    real: Annotated[Path, typer.Option(
+        help="Labelled real cutouts: a directory (lenses/, nonlenses/) or a scan catalog "
+             "(with --labels, or its label column).", exists=True)],
     out_dir: Annotated[Path, typer.Option("--out", help="New run directory.")],
     folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds (grouped by "
                                                    "field).")] = 5,
@@ -324,9 +404,22 @@ def finetune(
     balance_nonlenses: Annotated[bool, typer.Option(
         help="Give each kind of real non-lens (nonlenses/src, nonlenses/sky) an equal share "
              "of the non-lenses' weight, however many of each there are.")] = False,
+    labels: Annotated[Optional[Path], typer.Option(
+        help="Labels by id: a CSV with id and label (0/1), or the gallery's grades CSV "
+             "(grade 2-3 -> lens, 0 -> not, 1 left out).", exists=True, dir_okay=False)] = None,
+    n_paint: Annotated[int, typer.Option(
+        min=0, help="Arcs painted onto the real non-lenses (python -m train paint), mixed in; "
+                    "each fold trains on its own hosts' paintings only.")] = 0,
+    detections: Annotated[bool, typer.Option(
+        help="Add the sources detected around each lens stamp as real non-lenses.")] = False,
+    group_radius: Annotated[float, typer.Option(
+        min=0.0, help="Arcsec: cutouts closer than this share a fold (friends of friends).")]
+    = 30.0,
+    workers: Annotated[int, typer.Option(min=1, help="Processes for painting.")] = 1,
 ):
-    """Fine-tune on real cutouts; real-data metrics by k-fold cross-validation only."""
-    from .finetune import FinetuneConfig
+    """Fine-tune on real cutouts; real-data metrics by k-fold cross-validation only, in folds
+    grouped by sky position."""
+    from .finetune import FinetuneConfig, read_labels
     from .finetune import finetune as run_ft
 
     prog = Progress(TextColumn("fine-tuning"), BarColumn(), MofNCompleteColumn(),
@@ -335,10 +428,14 @@ def finetune(
     try:
         with prog:
             fc = FinetuneConfig(folds=folds, epochs=epochs, lr=lr, n_sim=n_sim,
-                                balance_nonlenses=balance_nonlenses)
+                                balance_nonlenses=balance_nonlenses, n_paint=n_paint,
+                                detections=detections, group_radius=group_radius)
             r = run_ft(run_dir, real, out_dir, fc,
-                       progress=lambda k, n: prog.update(task, completed=k))
+                       progress=lambda k, n: prog.update(task, completed=k),
+                       labels=read_labels(labels) if labels else None, workers=workers)
     except FileExistsError as exc:
+        _fail(str(exc), 2)
+    except ValueError as exc:
         _fail(str(exc), 2)
     t = Table(title=f"real data, {r['n_real']} cutouts: before vs {folds}-fold cross-validated",
               title_justify="left")

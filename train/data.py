@@ -23,11 +23,12 @@ from lensscore.grid import Grid, ReadOptions
 from lensscore.io import find_sources, load_source
 from lensscore.preprocess import DEFAULT_SPEC, PreprocessSpec, preprocess
 
-__all__ = ["Dataset", "load_dataset", "make_split", "load_split", "save_split", "SplitError"]
+__all__ = ["Dataset", "load_dataset", "labelled_sources", "make_split", "load_split", "save_split",
+           "SplitError"]
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: positions (ra, dec) in the cache's json
 
 
 class SplitError(ValueError):
@@ -47,6 +48,9 @@ class Dataset:
         Hash of the ids and labels: identifies the data set in ``split.json``.
     skipped : list of (path, reason)
         Files that could not be loaded.
+    ra, dec : ndarray, float64, shape ``(N,)``
+        Sky position of each cutout's centre (degrees; NaN without a celestial WCS): what
+        cross-validation groups by (:func:`train.finetune.position_groups`).
     """
 
     x: np.ndarray
@@ -54,6 +58,13 @@ class Dataset:
     ids: list[str]
     fingerprint: str
     skipped: list[tuple[str, str]]
+    ra: np.ndarray | None = None
+    dec: np.ndarray | None = None
+
+    def __post_init__(self):
+        nan = np.full(len(self.ids), np.nan)
+        self.ra = nan if self.ra is None else np.asarray(self.ra, np.float64)
+        self.dec = nan.copy() if self.dec is None else np.asarray(self.dec, np.float64)
 
     def nhwc(self, idx) -> np.ndarray:
         """Images ``idx`` in the Keras layout ``(n, size, size, bands)``."""
@@ -76,6 +87,55 @@ def _listing_key(sources, bands, size, spec: PreprocessSpec, options: ReadOption
             st = os.stat(f)
             h.update(f"{s.id}|{s.label}|{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:20]
+
+
+def _is_table(p: Path) -> bool:
+    """A catalog file (CSV, ECSV, Parquet, or FITS whose first extension is a table), not a
+    cutout."""
+    from lensscore.sources import split_fits_suffix
+
+    if not split_fits_suffix(p.name):
+        return True
+    from astropy.io import fits
+
+    try:
+        with fits.open(p) as hd:
+            return len(hd) > 1 and isinstance(hd[1], (fits.BinTableHDU, fits.TableHDU))
+    except OSError:
+        return False
+
+
+def labelled_sources(data, bands, labels=None) -> list:
+    """Labelled sources of a directory or of a scan catalog (its ``ok`` rows: ``files`` or
+    ``path`` say what to read, its ``label`` column or ``labels`` what it is).
+
+    Raises
+    ------
+    ValueError
+        A file that is not a table with an ``id`` column.
+    """
+    from dataclasses import replace
+
+    from lensscore.sources import Source
+
+    p = Path(data)
+    if p.is_dir() or not _is_table(p):
+        return [s for s in find_sources(p, bands, labels=labels) if s.label is not None]
+    from lensscore.catalog import read_table
+
+    t = read_table(p)
+    if "id" not in t.colnames:
+        raise ValueError(f"{p}: neither a directory nor a scan catalog (no 'id' column)")
+    out = []
+    for row in t:
+        r = {c: row[c] for c in t.colnames}
+        if str(r.get("status", "ok")) != "ok":
+            continue
+        s = Source.from_row(r, base=p.parent)
+        lab = (labels or {}).get(s.id, s.label)
+        if lab is not None:
+            out.append(replace(s, label=int(lab)))
+    return out
 
 
 def load_dataset(
@@ -109,7 +169,7 @@ def load_dataset(
     ValueError
         If no labelled cutouts are found, or only one class.
     """
-    sources = [s for s in find_sources(data_dir, bands, labels=labels) if s.label is not None]
+    sources = labelled_sources(data_dir, bands, labels)
     if not sources:
         raise ValueError(f"{data_dir}: no labelled FITS cutouts (need lenses/ and nonlenses/ "
                          "directories, lens_*/nonlens_*, or a labels file)")
@@ -123,14 +183,18 @@ def load_dataset(
         y = np.asarray(meta["y"], dtype=np.int8)
         log.info("array cache hit: %s (%d cutouts)", xf, len(y))
         return Dataset(x, y, meta["ids"], meta["fingerprint"],
-                       [tuple(s) for s in meta["skipped"]])
+                       [tuple(s) for s in meta["skipped"]], _floats(meta["ra"]),
+                       _floats(meta["dec"]))
 
-    xs, ys, ids, skipped = [], [], [], []
+    xs, ys, ids, skipped, ra, dec = [], [], [], [], [], []
     for k, s in enumerate(sources):
         try:
-            xs.append(preprocess(load_source(s, bands, size, options).data, spec))
+            c = load_source(s, bands, size, options)
+            xs.append(preprocess(c.data, spec))
             ys.append(s.label)
             ids.append(s.id)
+            ra.append(float(c.ra))
+            dec.append(float(c.dec))
         except (CutoutError, ValueError) as exc:
             skipped.append((s.path, str(exc)))
         if progress is not None:
@@ -151,10 +215,20 @@ def load_dataset(
         with atomic_path(xf, suffix=".npy") as tmp:
             np.save(tmp, x)
         atomic_write(mf, json.dumps({"y": y.tolist(), "ids": ids, "fingerprint": fp,
-                                     "skipped": skipped, "data_dir": str(data_dir)}))
+                                     "skipped": skipped, "data_dir": str(data_dir),
+                                     "ra": _jsonable(ra), "dec": _jsonable(dec)}))
     except OSError as exc:
         log.warning("cannot write the array cache in %s (%s); continuing without", cache, exc)
-    return Dataset(x, y, ids, fp, skipped)
+    return Dataset(x, y, ids, fp, skipped, np.asarray(ra), np.asarray(dec))
+
+
+def _jsonable(v) -> list:
+    """Floats for JSON: NaN as None (JSON has no NaN)."""
+    return [None if not np.isfinite(a) else float(a) for a in v]
+
+
+def _floats(v) -> np.ndarray:
+    return np.array([np.nan if a is None else a for a in v], np.float64)
 
 
 def make_split(y, seed: int = 0, test: float = 0.30, val: float = 0.20) -> dict[str, np.ndarray]:

@@ -4,10 +4,17 @@ HOLISMOKES trains on real survey galaxies and real non-lenses; we have no such s
 few hundred real confirmed lenses and field sources (``realdata/*``). :func:`finetune` continues
 training a run's model on them mixed with the run's own simulations (so the simulated lenses are
 not forgotten), and reports what it is worth honestly: every real cutout is scored by a model
-that never saw it (k-fold, grouped by field: a lens and the sky positions cut from its field are
-always in the same fold). The model it returns for shipping is then trained on all real cutouts
-with the same recipe; its real-data numbers are the cross-validated ones, never its own
-training-set scores.
+that never saw it (k-fold, grouped by sky position: objects within ``group_radius`` of each other,
+friends of friends, are always in the same fold -- a lens, the field sources and sky positions cut
+around it, and the arcs painted onto them). The model it returns for shipping is then trained on
+all real cutouts with the same recipe; its real-data numbers are the cross-validated ones, never
+its own training-set scores.
+
+Real data comes as a directory (``lenses/``, ``nonlenses/``) or a scan catalog, labelled by
+directory names, a labels file, or the gallery's grades (:func:`read_labels`). Optionally
+(HOLISMOKES, :mod:`train.paint`): simulated arcs painted onto the real non-lenses of the training
+folds as extra positives, and the sources detected around each lens stamp as extra real
+negatives.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import json
 import logging
 import re
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +34,9 @@ from lensscore.preprocess import PreprocessSpec
 
 from .fit import RunDir, augment, load_config, read_config
 
-__all__ = ["FinetuneConfig", "finetune", "load_real", "field_of", "kind_of", "real_data_record",
-           "run_sims", "sample_weights", "sim_indices"]
+__all__ = ["FinetuneConfig", "RealSet", "finetune", "load_real", "field_of", "kind_of",
+           "real_data_record", "run_sims", "sample_weights", "sim_indices", "position_groups",
+           "read_labels", "grade_label", "GRADE_RULE", "save_real", "read_real", "paint_real"]
 
 log = logging.getLogger(__name__)
 
@@ -83,28 +91,243 @@ class FinetuneConfig:
     #: the folds' seed, apart from ``seed`` (initial shuffles and augmentation): runs that differ
     #: only in ``seed`` share their folds, so their CV scores differ by training noise alone
     fold_seed: int = 0
+    #: arcsec: cutouts closer than this to each other (friends of friends) share a fold
+    group_radius: float = 30.0
+    #: simulated arcs painted onto the real non-lenses (:mod:`train.paint`), mixed into each
+    #: training with only the paintings of its own folds' hosts; 0 for none
+    n_paint: int = 0
+    paint_seed: int = 0
+    #: each painting's host beside it unpainted (HOLISMOKES' pairs): a host is as often a
+    #: negative as a positive, so that its looks tell nothing of the class
+    paint_pairs: bool = True
+    #: add the sources detected around each lens stamp as real non-lenses (``nonlenses/det``)
+    detections: bool = False
 
 
-def load_real(data_dir, cfg) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Labelled real cutouts on the run's grid (its survey preset), preprocessed as in scoring
-    (:func:`train.data.load_dataset`, as for training data)."""
-    from .data import load_dataset
+#: how the gallery's SuGOHI grades (0-3) become labels (:func:`grade_label`)
+GRADE_RULE = ("grade 2 or 3 (probably or definitely a lens) -> 1; grade 0 (not a lens) -> 0; "
+              "grade 1 (possibly a lens) and ungraded -> left out")
+
+
+def grade_label(grade) -> int | None:
+    """A SuGOHI grade (0-3) as a label, by :data:`GRADE_RULE`; None where it gives none."""
+    if _blank(grade):
+        return None
+    try:
+        g = int(float(grade))
+    except (TypeError, ValueError):
+        return None
+    return 1 if g >= 2 else 0 if g == 0 else None
+
+
+def read_labels(path) -> dict[str, int]:
+    """Labels by id from a table (CSV, ECSV, FITS, Parquet) with an ``id`` column and a
+    ``label`` (0/1) or a ``grade`` column (the gallery's CSV export: :data:`GRADE_RULE`).
+
+    Raises
+    ------
+    ValueError
+        Without an ``id`` column, or with neither ``label`` nor ``grade``, or labels not 0/1.
+    """
+    from lensscore.catalog import read_table
+
+    t = read_table(path)
+    if "id" not in t.colnames:
+        raise ValueError(f"{path}: needs an 'id' column (has {', '.join(t.colnames)})")
+    out: dict[str, int] = {}
+    if "label" in t.colnames and not all(_blank(v) for v in t["label"]):
+        for i, v in zip(t["id"], t["label"]):
+            if _blank(v):
+                continue
+            if str(v).strip() not in ("0", "1", "0.0", "1.0", "True", "False", "true", "false"):
+                raise ValueError(f"{path}: label of {i} is {v!r}, not 0 or 1")
+            out[str(i)] = int(str(v).strip().lower() in ("1", "1.0", "true"))
+    elif "grade" in t.colnames:
+        for i, g in zip(t["id"], t["grade"]):
+            lab = grade_label(g)
+            if lab is not None:
+                out[str(i)] = lab
+    else:
+        raise ValueError(f"{path}: needs a 'label' (0/1) or a 'grade' (0-3) column")
+    return out
+
+
+def _blank(v) -> bool:
+    return v is None or np.ma.is_masked(v) or str(v).strip() in ("", "--", "nan")
+
+
+@dataclass
+class RealSet:
+    """Labelled real cutouts, preprocessed as in scoring.
+
+    Attributes
+    ----------
+    x : ndarray, float32, shape ``(N, bands, size, size)``
+    y : ndarray of int, shape ``(N,)``
+    ids : list of str
+    ra, dec : ndarray, shape ``(N,)``
+        Positions (degrees; NaN where unknown: such a cutout is a group of its own).
+    digests : list of str
+        :func:`lensscore.trained.cutout_digest` of each cutout as a scan reads it.
+    hosts : list of train.paint.Host
+        The non-lenses as read (before preprocessing), for painting; empty unless asked.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    ids: list
+    ra: np.ndarray | None = None
+    dec: np.ndarray | None = None
+    digests: list = field(default_factory=list)
+    hosts: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.y = np.asarray(self.y, int)
+        self.ids = [str(i) for i in self.ids]
+        n = len(self.ids)
+        self.ra = np.full(n, np.nan) if self.ra is None else np.asarray(self.ra, float)
+        self.dec = np.full(n, np.nan) if self.dec is None else np.asarray(self.dec, float)
+
+    @classmethod
+    def of(cls, real) -> RealSet:
+        """A RealSet, or one from a tuple ``(x, y, ids[, ra, dec])``."""
+        return real if isinstance(real, RealSet) else cls(*real)
+
+
+def load_real(data_dir, cfg, *, labels=None, detections: bool = False, hosts: bool = False,
+              progress=None) -> RealSet:
+    """Labelled real cutouts on the run's grid (its survey preset), preprocessed as in scoring.
+
+    Parameters
+    ----------
+    data_dir : path
+        A directory (``lenses/``, ``nonlenses/``, or labelled by ``labels``) or a scan catalog
+        (its ``ok`` rows, labelled by its ``label`` column or ``labels``).
+    cfg : FitConfig
+        The base run's configuration (bands, size, survey, preprocessing).
+    labels : mapping id -> 0/1, optional
+        Labels that override the directory names (:func:`read_labels`).
+    detections : bool
+        Add the sources detected around each lens (per-band stamps, :mod:`train.paint`) as
+        real non-lenses ``nonlenses/det/<lens>/det<k>``.
+    hosts : bool
+        Keep the non-lenses as read (for painting).
+    """
+
+    from lensscore.errors import CutoutError
+    from lensscore.io import load_source
+    from lensscore.preprocess import preprocess
+    from lensscore.trained import cutout_digest
+
+    from .data import labelled_sources
+    from .paint import Host, detections_around, host_photometry
     from .presets import read_options
+    from .simulate import SimConfig
 
-    ds = load_dataset(data_dir, bands=tuple(cfg.bands), size=cfg.size,
-                      spec=PreprocessSpec.from_json(cfg.preprocess),
-                      options=read_options(cfg.survey, cfg.bands, cfg.size))
-    return np.asarray(ds.x, np.float32), np.asarray(ds.y, int), list(ds.ids)
+    options = read_options(cfg.survey, cfg.bands, cfg.size)
+    spec = PreprocessSpec.from_json(cfg.preprocess)
+    sources = labelled_sources(data_dir, cfg.bands, labels)
+    if detections:
+        sources += detections_around(sources, cfg.bands, options)
+    if not sources:
+        raise ValueError(f"{data_dir}: no labelled cutouts")
+    sim_cfg = SimConfig.for_survey(cfg.survey, bands=tuple(cfg.bands), size=cfg.size)
+    xs, ys, ids, ra, dec, digests, kept = [], [], [], [], [], [], []
+    skipped = 0
+    for k, s in enumerate(sources):
+        try:
+            c = load_source(s, cfg.bands, cfg.size, options)
+        except (CutoutError, ValueError) as exc:
+            skipped += 1
+            log.warning("%s: %s", s.id, exc)
+            continue
+        xs.append(preprocess(c.data, spec))
+        ys.append(int(s.label))
+        ids.append(s.id)
+        ra.append(float(c.ra))
+        dec.append(float(c.dec))
+        digests.append(cutout_digest(c.data))
+        if hosts and s.label == 0:
+            kept.append(Host(s.id, np.asarray(c.data, np.float32), float(c.ra), float(c.dec),
+                             *host_photometry(c.data, sim_cfg)))
+        if progress:
+            progress(k + 1, len(sources))
+    if skipped:
+        log.warning("%d of %d real cutouts could not be read", skipped, len(sources))
+    return RealSet(np.stack(xs).astype(np.float32), np.asarray(ys), ids, np.asarray(ra),
+                   np.asarray(dec), digests, kept)
 
 
-def _folds(ids, y, k: int, seed: int) -> np.ndarray:
-    """Fold of each cutout: fields shuffled and dealt to folds, lenses and others apart."""
-    fields = [field_of(i) for i in ids]
-    uniq = sorted(set(fields))
+def save_real(path, real: RealSet) -> None:
+    """Write a :class:`RealSet` to one ``.npz`` (for a machine without the files: a GPU
+    machine has no ``../shared``), hosts included."""
+    h = real.hosts
+    np.savez_compressed(
+        path, x=real.x, y=real.y, ids=np.array(real.ids), ra=real.ra, dec=real.dec,
+        digests=np.array(real.digests), host_ids=np.array([o.id for o in h]),
+        host_data=np.stack([o.data for o in h]) if h else np.zeros((0,) + real.x.shape[1:]),
+        host_ra=np.array([o.ra for o in h]), host_dec=np.array([o.dec for o in h]),
+        host_mags=np.array([json.dumps(o.mag) for o in h]),
+        host_extent=np.array([o.extent for o in h]), host_offset=np.array([o.offset for o in h]),
+        host_noise=np.stack([o.noise for o in h]) if h else np.zeros((0, real.x.shape[1])))
+
+
+def read_real(path) -> RealSet:
+    """A :class:`RealSet` written by :func:`save_real`."""
+    from .paint import Host
+
+    d = np.load(path, allow_pickle=False)
+
+    def get(k, default):
+        return d[k] if k in d.files else default
+
+    n = len(d["y"])
+    hosts = [Host(str(i), np.asarray(data, np.float32), float(ra), float(dec), json.loads(str(m)),
+                  float(e), np.asarray(nz, float), float(o))
+             for i, data, ra, dec, m, e, nz, o in zip(
+                 get("host_ids", []), get("host_data", []), get("host_ra", []),
+                 get("host_dec", []), get("host_mags", []), get("host_extent", []),
+                 get("host_noise", []), get("host_offset", []))]
+    return RealSet(np.asarray(d["x"], np.float32), d["y"].astype(int), [str(i) for i in d["ids"]],
+                   get("ra", np.full(n, np.nan)), get("dec", np.full(n, np.nan)),
+                   [str(v) for v in get("digests", [])], hosts)
+
+
+def position_groups(ra, dec, radius_arcsec: float) -> np.ndarray:
+    """Group of each position: friends of friends within ``radius_arcsec`` (a KD-tree on the
+    unit sphere); a position that is not finite is a group of its own. Groups are numbered
+    from 0 in order of first appearance."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    ra, dec = np.asarray(ra, float), np.asarray(dec, float)
+    n = len(ra)
+    ok = np.isfinite(ra) & np.isfinite(dec)
+    r, d = np.radians(ra[ok]), np.radians(dec[ok])
+    xyz = np.stack([np.cos(d) * np.cos(r), np.cos(d) * np.sin(r), np.sin(d)], -1)
+    chord = 2 * np.sin(np.radians(radius_arcsec / 3600) / 2)
+    pairs = cKDTree(xyz).query_pairs(chord, output_type="ndarray") if ok.sum() > 1 \
+        else np.zeros((0, 2), int)
+    idx = np.flatnonzero(ok)
+    a, b = idx[pairs[:, 0]], idx[pairs[:, 1]]
+    g = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
+    _, lab = connected_components(g, directed=False)
+    first: dict[int, int] = {}
+    return np.array([first.setdefault(v, len(first)) for v in lab])
+
+
+def _folds(groups, y, k: int, seed: int) -> np.ndarray:
+    """Fold of each cutout: groups shuffled and dealt to folds in turn, those holding a lens
+    first (so each fold gets its share of lenses), then the rest."""
+    groups, y = np.asarray(groups), np.asarray(y)
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(uniq))
-    fold_of = {uniq[j]: n % k for n, j in enumerate(order)}
-    return np.array([fold_of[f] for f in fields])
+    with_lens = sorted(set(groups[y == 1].tolist()))
+    rest = sorted(set(groups.tolist()) - set(with_lens))
+    order = [with_lens[j] for j in rng.permutation(len(with_lens))] + \
+        [rest[j] for j in rng.permutation(len(rest))]
+    fold_of = {g: n % k for n, g in enumerate(order)}
+    return np.array([fold_of[g] for g in groups.tolist()])
 
 
 def sim_indices(run: RunDir, n: int) -> list[int]:
@@ -145,8 +368,11 @@ def real_data_record(res: dict, real_dir) -> dict:
     metrics that ``python -m export`` stamps into the model (``lensscore.real_metrics``)."""
     name = "/".join(Path(real_dir).resolve().parts[-3:]) if real_dir else "given"
     return {"data": f"{name} ({res['cv']['n_lens']} lenses, {res['cv']['n_nonlens']} non-lenses)",
-            "method": f"{res['config']['folds']}-fold cross-validation grouped by field: each "
-                      "cutout scored by a model fine-tuned without it",
+            "method": f"{res['config']['folds']}-fold cross-validation grouped by sky position "
+                      f"(objects within {res['config'].get('group_radius', 30.0):g} arcsec share "
+                      "a fold): each cutout scored by a model fine-tuned without it"
+                      + (f"; {res['n_painted']} arcs painted onto the training folds' real "
+                         "non-lenses mixed in" if res.get("n_painted") else ""),
             "cv": res["cv"], "before_finetune": res["before"]}
 
 
@@ -156,6 +382,8 @@ def _nhwc(x):
 
 def _train(model_path, x_real, y_real, x_sim, y_sim, fc: FinetuneConfig, seed: int,
            w_real=None):
+    """The base model trained further on the real cutouts (``oversample`` times, each randomly
+    turned and mirrored) and the simulated or painted ones (``x_sim``, as they are)."""
     import keras
 
     from . import models  # noqa: F401  (registers RotationalConv2D)
@@ -179,12 +407,33 @@ def _train(model_path, x_real, y_real, x_sim, y_sim, fc: FinetuneConfig, seed: i
     return model
 
 
+def paint_real(real: RealSet, cfg, fc: FinetuneConfig, workers: int = 1, progress=None):
+    """``fc.n_paint`` paintings over the paintable hosts of ``real`` (:mod:`train.paint`),
+    preprocessed as in scoring: ``(x, host id of each)``."""
+    from lensscore.preprocess import preprocess
+
+    from .paint import paint
+    from .simulate import SimConfig
+
+    sim_cfg = SimConfig.for_survey(cfg.survey, bands=tuple(cfg.bands), size=cfg.size)
+    rows = paint(real.hosts, fc.n_paint, fc.paint_seed, sim_cfg, workers=workers,
+                 progress=progress)
+    spec = PreprocessSpec.from_json(cfg.preprocess)
+    done = [(hid, img) for hid, _, img, _ in rows if img is not None]
+    log.info("%d of %d paintings passed the cuts, over %d hosts", len(done), len(rows),
+             len({h for h, _ in done}))
+    x = np.stack([preprocess(img, spec) for _, img in done]).astype(np.float32) if done else \
+        np.zeros((0, len(cfg.bands), cfg.size, cfg.size), np.float32)
+    return x, [h for h, _ in done]
+
+
 def _predict(model, x):
     return np.asarray(model.predict(_nhwc(x), batch_size=256, verbose=0)).reshape(-1)
 
 
 def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
-             progress=None, *, real=None, sim=None, save=None) -> dict:
+             progress=None, *, real=None, sim=None, save=None, painted=None, labels=None,
+             workers: int = 1) -> dict:
     """Cross-validate fine-tuning on ``real_dir``, then train the final model into ``out_dir``.
 
     Parameters
@@ -192,54 +441,82 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
     run_dir : path
         A finished run (``model.keras``, ``config.json``) trained on simulations.
     real_dir : path
-        Labelled real cutouts (``lenses/``, ``nonlenses/``) in any layout the scorer reads.
+        Labelled real cutouts: a directory (``lenses/``, ``nonlenses/``) in any layout the
+        scorer reads, or a scan catalog (:func:`load_real`).
     out_dir : path
         New run directory: ``model.keras``, ``config.json`` (with the fine-tuning recipe),
         ``cv_scores.csv`` (every real cutout scored by the fold model that did not see it),
-        ``metrics.json`` (cross-validated real-data metrics).
+        ``metrics.json`` (cross-validated real-data metrics), ``trained_on.json`` (digests of
+        the real cutouts the final model saw: ``python -m export`` stamps them).
 
-    real : (x, y, ids), optional
-        The real cutouts already read (:func:`load_real`; a GPU machine without the files).
+    real : RealSet or (x, y, ids[, ra, dec]), optional
+        The real cutouts already read (a GPU machine without the files).
     sim : (x, y), optional
         The simulated cutouts to mix in, already made (default: regenerated here).
     save : callable(model, out_dir), optional
         How to store the final model (default ``model.keras``).
+    painted : (x, host ids), optional
+        Paintings already made (preprocessed); default with ``fc.n_paint``: painted here onto
+        ``real``'s hosts.
+    labels : mapping id -> 0/1, optional
+        Labels overriding directory names (:func:`read_labels`).
+    workers : int
+        Processes for painting.
 
     Returns
     -------
     dict
         ``cv`` (metrics over all out-of-fold scores), ``before`` (the run's model on the same
-        cutouts, for comparison), ``n_real``, ``config``.
+        cutouts, for comparison), ``n_real``, ``config``, ``n_painted``, ``n_groups``.
     """
     fc = fc or FinetuneConfig()
     run, out = RunDir(run_dir), RunDir(out_dir)
     if out.model.exists():
         raise FileExistsError(f"{out.path} holds a model already")
     cfg = load_config(run)
-    x, y, ids = real if real is not None else load_real(real_dir, cfg)
-    y = np.asarray(y, int)
+    real = RealSet.of(real) if real is not None else load_real(
+        real_dir, cfg, labels=labels, detections=fc.detections, hosts=fc.n_paint > 0)
+    x, y, ids = real.x, real.y, real.ids
     log.info("%d real cutouts (%d lenses)", len(y), int(y.sum()))
     xs, ys = sim if sim is not None else run_sims(run, fc.n_sim)
+    if fc.n_paint and painted is None:
+        painted = paint_real(real, cfg, fc, workers)
+    xp, hp = painted if painted is not None else (np.zeros((0, *x.shape[1:]), np.float32), [])
 
     import keras
 
     from . import models  # noqa: F401
 
     before = _predict(keras.saving.load_model(run.model), x)
-    fold = _folds(ids, y, fc.folds, fc.fold_seed)
+    groups = position_groups(real.ra, real.dec, fc.group_radius)
+    fold = _folds(groups, y, fc.folds, fc.fold_seed)
+    fold_of_id = dict(zip(ids, fold.tolist()))
+    # a painting belongs to its host's fold; a host outside the real set is in no test fold
+    paint_fold = np.array([fold_of_id.get(h, -1) for h in hp], int)
     cv = np.full(len(y), np.nan)
     ids_a = np.asarray(ids, dtype=object)
 
     def weights(sel):
         return sample_weights(ids_a[sel], y[sel]) if fc.balance_nonlenses else None
 
+    row_of = {i: r for r, i in enumerate(ids)}
+
+    def extra(k):
+        keep = paint_fold != k
+        parts, labels = [xs, xp[keep]], [ys, np.ones(int(keep.sum()), int)]
+        if fc.paint_pairs:
+            rows = [row_of[h] for h, kept in zip(hp, keep) if kept and h in row_of]
+            parts.append(x[rows])
+            labels.append(np.zeros(len(rows), int))
+        return np.concatenate(parts), np.concatenate(labels)
+
     for k in range(fc.folds):
         tr, te = fold != k, fold == k
-        m = _train(run.model, x[tr], y[tr], xs, ys, fc, fc.seed + k, weights(tr))
+        m = _train(run.model, x[tr], y[tr], *extra(k), fc, fc.seed + k, weights(tr))
         cv[te] = _predict(m, x[te])
         if progress:
             progress(k + 1, fc.folds + 1)
-    final = _train(run.model, x, y, xs, ys, fc, fc.seed + fc.folds, weights(slice(None)))
+    final = _train(run.model, x, y, *extra(-2), fc, fc.seed + fc.folds, weights(slice(None)))
     if progress:
         progress(fc.folds + 1, fc.folds + 1)
     out.path.mkdir(parents=True, exist_ok=True)
@@ -247,17 +524,24 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
     conf = read_config(run)
     conf["finetune"] = {**asdict(fc), "real_data": Path(real_dir).name if real_dir else "given",
                         "n_real": int(len(y)), "n_real_lenses": int(y.sum()),
-                        "base_run": run.path.name}
+                        "n_painted": int(len(hp)), "base_run": run.path.name}
     out.config.write_text(json.dumps(conf, indent=1))
     if run.split.exists():  # the same test split: `python -m train evaluate OUT` stays honest
         shutil.copyfile(run.split, out.split)
+    if real.digests:
+        from lensscore.trained import trained_on_record
+
+        name = Path(real_dir).name if real_dir else "given"
+        (out.path / "trained_on.json").write_text(json.dumps(trained_on_record(
+            real.digests, f"{name} ({len(y)} real cutouts, fine-tuned on)")))
     with open(out.path / "cv_scores.csv", "w") as fh:
-        fh.write("id,label,fold,score_cv,score_before\n")
-        for i, lab, f, s, b in zip(ids, y, fold, cv, before):
-            fh.write(f"{i},{lab},{f},{s:.6g},{b:.6g}\n")
-    res = {"n_real": int(len(y)), "config": asdict(fc),
+        fh.write("id,label,fold,group,score_cv,score_before\n")
+        for i, lab, f, g, sc, b in zip(ids, y, fold, groups, cv, before):
+            fh.write(f"{i},{lab},{f},{g},{sc:.6g},{b:.6g}\n")
+    res = {"n_real": int(len(y)), "config": asdict(fc), "n_painted": int(len(hp)),
+           "n_groups": int(len(set(groups.tolist()))),
            "cv": classification_summary(y, cv), "before": classification_summary(y, before)}
-    src = np.array(["/src/" in i for i in ids])
+    src = np.array([kind_of(i) == "src" for i in ids])
     res["cv"]["field_sources_above_threshold"] = (
         float(np.mean(cv[src] >= DEFAULT_THRESHOLD)) if src.any() else None)
     out.metrics.write_text(json.dumps({"real_data": real_data_record(res, real_dir)}, indent=1))
