@@ -260,7 +260,7 @@ def gallery(
                 failed += 1
     finally:
         if tiles:
-            from .tiles import close_tiles
+            from .tilecut import close_tiles
 
             close_tiles()
     imgs, used = lupton_thumbnails(cubes, q=q, stretch=stretch)

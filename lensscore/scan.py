@@ -609,7 +609,7 @@ def scan(
         raise
     finally:
         if sources and sources[0].position is not None:
-            from .tiles import close_tiles
+            from .tilecut import close_tiles
 
             close_tiles()
     if writer is not None:
