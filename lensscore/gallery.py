@@ -25,7 +25,7 @@ from ._version import __version__
 from .catalog import catalog_meta, load_catalog
 from .config import DEFAULT_BANDS, DEFAULT_SIZE, DEFAULT_ZEROPOINT, PIXEL_SCALE_ARCSEC
 from .errors import CutoutError, LensscoreError
-from .files import atomic_path, atomic_write
+from .files import atomic_path, atomic_write, check_outputs
 
 __all__ = ["gallery", "GalleryResult", "png_bytes", "lupton_thumbnails", "catalog_rows"]
 
@@ -276,19 +276,6 @@ def gallery(
         with atomic_path(png_path, suffix=".png") as tmp:
             _png_grid(chosen, imgs, tmp, columns, info)
     return GalleryResult(html_path, png_path, len(chosen), failed, used["q"], used["stretch"])
-
-
-def check_outputs(*paths, overwrite: bool = False) -> None:
-    """Refuse, before any work, gallery files that exist (without ``overwrite``) or whose
-    directory is missing -- the same rule as the scan's catalog."""
-    for p in paths:
-        if p is None:
-            continue
-        p = Path(p)
-        if not p.parent.is_dir():
-            raise LensscoreError(f"{p}: directory {p.parent} does not exist; create it first")
-        if p.exists() and not overwrite:
-            raise LensscoreError(f"{p} exists; use --overwrite to replace it")
 
 
 def _rows_from_result(res) -> list[dict]:
