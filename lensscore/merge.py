@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalog import CatalogWriter, catalog_columns, catalog_meta, identity_diff, load_catalog
+from .catalog import CatalogMeta, CatalogWriter, catalog_columns, catalog_meta, identity_diff, \
+    load_catalog
 from .config import DEFAULT_BANDS
 from .errors import LensscoreError
 
@@ -53,7 +54,7 @@ def _check_shards(res: MergeResult, paths, tables, metas, n: int | None) -> None
     ids' hashes (a catalog without metadata -- .csv -- or a full scan among shards is caught)."""
     from .scan import parse_shard, shard_of
 
-    tags = [parse_shard(str(m["shard"])) if m.get("shard") else None for m in metas]
+    tags = [parse_shard(t) if (t := CatalogMeta.from_dict(m).shard) else None for m in metas]
     ns = {t[1] for t in tags if t}
     if n is None and len(ns) > 1:
         raise LensscoreError(f"catalogs of different shardings: N = {sorted(ns)}")
@@ -135,7 +136,7 @@ def merge(catalogs, output, *, inputs=None, bands=None, shards: int | None = Non
         from .sources import find_sources
 
         if bands is None:
-            bands = [b for b in str(metas[0].get("bands", "")).split(",") if b] or DEFAULT_BANDS
+            bands = list(CatalogMeta.from_dict(metas[0]).bands) or DEFAULT_BANDS
         srcs = find_sources([inputs] if isinstance(inputs, (str, Path)) else list(inputs),
                             bands)
         order = {s.id: k for k, s in enumerate(srcs)}

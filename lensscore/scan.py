@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
-from .catalog import IDENTITY, CatalogWriter, catalog_columns, check_output, read_table
+from .catalog import IDENTITY, CatalogMeta, CatalogWriter, catalog_columns, check_output, read_table
 from .config import DEFAULT_THRESHOLD, TRANSFORM_NAMES, TRANSFORMS
 from .errors import LensscoreError
 from .files import check_outputs
@@ -498,11 +498,11 @@ def scan(
     meta = _catalog_meta(scorer, options, threshold, tta, shard, sources)
     res = ScanResult(threshold=threshold, output=Path(output) if output else None,
                      rotation_mode=mode, invariance_claimed=scorer.invariance, tta=tta,
-                     members=list(members), row_order=meta["row_order"],
+                     members=list(members), row_order=meta.row_order,
                      read_options=options, labels_unmatched=unmatched, n_listed=n_all)
     writer = None
     if output is not None:
-        writer = CatalogWriter(output, columns, meta, resume=resume, overwrite=overwrite,
+        writer = CatalogWriter(output, columns, meta.to_dict(), resume=resume, overwrite=overwrite,
                                retry_errors=retry_errors,
                                identity=IDENTITY)
         for r in writer.existing if writer.done else ():
@@ -558,25 +558,21 @@ def _check_ascii(output, sources: Sequence[Source]) -> None:
 
 
 def _catalog_meta(scorer, options: ReadOptions, threshold: float, tta: str, shard,
-                  sources: Sequence[Source]) -> dict:
+                  sources: Sequence[Source]) -> CatalogMeta:
     """The catalog header: the model(s), the grid and every option that decides a score (a
     resume or merge must match them: :data:`lensscore.catalog.IDENTITY`)."""
-    meta = {"model": " + ".join(Path(p).name for p in scorer.path.split(" + ")),
-            "model_arch": scorer.arch,
-            "pixel_scale": options.grid.pixel_scale, "zeropoint": options.grid.zeropoint,
-            "bands": ",".join(scorer.bands), "size": scorer.size,
-            "lensscore_version": __version__, "row_order": "input",
-            "threshold": float(threshold), "model_sha256": scorer.sha256,
-            "preprocess": scorer.spec.to_json(),
-            "input_pixel_scale": "" if options.pixel_scale is None else options.pixel_scale,
-            "zeropoint_override": ",".join(f"{b}={z:g}" for b, z in options.zeropoints),
-            "max_bad_fraction": options.max_bad_fraction,
-            "tta": tta}
-    if shard is not None:
-        meta["shard"] = "{}/{}".format(*parse_shard(shard))
-    if sources and sources[0].position is not None:
-        meta["row_order"] = "tile"  # an object catalog over tiles: rows tile by tile
-    return meta
+    return CatalogMeta(
+        model=" + ".join(Path(p).name for p in scorer.path.split(" + ")),
+        model_arch=scorer.arch, pixel_scale=options.grid.pixel_scale,
+        zeropoint=options.grid.zeropoint, bands=tuple(scorer.bands), size=scorer.size,
+        lensscore_version=__version__,
+        # an object catalog over tiles: rows tile by tile
+        row_order="tile" if sources and sources[0].position is not None else "input",
+        threshold=float(threshold), model_sha256=scorer.sha256,
+        preprocess=scorer.spec.to_json(), input_pixel_scale=options.pixel_scale,
+        zeropoint_override=tuple(options.zeropoints),
+        max_bad_fraction=options.max_bad_fraction, tta=tta,
+        shard=None if shard is None else "{}/{}".format(*parse_shard(shard)))
 
 
 def unmatched_labels(labels: Mapping[str, int] | None, sources: Sequence[Source]) -> list[str]:
