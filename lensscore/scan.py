@@ -335,7 +335,21 @@ def read_labels(path) -> dict[str, int]:
 
 
 def parse_shard(shard) -> tuple[int, int]:
-    """``"K/N"`` or ``(K, N)`` -> ``(K, N)`` with ``1 <= K <= N``; LensscoreError otherwise."""
+    """``"K/N"`` or ``(K, N)`` -> ``(K, N)`` with ``1 <= K <= N``.
+
+    Parameters
+    ----------
+    shard : str or (int, int)
+
+    Returns
+    -------
+    (int, int)
+
+    Raises
+    ------
+    LensscoreError
+        Not two integers, or K outside 1..N.
+    """
     try:
         k, n = (int(v) for v in (shard.split("/") if isinstance(shard, str) else shard))
     except (TypeError, ValueError):
@@ -346,7 +360,20 @@ def parse_shard(shard) -> tuple[int, int]:
 
 
 def shard_of(obj_id: str, n: int) -> int:
-    """The shard (1..n) of an object id: a stable hash (BLAKE2b of the id), not listing order."""
+    """The shard (1..n) of an object id: a stable hash (BLAKE2b of the id), not listing order.
+
+    Parameters
+    ----------
+    obj_id : str
+        The id as the catalog writes it.
+    n : int
+        The number of shards.
+
+    Returns
+    -------
+    int
+        1..n, the same on every machine and Python version.
+    """
     h = hashlib.blake2b(obj_id.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(h, "big") % n + 1
 

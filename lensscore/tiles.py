@@ -187,7 +187,34 @@ def catalog_sources(catalog, images, options: ReadOptions, *, id_column=None,
 
     Each object gets, per band, the tile on which it lies farthest from an edge (with room
     for its cutout); objects off every tile of a band, or too near an edge on all, get a
-    Source with ``error`` (an error row). Returns ``(sources, [(column, dtype), ...])``.
+    Source with ``error`` (an error row).
+
+    Parameters
+    ----------
+    catalog : path
+        The object catalog (:func:`read_objects`).
+    images : str, Path or sequence
+        The tiles (:func:`find_tiles`).
+    options : ReadOptions
+        The model's grid: its bands, and the cutout's size on each tile.
+    id_column : str, optional
+        Default: the first of :data:`ID_COLUMNS` the catalog has.
+    keep_columns : sequence of str, optional
+        Input columns to carry into the output [default: all but id, RA and Dec].
+    labels : mapping id -> 0/1, optional
+
+    Returns
+    -------
+    sources : list of Source
+        Tile by tile.
+    kept : list of (column, dtype)
+        The kept columns as the output catalog names them (``in_`` before a name the scan
+        writes itself).
+
+    Raises
+    ------
+    LensscoreError
+        As :func:`read_objects` and :func:`find_tiles`; RA/Dec that are not numbers.
     """
     t, idc, rac, decc, keep = read_objects(catalog, id_column, keep_columns)
     tiles = find_tiles(images, options.grid.bands)
