@@ -18,9 +18,10 @@ from ._version import __version__
 #: public name -> the module that defines it. Imported on first use, so that the console script
 #: (:mod:`lensscore._entry`) starts building the model's session before numpy, astropy or the
 #: command-line layer are imported.
-_WHERE = {"Scorer": "scorer", "Committee": "committee", "load_cutout": "io", "find_sources": "io",
-          "scan": "scan", "scan_catalog": "scan", "ScanResult": "scan", "Cutout": "io",
-          "Source": "io", "preprocess": "preprocess", "PreprocessSpec": "preprocess",
+_WHERE = {"Scorer": "scorer", "Committee": "committee", "load_cutout": "io",
+          "find_sources": "sources", "scan": "scan", "scan_catalog": "scan",
+          "ScanResult": "scan", "Cutout": "cutout", "Source": "sources",
+          "preprocess": "preprocess", "PreprocessSpec": "preprocess",
           "CutoutError": "errors", "LensscoreError": "errors", "ModelError": "errors"}
 
 __all__ = ["__version__", *_WHERE]

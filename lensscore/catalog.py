@@ -18,28 +18,159 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .config import TRANSFORM_NAMES
+from .config import DEFAULT_ZEROPOINT, PIXEL_SCALE_ARCSEC, TRANSFORM_NAMES
 from .errors import LensscoreError
 from .files import FileLock, atomic_path, atomic_write
+from .grid import Grid, ReadOptions, parse_zeropoints
 
-__all__ = ["CatalogWriter", "catalog_columns", "read_catalog", "load_catalog", "catalog_meta",
-           "check_output", "identity_diff", "read_table", "remove_catalog", "rows_path",
-           "FORMATS", "IDENTITY"]
+__all__ = ["CatalogWriter", "CatalogMeta", "catalog_columns", "read_catalog", "load_catalog",
+           "catalog_meta", "check_output", "identity_diff", "read_table", "remove_catalog",
+           "rows_path", "FORMATS", "IDENTITY"]
 
 log = logging.getLogger(__name__)
 
 FORMATS = (".csv", ".ecsv", ".fits", ".parquet")
-#: Metadata that decides a catalog's scores: a resume, or a merge of shards, must agree on it
+#: The keys of :class:`CatalogMeta` that decide a catalog's scores: a resume, or a merge of
+#: shards, must agree on them
 IDENTITY = ("model_sha256", "bands", "size", "pixel_scale", "zeropoint", "preprocess",
             "input_pixel_scale", "zeropoint_override", "tta", "max_bad_fraction")
 _STREAMED = (".csv", ".ecsv")
 #: units of the catalog's physical columns (written into ECSV and FITS headers)
 UNITS = {"ra": "deg", "dec": "deg", "pixscale_in": "arcsec / pix"}
+
+
+@dataclass(frozen=True)
+class CatalogMeta:
+    """A catalog's header: the model(s), the grid and every option that decides a score.
+
+    A scan writes it (:meth:`to_dict`, into the ECSV/FITS/Parquet header or beside a ``.csv``
+    in ``OUT.meta.json``); a resume and a merge compare its :data:`IDENTITY` keys; a gallery
+    reads it back (:meth:`from_dict`, :meth:`read_options`) to show what was scored.
+
+    Attributes
+    ----------
+    model : str
+        The model file's name (``a.onnx + b.onnx`` for a committee).
+    model_arch : str
+    pixel_scale, zeropoint : float
+        The model's grid (arcsec/px; AB zero point).
+    bands : tuple of str
+        The model's bands, in its order.
+    size : int or None
+        The model's cutout side.
+    lensscore_version : str
+    row_order : {"input", "tile"}
+        Files in the listing's order; objects of an object catalog tile by tile.
+    threshold : float or None
+    model_sha256 : str
+    preprocess : str
+        The preprocessing spec, JSON.
+    input_pixel_scale : float or None
+        ``--pixel-scale``: the inputs' scale where headers state none.
+    zeropoint_override : tuple of (band, zp)
+        ``--zeropoint``.
+    max_bad_fraction : float or None
+    tta : {"none", "rot4", "d8"}
+    shard : str or None
+        ``"K/N"`` for the catalog of one shard.
+    """
+
+    model: str = ""
+    model_arch: str = ""
+    pixel_scale: float = PIXEL_SCALE_ARCSEC
+    zeropoint: float = DEFAULT_ZEROPOINT
+    bands: tuple[str, ...] = ()
+    size: int | None = None
+    lensscore_version: str = ""
+    row_order: str = "input"
+    threshold: float | None = None
+    model_sha256: str = ""
+    preprocess: str = ""
+    input_pixel_scale: float | None = None
+    zeropoint_override: tuple[tuple[str, float], ...] = ()
+    max_bad_fraction: float | None = None
+    tta: str = "none"
+    shard: str | None = None
+
+    def to_dict(self) -> dict:
+        """The header as written: keys in this order, values as text where the format needs
+        one (``bands`` ``"g,r,i"``, ``zeropoint_override`` ``"g=27,r=27.1"``,
+        ``input_pixel_scale`` ``""`` when not given)."""
+        meta = {"model": self.model, "model_arch": self.model_arch,
+                "pixel_scale": self.pixel_scale, "zeropoint": self.zeropoint,
+                "bands": ",".join(self.bands), "size": self.size,
+                "lensscore_version": self.lensscore_version, "row_order": self.row_order,
+                "threshold": self.threshold, "model_sha256": self.model_sha256,
+                "preprocess": self.preprocess,
+                "input_pixel_scale": "" if self.input_pixel_scale is None
+                else self.input_pixel_scale,
+                "zeropoint_override": ",".join(f"{b}={z:g}" for b, z in self.zeropoint_override),
+                "max_bad_fraction": self.max_bad_fraction, "tta": self.tta}
+        if self.shard is not None:
+            meta["shard"] = self.shard
+        return meta
+
+    @classmethod
+    def from_dict(cls, meta: Mapping) -> CatalogMeta:
+        """A catalog's header as read back (:func:`catalog_meta`): keys in any case, values as
+        the format stored them (a FITS header holds text). What is missing or unreadable (an
+        older catalog, a table from elsewhere) takes the default: the HSC grid, no overrides.
+        Keys this version does not know are left out (the header itself is untouched)."""
+        m = {str(k).lower(): v for k, v in meta.items()}
+
+        def num(key, default):
+            try:
+                v = float(m.get(key, ""))
+            except (TypeError, ValueError):
+                return default
+            return v if math.isfinite(v) else default
+
+        def text(key, default=""):
+            v = m.get(key)
+            return default if v is None else str(v)
+
+        try:
+            zps = parse_zeropoints(m.get("zeropoint_override") or None)
+        except ValueError:
+            zps = ()
+        size = num("size", None)
+        shard = m.get("shard")
+        return cls(model=text("model"), model_arch=text("model_arch"),
+                   pixel_scale=num("pixel_scale", PIXEL_SCALE_ARCSEC),
+                   zeropoint=num("zeropoint", DEFAULT_ZEROPOINT),
+                   bands=tuple(b for b in text("bands").split(",") if b),
+                   size=int(size) if size else None,
+                   lensscore_version=text("lensscore_version"),
+                   row_order=text("row_order", "input"), threshold=num("threshold", None),
+                   model_sha256=text("model_sha256"), preprocess=text("preprocess"),
+                   input_pixel_scale=num("input_pixel_scale", None), zeropoint_override=zps,
+                   max_bad_fraction=num("max_bad_fraction", None), tta=text("tta", "none"),
+                   shard=str(shard) if shard else None)
+
+    def read_options(self, bands=None, size: int | None = None):
+        """How the scan read its inputs: the model's grid, the input pixel scale and the zero
+        points given (so that a thumbnail shows what was scored).
+
+        Parameters
+        ----------
+        bands : sequence of str, optional
+            Default: :attr:`bands`.
+        size : int, optional
+            Default: :attr:`size`.
+
+        Returns
+        -------
+        ReadOptions
+        """
+        grid = Grid(tuple(self.bands if bands is None else bands),
+                    self.size if size is None else size, self.pixel_scale, self.zeropoint)
+        return ReadOptions(grid, self.input_pixel_scale, self.zeropoint_override)
 
 
 def catalog_columns(rotations: bool, labels: bool, members=(), kept=(),

@@ -15,7 +15,7 @@ from .errors import LensscoreError
 from .grid import ReadOptions
 from .sources import Source
 from .committee import from_recipe
-from .scan import _load_one, _score_pending
+from .pipeline import load_one, score_pending
 from .scorer import Scorer
 
 __all__ = ["connect", "close", "score_stream", "CHUNK"]
@@ -122,15 +122,34 @@ def _score_chunk(recipe: tuple, chunk: list[Source], rotations: list[bool],
         except (ImportError, ValueError, AttributeError):
             threads = 1
         sc = _SCORERS[recipe] = from_recipe(recipe, threads)
-    pending = [(src, _load_one(src, read_options, sc.spec), f)
+    pending = [(src, load_one(src, read_options, sc.spec), f)
                for src, f in zip(chunk, rotations)]
-    return _score_pending(pending, sc, tta)
+    return score_pending(pending, sc, tta)
 
 
 def score_stream(sources, scorer: Scorer, rotations: list[bool], client,
                  options: ReadOptions, tta: str = "none"):
-    """Like :func:`lensscore.scan._score_stream`, on a Dask cluster: yields ``(rows, scores,
-    rotation_scores)`` per chunk, in input order."""
+    """:func:`lensscore.pipeline.score_stream` on a Dask cluster: yields ``(rows, scores,
+    transform_scores)`` per chunk of :data:`CHUNK` sources, in input order.
+
+    Parameters
+    ----------
+    sources : sequence of Source
+    scorer : Scorer or Committee
+        Rebuilt on each worker from its :meth:`~lensscore.scorer.Scorer.recipe` (one session
+        a worker process).
+    rotations : list of bool
+        Per source: score its 8 transforms too.
+    client : dask.distributed.Client
+    options : ReadOptions
+        How inputs are read (the model's grid and the overrides).
+    tta : {"none", "rot4", "d8"}
+
+    Yields
+    ------
+    rows, scores, transform_scores
+        As :func:`lensscore.pipeline.score_pending`.
+    """
     from distributed import as_completed
 
     if not sources:

@@ -13,7 +13,33 @@ from pathlib import Path
 
 from .errors import LensscoreError
 
-__all__ = ["atomic_path", "atomic_write", "FileLock"]
+__all__ = ["atomic_path", "atomic_write", "check_outputs", "FileLock"]
+
+
+def check_outputs(*paths, overwrite: bool = False) -> None:
+    """Refuse, before any work, output files that exist (without ``overwrite``) or whose
+    directory is missing (a gallery's HTML and PNG: the same rule as the scan's catalog).
+
+    Parameters
+    ----------
+    *paths : path or None
+        The files to be written; ``None`` is skipped.
+    overwrite : bool
+        Existing files may be replaced.
+
+    Raises
+    ------
+    LensscoreError
+        A missing directory, or an existing file without ``overwrite``.
+    """
+    for p in paths:
+        if p is None:
+            continue
+        p = Path(p)
+        if not p.parent.is_dir():
+            raise LensscoreError(f"{p}: directory {p.parent} does not exist; create it first")
+        if p.exists() and not overwrite:
+            raise LensscoreError(f"{p} exists; use --overwrite to replace it")
 
 
 @contextlib.contextmanager

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
-from .catalog import catalog_meta, load_catalog
-from .config import DEFAULT_BANDS, DEFAULT_SIZE, DEFAULT_ZEROPOINT, PIXEL_SCALE_ARCSEC
+from .catalog import CatalogMeta, catalog_meta, load_catalog
+from .config import DEFAULT_BANDS, DEFAULT_SIZE
 from .errors import CutoutError, LensscoreError
-from .files import atomic_path, atomic_write
+from .files import atomic_path, atomic_write, check_outputs
 
 __all__ = ["gallery", "GalleryResult", "png_bytes", "lupton_thumbnails", "catalog_rows"]
 
@@ -86,27 +86,6 @@ def catalog_rows(table) -> list[dict]:
                      "dec": _float(r["dec"]) if "dec" in cols else math.nan,
                      "label": label, "status": status})
     return rows
-
-
-def _read_options(meta: dict, bands, size: int):
-    """How the scan read its inputs, from the catalog's header: the model's grid, the input
-    pixel scale and the zero points given -- so a thumbnail shows what was scored."""
-    from .grid import Grid, ReadOptions, parse_zeropoints
-
-    def num(key, default):
-        try:
-            v = float(meta.get(key, ""))
-        except (TypeError, ValueError):
-            return default
-        return v if math.isfinite(v) else default
-
-    grid = Grid(tuple(bands), size, num("pixel_scale", PIXEL_SCALE_ARCSEC),
-                num("zeropoint", DEFAULT_ZEROPOINT))
-    try:
-        zps = parse_zeropoints(meta.get("zeropoint_override") or None)
-    except ValueError:
-        zps = ()
-    return ReadOptions(grid, num("input_pixel_scale", None), zps)
 
 
 def lupton_thumbnails(cubes: list[np.ndarray | None], q: float | None = None,
@@ -218,14 +197,15 @@ def gallery(
 
         require("HAS_MATPLOTLIB", "--png")
 
-    meta, base, catalog_name, read_options = {}, None, "", None
+    meta, base, catalog_name, read_options = CatalogMeta(), None, "", None
     if isinstance(rows_or_catalog, (str, os.PathLike)):
         p = Path(rows_or_catalog)
         t = load_catalog(p)
-        meta, base, catalog_name = catalog_meta(t), p.parent, p.name
+        meta, base, catalog_name = CatalogMeta.from_dict(catalog_meta(t)), p.parent, p.name
         rows = catalog_rows(t)
     elif hasattr(rows_or_catalog, "colnames"):
-        meta, rows = catalog_meta(rows_or_catalog), catalog_rows(rows_or_catalog)
+        meta = CatalogMeta.from_dict(catalog_meta(rows_or_catalog))
+        rows = catalog_rows(rows_or_catalog)
     elif hasattr(rows_or_catalog, "scores"):
         rows = _rows_from_result(rows_or_catalog)
         read_options = rows_or_catalog.read_options
@@ -233,17 +213,17 @@ def gallery(
     else:
         rows = list(rows_or_catalog)
     if bands is None:
-        bands = [b for b in str(meta.get("bands", "")).split(",") if b] or list(DEFAULT_BANDS)
+        bands = list(meta.bands) or list(DEFAULT_BANDS)
     bands = [str(b) for b in bands]
     rgb_bands = list(rgb_bands or bands[-3:])
     if len(rgb_bands) != 3 or any(b not in bands for b in rgb_bands):
         raise LensscoreError(f"need 3 colour bands out of {','.join(bands)}, got "
                              f"{','.join(rgb_bands)}")
-    size = size or int(meta.get("size", 0) or DEFAULT_SIZE)
+    size = size or meta.size or DEFAULT_SIZE
     chosen = _select(rows, top, min_score)
 
     cubes, failed = [], 0
-    options = read_options or _read_options(meta, bands, size)
+    options = read_options or meta.read_options(bands, size)
     tiles = False
     try:
         for r in chosen:
@@ -260,11 +240,11 @@ def gallery(
                 failed += 1
     finally:
         if tiles:
-            from .tiles import close_tiles
+            from .tilecut import close_tiles
 
             close_tiles()
     imgs, used = lupton_thumbnails(cubes, q=q, stretch=stretch)
-    info = {"catalog": catalog_name, "model": meta.get("model", ""), "bands": bands,
+    info = {"catalog": catalog_name, "model": meta.model, "bands": bands,
             "rgb": rgb_bands, **used, "n": len(chosen), "n_rows": len(rows), "top": top,
             "min_score": min_score}
     html_path = png_path = None
@@ -276,19 +256,6 @@ def gallery(
         with atomic_path(png_path, suffix=".png") as tmp:
             _png_grid(chosen, imgs, tmp, columns, info)
     return GalleryResult(html_path, png_path, len(chosen), failed, used["q"], used["stretch"])
-
-
-def check_outputs(*paths, overwrite: bool = False) -> None:
-    """Refuse, before any work, gallery files that exist (without ``overwrite``) or whose
-    directory is missing -- the same rule as the scan's catalog."""
-    for p in paths:
-        if p is None:
-            continue
-        p = Path(p)
-        if not p.parent.is_dir():
-            raise LensscoreError(f"{p}: directory {p.parent} does not exist; create it first")
-        if p.exists() and not overwrite:
-            raise LensscoreError(f"{p} exists; use --overwrite to replace it")
 
 
 def _rows_from_result(res) -> list[dict]:

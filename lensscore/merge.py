@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalog import CatalogWriter, catalog_columns, catalog_meta, identity_diff, load_catalog
+from .catalog import CatalogMeta, CatalogWriter, catalog_columns, catalog_meta, identity_diff, \
+    load_catalog
 from .config import DEFAULT_BANDS
 from .errors import LensscoreError
 
@@ -53,7 +54,7 @@ def _check_shards(res: MergeResult, paths, tables, metas, n: int | None) -> None
     ids' hashes (a catalog without metadata -- .csv -- or a full scan among shards is caught)."""
     from .scan import parse_shard, shard_of
 
-    tags = [parse_shard(str(m["shard"])) if m.get("shard") else None for m in metas]
+    tags = [parse_shard(t) if (t := CatalogMeta.from_dict(m).shard) else None for m in metas]
     ns = {t[1] for t in tags if t}
     if n is None and len(ns) > 1:
         raise LensscoreError(f"catalogs of different shardings: N = {sorted(ns)}")
@@ -96,11 +97,51 @@ def merge(catalogs, output, *, inputs=None, bands=None, shards: int | None = Non
     shards : int, optional
         N of ``--shard K/N``, for catalogs that do not record it (``.csv``); each catalog's
         shard is then known from its ids.
+    overwrite : bool
+        Replace an existing ``output``.
+
+    Returns
+    -------
+    MergeResult
+
+    Raises
+    ------
+    LensscoreError
+        No catalogs, catalogs of other columns, models or options, or of different shardings.
     """
     paths = [Path(c) for c in catalogs]
     if not paths:
         raise LensscoreError("merge needs at least one catalog")
     res = MergeResult(output=Path(output), n_catalogs=len(paths))
+    tables, metas = _load_alike(paths)
+    _check_shards(res, paths, tables, metas, shards)
+    names = tables[0].colnames
+    rows, seen, dups = _unique_rows(tables, names)
+    res.duplicate_ids = sorted(set(dups))
+    if inputs is not None:
+        if bands is None:
+            bands = list(CatalogMeta.from_dict(metas[0]).bands) or DEFAULT_BANDS
+        _order_by_inputs(res, rows, seen, inputs, bands)
+    else:
+        rows.sort(key=lambda r: str(r["id"]))
+    res.n_rows = len(rows)
+    res.n_errors = sum(1 for r in rows if r.get("status") == "error")
+
+    rotations = "score_std" in names
+    has_labels = "label" in names
+    columns = catalog_columns(rotations, has_labels)
+    if [c for c, _ in columns] != list(names):
+        columns = [(c, str(tables[0][c].dtype)) for c in names]
+    meta = {k: v for k, v in metas[0].items() if k != "shard"}
+    meta["merged_from"] = len(paths)
+    with CatalogWriter(res.output, columns, meta, overwrite=overwrite) as w:
+        w.write(rows)
+    return res
+
+
+def _load_alike(paths: list[Path]):
+    """The catalogs and their headers; refused unless all have the same columns and were
+    scanned with the same model and options (:data:`lensscore.catalog.IDENTITY`)."""
     tables, metas = [], []
     for p in paths:
         t = load_catalog(p)
@@ -118,8 +159,11 @@ def merge(catalogs, output, *, inputs=None, bands=None, shards: int | None = Non
         if what:
             raise LensscoreError(f"{p} was scanned with another model or other options than "
                                  f"{paths[0]} ({what}); merge the shards of one scan")
-    _check_shards(res, paths, tables, metas, shards)
+    return tables, metas
 
+
+def _unique_rows(tables, names):
+    """Every row as a dict, the first of each id only; the ids seen and those repeated."""
     rows, seen, dups = [], set(), []
     for t in tables:
         for r in t:
@@ -129,31 +173,16 @@ def merge(catalogs, output, *, inputs=None, bands=None, shards: int | None = Non
                 continue
             seen.add(i)
             rows.append({c: _value(r[c]) for c in names})
-    res.duplicate_ids = sorted(set(dups))
+    return rows, seen, dups
 
-    if inputs is not None:
-        from .sources import find_sources
 
-        if bands is None:
-            bands = [b for b in str(metas[0].get("bands", "")).split(",") if b] or DEFAULT_BANDS
-        srcs = find_sources([inputs] if isinstance(inputs, (str, Path)) else list(inputs),
-                            bands)
-        order = {s.id: k for k, s in enumerate(srcs)}
-        res.missing_ids = [s.id for s in srcs if s.id not in seen]
-        res.unexpected_ids = sorted(seen - set(order))
-        rows.sort(key=lambda r: (order.get(str(r["id"]), len(order)), str(r["id"])))
-    else:
-        rows.sort(key=lambda r: str(r["id"]))
-    res.n_rows = len(rows)
-    res.n_errors = sum(1 for r in rows if r.get("status") == "error")
+def _order_by_inputs(res: MergeResult, rows: list[dict], seen: set, inputs, bands) -> None:
+    """Rows in the order a one-process scan of ``inputs`` writes them; the inputs no catalog
+    has, and the rows of no input, into ``res``."""
+    from .sources import find_sources
 
-    rotations = "score_std" in names
-    has_labels = "label" in names
-    columns = catalog_columns(rotations, has_labels)
-    if [c for c, _ in columns] != list(names):
-        columns = [(c, str(tables[0][c].dtype)) for c in names]
-    meta = {k: v for k, v in metas[0].items() if k != "shard"}
-    meta["merged_from"] = len(paths)
-    with CatalogWriter(res.output, columns, meta, overwrite=overwrite) as w:
-        w.write(rows)
-    return res
+    srcs = find_sources([inputs] if isinstance(inputs, (str, Path)) else list(inputs), bands)
+    order = {s.id: k for k, s in enumerate(srcs)}
+    res.missing_ids = [s.id for s in srcs if s.id not in seen]
+    res.unexpected_ids = sorted(seen - set(order))
+    rows.sort(key=lambda r: (order.get(str(r["id"]), len(order)), str(r["id"])))

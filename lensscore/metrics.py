@@ -30,13 +30,52 @@ def _check(labels, scores):
 
 
 def accuracy(labels, scores, threshold: float = DEFAULT_THRESHOLD) -> float:
-    """Fraction of cutouts classified right with ``score >= threshold`` meaning lens."""
+    """Fraction of cutouts classified right with ``score >= threshold`` meaning lens.
+
+    Parameters
+    ----------
+    labels : array_like of int
+        1 lens, 0 not.
+    scores : array_like of float
+        One per label.
+    threshold : float
+        ``score >= threshold`` means lens.
+
+    Returns
+    -------
+    float
+        NaN for no cutouts.
+
+    Raises
+    ------
+    ValueError
+        Labels and scores of different lengths, or labels other than 0/1.
+    """
     y, s = _check(labels, scores)
     return float(np.mean((s >= threshold).astype(int) == y)) if y.size else float("nan")
 
 
 def confusion(labels, scores, threshold: float = DEFAULT_THRESHOLD) -> dict[str, int]:
-    """Counts ``tp, fp, tn, fn`` at ``threshold``."""
+    """Counts ``tp, fp, tn, fn`` at ``threshold``.
+
+    Parameters
+    ----------
+    labels : array_like of int
+        1 lens, 0 not.
+    scores : array_like of float
+        One per label.
+    threshold : float
+        ``score >= threshold`` means lens.
+
+    Returns
+    -------
+    dict of str to int
+
+    Raises
+    ------
+    ValueError
+        Labels and scores of different lengths, or labels other than 0/1.
+    """
     y, s = _check(labels, scores)
     p = s >= threshold
     return {"tp": int(np.sum(p & (y == 1))), "fp": int(np.sum(p & (y == 0))),
@@ -44,7 +83,25 @@ def confusion(labels, scores, threshold: float = DEFAULT_THRESHOLD) -> dict[str,
 
 
 def roc_auc(labels, scores) -> float:
-    """Area under the ROC curve (Mann-Whitney U, ties counted half); NaN with one class only."""
+    """Area under the ROC curve (Mann-Whitney U, ties counted half).
+
+    Parameters
+    ----------
+    labels : array_like of int
+        1 lens, 0 not.
+    scores : array_like of float
+        One per label.
+
+    Returns
+    -------
+    float
+        NaN with one class only.
+
+    Raises
+    ------
+    ValueError
+        Labels and scores of different lengths, or labels other than 0/1.
+    """
     y, s = _check(labels, scores)
     n1, n0 = int(y.sum()), int((1 - y).sum())
     if n1 == 0 or n0 == 0:
@@ -63,6 +120,13 @@ def roc_auc(labels, scores) -> float:
 def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """False- and true-positive rates at each distinct threshold, highest threshold first.
 
+    Parameters
+    ----------
+    labels : array_like of int
+        1 lens, 0 not.
+    scores : array_like of float
+        One per label.
+
     Returns
     -------
     fpr, tpr, thresholds : ndarray
@@ -79,7 +143,27 @@ def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def tpr_at_fpr(labels, scores, fpr: float) -> float:
-    """Highest true-positive rate at a threshold whose false-positive rate is ``<= fpr``."""
+    """Highest true-positive rate at a threshold whose false-positive rate is ``<= fpr``.
+
+    Parameters
+    ----------
+    labels : array_like of int
+        1 lens, 0 not.
+    scores : array_like of float
+        One per label.
+    fpr : float
+        The largest false-positive rate allowed (0.01 for TPR at FPR 1 %).
+
+    Returns
+    -------
+    float
+        NaN with one class only.
+
+    Raises
+    ------
+    ValueError
+        Labels and scores of different lengths, or labels other than 0/1.
+    """
     y, s = _check(labels, scores)
     if y.sum() == 0 or (1 - y).sum() == 0:
         return float("nan")
@@ -88,7 +172,26 @@ def tpr_at_fpr(labels, scores, fpr: float) -> float:
 
 
 def tpr0(labels, scores) -> float:
-    """Recall before the first false positive: positives scoring above every negative."""
+    """Recall before the first false positive: positives scoring above every negative (the
+    Bologna lens challenge's TPR0).
+
+    Parameters
+    ----------
+    labels : array_like of int
+        1 lens, 0 not.
+    scores : array_like of float
+        One per label.
+
+    Returns
+    -------
+    float
+        NaN with one class only.
+
+    Raises
+    ------
+    ValueError
+        Labels and scores of different lengths, or labels other than 0/1.
+    """
     y, s = _check(labels, scores)
     if y.sum() == 0 or (1 - y).sum() == 0:
         return float("nan")
@@ -96,7 +199,28 @@ def tpr0(labels, scores) -> float:
 
 
 def classification_summary(labels, scores, threshold: float = DEFAULT_THRESHOLD) -> dict:
-    """Accuracy, ROC AUC, TPR at FPR 1% and 0.1%, TPR0 and the confusion counts."""
+    """Accuracy, ROC AUC, TPR at FPR 1% and 0.1%, TPR0 and the confusion counts.
+
+    Parameters
+    ----------
+    labels : array_like of int
+        1 lens, 0 not.
+    scores : array_like of float
+        One per label.
+    threshold : float
+        ``score >= threshold`` means lens.
+
+    Returns
+    -------
+    dict
+        ``n``, ``n_lens``, ``n_nonlens``, ``threshold``, ``accuracy``, ``roc_auc``,
+        ``tpr_at_fpr_1pct``, ``tpr_at_fpr_0.1pct``, ``tpr0`` and :func:`confusion`'s counts.
+
+    Raises
+    ------
+    ValueError
+        Labels and scores of different lengths, or labels other than 0/1.
+    """
     y, s = _check(labels, scores)
     return {
         "n": int(y.size), "n_lens": int(y.sum()), "n_nonlens": int((1 - y).sum()),

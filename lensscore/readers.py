@@ -2,7 +2,7 @@
 image HDU per band (survey MEFs with ``IMAGE``/``MASK``/``VARIANCE``), one file per band.
 
 Every plane keeps its headers (zero points, pixel scale, WCS are read from them later,
-:func:`lensscore.io.cutout_from_planes`). Bad files raise a :class:`CutoutError` subclass
+:func:`lensscore.cutout.cutout_from_planes`). Bad files raise a :class:`CutoutError` subclass
 naming the file and the problem; nothing is left open.
 """
 
@@ -30,17 +30,21 @@ from .errors import (
 )
 from .survey import band_from_header, bad_pixel_bits, hdu_kind, normalize_band, parse_band
 from .fastfits import FastHeader, read_simple_cube
-from .tanwcs import _WCS_KEY, simple_tan
+from .tanwcs import WCS_KEY, simple_tan
 
 # astropy is imported on first use: `lensscore scan` builds the ONNX session meanwhile
 fits = LazyModule("astropy.io.fits")
 _exceptions = LazyModule("astropy.utils.exceptions")
 _wcs = LazyModule("astropy.wcs")
 
+__all__ = ["Plane", "planes_from_file", "match_bands", "read_per_band", "apply_mask",
+           "celestial", "linear_pixels"]
+
 log = logging.getLogger(__name__)
 
+
 @dataclass
-class _Plane:
+class Plane:
     """One science image read from a file: pixels (bad ones NaN), band, headers for its
     zero point (extension first, then primary)."""
 
@@ -191,9 +195,23 @@ def _short(exc: BaseException) -> str:
     return msg if len(msg) <= 160 else msg[:157] + "..."
 
 
-def _apply_mask(plane: _Plane, mask, header, path: str) -> None:
+def apply_mask(plane: Plane, mask, header, path: str) -> None:
     """Bad planes of a ``MASK`` HDU (its pixels and header) become NaN pixels of ``plane``
-    (replaced and counted later)."""
+    (replaced and counted later).
+
+    Parameters
+    ----------
+    plane : Plane
+        The science plane the mask belongs to; its ``data`` (copied first) and ``n_masked``
+        are updated in place.
+    mask : array of int
+        The mask's pixels, the shape of ``plane.data``; anything else is ignored (logged).
+    header : FITS header
+        The mask's header: its ``MP_*`` keywords say which bits are bad
+        (:func:`lensscore.survey.bad_pixel_bits`).
+    path : str
+        The file, for the log.
+    """
     m = np.asarray(mask)
     if m.shape != plane.data.shape or m.dtype.kind not in "iu":
         log.debug("%s: mask HDU of shape %s/%s ignored", path, m.shape, m.dtype)
@@ -205,20 +223,37 @@ def _apply_mask(plane: _Plane, mask, header, path: str) -> None:
         plane.data[bad] = np.nan
 
 
-def _planes_from_file(path: str) -> tuple[list[_Plane], object]:
+def planes_from_file(path: str) -> tuple[list[Plane], object]:
     """Read one file: its science planes (band ``None`` if unnamed) and a header for the WCS.
 
     Survey MEFs (``IMAGE``/``MASK``/``VARIANCE`` HDUs, as HSC and Rubin write them): the science
     planes are read, each ``MASK`` applies its bad planes to the science plane before it, and
     variance planes are ignored.
+
+    Parameters
+    ----------
+    path : str
+        A FITS file (also ``.fits.gz``, ``.fits.fz``).
+
+    Returns
+    -------
+    planes : list of Plane
+        In file order.
+    header : FITS header
+        The header of the first science image (its WCS is the cutout's).
+
+    Raises
+    ------
+    CutoutError
+        A subclass naming the file and the problem (not FITS, truncated, no image, bad shape).
     """
     fast = read_simple_cube(path)
     if fast is not None and hdu_kind(fast[1]) == "image":
         data, header = fast
         if data.ndim == 2:  # one image (a per-band file): as the loop below reads it
-            return [_Plane(data, band_from_header(header), (header, header))], header
+            return [Plane(data, band_from_header(header), (header, header))], header
         names = _header_bands(header, len(data)) or [None] * len(data)
-        return [_Plane(p, n, (header, header)) for p, n in zip(data, names)], header
+        return [Plane(p, n, (header, header)) for p, n in zip(data, names)], header
     hdul, fh = _open_fits(path)
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -242,18 +277,18 @@ def _planes_from_file(path: str) -> tuple[list[_Plane], object]:
                 names = _header_bands(first.header, shape[-3]) or _header_bands(primary, shape[-3])
                 names = names or [None] * len(cube)
                 hdrs = (first.header, primary)
-                return [_Plane(p, n, hdrs) for p, n in zip(cube, names)], first.header
-            planes: list[_Plane] = []
+                return [Plane(p, n, hdrs) for p, n in zip(cube, names)], first.header
+            planes: list[Plane] = []
             single = len(sci) == 1
             for hdu, shp in hdus:
                 kind = hdu_kind(hdu.header)
                 if kind == "mask" and planes:
-                    _apply_mask(planes[-1], hdu.data, hdu.header, path)
+                    apply_mask(planes[-1], hdu.data, hdu.header, path)
                 if kind != "image" or len(shp) != 2:
                     continue  # variance planes; a cube after 2-D images is ambiguous
                 band = band_from_header(hdu.header) or (band_from_header(primary) if single
                                                         else None)
-                planes.append(_Plane(_read_hdu_data(hdu, path), band, (hdu.header, primary)))
+                planes.append(Plane(_read_hdu_data(hdu, path), band, (hdu.header, primary)))
             return planes, first.header
     except CutoutError:
         raise
@@ -270,15 +305,35 @@ def _planes_from_file(path: str) -> tuple[list[_Plane], object]:
             fh.close()
 
 
-def _match_bands(path: str, planes: list[_Plane], want: Sequence[str]) -> tuple[list[_Plane], str]:
+def match_bands(path: str, planes: list[Plane], want: Sequence[str]) -> tuple[list[Plane], str]:
     """The planes of the model's bands, in its order, and how they were matched.
 
     By name whenever any plane names a band (unnamed planes are then ignored, never guessed);
     by position only when no plane names one and the count is exactly the model's.
+
+    Parameters
+    ----------
+    path : str
+        The file, for messages.
+    planes : list of Plane
+        As :func:`planes_from_file` read them.
+    want : sequence of str
+        The model's bands (normalised names), in its order.
+
+    Returns
+    -------
+    planes : list of Plane
+        One per band of ``want``, in its order.
+    band_source : {"header", "position"}
+
+    Raises
+    ------
+    BandError
+        A band missing, or unnamed planes whose count is not the model's.
     """
     named = [p for p in planes if p.band is not None]
     if named:
-        have: dict[str, _Plane] = {}
+        have: dict[str, Plane] = {}
         for p in named:
             have.setdefault(p.band, p)
         missing = [b for b in want if b not in have]
@@ -301,17 +356,30 @@ def _wcs_cards(header):
     """Only the WCS keywords of a header (a copy), so that parsing it is fast."""
     out = fits.Header()
     if isinstance(header, FastHeader):
-        out.update((k, v) for k, v in header.items() if _WCS_KEY.match(k))
+        out.update((k, v) for k, v in header.items() if WCS_KEY.match(k))
         return out
     for card in header.cards:
-        if _WCS_KEY.match(card.keyword):
+        if WCS_KEY.match(card.keyword):
             out.append(card)
     return out
 
 
-def _celestial(header, path, fast: bool = False):
+def celestial(header, path, fast: bool = False):
     """The header's celestial WCS (astropy's), or ``None``. With ``fast``, a plain TAN one is a
-    :class:`lensscore.tanwcs.SimpleTan` instead: pixel scale and centre only, no slicing."""
+    :class:`lensscore.tanwcs.SimpleTan` instead: pixel scale and centre only, no slicing.
+
+    Parameters
+    ----------
+    header : FITS header or FastHeader
+    path : str
+        The file, for the log (a broken WCS is logged and read as none).
+    fast : bool
+        Allow a :class:`~lensscore.tanwcs.SimpleTan` for a plain TAN header.
+
+    Returns
+    -------
+    astropy.wcs.WCS, SimpleTan or None
+    """
     if not any(k in header for k in ("CTYPE1", "CTYPE2")):
         return None
     if fast:
@@ -330,14 +398,37 @@ def _celestial(header, path, fast: bool = False):
         return None
 
 
-def _read_per_band(per_band: Mapping[str, str], want, shown) -> tuple[list[_Plane], object, str]:
-    """One plane per band from per-band files; the header must not contradict the file name."""
+def read_per_band(per_band: Mapping[str, str], want, shown) -> tuple[list[Plane], object, str]:
+    """One plane per band from per-band files; the header must not contradict the file name.
+
+    Parameters
+    ----------
+    per_band : mapping band -> path
+        One file per band.
+    want : sequence of str
+        The model's bands, in its order.
+    shown : str
+        How the group is shown in messages (``dir/obj_{g,r,i}.fits``).
+
+    Returns
+    -------
+    planes : list of Plane
+        One per band of ``want``.
+    header : FITS header
+        The first band's (its WCS is the cutout's).
+    band_source : {"header", "filename"}
+
+    Raises
+    ------
+    BandError
+        A band without a file, a file of several images, a header that names another band.
+    """
     missing = [b for b in want if b not in per_band]
     if missing:
         raise BandError(shown, f"no file for band(s) {','.join(missing)}")
     planes, header, source = [], None, "header"
     for b in want:
-        p, hdr = _planes_from_file(per_band[b])
+        p, hdr = planes_from_file(per_band[b])
         if len(p) != 1:
             # a per-band file that holds several images: pick the named band if it can
             named = [q for q in p if q.band == b]

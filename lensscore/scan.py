@@ -5,38 +5,30 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import multiprocessing as mp
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ._version import __version__
-from .catalog import IDENTITY, CatalogWriter, catalog_columns, check_output, read_table
+from .catalog import IDENTITY, CatalogMeta, CatalogWriter, catalog_columns, check_output, read_table
 from .config import DEFAULT_THRESHOLD, TRANSFORM_NAMES, TRANSFORMS
-from .errors import CutoutError, LensscoreError
+from .errors import LensscoreError
+from .files import check_outputs
 from .grid import MAX_BAD_FRACTION, ReadOptions
-from .io import load_source
+from .pipeline import score_stream
 from .sources import Source, find_sources
 from .metrics import classification_summary, mirror_stability, rotation_stability
-from .preprocess import PreprocessSpec, preprocess
 from .committee import COMBINE, make_scorer
 from .scorer import Scorer, check_tta
-from .trained import cutout_digest
 
 __all__ = ["scan", "scan_catalog", "ScanResult", "read_labels", "shard_of", "parse_shard",
            "rotation_mode", "check_scan_options"]
 
 log = logging.getLogger(__name__)
 
-#: Sources handed to a loader at once: big enough to amortise the hand-over, small enough to
-#: keep memory bounded (workers x prefetch x chunk cutouts in flight).
-_CHUNK = 16
-_PREFETCH = 4
 #: ``rotations="auto"`` on a model that claims D4 invariance: the cutouts whose id hashes to 0
 #: mod this (fewer for small scans, so that about :data:`ROTATION_SAMPLE_MIN` are sampled) get
 #: their 8 transforms (rotations and mirror images) scored
@@ -290,8 +282,6 @@ def check_scan_options(*, paths=None, catalog=None, images=None, output=None,
                        tta: str = "none", combine: str = "mean", gallery=None) -> None:
     """Refuse, before any work, options that cannot work together (one-line LensscoreError);
     the CLI calls it first, :func:`scan` checks what it needs itself."""
-    from .gallery import check_outputs
-
     check_tta(tta)
     if catalog is None and not paths:
         raise LensscoreError("give FITS files or directories to scan, or --catalog FILE "
@@ -341,74 +331,25 @@ def read_labels(path) -> dict[str, int]:
     return out
 
 
-# --------------------------------------------------------------------------- loading workers
-
-def _read_one(src: Source, options: ReadOptions):
-    """``(True, (pixels on the model's grid, row fields))`` or ``(False, reason)``: never raises
-    for a bad file."""
-    try:
-        c = load_source(src, options.grid.bands, options.grid.size, options, wcs=False)
-        return True, (c.data, {"ra": c.ra, "dec": c.dec, "n_nonfinite": c.n_nonfinite,
-                               "bad_fraction": round(c.bad_fraction, 6),
-                               "pixscale_in": float(f"{c.pixscale_in:.6g}"), "resampled": c.resampled,
-                               "reoriented": c.reoriented,
-                               "zp_source": c.zp_source, "band_source": c.band_source,
-                               **({"_digest": cutout_digest(c.data)} if options.digests else {})})
-    except CutoutError as exc:
-        return False, exc.reason
-    except Exception as exc:  # never let one odd file stop a scan
-        msg = " ".join(f"{type(exc).__name__}: {exc}".split())
-        return False, f"unexpected error reading file ({msg[:200]})"
-
-
-def _preprocess_one(src: Source, item, spec: PreprocessSpec):
-    ok, payload = item
-    if not ok:
-        return item
-    try:
-        return True, (preprocess(payload[0], spec), payload[1])
-    except ValueError as exc:
-        return False, CutoutError(src.path, str(exc)).reason
-
-
-def _load_one(src: Source, options: ReadOptions, spec):
-    """``(True, (preprocessed cutout, row fields))`` or ``(False, reason)``."""
-    return _preprocess_one(src, _read_one(src, options), spec)
-
-
-def _load_chunk(chunk: list[Source], options: ReadOptions, spec: PreprocessSpec):
-    """:func:`_load_one` of each source, the cutouts preprocessed together: ``preprocess`` treats
-    each cutout of a batch on its own (the same float32 values, tested), and one call for a
-    chunk of 16 cost ~0.09 ms a cutout less than one call a cutout here (0.11 against 0.20 ms)
-    -- CPU that a 2-core scan takes from onnxruntime."""
-    items = [_read_one(s, options) for s in chunk]
-    good = [i for i, (ok, _) in enumerate(items) if ok]
-    if len(good) > 1:
-        try:
-            x = preprocess(np.stack([items[i][1][0] for i in good]), spec)
-        except ValueError:  # a cutout without signal: each alone, so that only it fails
-            pass
-        else:
-            for i, xi in zip(good, x):
-                items[i] = True, (xi, items[i][1][1])
-            return items
-    return [_preprocess_one(s, it, spec) for s, it in zip(chunk, items)]
-
-
-def _make_executor(workers: int) -> Executor:
-    if workers == 1:
-        # one loader thread: onnxruntime releases the GIL, so parsing overlaps inference
-        return ThreadPoolExecutor(1, thread_name_prefix="lensscore-load")
-    methods = mp.get_all_start_methods()
-    ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
-    return ProcessPoolExecutor(workers, mp_context=ctx)
-
-
 # --------------------------------------------------------------------------- shards
 
 
 def parse_shard(shard) -> tuple[int, int]:
-    """``"K/N"`` or ``(K, N)`` -> ``(K, N)`` with ``1 <= K <= N``; LensscoreError otherwise."""
+    """``"K/N"`` or ``(K, N)`` -> ``(K, N)`` with ``1 <= K <= N``.
+
+    Parameters
+    ----------
+    shard : str or (int, int)
+
+    Returns
+    -------
+    (int, int)
+
+    Raises
+    ------
+    LensscoreError
+        Not two integers, or K outside 1..N.
+    """
     try:
         k, n = (int(v) for v in (shard.split("/") if isinstance(shard, str) else shard))
     except (TypeError, ValueError):
@@ -419,7 +360,20 @@ def parse_shard(shard) -> tuple[int, int]:
 
 
 def shard_of(obj_id: str, n: int) -> int:
-    """The shard (1..n) of an object id: a stable hash (BLAKE2b of the id), not listing order."""
+    """The shard (1..n) of an object id: a stable hash (BLAKE2b of the id), not listing order.
+
+    Parameters
+    ----------
+    obj_id : str
+        The id as the catalog writes it.
+    n : int
+        The number of shards.
+
+    Returns
+    -------
+    int
+        1..n, the same on every machine and Python version.
+    """
     h = hashlib.blake2b(obj_id.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(h, "big") % n + 1
 
@@ -571,11 +525,11 @@ def scan(
     meta = _catalog_meta(scorer, options, threshold, tta, shard, sources)
     res = ScanResult(threshold=threshold, output=Path(output) if output else None,
                      rotation_mode=mode, invariance_claimed=scorer.invariance, tta=tta,
-                     members=list(members), row_order=meta["row_order"],
+                     members=list(members), row_order=meta.row_order,
                      read_options=options, labels_unmatched=unmatched, n_listed=n_all)
     writer = None
     if output is not None:
-        writer = CatalogWriter(output, columns, meta, resume=resume, overwrite=overwrite,
+        writer = CatalogWriter(output, columns, meta.to_dict(), resume=resume, overwrite=overwrite,
                                retry_errors=retry_errors,
                                identity=IDENTITY)
         for r in writer.existing if writer.done else ():
@@ -589,11 +543,11 @@ def scan(
     flags = _sampled(sources, mode, n_all)
     try:
         if client is None:
-            stream = _score_stream(sources, scorer, flags, workers, options, tta)
+            stream = score_stream(sources, scorer, flags, workers, options, tta)
         else:
-            from .distributed import score_stream
+            from .distributed import score_stream as dask_stream
 
-            stream = score_stream(sources, scorer, flags, client, options, tta)
+            stream = dask_stream(sources, scorer, flags, client, options, tta)
         for rows, s_chunk, r_chunk in stream:
             for r, s, rr in zip(rows, s_chunk, r_chunk):
                 res._add(r, s, rr if rotations else None)
@@ -609,7 +563,7 @@ def scan(
         raise
     finally:
         if sources and sources[0].position is not None:
-            from .tiles import close_tiles
+            from .tilecut import close_tiles
 
             close_tiles()
     if writer is not None:
@@ -631,25 +585,21 @@ def _check_ascii(output, sources: Sequence[Source]) -> None:
 
 
 def _catalog_meta(scorer, options: ReadOptions, threshold: float, tta: str, shard,
-                  sources: Sequence[Source]) -> dict:
+                  sources: Sequence[Source]) -> CatalogMeta:
     """The catalog header: the model(s), the grid and every option that decides a score (a
     resume or merge must match them: :data:`lensscore.catalog.IDENTITY`)."""
-    meta = {"model": " + ".join(Path(p).name for p in scorer.path.split(" + ")),
-            "model_arch": scorer.arch,
-            "pixel_scale": options.grid.pixel_scale, "zeropoint": options.grid.zeropoint,
-            "bands": ",".join(scorer.bands), "size": scorer.size,
-            "lensscore_version": __version__, "row_order": "input",
-            "threshold": float(threshold), "model_sha256": scorer.sha256,
-            "preprocess": scorer.spec.to_json(),
-            "input_pixel_scale": "" if options.pixel_scale is None else options.pixel_scale,
-            "zeropoint_override": ",".join(f"{b}={z:g}" for b, z in options.zeropoints),
-            "max_bad_fraction": options.max_bad_fraction,
-            "tta": tta}
-    if shard is not None:
-        meta["shard"] = "{}/{}".format(*parse_shard(shard))
-    if sources and sources[0].position is not None:
-        meta["row_order"] = "tile"  # an object catalog over tiles: rows tile by tile
-    return meta
+    return CatalogMeta(
+        model=" + ".join(Path(p).name for p in scorer.path.split(" + ")),
+        model_arch=scorer.arch, pixel_scale=options.grid.pixel_scale,
+        zeropoint=options.grid.zeropoint, bands=tuple(scorer.bands), size=scorer.size,
+        lensscore_version=__version__,
+        # an object catalog over tiles: rows tile by tile
+        row_order="tile" if sources and sources[0].position is not None else "input",
+        threshold=float(threshold), model_sha256=scorer.sha256,
+        preprocess=scorer.spec.to_json(), input_pixel_scale=options.pixel_scale,
+        zeropoint_override=tuple(options.zeropoints),
+        max_bad_fraction=options.max_bad_fraction, tta=tta,
+        shard=None if shard is None else "{}/{}".format(*parse_shard(shard)))
 
 
 def unmatched_labels(labels: Mapping[str, int] | None, sources: Sequence[Source]) -> list[str]:
@@ -712,106 +662,3 @@ def scan_catalog(catalog, images, model=None, *, scorer=None, id_column: str | N
                pixel_scale=pixel_scale, zeropoints=zeropoints, **kwargs)
     res.labels_unmatched = unmatched_labels(labels, sources)
     return res
-
-
-def _score_stream(sources, scorer: Scorer, rotations: list[bool], workers: int,
-                  options: ReadOptions, tta: str = "none"):
-    """Yield ``(rows, scores, rotation_scores)`` per batch, in input order; ``rotations`` says,
-    per source, whether its four rotations are scored."""
-    if not sources:
-        return
-    chunks = [(list(sources[i:i + _CHUNK]), rotations[i:i + _CHUNK])
-              for i in range(0, len(sources), _CHUNK)]
-    pending: list[tuple[Source, tuple, bool]] = []
-    n_ok = 0
-    with _make_executor(workers) as ex:
-        inflight: deque = deque()
-        it = iter(chunks)
-        limit = max(2, workers * _PREFETCH)
-
-        def fill():
-            for chunk, flags in it:
-                inflight.append((chunk, flags, ex.submit(_load_chunk, chunk, options,
-                                                         scorer.spec)))
-                if len(inflight) >= limit:
-                    break
-
-        fill()
-        try:
-            while inflight:
-                chunk, flags, fut = inflight.popleft()
-                loaded = fut.result()
-                fill()
-                for src, item, rotate in zip(chunk, loaded, flags):
-                    pending.append((src, item, rotate))
-                    n_ok += item[0]
-                if n_ok >= scorer.batch_size or not inflight:
-                    yield _score_pending(pending, scorer, tta)
-                    pending, n_ok = [], 0
-        finally:
-            for *_, fut in inflight:
-                fut.cancel()
-
-
-def _score_pending(pending, scorer: Scorer, tta: str = "none"):
-    """Score loaded ``(source, (ok, payload), check)`` items: every ok cutout once, and the 8
-    transforms (rotations and mirror images) of those flagged (with ``tta`` all are, and the
-    score is the mean over the rotations, ``rot4``, or all 8, ``d8``).
-    Returns rows, scores, and transform scores (NaN where not measured)."""
-    nt = len(TRANSFORMS)
-    ok = [item[1][0] for _, item, _ in pending if item[0]]
-    rot_flags = [f for _, item, f in pending if item[0]]
-    names = getattr(scorer, "names", None)  # a committee's members
-    if ok:
-        x = np.stack(ok)
-        sel = np.asarray(rot_flags, bool)
-        s = np.empty(len(x), np.float32)
-        r = np.full((len(x), nt), np.nan)
-        ms = np.full((len(x), len(names or ())), np.nan)
-        used = slice(0, 4) if tta == "rot4" else slice(0, nt)  # what the tta score averages
-        if names:
-            if sel.any():  # transform 0 is the cutout as given: its score is the score
-                rm = scorer.member_transform_scores(x[sel], preprocessed=True)  # (k, M, 8)
-                r[sel] = np.stack([scorer.combine_scores(rm[:, :, k]) for k in range(nt)], 1)
-                ms[sel] = rm[:, :, used].mean(-1, dtype=np.float32) if tta != "none" \
-                    else rm[:, :, 0]
-                # float32 mean, as Scorer.score(tta=...) computes it
-                s[sel] = (r[sel, used].astype(np.float32).mean(axis=1, dtype=np.float32)
-                          if tta != "none" else r[sel, 0])
-            if not sel.all():
-                ms[~sel] = scorer.member_scores(x[~sel], preprocessed=True)
-                s[~sel] = scorer.combine_scores(ms[~sel])
-        elif tta != "none":  # every cutout is flagged
-            r[:] = scorer.score_transforms(x, preprocessed=True)
-            s = r[:, used].astype(np.float32).mean(axis=1, dtype=np.float32)
-        else:  # the flagged cutouts' transformed copies run with the batch
-            s, rs = scorer.score_sampled_transforms(x, sel, preprocessed=True)
-            r[sel] = rs[sel]
-    rows, out_s, out_r = [], [], []
-    seen = scorer.trained_digests  # a committee builds its union on each call: once a batch
-    j = 0
-    for src, (good, payload), check in pending:
-        row = {"id": src.id, "path": src.path, "files": src.files_field(), "label": src.label,
-               **dict(src.extra)}
-        if good:
-            fields = dict(payload[1])
-            digest = fields.pop("_digest", None)
-            if digest is not None:
-                fields["in_training"] = digest in seen
-            row.update(score=float(s[j]), **fields, status="ok", error="")
-            if names:
-                row.update({f"score_{m}": float(ms[j, k]) for k, m in enumerate(names)})
-            rr = r[j].astype(np.float64)
-            if check:
-                row.update(score_std=float(rr[:4].std()),
-                           mirror_delta=float(np.abs(rr[4:] - rr[:4]).max()),
-                           **{f"score_{t}": float(rr[k]) for k, t in enumerate(TRANSFORM_NAMES)})
-            out_r.append(rr.tolist())
-            out_s.append(float(s[j]))
-            j += 1
-        else:
-            row.update(status="error", error=payload)
-            out_s.append(float("nan"))
-            out_r.append([float("nan")] * nt)
-        rows.append(row)
-    return rows, out_s, out_r

@@ -15,7 +15,8 @@ from pathlib import Path
 from .config import DEFAULT_BANDS, FITS_SUFFIXES
 from .survey import normalize_band
 
-__all__ = ["Source", "find_sources", "label_from_path", "split_fits_suffix"]
+__all__ = ["Source", "find_sources", "label_from_path", "split_fits_suffix", "group_display",
+           "band_token"]
 
 #: band tokens recognised at the end of a per-band file name, ``<id>_g.fits``
 _SUFFIX_BANDS = ("u", "g", "r", "i", "z", "y")
@@ -139,7 +140,18 @@ def _beside(path: str, base, tile_ref: bool = False) -> str:
     return alt if os.path.exists(alt.rpartition("[")[0] if tile_ref else alt) else path
 
 
-def _group_display(per_band: Mapping[str, str]) -> str:
+def group_display(per_band: Mapping[str, str]) -> str:
+    """How a group of per-band files is shown (a catalog's ``path``): one file as it is, several
+    as ``dir/obj_{g,r,i}.fits`` (the common prefix and suffix around the parts that differ).
+
+    Parameters
+    ----------
+    per_band : mapping band -> path
+
+    Returns
+    -------
+    str
+    """
     paths = list(per_band.values())
     if len(paths) == 1:
         return paths[0]
@@ -149,8 +161,20 @@ def _group_display(per_band: Mapping[str, str]) -> str:
     return f"{prefix}{{{','.join(mids)}}}{suffix}"
 
 
-def _band_token(stem: str, bands: set[str]) -> tuple[str, str] | None:
-    """``("obj", "g")`` for ``obj_g`` / ``obj-HSC-G-…``; ``None`` if the stem names no band."""
+def band_token(stem: str, bands: set[str]) -> tuple[str, str] | None:
+    """``("obj", "g")`` for ``obj_g`` / ``obj-HSC-G-…``; ``None`` if the stem names no band.
+
+    Parameters
+    ----------
+    stem : str
+        A file name without its FITS suffix.
+    bands : set of str
+        Bands a ``<id>_<band>`` suffix may name (HSC ``HSC-G`` names are always read).
+
+    Returns
+    -------
+    (id, band) or None
+    """
     m = _HSC_RE.match(stem)
     if m:
         return (m["pre"] + m["post"]) or stem, m["band"].lower()
@@ -259,7 +283,7 @@ def find_sources(
         stem = split_fits_suffix(name)[0]
         rel_dir = os.path.relpath(os.path.dirname(f), root) if root else ""
         rel_dir = "" if rel_dir == "." else rel_dir
-        tok = _band_token(stem, band_set)
+        tok = band_token(stem, band_set)
         if tok is None:
             order.append(("file", f, os.path.join(rel_dir, stem), root))
             continue
@@ -296,7 +320,7 @@ def find_sources(
             else:
                 rank = {b: k for k, b in enumerate(normalize_band(b) for b in bands)}
                 items = sorted(per_band.items(), key=lambda kv: (rank.get(kv[0], 99), kv[0]))
-                src = Source(id=sid, path=_group_display(dict(items)), files=tuple(items),
+                src = Source(id=sid, path=group_display(dict(items)), files=tuple(items),
                              label=label(items[0][1], root or None))
         if labels:
             lab = labels.get(src.id, labels.get(src.id.rsplit("/", 1)[-1]))

@@ -198,7 +198,7 @@ def test_hostile_corpus(tmp_path, rng, conv_model):
 def test_a_chunk_is_read_as_its_files_one_by_one(tmp_path, rng, conv_model):
     """The loader preprocesses a chunk's cutouts together: the same float32 arrays and row
     fields as one file at a time, and a cutout without signal or a broken file fails alone."""
-    from lensscore.scan import _load_chunk, _load_one
+    from lensscore.pipeline import load_chunk, load_one
     from lensscore.scorer import Scorer
     from lensscore.sources import find_sources
 
@@ -213,8 +213,8 @@ def test_a_chunk_is_read_as_its_files_one_by_one(tmp_path, rng, conv_model):
     src = find_sources([tmp_path], sc.bands)
     assert len(src) == 7
     for chunk in (src, src[:1], [s for s in src if "flat" not in s.path]):
-        got = _load_chunk(chunk, opts, sc.spec)
-        want = [_load_one(s, opts, sc.spec) for s in chunk]
+        got = load_chunk(chunk, opts, sc.spec)
+        want = [load_one(s, opts, sc.spec) for s in chunk]
         assert [g[0] for g in got] == [w[0] for w in want]
         for s, g, w in zip(chunk, got, want):
             if not w[0]:
@@ -222,7 +222,7 @@ def test_a_chunk_is_read_as_its_files_one_by_one(tmp_path, rng, conv_model):
                 continue
             assert g[0] and g[1][0].dtype == np.float32 and g[1][1] == w[1][1]
             np.testing.assert_array_equal(g[1][0], w[1][0], err_msg=s.path)
-    got = dict(zip((s.path for s in src), _load_chunk(src, opts, sc.spec)))
+    got = dict(zip((s.path for s in src), load_chunk(src, opts, sc.spec)))
     assert [p for p, g in got.items() if not g[0]] == \
         [str(tmp_path / "a2_flat.fits"), str(tmp_path / "a3_broken.fits")]
     assert "no signal" in got[str(tmp_path / "a2_flat.fits")][1]

@@ -292,7 +292,7 @@ def test_a_tile_in_use_is_not_closed_under_its_reader(tmp_path):
     """Issue 32: the tile cache closed tiles under its lock but they were read outside it, so a
     Dask worker's second thread could close the tile the first was cutting from. A tile now
     stays open while acquired; eviction and close() take effect on release."""
-    from lensscore.tiles import _OpenTiles
+    from lensscore.tilecut import _OpenTiles
 
     paths = []
     for k in range(2):
