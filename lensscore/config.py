@@ -6,6 +6,7 @@ __all__ = [
     "DEFAULT_BANDS",
     "DEFAULT_SIZE",
     "PIXEL_SCALE_ARCSEC",
+    "FOV_ARCSEC",
     "DEFAULT_ZEROPOINT",
     "DEFAULT_THRESHOLD",
     "DEFAULT_BATCH_SIZE",
@@ -20,9 +21,14 @@ __all__ = [
 
 #: HSC g, r, i as in Cañameras et al. (2020, 2021).
 DEFAULT_BANDS: tuple[str, ...] = ("g", "r", "i")
-#: Cutout side in pixels (72 px x 0.168"/px = 12").
+#: Cutout side in pixels of the default (HSC) grid.
 DEFAULT_SIZE: int = 72
+#: Pixel scale of the default grid: HSC's 0.168"/px.
 PIXEL_SCALE_ARCSEC: float = 0.168
+#: Side of a cutout on the default grid: 72 px x 0.168" = 12.096", quoted as 12.1" (rounded to
+#: 0.1", as the shared real data's README and the docs say). Every survey preset of ``train``
+#: keeps this field of view: its side is ``FOV_ARCSEC`` over its pixel scale, made even.
+FOV_ARCSEC: float = DEFAULT_SIZE * PIXEL_SCALE_ARCSEC
 #: Common AB zero point of the training images of a model without ``lensscore.zeropoint`` (HSC
 #: coadd counts).
 DEFAULT_ZEROPOINT: float = 27.0
