@@ -13,7 +13,7 @@ import numpy as np
 
 from lensscore._version import __version__
 from lensscore.config import ARCH_INVARIANCE, DEFAULT_BANDS, DEFAULT_SIZE, DEFAULT_THRESHOLD, \
-    META_PREFIX
+    INVARIANCE_TOLERANCE, META_PREFIX
 from lensscore.modelmeta import ModelMeta
 from lensscore.preprocess import DEFAULT_SPEC, PreprocessSpec
 
@@ -29,7 +29,7 @@ OPSET = 17
 #: Parity bounds of DESIGN.md / issue 5: Keras vs onnxruntime, and across the transforms a model
 #: claims invariance to (the four rotations; with D4 their mirror images too).
 MAX_DIFF = 1e-5
-MAX_ROT_SPREAD = 1e-6
+MAX_ROT_SPREAD = INVARIANCE_TOLERANCE
 WEIGHT_MODES = ("float32", "float16", "int8")
 
 

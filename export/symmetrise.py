@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lensscore.config import META_PREFIX
+from lensscore.config import INVARIANCE_TOLERANCE, META_PREFIX
 
 __all__ = ["symmetrise_mirror", "symmetrise", "SOURCE_KEYS"]
 
@@ -71,9 +71,10 @@ def symmetrise(src, dst, *, n_check: int = 64, seed: int = 0) -> dict:
     """Write ``dst``: ``src`` averaged over the mirror, checked.
 
     Checks, on ``n_check`` synthetic cutouts through onnxruntime: the new score equals the mean
-    of the source's scores of the cutout and its mirror image (to 1e-6), and all 8 transforms of
-    a cutout score the same (to 1e-6). Refuses a source that is not rotation-invariant (the
-    average over the mirror alone would not make it D4-invariant).
+    of the source's scores of the cutout and its mirror image, and all 8 transforms of a cutout
+    score the same (both to :data:`lensscore.config.INVARIANCE_TOLERANCE`). Refuses a source
+    that is not rotation-invariant (the average over the mirror alone would not make it
+    D4-invariant).
 
     Returns a summary (the measured differences).
     """
@@ -119,7 +120,7 @@ def symmetrise(src, dst, *, n_check: int = 64, seed: int = 0) -> dict:
         got = sym.score_transforms(prep, preprocessed=True).astype(np.float64)
         d_mean = float(np.abs(got[:, 0] - want).max())
         spread = float(np.ptp(got, axis=1).max())
-        if d_mean > 1e-6 or spread > 1e-6:
+        if d_mean > INVARIANCE_TOLERANCE or spread > INVARIANCE_TOLERANCE:
             raise ValueError(f"the symmetrised model failed its checks: |score - mean| "
                              f"{d_mean:.3g}, spread over the 8 transforms {spread:.3g}")
         tmp.replace(dst)

@@ -9,6 +9,8 @@ __all__ = [
     "FOV_ARCSEC",
     "DEFAULT_ZEROPOINT",
     "DEFAULT_THRESHOLD",
+    "INVARIANCE_TOLERANCE",
+    "SCAN_INVARIANCE_TOLERANCE",
     "DEFAULT_BATCH_SIZE",
     "MAX_CUTOUT_PIXELS",
     "FITS_SUFFIXES",
@@ -33,6 +35,13 @@ FOV_ARCSEC: float = DEFAULT_SIZE * PIXEL_SCALE_ARCSEC
 #: coadd counts).
 DEFAULT_ZEROPOINT: float = 27.0
 DEFAULT_THRESHOLD: float = 0.5
+#: The largest spread of a model's scores over the transforms it claims invariance to (std of
+#: the four rotations; largest change under a mirror) that export accepts: what it proves on
+#: the machine that exports.
+INVARIANCE_TOLERANCE: float = 1e-6
+#: The spread above which a scan calls a claimed invariance violated: ten times what export
+#: proves, room for other CPUs' and libraries' float rounding.
+SCAN_INVARIANCE_TOLERANCE: float = 10 * INVARIANCE_TOLERANCE
 #: Images per onnxruntime run. On CPU 32 is as fast as 128 (rot: 131 vs 130 img/s measured on 2
 #: cores) but holds a third of the activation memory (peak RSS of a scan 342 vs 590 MiB).
 DEFAULT_BATCH_SIZE: int = 32
