@@ -4,7 +4,7 @@ The machine has no ../shared: the real cutouts travel as ``--real FILE.npz`` (x,
 here by :func:`train.finetune.load_real`, i.e. by the scorer's own reader and preprocessing).
 Simulated cutouts to mix in (the run's training indices) and a sample of the run's simulated test
 split are made again on the CPU cores (pure in seed and index). Writes to ``$OUT``: the final
-model's weights (``<name>.part0``, int8 as in device_train), ``results.json`` (CV metrics, the
+model's weights (``<name>.part0``, :func:`train.device.pack_weights`), ``results.json`` (CV metrics, the
 config, simulated-test metrics of the fine-tuned model), ``cv_scores.csv``.
 """
 
@@ -16,12 +16,16 @@ import multiprocessing as mp
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from device_train import gather, log, pack_weights, simulate_async  # noqa: E402
+T0 = time.time()
+
+
+def log(msg):
+    print(f"[{time.time() - T0:7.1f}s] {msg}", flush=True)
 
 
 def main():
@@ -47,8 +51,9 @@ def main():
 
     from lensscore.preprocess import DEFAULT_SPEC
 
-    from train.fit import RunDir, load_config
+    from train.device import gather, pack_weights, simulate_async
     from train.finetune import sim_indices
+    from train.fit import RunDir, load_config
 
     run = RunDir(a.run)
     cfg = load_config(run)

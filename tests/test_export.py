@@ -209,3 +209,50 @@ def test_symmetrise_makes_a_c4_model_d4_and_refuses_others(tmp_path, rng, conv_m
     with pytest.raises(SystemExit) as e:
         main([rot_model, str(out)])
     assert e.value.code == 2
+
+
+def test_one_int8_rule_for_the_device_parts_and_the_onnx(tmp_path, rng):
+    """The device's weight parts and export's int8 ONNX quantise the same kernels the same way:
+    dense kernels of >= INT8_MIN_SIZE values, per output column; convolutions stay float32."""
+    from train.device import unpack_weights
+    from train.quantize import INT8_MIN_SIZE, dequantize_int8, int8_eligible, quantize_int8
+
+    dense = rng.normal(size=(128, 64)).astype(np.float32)
+    conv = rng.normal(size=(7, 7, 32, 64)).astype(np.float32)  # the baseline's second conv
+    small = rng.normal(size=(16, 8)).astype(np.float32)
+    assert dense.size >= INT8_MIN_SIZE and conv.size >= INT8_MIN_SIZE
+    assert [int8_eligible(w) for w in (dense, conv, small)] == [True, False, False]
+    q, scale = quantize_int8(dense)
+    assert q.dtype == np.int8 and scale.shape == (64,) and np.abs(q).max() == 127
+    back = dequantize_int8(q, scale)
+    assert np.all(np.abs(back - dense) <= scale / 2 + 1e-7)
+
+    class _W:
+        def __init__(self, name):
+            self.path = name
+
+    class _Model:
+        weights = [_W("dense"), _W("conv"), _W("small")]
+
+        @staticmethod
+        def get_weights():
+            return [dense, conv, small]
+
+    from train.device import pack_weights
+
+    entry = pack_weights(_Model, tmp_path, "m")
+    assert [w["dtype"] for w in entry["weights"]] == ["int8", "float32", "float32"]
+    got = unpack_weights(entry, tmp_path)
+    np.testing.assert_array_equal(got[0], back)
+    np.testing.assert_array_equal(got[1], conv)
+    # export's int8 ONNX: the same kernels, the same int8 values
+    from onnx import helper, numpy_helper
+
+    inits = [numpy_helper.from_array(w, n) for n, w in (("dense", dense), ("conv", conv))]
+    g = helper.make_graph([], "g", [], [], initializer=inits)
+    m = helper.make_model(g)
+    compress_weights(m, "int8")
+    stored = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    assert set(stored) == {"conv", "dense_q", "dense_scale", "dense_zp"}
+    np.testing.assert_array_equal(stored["dense_q"], q)
+    np.testing.assert_array_equal(stored["dense_scale"], scale)
