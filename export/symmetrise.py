@@ -24,13 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from lensscore.config import INVARIANCE_TOLERANCE, META_PREFIX
+from lensscore.config import INVARIANCE_TOLERANCE
+from lensscore.modelmeta import EXPORT, REAL_METRICS, SYMMETRISED, TEST_METRICS, ModelMeta, \
+    meta_key
 
 __all__ = ["symmetrise_mirror", "symmetrise", "SOURCE_KEYS"]
 
 #: metadata of the source model that describe what was measured of it (its test and real-data
 #: metrics, its export's parity): moved under ``symmetrised.source_metrics``
-SOURCE_KEYS = ("test_metrics", "real_metrics", "export")
+SOURCE_KEYS = (TEST_METRICS, REAL_METRICS, EXPORT)
 
 
 def symmetrise_mirror(model):
@@ -80,7 +82,6 @@ def symmetrise(src, dst, *, n_check: int = 64, seed: int = 0) -> dict:
     """
     import onnx
 
-    from lensscore.modelmeta import ModelMeta
     from lensscore.scorer import Scorer
 
     src, dst = Path(src), Path(dst)
@@ -97,12 +98,12 @@ def symmetrise(src, dst, *, n_check: int = 64, seed: int = 0) -> dict:
     # this model's (the average over the mirror is another function)
     measured = {k: meta.extra[k] for k in SOURCE_KEYS if k in meta.extra}
     for k in SOURCE_KEYS:
-        props.pop(META_PREFIX + k, None)
+        props.pop(meta_key(k), None)
     note = {"method": "mean of the scores of the cutout and of its mirror image",
             "source": src.name, "source_sha256": sha, "source_arch": meta.arch,
             "source_metrics": measured}
-    props.update({META_PREFIX + "invariance": "D4", META_PREFIX + "rotation_invariant": "true",
-                  META_PREFIX + "symmetrised": json.dumps(note)})
+    props.update({meta_key("invariance"): "D4", meta_key("rotation_invariant"): "true",
+                  meta_key(SYMMETRISED): json.dumps(note)})
     del model.metadata_props[:]
     for k, v in props.items():
         e = model.metadata_props.add()
