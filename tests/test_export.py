@@ -138,15 +138,24 @@ def test_export_untrained_baseline_float32(tmp_path, rng):
     assert not (tmp_path / "odd.onnx").exists() and not (tmp_path / "junk.onnx").exists()
 
 
-def test_real_metrics_give_each_nonlens_group_its_rate_and_auc(tmp_path):
-    from export.stamp import real_metrics
+@pytest.mark.parametrize("fmt", ["csv", "ecsv"])
+def test_real_metrics_give_each_nonlens_group_its_rate_and_auc(tmp_path, fmt):
+    """From a catalog of any format lensscore writes (the CSV-only reader broke on ECSV)."""
+    from astropy.table import MaskedColumn, Table
+
+    from lensscore.catalog import read_catalog
+    from lensscore.metrics import real_metrics
 
     rows = [("lenses/a", 1, 0.9), ("lenses/b", 1, 0.6), ("src/c", 0, 0.7), ("src/d", 0, 0.1),
             ("sky/e", 0, 0.2), ("sky/f", 0, 0.3), ("sky/g", 0, 0.95)]
-    cat = tmp_path / "real.csv"
-    cat.write_text("id,status,label,score\n" + "".join(f"x/{i},ok,{lab},{s}\n" for i, lab, s in rows)
-                   + "x/sky/h,error,0,\n")  # an error row is not scored
-    m = real_metrics(cat, "toy")
+    ids = [f"x/{i}" for i, _, _ in rows] + ["x/sky/h", "x/unlabelled"]
+    t = Table({"id": ids, "status": ["ok"] * 7 + ["error", "ok"],  # an error row is not scored
+               "label": MaskedColumn([r[1] for r in rows] + [0, 0], mask=[False] * 8 + [True]),
+               "score": MaskedColumn([r[2] for r in rows] + [0.0, 0.5], mask=[False] * 7
+                                     + [True, False])})
+    cat = tmp_path / f"real.{fmt}"
+    t.write(cat, format=f"ascii.{fmt}")
+    m = real_metrics(read_catalog(cat), "toy")
     assert m["metrics"]["n"] == 7
     src, sky = m["nonlens_groups"]["src"], m["nonlens_groups"]["sky"]
     assert (src["n"], src["n_above"], src["above_threshold"]) == (2, 1, 0.5)
