@@ -42,8 +42,8 @@ INVARIANCE_TOLERANCE: float = 1e-6
 #: The spread above which a scan calls a claimed invariance violated: ten times what export
 #: proves, room for other CPUs' and libraries' float rounding.
 SCAN_INVARIANCE_TOLERANCE: float = 10 * INVARIANCE_TOLERANCE
-#: Images per onnxruntime run. On CPU 32 is as fast as 128 (rot: 131 vs 130 img/s measured on 2
-#: cores) but holds a third of the activation memory (peak RSS of a scan 342 vs 590 MiB).
+#: Images per onnxruntime run. On CPU 32 is as fast as 128 but holds far less activation memory
+#: (bench/RESULTS.md).
 DEFAULT_BATCH_SIZE: int = 32
 #: A cutout is small; an image HDU with more pixels than this is refused before its data are read,
 #: so a corrupt header cannot make the scorer allocate gigabytes.
