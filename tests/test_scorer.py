@@ -192,14 +192,19 @@ def test_wrong_image_shape(rot_model, rng):
 def test_model_metadata_is_one_typed_object(tmp_path):
     """Export writes ModelMeta.to_props, the scorer reads ModelMeta.from_props: a round trip
     keeps every field, and a value of the wrong type is refused at load, naming the key."""
-    from lensscore.modelmeta import ModelMeta
+    from lensscore.modelmeta import EXPORT, REAL_METRICS, TRAINING, ModelMeta, meta_key
 
     m = ModelMeta(bands=("g", "r", "i", "z"), size=48, preprocess=DEFAULT_SPEC, arch="rot",
                   rotation_invariant=True, pixel_scale=0.258, zeropoint=25.0, survey="ps1",
-                  version="9.9", extra={"training": {"n": 3}, "source": "model.keras"})
+                  version="9.9", extra={TRAINING: {"n": 3}, "source": "model.keras"})
     back = ModelMeta.from_props({**m.to_props(), "producer.key": "x"})
     assert back.other == {"producer.key": "x"} and dataclasses.replace(back, other={}) == m
     assert ModelMeta.from_props({}) == ModelMeta()  # no metadata: HSC grid, nothing else known
+    # the records by their named keys: what export writes and stamp and the scan read
+    assert meta_key(TRAINING) == "lensscore.training" in m.to_props()
+    assert back.training == {"n": 3} and back.real_metrics == {} and back.export_info == {}
+    assert ModelMeta(extra={REAL_METRICS: {"data": "x"}, EXPORT: "text"}).real_metrics == \
+        {"data": "x"}
 
     path = make_model(tmp_path / "m.onnx", bands=("g", "r", "i", "z"), size=48,
                       extra_meta=m.to_props())
