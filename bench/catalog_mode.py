@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-BANDS = ("g", "r", "i")
+from lensscore.config import DEFAULT_BANDS as BANDS
+from lensscore.config import DEFAULT_ZEROPOINT, PIXEL_SCALE_ARCSEC
 
 
 def _sky(n_side: int, tile_px: int, overlap: int):
-    """The TAN sky (0.168"/px) that ``n_side**2`` overlapping tiles cover: ``(wcs, n_sky, step)``."""
+    """The TAN sky (the default grid's pixel scale) that ``n_side**2`` overlapping tiles cover:
+    ``(wcs, n_sky, step)``."""
     from astropy.wcs import WCS
 
     step = tile_px - overlap
@@ -23,13 +25,13 @@ def _sky(n_side: int, tile_px: int, overlap: int):
     w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
     w.wcs.crval = [150.0, 2.0]
     w.wcs.crpix = [n_sky / 2, n_sky / 2]
-    w.wcs.cdelt = [-0.168 / 3600, 0.168 / 3600]
+    w.wcs.cdelt = [-PIXEL_SCALE_ARCSEC / 3600, PIXEL_SCALE_ARCSEC / 3600]
     return w, n_sky, step
 
 
 def write_tiles(root: Path, n_side: int, tile_px: int, overlap: int, seed: int = 0):
-    """``n_side**2`` tiles per band (HSC-like: 0.168"/px, MAGZERO 27) over one TAN sky, and
-    the sky's WCS and size."""
+    """``n_side**2`` tiles per band (HSC-like: the default grid's pixel scale and zero point)
+    over one TAN sky, and the sky's WCS and size."""
     from astropy.io import fits
 
     w, n_sky, step = _sky(n_side, tile_px, overlap)
@@ -47,7 +49,7 @@ def write_tiles(root: Path, n_side: int, tile_px: int, overlap: int, seed: int =
                     r2 = (xx - x0) ** 2 + (yy - y0) ** 2
                     data += rng.uniform(5, 50) * np.exp(-r2 / (2 * rng.uniform(2, 6) ** 2))
                 h = tw.to_header()
-                h["FILTER"], h["MAGZERO"] = f"HSC-{band.upper()}", 27.0
+                h["FILTER"], h["MAGZERO"] = f"HSC-{band.upper()}", DEFAULT_ZEROPOINT
                 fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data, header=h, name="IMAGE")]
                              ).writeto(root / f"t{ty:02d}{tx:02d}_{band}.fits")
     return w, n_sky

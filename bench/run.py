@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lensscore.config import DEFAULT_SIZE, DEFAULT_ZEROPOINT, PIXEL_SCALE_ARCSEC
+
 from .flops import gemm_gflops, onnx_flops, training_flops
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,7 +185,7 @@ def write_cutouts(root: Path, n: int, size: int = 72, seed: int = 0,
         w.wcs.crpix = [(size + 1) / 2] * 2
         w.wcs.cdelt = [-pixel_scale / 3600, pixel_scale / 3600]
         head.update(w.to_header())
-        head["MAGZERO"] = 27.0
+        head["MAGZERO"] = DEFAULT_ZEROPOINT
     head["BANDS"] = "g,r,i"
     for j in range(n):
         cls = "lenses" if j % 2 else "nonlenses"
@@ -197,7 +199,8 @@ def grid_runs(model, root: Path, n_files: int, out: Path, reps: int, beside=None
     """Scans (``--no-rotations``) of survey-like files with a WCS and zero point: on the model's
     grid (72 px at 0.168"), and PS1-like (120 px at 0.25", resampled to the model's grid).
     ``beside``: as in :func:`scan_runs`."""
-    sets = {"on_grid_wcs": write_cutouts(root / "wcs", n_files, 72, pixel_scale=0.168),
+    sets = {"on_grid_wcs": write_cutouts(root / "wcs", n_files, DEFAULT_SIZE,
+                                         pixel_scale=PIXEL_SCALE_ARCSEC),
             "resampled": write_cutouts(root / "ps1", n_files, 120, pixel_scale=0.25)}
     res = {k: [] for k in sets}
     inner = {k: [] for k in sets}

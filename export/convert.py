@@ -13,9 +13,11 @@ import numpy as np
 
 from lensscore._version import __version__
 from lensscore.config import ARCH_INVARIANCE, DEFAULT_BANDS, DEFAULT_SIZE, DEFAULT_THRESHOLD, \
-    META_PREFIX
-from lensscore.modelmeta import ModelMeta
+    INVARIANCE_TOLERANCE
+from lensscore.modelmeta import EXPORT, REAL_METRICS, TEST_METRICS, TRAINING, ModelMeta, \
+    meta_key
 from lensscore.preprocess import DEFAULT_SPEC, PreprocessSpec
+from lensscore.trained import TRAINED_ON
 
 from .graph import compress_weights, control_flow_nodes, fuse_max_trees, merge_metadata, \
     rename_io, rotational_branches
@@ -29,7 +31,7 @@ OPSET = 17
 #: Parity bounds of DESIGN.md / issue 5: Keras vs onnxruntime, and across the transforms a model
 #: claims invariance to (the four rotations; with D4 their mirror images too).
 MAX_DIFF = 1e-5
-MAX_ROT_SPREAD = 1e-6
+MAX_ROT_SPREAD = INVARIANCE_TOLERANCE
 WEIGHT_MODES = ("float32", "float16", "int8")
 
 
@@ -348,18 +350,17 @@ def _run_metadata(run) -> dict:
         st = json.loads((run / "state.json").read_text())
         train.update(epochs_trained=st.get("epoch"), best_epoch=st.get("best_epoch"),
                      best_val_loss=st.get("best_val_loss"))
-    meta["training"] = json.dumps(train)
     if conf.get("finetune"):
         train["finetune"] = conf["finetune"]
-        meta["training"] = json.dumps(train)
+    meta[TRAINING] = json.dumps(train)
     if (run / "metrics.json").is_file():
         m = json.loads((run / "metrics.json").read_text())
-        meta["test_metrics"] = json.dumps({k: m[k] for k in ("metrics", "rotation_stability",
+        meta[TEST_METRICS] = json.dumps({k: m[k] for k in ("metrics", "rotation_stability",
                                                              "threshold", "source") if k in m})
         if "real_data" in m:  # measured on real survey cutouts (cross-validated if trained on)
-            meta["real_metrics"] = json.dumps(m["real_data"])
+            meta[REAL_METRICS] = json.dumps(m["real_data"])
     if (run / "trained_on.json").is_file():  # train finetune: the real cutouts it saw
-        meta["trained_on"] = (run / "trained_on.json").read_text()
+        meta[TRAINED_ON] = (run / "trained_on.json").read_text()
     return meta
 
 
@@ -547,7 +548,7 @@ def _write_with_parity(proto, tmp: Path, meta: ModelMeta, x, ref, weights: str, 
     t0 = time.perf_counter()
     export_info = {"opset": opset, "weights": weights, "parity_source": parity_source,
                    "n_parity": len(x), "float32_max_abs_diff": d32}
-    merge_metadata(proto, {META_PREFIX + "export": json.dumps(export_info)})
+    merge_metadata(proto, {meta_key(EXPORT): json.dumps(export_info)})
     onnx.save_model(proto, tmp)
     onnx.checker.check_model(str(tmp))
     s, rots, sc = _ort_scores(tmp, x, rotations=True)

@@ -8,6 +8,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from train.quantize import INT8_MIN_SIZE, int8_eligible, quantize_int8
+
 __all__ = ["CONTROL_FLOW", "control_flow_nodes", "rotational_branches", "merge_metadata",
            "compress_weights", "rename_io", "fuse_max_trees"]
 
@@ -136,14 +138,14 @@ def rename_io(model: onnx.ModelProto, output: str = "score") -> None:
     model.graph.output[0].name = output
 
 
-def compress_weights(model: onnx.ModelProto, mode: str, min_size: int = 4096) -> dict:
+def compress_weights(model: onnx.ModelProto, mode: str, min_size: int = INT8_MIN_SIZE) -> dict:
     """Store large float32 weights as float16 or int8; compute stays float32.
 
     ``float16``: every float32 initializer with ``>= min_size`` elements becomes float16 plus a
-    ``Cast`` back to float32. ``int8``: every 2-D (dense) initializer that large becomes int8 with a
-    symmetric per-output-column scale and a ``DequantizeLinear``; convolution kernels stay float32.
-    Only weights change: activations are never quantized, so a score does not depend on its
-    batch neighbours.
+    ``Cast`` back to float32. ``int8``: the kernels :mod:`train.quantize`'s rule picks (dense, that
+    large) become int8 with a symmetric per-output-column scale and a ``DequantizeLinear``;
+    convolution kernels stay float32. Only weights change: activations are never quantized, so a
+    score does not depend on its batch neighbours.
 
     Returns a summary: tensors and bytes before/after.
     """
@@ -155,7 +157,7 @@ def compress_weights(model: onnx.ModelProto, mode: str, min_size: int = 4096) ->
         if init.data_type != TensorProto.FLOAT:
             continue
         w = numpy_helper.to_array(init)
-        if w.size < min_size or (mode == "int8" and w.ndim != 2):
+        if w.size < min_size or (mode == "int8" and not int8_eligible(w, min_size)):
             continue
         name = init.name
         before += w.nbytes
@@ -166,9 +168,7 @@ def compress_weights(model: onnx.ModelProto, mode: str, min_size: int = 4096) ->
             new_inits.append(stored)
             after += w.size * 2
         else:
-            scale = np.abs(w).max(axis=0) / 127.0
-            scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-            q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
+            q, scale = quantize_int8(w)
             stored = numpy_helper.from_array(q, name + "_q")
             sc = numpy_helper.from_array(scale, name + "_scale")
             zp = numpy_helper.from_array(np.zeros_like(q[0]), name + "_zp")

@@ -1,56 +1,25 @@
-"""``python -m export.stamp MODEL.onnx --real CATALOG.csv --name DATA``: record real-data metrics.
+"""``python -m export.stamp MODEL.onnx --real CATALOG --name DATA``: record real-data metrics.
 
 Adds ``lensscore.real_metrics`` to a model's metadata (merge, never overwrite; weights untouched)
-from a ``lensscore scan`` catalog of labelled real cutouts: ROC AUC of lenses against all
-non-lenses, TPR at FPR 1 % and 0.1 %, accuracy, and for each non-lens group (``src``: field
-sources, ``sky``: random sky positions) its false-positive rate at the threshold and the ROC AUC
-of the lenses against it. For a model that was trained or fine-tuned on those cutouts, use the
-cross-validated numbers instead (``train.finetune``): this command refuses a model whose
-metadata says it saw the data.
+from a ``lensscore scan`` catalog (any format it writes) of labelled real cutouts:
+:func:`lensscore.metrics.real_metrics`, i.e. ROC AUC of lenses against all non-lenses, TPR at FPR
+1 % and 0.1 %, accuracy, and for each non-lens group (``src``: field sources, ``sky``: random sky
+positions) its false-positive rate at the threshold and the ROC AUC of the lenses against it.
+For a model that was trained or fine-tuned on those cutouts, use the cross-validated numbers
+instead (``train.finetune``): this command refuses a model whose metadata says it saw the data.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
 
-import numpy as np
+from lensscore.catalog import read_catalog
+from lensscore.metrics import real_metrics
+from lensscore.modelmeta import REAL_METRICS, TRAINED_ON, ModelMeta, meta_key
 
-from lensscore.config import DEFAULT_THRESHOLD, META_PREFIX
-from lensscore.metrics import classification_summary, roc_auc
-
-__all__ = ["labelled_rows", "real_metrics", "stamp", "stamp_trained_on", "training_digests"]
-
-
-def labelled_rows(catalog) -> list[dict]:
-    """The rows of a ``lensscore scan`` catalog that were scored (``status`` ok) and have a
-    label, as ``csv.DictReader`` gives them."""
-    with open(catalog, newline="") as fh:
-        return [r for r in csv.DictReader(fh) if r["status"] == "ok" and r.get("label", "") != ""]
-
-
-def real_metrics(catalog, name: str, threshold: float = DEFAULT_THRESHOLD) -> dict:
-    """Metrics of a scan catalog's labelled rows (``status`` ok)."""
-    rows = labelled_rows(catalog)
-    if not rows:
-        raise ValueError(f"{catalog}: no scored rows with labels")
-    y = np.array([int(r["label"]) for r in rows])
-    s = np.array([float(r["score"]) for r in rows])
-    m = classification_summary(y, s, threshold)
-    groups = {}
-    for g in ("src", "sky"):
-        sel = np.array([f"/{g}/" in r["id"] for r in rows]) & (y == 0)
-        if sel.any():
-            # ROC AUC of the lenses against this group alone: the sky positions are mostly empty,
-            # so the field sources (galaxies and stars) are the harder, more telling half
-            groups[g] = {"n": int(sel.sum()), "n_above": int(np.sum(s[sel] >= threshold)),
-                         "above_threshold": float(np.mean(s[sel] >= threshold)),
-                         "auc_lenses_vs": roc_auc(np.r_[y[y == 1], y[sel]],
-                                                  np.r_[s[y == 1], s[sel]])}
-    return {"data": name, "method": "scanned as a user would (not trained on)", "metrics": m,
-            "nonlens_groups": groups}
+__all__ = ["stamp", "stamp_trained_on", "training_digests"]
 
 
 def stamp(model_path, catalog, name: str) -> dict:
@@ -60,13 +29,12 @@ def stamp(model_path, catalog, name: str) -> dict:
     from .graph import merge_metadata
 
     model = onnx.load(model_path)
-    meta = {p.key: p.value for p in model.metadata_props}
-    training = json.loads(meta.get(META_PREFIX + "training", "{}") or "{}")
-    if training.get("finetune"):
+    meta = ModelMeta.from_props({p.key: p.value for p in model.metadata_props}, str(model_path))
+    if meta.training.get("finetune"):
         raise ValueError(f"{model_path} was fine-tuned on real cutouts: its real-data numbers must "
                          "be the cross-validated ones (train.finetune), not a scan of its own data")
-    m = real_metrics(catalog, name)
-    kept = merge_metadata(model, {META_PREFIX + "real_metrics": json.dumps(m)})
+    m = real_metrics(read_catalog(catalog), name)
+    kept = merge_metadata(model, {meta_key(REAL_METRICS): json.dumps(m)})
     if kept:
         raise ValueError(f"{model_path} has real_metrics already; not overwritten")
     tmp = Path(str(model_path) + ".tmp")
@@ -110,7 +78,7 @@ def stamp_trained_on(model_path, data, name: str) -> dict:
         raise ValueError(f"{data}: no readable cutouts")
     rec = trained_on_record(digests, name)
     model = onnx.load(model_path)
-    if merge_metadata(model, {META_PREFIX + "trained_on": json.dumps(rec)}):
+    if merge_metadata(model, {meta_key(TRAINED_ON): json.dumps(rec)}):
         raise ValueError(f"{model_path} records trained_on already; not overwritten")
     tmp = Path(str(model_path) + ".tmp")
     onnx.save_model(model, tmp)
@@ -123,8 +91,9 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m export.stamp", description=__doc__.split("\n")[0])
     ap.add_argument("model")
-    ap.add_argument("--real", help="lensscore scan catalog (.csv) with labels: record its "
-                                   "metrics (real_metrics) for a model never trained on it")
+    ap.add_argument("--real", help="lensscore scan catalog (.csv, .ecsv, ...) with labels: "
+                                   "record its metrics (real_metrics) for a model never "
+                                   "trained on it")
     ap.add_argument("--trained-on", help="directory of the real cutouts the model was trained "
                                          "or fine-tuned on: record their digests (trained_on)")
     ap.add_argument("--name", required=True, help="name of the real data set")

@@ -24,13 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from lensscore.config import META_PREFIX
+from lensscore.config import INVARIANCE_TOLERANCE
+from lensscore.modelmeta import EXPORT, REAL_METRICS, SYMMETRISED, TEST_METRICS, ModelMeta, \
+    meta_key
 
 __all__ = ["symmetrise_mirror", "symmetrise", "SOURCE_KEYS"]
 
 #: metadata of the source model that describe what was measured of it (its test and real-data
 #: metrics, its export's parity): moved under ``symmetrised.source_metrics``
-SOURCE_KEYS = ("test_metrics", "real_metrics", "export")
+SOURCE_KEYS = (TEST_METRICS, REAL_METRICS, EXPORT)
 
 
 def symmetrise_mirror(model):
@@ -71,15 +73,15 @@ def symmetrise(src, dst, *, n_check: int = 64, seed: int = 0) -> dict:
     """Write ``dst``: ``src`` averaged over the mirror, checked.
 
     Checks, on ``n_check`` synthetic cutouts through onnxruntime: the new score equals the mean
-    of the source's scores of the cutout and its mirror image (to 1e-6), and all 8 transforms of
-    a cutout score the same (to 1e-6). Refuses a source that is not rotation-invariant (the
-    average over the mirror alone would not make it D4-invariant).
+    of the source's scores of the cutout and its mirror image, and all 8 transforms of a cutout
+    score the same (both to :data:`lensscore.config.INVARIANCE_TOLERANCE`). Refuses a source
+    that is not rotation-invariant (the average over the mirror alone would not make it
+    D4-invariant).
 
     Returns a summary (the measured differences).
     """
     import onnx
 
-    from lensscore.modelmeta import ModelMeta
     from lensscore.scorer import Scorer
 
     src, dst = Path(src), Path(dst)
@@ -96,12 +98,12 @@ def symmetrise(src, dst, *, n_check: int = 64, seed: int = 0) -> dict:
     # this model's (the average over the mirror is another function)
     measured = {k: meta.extra[k] for k in SOURCE_KEYS if k in meta.extra}
     for k in SOURCE_KEYS:
-        props.pop(META_PREFIX + k, None)
+        props.pop(meta_key(k), None)
     note = {"method": "mean of the scores of the cutout and of its mirror image",
             "source": src.name, "source_sha256": sha, "source_arch": meta.arch,
             "source_metrics": measured}
-    props.update({META_PREFIX + "invariance": "D4", META_PREFIX + "rotation_invariant": "true",
-                  META_PREFIX + "symmetrised": json.dumps(note)})
+    props.update({meta_key("invariance"): "D4", meta_key("rotation_invariant"): "true",
+                  meta_key(SYMMETRISED): json.dumps(note)})
     del model.metadata_props[:]
     for k, v in props.items():
         e = model.metadata_props.add()
@@ -119,7 +121,7 @@ def symmetrise(src, dst, *, n_check: int = 64, seed: int = 0) -> dict:
         got = sym.score_transforms(prep, preprocessed=True).astype(np.float64)
         d_mean = float(np.abs(got[:, 0] - want).max())
         spread = float(np.ptp(got, axis=1).max())
-        if d_mean > 1e-6 or spread > 1e-6:
+        if d_mean > INVARIANCE_TOLERANCE or spread > INVARIANCE_TOLERANCE:
             raise ValueError(f"the symmetrised model failed its checks: |score - mean| "
                              f"{d_mean:.3g}, spread over the 8 transforms {spread:.3g}")
         tmp.replace(dst)

@@ -51,8 +51,8 @@ def scan_models(argv: list[str]) -> tuple[list[str], int | None] | None:
 #: numpy's BLAS runs single-threaded in the console script, unless the environment says
 #: otherwise. The model runs in onnxruntime's own thread pool; numpy's matrix products are the
 #: loader's small ones (:func:`lensscore.grid.resample`, 72x120 @ 120x120), which OpenBLAS
-#: splits over every core: 0.33 ms of CPU a plane against 0.11 single-threaded (measured), and
-#: its threads would take cores from onnxruntime's. Set before numpy is first imported.
+#: splits over every core at a few times the CPU time of one thread (bench/RESULTS.md), and its
+#: threads would take cores from onnxruntime's. Set before numpy is first imported.
 _BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
 

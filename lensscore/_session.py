@@ -101,7 +101,8 @@ def build(path: str, providers: list[str], threads: int | None):
     so.log_severity_level = 3
     # Weight-only int8 models (export --weights int8) hold DequantizeLinear on initializers. With
     # QDQ handling on (the default) onnxruntime keeps those nodes and dequantizes ~26 M weights on
-    # every run (5x slower at batch 1, measured); off, it folds them into float32 constants once.
+    # every run (several times slower at batch 1: bench/RESULTS.md); off, it folds them into
+    # float32 constants once.
     so.add_session_config_entry("session.disable_quant_qdq", "1")
     try:
         return ort.InferenceSession(path, sess_options=so, providers=providers)

@@ -6,8 +6,11 @@ __all__ = [
     "DEFAULT_BANDS",
     "DEFAULT_SIZE",
     "PIXEL_SCALE_ARCSEC",
+    "FOV_ARCSEC",
     "DEFAULT_ZEROPOINT",
     "DEFAULT_THRESHOLD",
+    "INVARIANCE_TOLERANCE",
+    "SCAN_INVARIANCE_TOLERANCE",
     "DEFAULT_BATCH_SIZE",
     "MAX_CUTOUT_PIXELS",
     "FITS_SUFFIXES",
@@ -20,15 +23,27 @@ __all__ = [
 
 #: HSC g, r, i as in Cañameras et al. (2020, 2021).
 DEFAULT_BANDS: tuple[str, ...] = ("g", "r", "i")
-#: Cutout side in pixels (72 px x 0.168"/px = 12").
+#: Cutout side in pixels of the default (HSC) grid.
 DEFAULT_SIZE: int = 72
+#: Pixel scale of the default grid: HSC's 0.168"/px.
 PIXEL_SCALE_ARCSEC: float = 0.168
+#: Side of a cutout on the default grid: 72 px x 0.168" = 12.096", quoted as 12.1" (rounded to
+#: 0.1", as the shared real data's README and the docs say). Every survey preset of ``train``
+#: keeps this field of view: its side is ``FOV_ARCSEC`` over its pixel scale, made even.
+FOV_ARCSEC: float = DEFAULT_SIZE * PIXEL_SCALE_ARCSEC
 #: Common AB zero point of the training images of a model without ``lensscore.zeropoint`` (HSC
 #: coadd counts).
 DEFAULT_ZEROPOINT: float = 27.0
 DEFAULT_THRESHOLD: float = 0.5
-#: Images per onnxruntime run. On CPU 32 is as fast as 128 (rot: 131 vs 130 img/s measured on 2
-#: cores) but holds a third of the activation memory (peak RSS of a scan 342 vs 590 MiB).
+#: The largest spread of a model's scores over the transforms it claims invariance to (std of
+#: the four rotations; largest change under a mirror) that export accepts: what it proves on
+#: the machine that exports.
+INVARIANCE_TOLERANCE: float = 1e-6
+#: The spread above which a scan calls a claimed invariance violated: ten times what export
+#: proves, room for other CPUs' and libraries' float rounding.
+SCAN_INVARIANCE_TOLERANCE: float = 10 * INVARIANCE_TOLERANCE
+#: Images per onnxruntime run. On CPU 32 is as fast as 128 but holds far less activation memory
+#: (bench/RESULTS.md).
 DEFAULT_BATCH_SIZE: int = 32
 #: A cutout is small; an image HDU with more pixels than this is refused before its data are read,
 #: so a corrupt header cannot make the scorer allocate gigabytes.

@@ -118,8 +118,8 @@ def read_simple_cube(path: str) -> tuple[np.ndarray, FastHeader] | None:
     image ``(y, x)`` (a per-band file), else ``None`` (read it with astropy). Never raises for
     a bad file: astropy reports those."""
     try:
-        # unbuffered: a BufferedReader's read() after read(10) and seek(0) took 250-450 us
-        # for a 172 kB file here, FileIO's readall() ~40 us
+        # unbuffered: a BufferedReader's read() after read(10) and seek(0) is several times
+        # slower than FileIO's readall() on a cutout-sized file (bench/RESULTS.md)
         with open(path, "rb", buffering=0) as fh:
             if os.fstat(fh.fileno()).st_size > _MAX_FILE or fh.read(10) != b"SIMPLE  = ":
                 return None  # too large for a plain cutout (below), or not FITS

@@ -123,9 +123,8 @@ def resample(plane: np.ndarray, scale_in, scale_out: float, size: int) -> np.nda
     computes on the output grid, after :func:`scipy.ndimage.gaussian_filter` when the input
     pixels are smaller, is separable: every step acts on rows and columns independently. So
     each axis is one ``(size, n)`` matrix, built once per input length (:func:`_axis_operator`)
-    and applied as ``Ly @ plane @ Lx.T``: ~0.11 ms a plane with numpy's BLAS single-threaded
-    against ~1 ms for the 2-D calls (120 px at 0.25" onto 72 at 0.168", measured), equal to
-    them to rounding (tested).
+    and applied as ``Ly @ plane @ Lx.T``: an order of magnitude faster than the 2-D calls
+    (bench/RESULTS.md), equal to them to rounding (tested).
 
     Parameters
     ----------

@@ -1,4 +1,5 @@
-"""Classification and rotation-stability metrics in plain numpy (no scikit-learn)."""
+"""Classification and rotation-stability metrics in plain numpy (no scikit-learn), and the
+real-data metrics of a scan catalog (labelled real cutouts, non-lenses in groups by their ids)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ __all__ = [
     "classification_summary",
     "rotation_stability",
     "mirror_stability",
+    "paired_bootstrap",
+    "NONLENS_GROUPS",
+    "labelled_scores",
+    "real_metrics",
+    "paired_auc",
 ]
 
 
@@ -296,3 +302,152 @@ def mirror_stability(transform_scores, threshold: float = DEFAULT_THRESHOLD) -> 
             "delta_median": float(np.median(delta)), "delta_p99": float(np.percentile(delta, 99)),
             "delta_max": float(delta.max()), "flip_fraction": float(flips.mean()),
             "std8_max": float(r.std(axis=1).max())}
+
+
+_PAIRED = {"accuracy": accuracy, "roc_auc": roc_auc,
+           "tpr_at_fpr_1pct": lambda y, s: tpr_at_fpr(y, s, 0.01),
+           "tpr_at_fpr_0.1pct": lambda y, s: tpr_at_fpr(y, s, 0.001)}
+
+
+def paired_bootstrap(labels, scores_a, scores_b, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Two models' metrics compared on the same cutouts, with a paired bootstrap interval.
+
+    Parameters
+    ----------
+    labels : array_like of 0/1
+    scores_a, scores_b : array_like
+        The two models' scores of the same cutouts, in the order of ``labels``.
+    n_boot : int
+        Resamplings (with replacement, lenses and non-lenses apart so that the class counts
+        stay fixed), each scoring both models on the same cutouts.
+    seed : int
+        Seed of the resampling.
+
+    Returns
+    -------
+    dict
+        ``{metric: {"a_minus_b", "lo95", "hi95"}}`` for accuracy, ROC AUC and TPR at FPR 1 %
+        and 0.1 %: A - B on all cutouts, and the 2.5 and 97.5 percentiles of A - B over the
+        resamplings (an interval that holds 0: within the noise of this test set).
+    """
+    y, sa = _check(labels, scores_a)
+    sb = _check(labels, scores_b)[1]
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    diffs = {k: np.empty(n_boot) for k in _PAIRED}
+    for r in range(n_boot):
+        i = np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)])
+        for k, f in _PAIRED.items():
+            diffs[k][r] = f(y[i], sa[i]) - f(y[i], sb[i])
+    return {k: {"a_minus_b": _PAIRED[k](y, sa) - _PAIRED[k](y, sb),
+                "lo95": float(np.percentile(d, 2.5)), "hi95": float(np.percentile(d, 97.5))}
+            for k, d in diffs.items()}
+
+
+#: The non-lens groups of a real development set, by a path component of the id: ``src``
+#: field sources (galaxies and stars: the harder, more telling half), ``sky`` random positions.
+NONLENS_GROUPS: tuple[str, ...] = ("src", "sky")
+
+
+def _text(column) -> np.ndarray:
+    """A table column as text, masked (missing) values as ``""``."""
+    return np.asarray(np.ma.filled(np.ma.asarray(column).astype(str), ""), dtype=str)
+
+
+def labelled_scores(table) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The rows of a scan catalog that were scored (``status`` ok) and have a label.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        A catalog as :func:`lensscore.catalog.read_catalog` reads it (any format).
+
+    Returns
+    -------
+    tuple
+        ``(ids, labels (int), scores (float))`` of those rows, in catalog order.
+    """
+    if len(table) == 0 or "label" not in table.colnames:
+        return [], np.zeros(0, int), np.zeros(0)
+    status, label = _text(table["status"]), np.char.strip(_text(table["label"]))
+    keep = (status == "ok") & (label != "")
+    ids = [str(i) for i in _text(table["id"])[keep]]
+    return ids, label[keep].astype(float).astype(int), \
+        np.asarray(_text(table["score"])[keep], dtype=float)
+
+
+def _group_mask(ids, group: str) -> np.ndarray:
+    return np.array([f"/{group}/" in i for i in ids], bool)
+
+
+def real_metrics(table, name: str, threshold: float = DEFAULT_THRESHOLD) -> dict:
+    """Real-data metrics of a scan catalog's labelled rows, as a model's ``real_metrics`` record.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        A ``lensscore scan`` catalog of labelled real cutouts
+        (:func:`lensscore.catalog.read_catalog`).
+    name : str
+        The data set's name, recorded as ``data``.
+    threshold : float
+        Score at or above which a cutout counts as a lens.
+
+    Returns
+    -------
+    dict
+        ``data``, ``method``, ``metrics`` (:func:`classification_summary` of lenses against all
+        non-lenses) and ``nonlens_groups``: per group of :data:`NONLENS_GROUPS` present, its
+        size, how many score at least ``threshold`` and the ROC AUC of the lenses against it.
+
+    Raises
+    ------
+    ValueError
+        If no row was scored with a label.
+    """
+    ids, y, s = labelled_scores(table)
+    if not ids:
+        raise ValueError(f"{name}: no scored rows with labels")
+    groups = {}
+    for g in NONLENS_GROUPS:
+        sel = _group_mask(ids, g) & (y == 0)
+        if sel.any():
+            groups[g] = {"n": int(sel.sum()), "n_above": int(np.sum(s[sel] >= threshold)),
+                         "above_threshold": float(np.mean(s[sel] >= threshold)),
+                         "auc_lenses_vs": roc_auc(np.r_[y[y == 1], y[sel]],
+                                                  np.r_[s[y == 1], s[sel]])}
+    return {"data": name, "method": "scanned as a user would (not trained on)",
+            "metrics": classification_summary(y, s, threshold), "nonlens_groups": groups}
+
+
+def paired_auc(table_a, table_b, n_boot: int = 1000) -> dict:
+    """Catalog A's ROC AUC minus catalog B's on the cutouts both scored, with the paired
+    bootstrap interval (:func:`paired_bootstrap`).
+
+    Parameters
+    ----------
+    table_a, table_b : astropy.table.Table
+        Two scan catalogs of the same labelled real cutouts.
+    n_boot : int
+        Bootstrap resamplings.
+
+    Returns
+    -------
+    dict
+        ``{"all" | "src": {"a_minus_b", "lo95", "hi95", "n"}}``: lenses against all non-lenses,
+        and against the field sources alone (where both classes are present).
+    """
+    (ia, ya, sa), (ib, _, sb) = labelled_scores(table_a), labelled_scores(table_b)
+    a = {i: (int(v), float(x)) for i, v, x in zip(ia, ya, sa)}
+    b = {i: float(x) for i, x in zip(ib, sb)}
+    ids = sorted(set(a) & set(b))
+    out = {}
+    for group, keep in (("all", lambda i: True), ("src", lambda i: a[i][0] == 1 or "/src/" in i)):
+        sel = [i for i in ids if keep(i)]
+        y = np.array([a[i][0] for i in sel], int)
+        if len(set(y)) < 2:
+            continue
+        d = paired_bootstrap(y, [a[i][1] for i in sel], [b[i] for i in sel],
+                             n_boot=n_boot)["roc_auc"]
+        out[group] = {**d, "n": len(sel)}
+    return out

@@ -15,9 +15,27 @@ from dataclasses import dataclass, field
 from .config import DEFAULT_ZEROPOINT, META_PREFIX, PIXEL_SCALE_ARCSEC, SYMMETRIES
 from .errors import ModelError
 from .preprocess import PreprocessSpec
-from .trained import DIGEST_HEX
+from .trained import DIGEST_HEX, TRAINED_ON
 
-__all__ = ["ModelMeta"]
+__all__ = ["ModelMeta", "meta_key", "TRAINING", "TEST_METRICS", "REAL_METRICS", "EXPORT",
+           "TRAINED_ON", "SYMMETRISED"]
+
+#: The records a model keeps in :attr:`ModelMeta.extra` (JSON objects), by their key after
+#: ``lensscore.``: how it was trained (data name and hash, config; ``finetune`` for real data)
+TRAINING = "training"
+#: metrics on the simulated test split
+TEST_METRICS = "test_metrics"
+#: metrics on real cutouts (cross-validated where the model was trained on them)
+REAL_METRICS = "real_metrics"
+#: how it was exported (opset, weights, parity)
+EXPORT = "export"
+#: a model averaged over the mirror: how, and its source's measured records
+SYMMETRISED = "symmetrised"
+
+
+def meta_key(name: str) -> str:
+    """The ``metadata_props`` key of a record, e.g. ``meta_key(REAL_METRICS)``."""
+    return META_PREFIX + name
 
 #: the keys with a field of their own; every other ``lensscore.*`` key is kept in ``extra``
 _FIELDS = ("bands", "size", "preprocess", "arch", "rotation_invariant", "invariance",
@@ -130,6 +148,27 @@ class ModelMeta:
             version=ours.get("version") or "",
             extra=extra, other=other)
 
+    def record(self, name: str) -> dict:
+        """The JSON record ``name`` (:data:`TRAINING`, :data:`REAL_METRICS`, ...); ``{}`` when
+        the model has none."""
+        v = self.extra.get(name)
+        return v if isinstance(v, dict) else {}
+
+    @property
+    def training(self) -> dict:
+        """The :data:`TRAINING` record (``{}`` if none)."""
+        return self.record(TRAINING)
+
+    @property
+    def real_metrics(self) -> dict:
+        """The :data:`REAL_METRICS` record (``{}`` if none)."""
+        return self.record(REAL_METRICS)
+
+    @property
+    def export_info(self) -> dict:
+        """The :data:`EXPORT` record (``{}`` if none)."""
+        return self.record(EXPORT)
+
     def to_props(self) -> dict[str, str]:
         """The ``lensscore.*`` entries for ``metadata_props`` (export merges them in)."""
         out = {"arch": self.arch, "rotation_invariant": "true" if self.rotation_invariant
@@ -156,8 +195,8 @@ class ModelMeta:
                "preprocess": json.loads(self.preprocess.to_json()) if self.preprocess else None,
                "version": self.version}
         extra = dict(self.extra)
-        rec = extra.get("trained_on")
+        rec = extra.get(TRAINED_ON)
         if isinstance(rec, dict) and isinstance(rec.get("digests"), str):
             n = len(rec["digests"]) // DIGEST_HEX
-            extra["trained_on"] = {**rec, "digests": f"{n} digests"}
+            extra[TRAINED_ON] = {**rec, "digests": f"{n} digests"}
         return {**out, **extra, **{k: v for k, v in self.other.items() if k not in out}}

@@ -150,9 +150,9 @@ def preprocess(images: np.ndarray, spec: PreprocessSpec = DEFAULT_SPEC) -> np.nd
 
 
 # np.median and np.percentile (method "linear") over the last axis, bit for bit (tested), by
-# one np.partition each: numpy's general machinery cost 0.5 of the 0.7 ms a cutout took here.
-# Each partition takes ONE kth: numpy's partition with a sequence of kth is 4-6x slower than with
-# one (measured, numpy 2.x, 3x72x72 cutouts); the neighbouring order statistic is then the max of
+# one np.partition each: numpy's general machinery cost most of a cutout's preprocessing.
+# Each partition takes ONE kth: numpy's partition with a sequence of kth is several times slower
+# than with one (bench/RESULTS.md); the neighbouring order statistic is then the max of
 # the part below kth or the min of the part above it, which are the same values.
 def _median_last(a: np.ndarray) -> np.ndarray:
     """np.median of ``a`` (float32 or float64) as numpy computes it on ``a`` in float64."""

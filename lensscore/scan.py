@@ -14,7 +14,7 @@ import numpy as np
 
 from ._version import __version__
 from .catalog import IDENTITY, CatalogMeta, CatalogWriter, catalog_columns, check_output, read_table
-from .config import DEFAULT_THRESHOLD, TRANSFORM_NAMES, TRANSFORMS
+from .config import DEFAULT_THRESHOLD, SCAN_INVARIANCE_TOLERANCE, TRANSFORM_NAMES, TRANSFORMS
 from .errors import LensscoreError
 from .files import check_outputs
 from .grid import MAX_BAD_FRACTION, ReadOptions
@@ -34,9 +34,8 @@ log = logging.getLogger(__name__)
 #: their 8 transforms (rotations and mirror images) scored
 ROTATION_SAMPLE_EVERY = 64
 ROTATION_SAMPLE_MIN = 32
-#: spread (std of the four rotations' scores, or the largest change under a mirror) above which
-#: a claimed invariance counts as violated: export proves 1e-6, this leaves room for other CPUs
-ROTATION_TOLERANCE = 1e-5
+#: spread above which a claimed invariance counts as violated (:mod:`lensscore.config`)
+ROTATION_TOLERANCE = SCAN_INVARIANCE_TOLERANCE
 ROTATION_MODES = ("auto", "all", "sample", "none")
 
 

@@ -16,10 +16,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["DIGEST_HEX", "cutout_digest", "trained_digests", "trained_on_record"]
+__all__ = ["DIGEST_HEX", "TRAINED_ON", "cutout_digest", "trained_digests", "trained_on_record"]
 
 #: hex characters of one digest (8 bytes)
 DIGEST_HEX = 16
+#: the record's key in a model's metadata, after ``lensscore.``
+TRAINED_ON = "trained_on"
 
 
 def cutout_digest(data: np.ndarray) -> str:
@@ -39,7 +41,7 @@ def trained_on_record(digests, data: str) -> dict:
 
 def trained_digests(extra: Mapping) -> frozenset[str]:
     """The digests a model's metadata records (``ModelMeta.extra``); empty if none."""
-    rec = extra.get("trained_on")
+    rec = extra.get(TRAINED_ON)
     if not isinstance(rec, Mapping) or not isinstance(rec.get("digests"), str):
         return frozenset()
     s = rec["digests"]

@@ -45,7 +45,8 @@ def _run(cmd: list[str], log: Path) -> None:
 
 def table(out: Path) -> str:
     """Markdown table of the arms in OUT/results.json (group numbers from each real.csv)."""
-    from export.stamp import real_metrics
+    from lensscore.catalog import read_catalog
+    from lensscore.metrics import real_metrics
 
     res = json.loads((out / "results.json").read_text())
     head = ("| arm | simulator options | epochs (best) | sim. test AUC | real AUC, all | "
@@ -53,7 +54,7 @@ def table(out: Path) -> str:
             "field sources ≥ 0.5 | sky ≥ 0.5 |\n" + "| --- " * 2 + "| ---: " * 9 + "|")
     lines = [head]
     for name, r in res.items():
-        real = real_metrics(out / f"run_{name}" / "real.csv", "real")
+        real = real_metrics(read_catalog(out / f"run_{name}" / "real.csv"), "real")
         m, g = real["metrics"], real["nonlens_groups"]
         state = json.loads((out / f"run_{name}" / "state.json").read_text())
         lines.append(
@@ -66,7 +67,8 @@ def table(out: Path) -> str:
 
 
 def arm(name: str, a, out: Path) -> dict:
-    from export.stamp import real_metrics
+    from lensscore.catalog import read_catalog
+    from lensscore.metrics import real_metrics
 
     sim, _, seed = name.partition("@")
     seed = seed or "16"
@@ -93,7 +95,7 @@ def arm(name: str, a, out: Path) -> dict:
           "--overwrite", "--quiet", "--top", "0"], log)
     epochs_run = len((run / "history.csv").read_text().splitlines()) - 1
     test = json.loads((run / "metrics.json").read_text())
-    real = real_metrics(cat, str(a.real))
+    real = real_metrics(read_catalog(cat), str(a.real))
     return {"arm": name, "simulate": ARMS[sim], "train_seed": int(seed), "n": a.n,
             "epochs_max": a.epochs, "epochs_run": epochs_run,
             "sim_test": test["metrics"], "real": real,

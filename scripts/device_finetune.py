@@ -7,7 +7,7 @@ Simulated cutouts to mix in (the run's training indices) and a sample of the run
 split are made again on the CPU cores (pure in seed and index); paintings (``--paint``) too, pure
 in host id, seed and number. Every variant (``--paint`` values) x seed (``--seeds``) is one
 fine-tune with the same folds. Writes to ``$OUT``: the final model's weights of each variant's
-first seed (``<name>.part0``, int8 as in device_train), ``results.json`` (CV metrics, config,
+first seed (``<name>.part0``, :func:`train.device.pack_weights`), ``results.json`` (CV metrics, config,
 simulated-test metrics of each fine-tuned model), ``cv_<name>.csv``.
 """
 
@@ -18,12 +18,16 @@ import json
 import multiprocessing as mp
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from device_train import gather, log, pack_weights, simulate_async  # noqa: E402
+T0 = time.time()
+
+
+def log(msg):
+    print(f"[{time.time() - T0:7.1f}s] {msg}", flush=True)
 
 
 def main():
@@ -55,6 +59,7 @@ def main():
 
     from lensscore.preprocess import DEFAULT_SPEC
 
+    from train.device import gather, pack_weights, simulate_async
     from train.finetune import FinetuneConfig, finetune, paint_real, read_real, sim_indices
     from train.fit import RunDir, load_config
 

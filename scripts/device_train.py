@@ -6,8 +6,9 @@ Run by ``scripts/device-train.sh`` on the device machine (see models/README.md).
 remade on any machine), preprocesses them with :func:`lensscore.preprocess.preprocess`, trains with
 :func:`train.fit.fit` (the 56/14/30 split, early stopping), scores the test split, and writes:
 
-* ``OUT/<job>.partK`` -- the trained weights, int8 per output channel for large kernels (the
-  shipped ONNX stores them so anyway), float32 otherwise, split into <= 15 MiB parts;
+* ``OUT/<job>.partK`` -- the trained weights (:func:`train.device.pack_weights`: int8 per
+  output channel for large dense kernels, by the rule export's int8 ONNX follows too, float32
+  otherwise), split into <= 15 MiB parts;
 * ``OUT/results.json`` -- per job: the weight index, config, split ids' fingerprint, history,
   test-split metrics and scores, timings.
 
@@ -25,7 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 T0 = time.time()
 
@@ -34,61 +34,14 @@ def log(msg):
     print(f"[{time.time() - T0:7.1f}s] {msg}", flush=True)
 
 
-def _sim_chunk(args):
-    """Simulated, preprocessed cutouts ``indices`` (a range or a list) of a survey preset."""
-    survey, seed, indices, spec_json, sim = args
-    from lensscore.preprocess import PreprocessSpec
-    from train.device import regenerate
-
-    x, y = regenerate(survey, seed, indices, PreprocessSpec.from_json(spec_json), sim=sim)
-    return int(indices[0]), x.astype(np.float32), y.astype(np.int8)
-
-
-def simulate_async(pool, survey, n, seed, spec_json, chunk=100, indices=None, sim=None):
-    """Simulate ``range(n)`` (or ``indices``) in ``pool``; ``.get()`` gives sorted chunks."""
-    idx = list(range(n)) if indices is None else list(indices)
-    jobs = [(survey, seed, idx[s:s + chunk], spec_json, sim) for s in range(0, len(idx), chunk)]
-    return pool.map_async(_sim_chunk, jobs, chunksize=1)
-
-
-def gather(res):
-    """``(x, y)`` of a :func:`simulate_async` result, in the order the indices were given."""
-    parts = res.get()
-    return np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
-
-
 def collect(res, n):
     from train.data import Dataset, _fingerprint
+    from train.device import gather
 
     x, y = gather(res)
     assert len(x) == n
     ids = [f"{'lenses' if y[i] else 'nonlenses'}/sim_{i:06d}" for i in range(n)]
     return Dataset(x, y, ids, _fingerprint(ids, y), [])
-
-
-def pack_weights(model, out: Path, name: str, part_bytes=15 << 20):
-    """int8 (per last-axis channel) for kernels > 100k values, float32 else; split in parts."""
-    blob, index = bytearray(), []
-    for w, v in zip(model.weights, model.get_weights()):
-        v = np.asarray(v, np.float32)
-        ent = {"name": w.path, "shape": list(v.shape), "offset": len(blob)}
-        if v.size > 100_000:
-            flat = v.reshape(-1, v.shape[-1])
-            scale = np.maximum(np.abs(flat).max(0), 1e-12) / 127.0
-            q = np.clip(np.round(flat / scale), -127, 127).astype(np.int8)
-            ent.update(dtype="int8", scale=scale.astype(np.float32).tolist())
-            blob += q.tobytes()
-        else:
-            ent.update(dtype="float32")
-            blob += v.tobytes()
-        ent["nbytes"] = len(blob) - ent["offset"]
-        index.append(ent)
-    parts = []
-    for k in range(0, len(blob), part_bytes):
-        p = out / f"{name}.part{k // part_bytes}"
-        p.write_bytes(bytes(blob[k:k + part_bytes]))
-        parts.append(p.name)
-    return {"weights": index, "parts": parts}
 
 
 def main():
@@ -113,6 +66,7 @@ def main():
     deadline = T0 + a.budget
 
     from lensscore.preprocess import DEFAULT_SPEC
+    from train.device import pack_weights, simulate_async
 
     spec_json = DEFAULT_SPEC.to_json()
     jobs = [tuple(j.split(":")) for j in a.jobs.split(",")]

@@ -15,12 +15,15 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 
+from lensscore.config import DEFAULT_BANDS as BANDS
+from lensscore.config import DEFAULT_SIZE as SIZE
+from lensscore.config import DEFAULT_ZEROPOINT, PIXEL_SCALE_ARCSEC
+
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "examples" / "cutouts"
 OUT = ROOT / "examples" / "tiles"
 PICK = ["lenses/sim_000000", "nonlenses/sim_000001", "lenses/sim_000002", "nonlenses/sim_000003"]
-HEIGHT, WIDTH, TILE, STEP, SIZE = 100, 340, 200, 140, 72  # two tiles, 60 px overlap
-BANDS = ("g", "r", "i")
+HEIGHT, WIDTH, TILE, STEP = 100, 340, 200, 140  # two tiles, 60 px overlap
 
 
 def main() -> None:
@@ -35,7 +38,7 @@ def main() -> None:
     w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
     w.wcs.crval = [150.0, 2.0]
     w.wcs.crpix = [WIDTH / 2, HEIGHT / 2]
-    w.wcs.cdelt = [-0.168 / 3600, 0.168 / 3600]
+    w.wcs.cdelt = [-PIXEL_SCALE_ARCSEC / 3600, PIXEL_SCALE_ARCSEC / 3600]
     rows = []
     for k, (name, cube) in enumerate(zip(PICK, cubes)):
         x0, y0 = 14 + 80 * k, 14
@@ -48,7 +51,7 @@ def main() -> None:
         tw = w.slice((slice(0, HEIGHT), slice(x0, x0 + TILE)))
         for b, band in enumerate(BANDS):
             h = tw.to_header()
-            h["FILTER"], h["MAGZERO"] = band, 27.0
+            h["FILTER"], h["MAGZERO"] = band, DEFAULT_ZEROPOINT
             fits.PrimaryHDU(sky[b, :, x0:x0 + TILE], header=h).writeto(
                 OUT / f"tile{t}_{band}.fits", overwrite=True)
     Table(rows=rows, names=("objectId", "ra", "dec", "is_lens", "cutout")).write(

@@ -2,13 +2,13 @@
 
 The columns of the model card's real-data tables: ROC AUC of the lenses against all non-lenses,
 against the field sources alone and against the sky positions alone, TPR at FPR 1 %, and how many
-of each group score at least the threshold (``export.stamp.real_metrics``).
+of each group score at least the threshold (:func:`lensscore.metrics.real_metrics`).
 
     python scripts/real_table.py "CPU rot=runs/hsc_cpu/rot/real.csv" "shipped rot=out/rot-real.csv"
 
 With two catalogs and ``--boot N``, it also prints the first model's AUC minus the second's
 (against all non-lenses, and against the field sources alone) on the cutouts both scored, with
-the 95 % interval of N paired bootstrap resamplings (``compare_test_splits.paired_bootstrap``):
+the 95 % interval of N paired bootstrap resamplings (:func:`lensscore.metrics.paired_auc`):
 whether a difference is beyond the noise of these few hundred real cutouts. It says nothing of
 training noise: two runs of one recipe can differ by more.
 """
@@ -19,47 +19,21 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from compare_test_splits import paired_bootstrap  # noqa: E402
-from export.stamp import labelled_rows, real_metrics  # noqa: E402
+from lensscore.catalog import read_catalog
+from lensscore.metrics import paired_auc, real_metrics
 
 HEAD = ("| model | AUC, all | lenses vs field sources | lenses vs sky | TPR at FPR 1 % | "
         "lenses ≥ 0.5 | field sources ≥ 0.5 | sky ≥ 0.5 |\n| --- " + "| ---: " * 7 + "|")
 
 
 def row(name: str, catalog) -> str:
-    r = real_metrics(catalog, name)
+    r = real_metrics(read_catalog(catalog), name)
     m, g = r["metrics"], r["nonlens_groups"]
     cells = [f"{m['roc_auc']:.3f}",
              *(f"{g[k]['auc_lenses_vs']:.3f}" if k in g else "–" for k in ("src", "sky")),
              f"{m['tpr_at_fpr_1pct']:.3f}", f"{m['tp']}/{m['n_lens']}",
              *(f"{g[k]['n_above']}/{g[k]['n']}" if k in g else "–" for k in ("src", "sky"))]
     return f"| {name} | " + " | ".join(cells) + " |"
-
-
-def _scored(catalog) -> dict[str, tuple[int, float]]:
-    return {r["id"]: (int(r["label"]), float(r["score"])) for r in labelled_rows(catalog)}
-
-
-def paired_auc(a, b, n_boot: int = 1000) -> dict:
-    """``{"all" | "src": {"a_minus_b", "lo95", "hi95", "n"}}``: catalog A's ROC AUC minus B's on
-    the cutouts both scored, lenses against all non-lenses and against the field sources."""
-    sa, sb = _scored(a), _scored(b)
-    ids = sorted(set(sa) & set(sb))
-    out = {}
-    for group, keep in (("all", lambda i: True), ("src", lambda i: sa[i][0] == 1 or "/src/" in i)):
-        sel = [i for i in ids if keep(i)]
-        y = np.array([sa[i][0] for i in sel])
-        if len(set(y)) < 2:
-            continue
-        d = paired_bootstrap(y, [sa[i][1] for i in sel], [sb[i][1] for i in sel],
-                             n_boot=n_boot)["roc_auc"]
-        out[group] = {**d, "n": len(sel)}
-    return out
 
 
 def main(argv=None) -> int:
@@ -84,7 +58,7 @@ def main(argv=None) -> int:
         lines.append(f"\n{na} − {nb}, ROC AUC, 95 % interval of {args.boot} paired bootstrap "
                      "resamplings:")
         labels = {"all": "lenses vs all non-lenses", "src": "lenses vs field sources"}
-        for g, d in paired_auc(a, b, args.boot).items():
+        for g, d in paired_auc(read_catalog(a), read_catalog(b), args.boot).items():
             lines.append(f"- {labels[g]}: {d['a_minus_b']:+.3f} [{d['lo95']:+.3f}, "
                          f"{d['hi95']:+.3f}] ({d['n']} cutouts)")
     print("\n".join(lines))

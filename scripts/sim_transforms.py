@@ -7,27 +7,22 @@ Makes the first ``N`` test cutouts of ``JOB`` (a ``scripts/device_train.py`` or
 again, scores them with each model under the 8 transforms of D4 (``Scorer.score_transforms``),
 and prints per model the classification metrics, rotation stability and mirror stability; with
 two or more models, the first model minus the second, with the 95 % interval of 1,000 paired
-bootstrap resamplings (:func:`compare_test_splits.paired_bootstrap`).
+bootstrap resamplings (:func:`lensscore.metrics.paired_bootstrap`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from compare_test_splits import paired_bootstrap  # noqa: E402
-
-from lensscore.metrics import classification_summary, mirror_stability, rotation_stability  # noqa: E402,E501
-from lensscore.scorer import Scorer  # noqa: E402
-from train.device import recorded_sim, regenerate  # noqa: E402
+from lensscore.metrics import classification_summary, mirror_stability, paired_bootstrap, \
+    rotation_stability
+from lensscore.scorer import Scorer
+from train.device import recorded_sim, regenerate
 
 
 def main(argv=None) -> int:

@@ -1,5 +1,4 @@
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -8,12 +7,11 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-sys.path.insert(0, str(Path(__file__).parent))
 # hypothesis keeps its caches out of the repository (issue 33: it wrote .hypothesis/ there)
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY",
                       os.path.join(tempfile.gettempdir(), "lensscore-hypothesis"))
 
-from onnx_models import make_model  # noqa: E402
+from onnx_models import make_model
 
 
 def sky_wcs(n=72, ra=150.1, dec=2.2, scale_arcsec=0.168):

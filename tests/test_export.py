@@ -138,15 +138,24 @@ def test_export_untrained_baseline_float32(tmp_path, rng):
     assert not (tmp_path / "odd.onnx").exists() and not (tmp_path / "junk.onnx").exists()
 
 
-def test_real_metrics_give_each_nonlens_group_its_rate_and_auc(tmp_path):
-    from export.stamp import real_metrics
+@pytest.mark.parametrize("fmt", ["csv", "ecsv"])
+def test_real_metrics_give_each_nonlens_group_its_rate_and_auc(tmp_path, fmt):
+    """From a catalog of any format lensscore writes (the CSV-only reader broke on ECSV)."""
+    from astropy.table import MaskedColumn, Table
+
+    from lensscore.catalog import read_catalog
+    from lensscore.metrics import real_metrics
 
     rows = [("lenses/a", 1, 0.9), ("lenses/b", 1, 0.6), ("src/c", 0, 0.7), ("src/d", 0, 0.1),
             ("sky/e", 0, 0.2), ("sky/f", 0, 0.3), ("sky/g", 0, 0.95)]
-    cat = tmp_path / "real.csv"
-    cat.write_text("id,status,label,score\n" + "".join(f"x/{i},ok,{lab},{s}\n" for i, lab, s in rows)
-                   + "x/sky/h,error,0,\n")  # an error row is not scored
-    m = real_metrics(cat, "toy")
+    ids = [f"x/{i}" for i, _, _ in rows] + ["x/sky/h", "x/unlabelled"]
+    t = Table({"id": ids, "status": ["ok"] * 7 + ["error", "ok"],  # an error row is not scored
+               "label": MaskedColumn([r[1] for r in rows] + [0, 0], mask=[False] * 8 + [True]),
+               "score": MaskedColumn([r[2] for r in rows] + [0.0, 0.5], mask=[False] * 7
+                                     + [True, False])})
+    cat = tmp_path / f"real.{fmt}"
+    t.write(cat, format=f"ascii.{fmt}")
+    m = real_metrics(read_catalog(cat), "toy")
     assert m["metrics"]["n"] == 7
     src, sky = m["nonlens_groups"]["src"], m["nonlens_groups"]["sky"]
     assert (src["n"], src["n_above"], src["above_threshold"]) == (2, 1, 0.5)
@@ -209,3 +218,50 @@ def test_symmetrise_makes_a_c4_model_d4_and_refuses_others(tmp_path, rng, conv_m
     with pytest.raises(SystemExit) as e:
         main([rot_model, str(out)])
     assert e.value.code == 2
+
+
+def test_one_int8_rule_for_the_device_parts_and_the_onnx(tmp_path, rng):
+    """The device's weight parts and export's int8 ONNX quantise the same kernels the same way:
+    dense kernels of >= INT8_MIN_SIZE values, per output column; convolutions stay float32."""
+    from train.device import unpack_weights
+    from train.quantize import INT8_MIN_SIZE, dequantize_int8, int8_eligible, quantize_int8
+
+    dense = rng.normal(size=(128, 64)).astype(np.float32)
+    conv = rng.normal(size=(7, 7, 32, 64)).astype(np.float32)  # the baseline's second conv
+    small = rng.normal(size=(16, 8)).astype(np.float32)
+    assert dense.size >= INT8_MIN_SIZE and conv.size >= INT8_MIN_SIZE
+    assert [int8_eligible(w) for w in (dense, conv, small)] == [True, False, False]
+    q, scale = quantize_int8(dense)
+    assert q.dtype == np.int8 and scale.shape == (64,) and np.abs(q).max() == 127
+    back = dequantize_int8(q, scale)
+    assert np.all(np.abs(back - dense) <= scale / 2 + 1e-7)
+
+    class _W:
+        def __init__(self, name):
+            self.path = name
+
+    class _Model:
+        weights = [_W("dense"), _W("conv"), _W("small")]
+
+        @staticmethod
+        def get_weights():
+            return [dense, conv, small]
+
+    from train.device import pack_weights
+
+    entry = pack_weights(_Model, tmp_path, "m")
+    assert [w["dtype"] for w in entry["weights"]] == ["int8", "float32", "float32"]
+    got = unpack_weights(entry, tmp_path)
+    np.testing.assert_array_equal(got[0], back)
+    np.testing.assert_array_equal(got[1], conv)
+    # export's int8 ONNX: the same kernels, the same int8 values
+    from onnx import helper, numpy_helper
+
+    inits = [numpy_helper.from_array(w, n) for n, w in (("dense", dense), ("conv", conv))]
+    g = helper.make_graph([], "g", [], [], initializer=inits)
+    m = helper.make_model(g)
+    compress_weights(m, "int8")
+    stored = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    assert set(stored) == {"conv", "dense_q", "dense_scale", "dense_zp"}
+    np.testing.assert_array_equal(stored["dense_q"], q)
+    np.testing.assert_array_equal(stored["dense_scale"], scale)

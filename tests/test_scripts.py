@@ -1,4 +1,4 @@
-"""The helper scripts under scripts/ that need no TensorFlow."""
+"""The helper scripts under scripts/ that need no TensorFlow, and the library code they drive."""
 
 import re
 import subprocess
@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
+from train.compare import compare_test_splits
 
-from compare_test_splits import compare, paired_bootstrap  # noqa: E402
+from lensscore.metrics import paired_bootstrap
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _write(path, header, rows):
@@ -26,7 +27,7 @@ def test_compare_test_splits_scores_only_the_cutouts_both_held_out(tmp_path):
                  0.9 if i % 2 == 0 else 0.1) for i in range(6)])
     b = _write(tmp_path / "b.csv", "index,score",
                [(i, 0.2 if i in (2, 3) else (0.8 if i % 2 == 0 else 0.3)) for i in range(2, 8)])
-    r = compare(a, b, ("a", "b"))
+    r = compare_test_splits(a, b, ("a", "b"))
     assert r["n_common"] == 4 and r["n_lenses"] == 2  # 2, 3, 4, 5
     assert r["n_only"] == {"a": 2, "b": 2}
     assert r["a"]["accuracy"] == 1.0
@@ -43,11 +44,14 @@ def test_compare_test_splits_scores_only_the_cutouts_both_held_out(tmp_path):
 def test_compare_test_splits_refuses_disjoint_or_contradicting_files(tmp_path):
     a = _write(tmp_path / "a.csv", "id,label,score", [("lenses/sim_000000", 1, 0.9)])
     b = _write(tmp_path / "b.csv", "index,score", [(1, 0.5)])
-    with pytest.raises(SystemExit, match="no labelled cutout"):
-        compare(a, b)
+    with pytest.raises(ValueError, match="no labelled cutout"):
+        compare_test_splits(a, b)
     c = _write(tmp_path / "c.csv", "id,label,score", [("x/sim_000000", 0, 0.9)])
-    with pytest.raises(SystemExit, match="disagree"):
-        compare(a, c)
+    with pytest.raises(ValueError, match="disagree"):
+        compare_test_splits(a, c)
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "compare_test_splits.py"),
+                        str(a), str(c)], capture_output=True, text=True)
+    assert p.returncode == 1 and "disagree" in p.stderr
 
 
 def test_paired_bootstrap_separates_a_real_difference_from_none():

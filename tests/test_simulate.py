@@ -295,3 +295,27 @@ def test_device_regeneration_keeps_the_simulator_options():
     assert not np.array_equal(regenerate("ps1", 7, [2])[0][0], x[0])
     assert data_name({"seed": 7, "n": 10, "sim": sim}, "ps1").endswith(
         "--deflectors sis-vdf --los 30.0")
+
+
+def test_hsc_defaults_are_lensscores_default_grid_and_the_hsc_preset():
+    """One HSC grid: SimConfig's defaults are the ``hsc`` preset and lensscore's default grid;
+    every preset keeps its field of view (12.096", quoted 12.1") to within a pixel."""
+    from train.presets import SURVEYS, preset
+
+    from lensscore.config import (DEFAULT_BANDS, DEFAULT_SIZE, DEFAULT_ZEROPOINT, FOV_ARCSEC,
+                                  PIXEL_SCALE_ARCSEC)
+
+    cfg = SimConfig()
+    assert cfg == SimConfig.for_survey("hsc")
+    assert (cfg.bands, cfg.size, cfg.pixel_scale, cfg.zeropoint) == \
+        (DEFAULT_BANDS, DEFAULT_SIZE, PIXEL_SCALE_ARCSEC, DEFAULT_ZEROPOINT)
+    assert f'{FOV_ARCSEC:.1f}"' == '12.1"'
+    presets = {s: preset(s) for s in SURVEYS}
+    assert {s: p["size"] for s, p in presets.items()} == \
+        {"hsc": 72, "ps1": 48, "des": 46, "lsst": 60, "kids": 60}
+    for p in presets.values():
+        assert abs(p["size"] * p["pixel_scale"] - FOV_ARCSEC) <= p["pixel_scale"]
+    with pytest.raises(ValueError, match="bands must be g, r, i"):
+        SimConfig(bands=("r", "i", "z"))
+    with pytest.raises(ValueError, match="seeing needs one value per band"):
+        SimConfig(seeing=(0.8, 0.7))

@@ -14,7 +14,7 @@ from lensscore import scan
 from lensscore.catalog import read_catalog
 from lensscore.cli import app
 from lensscore.errors import LensscoreError
-from lensscore.scan import scan_catalog
+from lensscore.scan import scan_catalog, shard_of
 from lensscore.tiles import close_tiles
 
 runner = CliRunner()
@@ -145,10 +145,16 @@ def test_catalog_mode_cli_resume_shards_and_bad_input(survey, tmp_path, conv_mod
     r = runner.invoke(app, [*base, "-o", str(out), "--resume"])
     assert r.exit_code == 3 and "10 resumed" in r.stdout, r.output
     parts = []
+    # obj8 (on an edge) falls in shard 1/2, obj9 (off every tile) in 2/2 (the documented hash):
+    # each shard has one error row and finishes with 3
+    assert [shard_of(f"obj{k}", 2) for k in (8, 9)] == [1, 2]
     for k in (1, 2):
         p = tmp_path / f"s{k}.csv"
-        assert runner.invoke(app, [*base, "-o", str(p), "--shard", f"{k}/2"]).exit_code in (0, 3)
-        parts += [str(i) for i in read_catalog(p)["id"]]
+        r = runner.invoke(app, [*base, "-o", str(p), "--shard", f"{k}/2"])
+        assert r.exit_code == 3, (k, r.output)
+        rows = read_catalog(p)
+        assert list(rows["status"]).count("error") == 1
+        parts += [str(i) for i in rows["id"]]
     assert sorted(parts) == sorted(str(i) for i in t["id"])
     # bad input: a clear one-line error before any work
     bad = tmp_path / "bad.csv"

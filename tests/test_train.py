@@ -14,8 +14,10 @@ from train.data import SplitError, load_dataset, make_split  # noqa: E402
 from train.fit import FitConfig, fit  # noqa: E402
 from train.models import build_model  # noqa: E402
 
-# TensorFlow training: minutes and GBs, so out of the default run (.ci/run runs it after)
-pytestmark = [pytest.mark.tf, pytest.mark.slow]
+# the layers, splits and weights are checked in the default run (about 2 s after TensorFlow's
+# import, which test_layers pays anyway); training itself takes minutes and GBs, so those tests
+# are marked slow, out of the default run (.ci/run runs them after)
+pytestmark = pytest.mark.tf
 runner = CliRunner()
 
 
@@ -90,6 +92,7 @@ def test_dataset_cache(data_dir, tmp_path):
     np.testing.assert_array_equal(np.asarray(b.x), a.x)
 
 
+@pytest.mark.slow
 def test_fit_without_checkpoints_keeps_the_best_epoch_and_ends_when_asked(data_dir, tmp_path):
     """``checkpoint=False`` (one call trains the whole run, as on a lent GPU) writes no
     checkpoint files yet ends with the same model as a checkpointed run: the best epoch's
@@ -119,6 +122,7 @@ def test_fit_without_checkpoints_keeps_the_best_epoch_and_ends_when_asked(data_d
     assert max(float(np.abs(a - b).max()) for a, b in zip(w1, model.get_weights())) < 1e-4
 
 
+@pytest.mark.slow
 def test_resume_equals_one_shot_and_evaluate(data_dir, tmp_path):
     cfg = FitConfig(arch="rot", epochs=2, batch_size=8, jit=False, patience=5)
     ds = load_dataset(data_dir, cache_dir=tmp_path / "cache")
@@ -181,6 +185,7 @@ def test_resume_equals_one_shot_and_evaluate(data_dir, tmp_path):
     assert r.exit_code == 0 and "o00.fits" in r.stdout
 
 
+@pytest.mark.slow
 def test_cli_fit_help_and_refuses_existing_run(data_dir, tmp_path):
     r = runner.invoke(app, ["--help"])
     assert r.exit_code == 0 and all(c in r.stdout for c in ("fit", "evaluate", "predict"))
@@ -202,6 +207,7 @@ def test_cli_fit_help_and_refuses_existing_run(data_dir, tmp_path):
     assert r.exit_code == 2
 
 
+@pytest.mark.slow
 def test_finetune_mixes_in_the_runs_own_training_cutouts(data_dir, tmp_path):
     from train.finetune import FinetuneConfig, field_of, finetune, run_sims
     from train.fit import RunDir
@@ -324,6 +330,7 @@ def test_balanced_finetune_weights_give_each_kind_of_nonlens_an_equal_share():
     assert np.allclose(w[3:5], 2) and np.allclose(w[5:], 2 / 3)
 
 
+@pytest.mark.slow
 def test_device_train_script_round_trips_through_import_device(tmp_path):
     """``scripts/device_train.py`` (here on the TensorFlow backend, at toy size) writes weights
     and results that ``import-device`` rebuilds into the model it trained, within int8 steps."""

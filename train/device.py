@@ -15,7 +15,42 @@ from pathlib import Path
 import numpy as np
 
 from lensscore.config import DEFAULT_THRESHOLD
-__all__ = ["import_run", "unpack_weights", "regenerate", "recorded_sim"]
+
+from .quantize import dequantize_int8, int8_eligible, quantize_int8
+
+__all__ = ["import_run", "pack_weights", "unpack_weights", "regenerate", "recorded_sim",
+           "simulate_async", "gather"]
+
+
+def pack_weights(model, out: Path, name: str, part_bytes: int = 15 << 20) -> dict:
+    """Write a Keras model's weights as ``out/<name>.partK`` files of at most ``part_bytes``:
+    int8 where :mod:`train.quantize`'s rule says, float32 else.
+
+    Returns
+    -------
+    dict
+        ``{"weights": [per weight: name, shape, offset, nbytes, dtype (, scale)], "parts":
+        [file names]}``, what :func:`unpack_weights` reads back.
+    """
+    blob, index = bytearray(), []
+    for w, v in zip(model.weights, model.get_weights()):
+        v = np.asarray(v, np.float32)
+        ent = {"name": w.path, "shape": list(v.shape), "offset": len(blob)}
+        if int8_eligible(v):
+            q, scale = quantize_int8(v)
+            ent.update(dtype="int8", scale=scale.tolist())
+            blob += q.tobytes()
+        else:
+            ent.update(dtype="float32")
+            blob += v.tobytes()
+        ent["nbytes"] = len(blob) - ent["offset"]
+        index.append(ent)
+    parts = []
+    for k in range(0, len(blob), part_bytes):
+        p = Path(out) / f"{name}.part{k // part_bytes}"
+        p.write_bytes(bytes(blob[k:k + part_bytes]))
+        parts.append(p.name)
+    return {"weights": index, "parts": parts}
 
 
 def unpack_weights(entry: dict, parts_dir) -> list[np.ndarray]:
@@ -25,12 +60,34 @@ def unpack_weights(entry: dict, parts_dir) -> list[np.ndarray]:
     for w in entry["weights"]:
         raw = blob[w["offset"]:w["offset"] + w["nbytes"]]
         if w["dtype"] == "int8":
-            q = np.frombuffer(raw, np.int8).astype(np.float32)
-            scale = np.asarray(w["scale"], np.float32)
-            out.append((q.reshape(-1, len(scale)) * scale).reshape(w["shape"]))
+            out.append(dequantize_int8(np.frombuffer(raw, np.int8), w["scale"], w["shape"]))
         else:
             out.append(np.frombuffer(raw, np.float32).reshape(w["shape"]).copy())
     return out
+
+
+def _sim_chunk(args):
+    """Simulated, preprocessed cutouts ``indices`` (a range or a list) of a survey preset."""
+    from lensscore.preprocess import PreprocessSpec
+
+    survey, seed, indices, spec_json, sim = args
+    x, y = regenerate(survey, seed, indices, PreprocessSpec.from_json(spec_json), sim=sim)
+    return int(indices[0]), x.astype(np.float32), y.astype(np.int8)
+
+
+def simulate_async(pool, survey: str, n: int, seed: int, spec_json: str, chunk: int = 100,
+                   indices=None, sim: dict | None = None):
+    """Simulate ``range(n)`` (or ``indices``) of a survey preset, preprocessed, in the
+    ``multiprocessing`` ``pool``; :func:`gather` collects the result."""
+    idx = list(range(n)) if indices is None else list(indices)
+    jobs = [(survey, seed, idx[s:s + chunk], spec_json, sim) for s in range(0, len(idx), chunk)]
+    return pool.map_async(_sim_chunk, jobs, chunksize=1)
+
+
+def gather(res) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` of a :func:`simulate_async` result, in the order the indices were given."""
+    parts = res.get()
+    return np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
 
 
 #: SimConfig options and the `train simulate` flags that set them
@@ -75,7 +132,9 @@ def import_run(results_json, job: str, out_dir) -> Path:
         cfg["data_dir"] = data_name(results, e["survey"])
     cfg["data_fingerprint"] = e["fingerprint"]
     cfg["n"] = e["n_split"]
-    cfg["trained_on"] = "device (Keras JAX backend); weights int8 per channel for kernels > 1e5"
+    int8 = [w["name"] for w in e["weights"] if w["dtype"] == "int8"]
+    cfg["trained_on"] = ("device (Keras JAX backend); weights int8 per output channel: "
+                         + (", ".join(int8) or "none"))
     run.config.write_text(json.dumps(cfg, indent=1))
     if results.get("n") is not None:  # the simulator options its data were made with
         (run.path / "sim.json").write_text(json.dumps(recorded_sim(results.get("sim"))))

@@ -42,7 +42,7 @@ import numpy as np
 
 from lensscore.errors import CutoutError
 
-from .simulate import (SimConfig, _conditions, _e12, _renderer, arc_snr, lensed_source,
+from .simulate import (ZP, SimConfig, _conditions, _e12, _renderer, arc_snr, lensed_source,
                        measure_noise)
 
 __all__ = ["Host", "PaintConfig", "read_hosts", "host_photometry", "theta_e_prior", "paint_one",
@@ -53,8 +53,6 @@ log = logging.getLogger(__name__)
 
 #: the simulator's deflector brightness relation (train.simulate._lens_system, "uniform")
 THETA_REF, MAG_REF, MAG_SCATTER = 1.2, 19.2, 0.8
-#: internal zero point of train.simulate's fluxes
-_ZP_SIM = 27.0
 
 
 @dataclass(frozen=True)
@@ -209,7 +207,7 @@ def paint_one(host: Host, k: int, seed: int, cfg: SimConfig, pc: PaintConfig = P
     R = _renderer(cfg)
     rng = np.random.default_rng([seed, _seed_of(host.id), k])
     cond = _conditions(R, rng)
-    unit = 10 ** (0.4 * (cfg.zeropoint - _ZP_SIM))  # internal counts -> the host's units
+    unit = 10 ** (0.4 * (cfg.zeropoint - ZP))  # internal counts -> the host's units
     sigma = np.asarray(host.noise, float) / unit
     truth = {"host": host.id, "seed": seed, "k": k, "host_mag_i": host.mag.get("i", math.nan),
              "host_g_r": host.mag.get("g", math.nan) - host.mag.get("r", math.nan),

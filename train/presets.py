@@ -1,11 +1,14 @@
 """Survey presets for the simulator: data, not code paths.
 
-Every preset fixes the field of view at about 12" (HOLISMOKES' 72 px x 0.168"), so the cutout
-side follows the pixel scale. Numbers and where they come from:
+Every preset keeps the field of view of the default grid (:data:`lensscore.config.FOV_ARCSEC`:
+HOLISMOKES' 72 px x 0.168" = 12.1"), so the cutout side follows the pixel scale. Numbers and
+where they come from:
 
-* ``hsc`` -- HSC-SSP Wide g, r, i (Aihara et al. 2018, PASJ 70, S4, and 2022 PDR3): 0.168"/px,
-  median seeing g 0.77" r 0.76" i 0.58", 5-sigma point-source depth g 26.5 r 26.1 i 25.9,
-  zero point 27 (coadd counts).
+* ``hsc`` -- HSC-SSP Wide g, r, i (Aihara et al. 2018, PASJ 70, S4, and 2022 PDR3): the default
+  grid of :mod:`lensscore.config` (0.168"/px, zero point 27, coadd counts); seeing g 0.80"
+  r 0.75" i 0.60" (the published medians, g 0.77" r 0.76" i 0.58", rounded up in g and i: the
+  shipped models were trained on these), 5-sigma point-source depth g 26.5 r 26.1 i 25.9. They
+  are also :class:`train.simulate.SimConfig`'s defaults.
 * ``ps1`` -- Pan-STARRS1 3pi stacks (Chambers et al. 2016, arXiv:1612.05560, Table 11 and Sec. 8;
   Magnier et al. 2020 for the stack zero points): 0.25"/px, median stack seeing g 1.31" r 1.19"
   i 1.11", 5-sigma stack depth g 23.3 r 23.2 i 23.1, sky g 21.9 r 20.9 i 20.1 mag/arcsec^2.
@@ -23,14 +26,14 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["PRESETS", "preset", "read_options", "FOV_ARCSEC", "SURVEYS"]
+from lensscore.config import DEFAULT_BANDS, DEFAULT_ZEROPOINT, FOV_ARCSEC, PIXEL_SCALE_ARCSEC
 
-#: Field of view of every preset's cutout (72 x 0.168" = 12.1").
-FOV_ARCSEC = 12.1
+__all__ = ["PRESETS", "preset", "read_options", "SURVEYS"]
 
 PRESETS: dict[str, dict] = {
-    "hsc": {"pixel_scale": 0.168, "seeing": (0.80, 0.75, 0.60), "depth": (26.5, 26.1, 25.9),
-            "sky_mag": (22.0, 21.3, 20.5), "zeropoint": 27.0},
+    "hsc": {"pixel_scale": PIXEL_SCALE_ARCSEC, "seeing": (0.80, 0.75, 0.60),
+            "depth": (26.5, 26.1, 25.9), "sky_mag": (22.0, 21.3, 20.5),
+            "zeropoint": DEFAULT_ZEROPOINT},
     "ps1": {"pixel_scale": 0.25, "seeing": (1.31, 1.19, 1.11), "depth": (23.3, 23.2, 23.1),
             "sky_mag": (21.9, 20.9, 20.1), "zeropoint": 25.0, "seeing_scatter": 0.15},
     "kids": {"pixel_scale": 0.2, "seeing": (0.86, 0.70, 0.81), "depth": (25.1, 25.0, 23.7),
@@ -57,14 +60,14 @@ def _lenstronomy_preset(survey: str) -> dict:
         seeing.append(k["seeing"])
         sky.append(k["sky_brightness"])
     return {"pixel_scale": scale, "seeing": tuple(seeing), "depth": tuple(round(d, 2) for d in depth),
-            "sky_mag": tuple(sky), "zeropoint": 27.0}
+            "sky_mag": tuple(sky), "zeropoint": DEFAULT_ZEROPOINT}
 
 
 SURVEYS = ("hsc", "ps1", "des", "lsst", "kids")
 
 
 def preset(name: str) -> dict:
-    """SimConfig keyword arguments of a survey preset (size from the 12" field of view).
+    """SimConfig keyword arguments of a survey preset (size from the 12.1" field of view).
 
     Raises
     ------
@@ -80,7 +83,7 @@ def preset(name: str) -> dict:
     return d
 
 
-def read_options(name: str, bands=("g", "r", "i"), size: int | None = None):
+def read_options(name: str, bands=DEFAULT_BANDS, size: int | None = None):
     """How a model trained on a preset reads its inputs: a :class:`lensscore.grid.ReadOptions`
     whose ``grid`` is the preset's (bands, size, pixel scale, zero point)."""
     from lensscore.grid import Grid, ReadOptions

@@ -10,11 +10,11 @@ the effective gain implied by the sky brightness (g 22.0, r 21.3, i 20.5 mag/arc
 
 Lenses: an LRG deflector (Sersic n 3-5.5, i 17-21, LRG colours, size growing with luminosity),
 SIE (lenstronomy's ``SIE``: the deflections of its ``EPL`` with slope 2) + external shear,
-Einstein radius 0.75"-2.5"; a star-forming
-source (Sersic plus 0-4 bluer clumps, i 21.5-25, z~1-3 sizes) placed inside the caustic region so
-that arcs, rings, doubles and quads occur. Kept only if a person could see it: total
-magnification >= 5, arc S/N >= 20 in g+r+i over the pixels where the lensed light exceeds the
-1-sigma noise, and in g the arc's brightest pixel at least as bright as the deflector there
+Einstein radius 0.75"-2.5"; a star-forming source (Sersic plus 0-4 bluer clumps, i 20.5-24.5,
+z~1-3 sizes; in a quarter of the lenses a quasar, i 19.5-23, with its host) placed inside the
+caustic region so that arcs, rings, doubles and quads occur. Kept only if a person could see it:
+total magnification >= 5, arc S/N >= 20 in g+r+i over the pixels where the lensed light exceeds
+the 1-sigma noise, and in g the arc's brightest pixel at least as bright as the deflector there
 (before the PSF; up to 40 redraws, else the last draw is kept with ``visible`` false).
 Non-lenses (HOLISMOKES XI-like mix): 1/3 spirals (bright arms, edge-on discs), 1/4 LRGs (half
 with unrelated blue companions, some tangentially elongated), 1/12 compact groups, 1/3 other
@@ -39,9 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
+from lensscore.config import DEFAULT_BANDS, DEFAULT_SIZE, DEFAULT_ZEROPOINT
 from lensscore.files import atomic_path
 
 from .population import draw_lens, draw_los, source_colours, source_size_arcsec
+from .presets import PRESETS
 
 __all__ = ["SimConfig", "simulate_one", "simulate", "trivial_classifier_accuracy",
            "measure_noise", "measure_fwhm", "sim_check", "preview", "compare_real",
@@ -49,8 +51,13 @@ __all__ = ["SimConfig", "simulate_one", "simulate", "trivial_classifier_accuracy
 
 log = logging.getLogger(__name__)
 
-BANDS = ("g", "r", "i")
-ZP = 27.0
+#: the bands the colour model (:data:`_COL`, :func:`_mags`) draws magnitudes in: g - r, r - i
+BANDS = DEFAULT_BANDS
+#: the zero point of the internal flux unit (:func:`_flux`); images are rescaled to
+#: ``SimConfig.zeropoint`` when they are written
+ZP = DEFAULT_ZEROPOINT
+#: the HSC preset: SimConfig's defaults
+_HSC = PRESETS["hsc"]
 NONLENS_TYPES = {"spiral": 2 / 9, "edge_on_disc": 1 / 9, "lrg": 1 / 8, "lrg_blue_companion": 1 / 8,
                  "compact_group": 1 / 12, "random_galaxy": 1 / 6, "ring_galaxy": 1 / 12,
                  "merger": 1 / 12, "field_star": 1 / 12, "blank_sky": 1 / 12}
@@ -64,14 +71,14 @@ HANDEDNESS = ("both", "one")
 class SimConfig:
     """Survey and simulation parameters (defaults: HSC Wide g, r, i)."""
 
-    size: int = 72
-    pixel_scale: float = 0.168
+    size: int = DEFAULT_SIZE
+    pixel_scale: float = _HSC["pixel_scale"]
     supersample: int = 2
-    seeing: tuple = (0.80, 0.75, 0.60)
+    seeing: tuple = _HSC["seeing"]
     seeing_scatter: float = 0.12
-    depth: tuple = (26.5, 26.1, 25.9)
+    depth: tuple = _HSC["depth"]
     depth_scatter: float = 0.15
-    sky_mag: tuple = (22.0, 21.3, 20.5)
+    sky_mag: tuple = _HSC["sky_mag"]
     moffat_beta: float = 3.5
     psf_size: int = 25
     theta_e_range: tuple = (0.75, 2.5)
@@ -82,7 +89,7 @@ class SimConfig:
     star_fraction: float = 0.3
     quasar_fraction: float = 0.25
     bands: tuple = BANDS
-    zeropoint: float = ZP
+    zeropoint: float = _HSC["zeropoint"]
     survey: str = "hsc"
     #: "uniform" (theta_E drawn in ``theta_e_range``, deflector brightness by a rule of thumb:
     #: the shipped models' sets) or "sis-vdf" (a physical population, :mod:`train.population`)
@@ -98,6 +105,13 @@ class SimConfig:
     handedness: str = "both"
 
     def __post_init__(self):
+        if tuple(self.bands) != BANDS:
+            raise ValueError(f"bands must be {', '.join(BANDS)} (the bands the colour model draws "
+                             f"magnitudes in), got {self.bands!r}")
+        for name in ("seeing", "depth", "sky_mag"):
+            if len(getattr(self, name)) != len(self.bands):
+                raise ValueError(f"{name} needs one value per band ({len(self.bands)}), "
+                                 f"got {getattr(self, name)!r}")
         if self.handedness not in HANDEDNESS:
             raise ValueError(f"handedness must be one of {', '.join(HANDEDNESS)}, "
                              f"got {self.handedness!r}")
@@ -148,8 +162,8 @@ class _Renderer:
         c = (np.arange(n * ss) - (n * ss - 1) / 2) * d
         self.x, self.y = (a.ravel() for a in np.meshgrid(c, c))
         self.darea = d * d
-        # SIE + shear. lenstronomy's analytic SIE deflects as its EPL with slope 2 does
-        # (within 3e-9 arcsec over the whole grid, measured) at a seventh of the cost
+        # SIE + shear. lenstronomy's analytic SIE deflects as its EPL with slope 2 does (tested:
+        # test_sie_deflects_as_the_epl_with_slope_2) at a fraction of the cost
         self.lens = LensModel(["SIE", "SHEAR"])
         self.sersic = LightModel(["SERSIC_ELLIPSE"])
         self.gauss = LightModel(["GAUSSIAN"])
@@ -461,11 +475,12 @@ def _observe(R, rng, clean, star, conditions):
 
 def _conditions(R, rng):
     cfg = R.cfg
-    seeing = np.array(cfg.seeing) * rng.lognormal(0, cfg.seeing_scatter, 3)
+    nb = len(cfg.bands)
+    seeing = np.array(cfg.seeing) * rng.lognormal(0, cfg.seeing_scatter, nb)
     seeing = np.clip(seeing, 0.4, 1.5)
-    depth = np.array(cfg.depth) + rng.uniform(-cfg.depth_scatter, cfg.depth_scatter, 3)
+    depth = np.array(cfg.depth) + rng.uniform(-cfg.depth_scatter, cfg.depth_scatter, nb)
     sigma, gain, psfs = [], [], []
-    for b in range(3):
+    for b in range(nb):
         psf = R.psf(seeing[b])
         psfs.append(psf)
         nea = 1.0 / np.sum(psf ** 2)  # noise-equivalent area of PSF photometry, pixels
@@ -517,12 +532,10 @@ def _lens_system(R, rng, cfg, cond):
     sub = "ring" if cover > 0.85 else "quad" if nimg >= 3 else "double" if nimg == 2 else "arc"
     sub = f"quasar_{sub}" if quasar else sub
     truth = {"subtype": sub, "theta_e": theta_e, "magnification": mu, "arc_snr": snr,
-             "src_mag_g": float(-2.5 * np.log10(unl[0]) + ZP),
-             "src_mag_r": float(-2.5 * np.log10(unl[1]) + ZP),
-             "src_mag_i": float(-2.5 * np.log10(unl[2]) + ZP),
-             "defl_mag_g": float(defl[0][1][0]), "defl_mag_r": float(defl[0][1][1]),
-             "defl_mag_i": float(defl[0][1][2]), "redraws": attempt, "visible": bool(ok),
-             "arc_contrast_g": contrast}
+             **{f"src_mag_{band}": float(-2.5 * np.log10(unl[b]) + ZP)
+                for b, band in enumerate(cfg.bands)},
+             **{f"defl_mag_{band}": float(defl[0][1][b]) for b, band in enumerate(cfg.bands)},
+             "redraws": attempt, "visible": bool(ok), "arc_contrast_g": contrast}
     if pop is not None:
         truth.update(sigma_v=pop["sigma"], z_d=pop["z_d"], z_s=pop["z_s"])
     return defl + src, truth
@@ -587,12 +600,11 @@ def simulate_one(index: int, seed: int = 0, cfg: SimConfig = SimConfig(), *, kin
     cond = _conditions(R, rng)
     truth = {"index": index, "seed": seed, "label": int(kind == "lens"), "class": kind,
              "theta_e": np.nan, "magnification": np.nan, "arc_snr": np.nan,
-             "src_mag_g": np.nan, "src_mag_r": np.nan, "src_mag_i": np.nan,
-             "defl_mag_g": np.nan, "defl_mag_r": np.nan, "defl_mag_i": np.nan,
+             **{f"{k}_{band}": np.nan for k in ("src_mag", "defl_mag") for band in cfg.bands},
              "redraws": 0, "visible": True, "arc_contrast_g": np.nan,
              "sigma_v": np.nan, "z_d": np.nan, "z_s": np.nan, "n_los": 0}
     if kind == "star":
-        comps, star = [], (cfg.size // 2, cfg.size // 2, np.full(3, 18.0))
+        comps, star = [], (cfg.size // 2, cfg.size // 2, np.full(len(cfg.bands), 18.0))
         truth["subtype"] = "star"
     else:
         env, star = _environment(R, rng, cfg)
@@ -612,11 +624,11 @@ def simulate_one(index: int, seed: int = 0, cfg: SimConfig = SimConfig(), *, kin
             else:
                 comps = _nonlens(R, rng, sub, cfg)
                 mags = comps[0][1]
-                truth.update(defl_mag_g=float(mags[0]), defl_mag_r=float(mags[1]),
-                             defl_mag_i=float(mags[2]))
+                truth.update({f"defl_mag_{band}": float(mags[b])
+                              for b, band in enumerate(cfg.bands)})
         comps = comps + env + _line_of_sight(R, rng, cfg, truth)
     img = _observe(R, rng, _components_image(R, comps), star, cond)
-    # flux unit: internal zero point 27 -> the survey's
+    # flux unit: the internal zero point -> the survey's
     unit = np.float32(10 ** (0.4 * (cfg.zeropoint - ZP)))
     img = img * unit
     for b, band in enumerate(cfg.bands):
@@ -698,8 +710,8 @@ def simulate(out_dir, n: int, seed: int = 0, workers: int = 1, cfg: SimConfig = 
                 if progress:
                     progress(len(rows), n)
     cols = ["id", "path", "index", "class", "label", "subtype", "theta_e", "magnification",
-            "arc_snr", "src_mag_g", "src_mag_r", "src_mag_i", "defl_mag_g", "defl_mag_r",
-            "defl_mag_i", "seeing_g", "seeing_r", "seeing_i", "sigma_g", "sigma_r", "sigma_i",
+            "arc_snr", *(f"{k}_{band}" for k in ("src_mag", "defl_mag", "seeing", "sigma")
+                         for band in cfg.bands),
             "arc_contrast_g", "has_star", "visible", "redraws", "seed", "sigma_v", "z_d", "z_s",
             "n_los"]
     t = Table(rows=[[r[c] for c in cols] for r in rows], names=cols)

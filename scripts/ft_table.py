@@ -1,0 +1,90 @@
+"""Markdown rows of the cross-validated real-data metrics of GPU fine-tunes (device_finetune.py).
+
+    python scripts/ft_table.py RESULTS.json [RESULTS.json ...] [--boot 1000] [--committee A,B,...]
+
+Each job of each ``results.json`` is one row: its out-of-fold scores (``cv_scores.csv``, kept in
+the file) over the development half's 550 cutouts (the ``nonlenses/det/`` detections are reported
+apart: they are extra non-lenses of the fine-tune, not of the development set). ``--committee``
+rows average the out-of-fold scores of the named jobs: with the same folds, each member's score of
+a cutout comes from a model that never saw it, so the mean is a cross-validated committee score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from lensscore.metrics import classification_summary
+
+HEAD = ("| fine-tune | AUC, all (550) | 95 % interval | vs field sources | vs sky | vs detections "
+        "| TPR at FPR 1 % | lenses ≥ 0.5 | field sources ≥ 0.5 | sky ≥ 0.5 | detections ≥ 0.5 |\n"
+        "| --- " + "| ---: " * 10 + "|")
+
+
+def read_jobs(paths) -> dict[str, dict[str, tuple[int, float]]]:
+    """Job name -> {id: (label, out-of-fold score)}; a name seen twice gets its file's index."""
+    jobs = {}
+    for k, p in enumerate(paths):
+        for name, j in json.load(open(p))["jobs"].items():
+            rows = [r.split(",") for r in j["cv_scores.csv"].split("\n")[1:] if r]
+            key = name if name not in jobs else f"{name}#{k}"
+            jobs[key] = {r[0]: (int(r[1]), float(r[4])) for r in rows}
+    return jobs
+
+
+def _kind(i: str) -> str:
+    return "lens" if i.startswith("lenses/") else i.split("/")[1]
+
+
+def _auc(y, s) -> float:
+    return classification_summary(y, s)["roc_auc"]
+
+
+def row(name: str, scores: dict, boot: int = 0, seed: int = 0) -> str:
+    ids = sorted(scores)
+    y = np.array([scores[i][0] for i in ids])
+    s = np.array([scores[i][1] for i in ids])
+    kind = np.array([_kind(i) for i in ids])
+    dev = kind != "det"
+    auc = _auc(y[dev], s[dev])
+    ci = "–"
+    if boot:
+        rng = np.random.default_rng(seed)
+        yd, sd = y[dev], s[dev]
+        b = [_auc(yd[j], sd[j]) for j in (rng.integers(0, len(yd), len(yd)) for _ in range(boot))]
+        ci = f"[{np.percentile(b, 2.5):.3f}, {np.percentile(b, 97.5):.3f}]"
+    vs = {}
+    for k in ("src", "sky", "det"):
+        m = (kind == "lens") | (kind == k)
+        vs[k] = f"{_auc(y[m], s[m]):.3f}" if (kind == k).any() else "–"
+    above = {k: f"{int((s[kind == k] >= 0.5).sum())}/{int((kind == k).sum())}"
+             for k in ("lens", "src", "sky", "det")}
+    tpr = classification_summary(y[dev], s[dev])["tpr_at_fpr_1pct"]
+    return (f"| {name} | {auc:.3f} | {ci} | {vs['src']} | {vs['sky']} | {vs['det']} | {tpr:.3f} | "
+            f"{above['lens']} | {above['src']} | {above['sky']} | {above['det']} |")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("results", nargs="+")
+    ap.add_argument("--boot", type=int, default=0, help="bootstrap resamplings of the 550")
+    ap.add_argument("--committee", action="append", default=[],
+                    help="comma-separated job names whose out-of-fold scores are averaged")
+    a = ap.parse_args(argv)
+    jobs = read_jobs(a.results)
+    print(HEAD)
+    for name, sc in jobs.items():
+        print(row(name, sc, a.boot))
+    for c in a.committee:
+        names = c.split(",")
+        common = set.intersection(*(set(jobs[n]) for n in names))
+        mean = {i: (jobs[names[0]][i][0], float(np.mean([jobs[n][i][1] for n in names])))
+                for i in common}
+        print(row(f"committee of {len(names)}: {' + '.join(names)}", mean, a.boot))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
