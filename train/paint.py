@@ -42,7 +42,8 @@ import numpy as np
 
 from lensscore.errors import CutoutError
 
-from .simulate import (ZP, SimConfig, _conditions, _e12, _renderer, arc_snr, lensed_source,
+from .simulate import (DEFLECTOR_MAG_REF, DEFLECTOR_MAG_SCATTER, DEFLECTOR_THETA_REF, ZP,
+                       SimConfig, _conditions, _e12, _renderer, arc_snr, lensed_source,
                        measure_noise)
 
 __all__ = ["Host", "PaintConfig", "read_hosts", "host_photometry", "theta_e_prior", "paint_one",
@@ -51,8 +52,6 @@ __all__ = ["Host", "PaintConfig", "read_hosts", "host_photometry", "theta_e_prio
 
 log = logging.getLogger(__name__)
 
-#: the simulator's deflector brightness relation (train.simulate._lens_system, "uniform")
-THETA_REF, MAG_REF, MAG_SCATTER = 1.2, 19.2, 0.8
 
 
 @dataclass(frozen=True)
@@ -185,7 +184,8 @@ def theta_e_prior(rng, mag_i: float, theta_e_range, max_draws: int = 40) -> floa
     or None when ``max_draws`` draws all fall outside ``theta_e_range``."""
     lo, hi = theta_e_range
     for _ in range(max_draws):
-        te = THETA_REF * 10 ** ((MAG_REF - mag_i + rng.normal(0, MAG_SCATTER)) / 2.5)
+        te = DEFLECTOR_THETA_REF * 10 ** (
+            (DEFLECTOR_MAG_REF - mag_i + rng.normal(0, DEFLECTOR_MAG_SCATTER)) / 2.5)
         if lo <= te <= hi:
             return float(te)
     return None

@@ -64,6 +64,9 @@ NONLENS_TYPES = {"spiral": 2 / 9, "edge_on_disc": 1 / 9, "lrg": 1 / 8, "lrg_blue
 
 
 DEFLECTORS = ("uniform", "sis-vdf")
+#: "uniform" deflectors' brightness: i = 19.2 - 2.5 log10(theta_E / 1.2") + N(0, 0.8 mag)
+#: (a rule of thumb; train.paint inverts it for real galaxies of known brightness)
+DEFLECTOR_MAG_REF, DEFLECTOR_THETA_REF, DEFLECTOR_MAG_SCATTER = 19.2, 1.2, 0.8
 HANDEDNESS = ("both", "one")
 
 
@@ -506,8 +509,9 @@ def _lens_system(R, rng, cfg, cond):
             else:
                 theta_e = float(cfg.theta_e_range[0] + (cfg.theta_e_range[1] -
                                                         cfg.theta_e_range[0]) * rng.random() ** 1.3)
-                mag_d = float(np.clip(19.2 - 2.5 * np.log10(theta_e / 1.2) + rng.normal(0, 0.8),
-                                      17.0, 21.0))
+                mag_d = float(np.clip(DEFLECTOR_MAG_REF - 2.5 * np.log10(
+                    theta_e / DEFLECTOR_THETA_REF) + rng.normal(0, DEFLECTOR_MAG_SCATTER),
+                    17.0, 21.0))
                 defl = _lrg(R, rng, mag_d)
             defl_g = _components_image(R, defl)[0]
             e1, e2 = _e12(rng, 0.6)
