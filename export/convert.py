@@ -19,6 +19,7 @@ from lensscore.modelmeta import EXPORT, REAL_METRICS, TEST_METRICS, TRAINING, Mo
 from lensscore.preprocess import DEFAULT_SPEC, PreprocessSpec
 from lensscore.trained import TRAINED_ON
 
+from .logit import add_logit_output
 from .graph import compress_weights, control_flow_nodes, fuse_max_trees, merge_metadata, \
     rename_io, rotational_branches
 
@@ -548,10 +549,16 @@ def _write_with_parity(proto, tmp: Path, meta: ModelMeta, x, ref, weights: str, 
     t0 = time.perf_counter()
     export_info = {"opset": opset, "weights": weights, "parity_source": parity_source,
                    "n_parity": len(x), "float32_max_abs_diff": d32}
+    add_logit_output(proto)  # the score's logit beside it: it ranks where scores are 1.0
     merge_metadata(proto, {meta_key(EXPORT): json.dumps(export_info)})
     onnx.save_model(proto, tmp)
     onnx.checker.check_model(str(tmp))
     s, rots, sc = _ort_scores(tmp, x, rotations=True)
+    _, lg = sc.run(np.transpose(x, (0, 3, 1, 2)), logits=True)
+    d_logit = float(np.abs(0.5 * (1 + np.tanh(lg / 2)) - s).max())
+    if d_logit > 1e-6:
+        raise ExportError(f"the logit output does not give the score: max |sigmoid(logit) - "
+                          f"score| = {d_logit:.3g}")
     t["onnx_parity"] = time.perf_counter() - t0
     diff = np.abs(s - ref)
     return ExportResult(

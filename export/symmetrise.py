@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lensscore.config import INVARIANCE_TOLERANCE
+from lensscore.config import INVARIANCE_TOLERANCE, LOGIT_OUTPUT
 from lensscore.modelmeta import EXPORT, REAL_METRICS, SYMMETRISED, TEST_METRICS, ModelMeta, \
     meta_key
 
@@ -41,9 +41,15 @@ def symmetrise_mirror(model):
     import onnx
     from onnx import helper, numpy_helper
 
+    from .logit import add_logit_output, prune
+
     g = model.graph
+    had_logit = [o for o in g.output if o.name == LOGIT_OUTPUT]
+    for o in had_logit:  # the source's logit is not the average's: made again at the end
+        g.output.remove(o)
+    prune(g)
     if len(g.input) != 1 or len(g.output) != 1:
-        raise ValueError("expected a model with one input and one output")
+        raise ValueError("expected a model with one input and one output (and a logit)")
     inp, outp = g.input[0].name, g.output[0].name
     both, pair = inp + "__and_mirror", outp + "__pair"
     for n in g.node:
@@ -65,6 +71,8 @@ def symmetrise_mirror(model):
     g.node.extend(nodes)
     g.initializer.extend(consts)
     del g.value_info[:]  # shapes inside now hold 2N: let onnxruntime infer them again
+    if had_logit:
+        add_logit_output(model)
     onnx.checker.check_model(model)
     return model
 

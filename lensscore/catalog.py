@@ -179,7 +179,9 @@ def catalog_columns(rotations: bool, labels: bool, members=(), kept=(),
     columns kept from an input object catalog come after ``path``, a committee's members add
     ``score_<name>`` after ``score``. ``files`` says what was read, so that a catalog row
     leads back to its pixels (JSON: :meth:`lensscore.sources.Source.files_field`)."""
-    cols = [("id", "str"), ("path", "str")] + list(kept) + [("score", "float64")]
+    # the logit ranks where float32 scores have saturated at 1.0 (export.logit)
+    cols = [("id", "str"), ("path", "str")] + list(kept) + [("score", "float64"),
+                                                          ("logit", "float64")]
     cols += [(f"score_{m}", "float64") for m in members]
     if rotations:  # the dihedral check: 4 rotations, then the 4 rotations of the mirror image
         cols += [("score_std", "float64"), ("mirror_delta", "float64")]

@@ -409,6 +409,7 @@ def _print_summary(res, top: int):
         t.add_column("#", justify="right")
         t.add_column("id")
         t.add_column("score", justify="right")
+        t.add_column("logit", justify="right")  # the ranking: it stays apart where scores are 1
         if res.rotation_scores is not None:
             t.add_column("rot std", justify="right")
             t.add_column("mirror |Δ|", justify="right")
@@ -416,7 +417,7 @@ def _print_summary(res, top: int):
         if has_labels:
             t.add_column("label", justify="right")
         for rank, i in enumerate(res.top(top), 1):
-            row = [str(rank), res.ids[i], f"{res.scores[i]:.4f}"]
+            row = [str(rank), res.ids[i], f"{res.scores[i]:.4f}", f"{res.logits[i]:.2f}"]
             if res.rotation_scores is not None:
                 ts = res.transform_scores[i]
                 checked = np.isfinite(ts).all()  # not sampled: empty

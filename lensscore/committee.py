@@ -15,7 +15,7 @@ import numpy as np
 
 from .config import SYMMETRIES
 from .errors import ModelError
-from .scorer import Scorer, check_tta
+from .scorer import Scorer, check_tta, mean_logit
 
 __all__ = ["Committee", "COMBINE", "member_names", "make_scorer", "from_recipe"]
 
@@ -138,20 +138,40 @@ class Committee:
         f = {"mean": np.mean, "median": np.median, "min": np.min}[self.combine]
         return f(s, axis=1).astype(np.float32)
 
-    def member_scores(self, images, *, preprocessed: bool = False) -> np.ndarray:
-        """Each member's scores: ``(N, members)``."""
-        x = np.asarray(images, np.float32) if preprocessed else self.members[0].prepare(images)
-        if x.ndim == 3:
-            x = x[None]
-        return np.stack([m.score(x, preprocessed=True) for m in self.members], axis=1)
+    def combine_logits(self, lg: np.ndarray) -> np.ndarray:
+        """The logit of :meth:`combine_scores` from members' logits ``(N, members)``, float64:
+        the mean's by :func:`lensscore.scorer.mean_logit`, the median's and the minimum's
+        directly (the sigmoid keeps the order)."""
+        lg = np.asarray(lg, np.float64)
+        if self.combine == "mean":
+            return mean_logit(lg, axis=1)
+        if self.combine == "min":
+            return lg.min(axis=1)
+        srt = np.sort(lg, axis=1)
+        n = srt.shape[1]
+        return srt[:, n // 2] if n % 2 else mean_logit(srt[:, n // 2 - 1:n // 2 + 1], axis=1)
 
-    def member_transform_scores(self, images, *, preprocessed: bool = False) -> np.ndarray:
-        """Each member's scores of the 8 transforms (:data:`lensscore.scorer.TRANSFORMS`):
-        ``(N, members, 8)``."""
+    def member_scores(self, images, *, preprocessed: bool = False, logits: bool = False):
+        """Each member's scores: ``(N, members)``; with ``logits`` also their logits."""
         x = np.asarray(images, np.float32) if preprocessed else self.members[0].prepare(images)
         if x.ndim == 3:
             x = x[None]
-        return np.stack([m.score_transforms(x, preprocessed=True) for m in self.members], axis=1)
+        if not logits:
+            return np.stack([m.score(x, preprocessed=True) for m in self.members], axis=1)
+        res = [m.run(x, logits=True) for m in self.members]
+        return np.stack([r[0] for r in res], axis=1), np.stack([r[1] for r in res], axis=1)
+
+    def member_transform_scores(self, images, *, preprocessed: bool = False,
+                                logits: bool = False):
+        """Each member's scores of the 8 transforms (:data:`lensscore.scorer.TRANSFORMS`):
+        ``(N, members, 8)``; with ``logits`` also their logits."""
+        x = np.asarray(images, np.float32) if preprocessed else self.members[0].prepare(images)
+        if x.ndim == 3:
+            x = x[None]
+        res = [m.score_transforms(x, preprocessed=True, logits=logits) for m in self.members]
+        if not logits:
+            return np.stack(res, axis=1)
+        return np.stack([r[0] for r in res], axis=1), np.stack([r[1] for r in res], axis=1)
 
     def score(self, images, *, preprocessed: bool = False, tta: str = "none"):
         """The committee's scores (as :meth:`Scorer.score`)."""

@@ -9,6 +9,7 @@ __all__ = [
     "FOV_ARCSEC",
     "DEFAULT_ZEROPOINT",
     "DEFAULT_THRESHOLD",
+    "LOGIT_OUTPUT",
     "INVARIANCE_TOLERANCE",
     "SCAN_INVARIANCE_TOLERANCE",
     "DEFAULT_BATCH_SIZE",
@@ -35,6 +36,9 @@ FOV_ARCSEC: float = DEFAULT_SIZE * PIXEL_SCALE_ARCSEC
 #: coadd counts).
 DEFAULT_ZEROPOINT: float = 27.0
 DEFAULT_THRESHOLD: float = 0.5
+#: the model output holding the score's logit, where a model has one (``export.logit``): it ranks
+#: where float32 scores have saturated to 1.0
+LOGIT_OUTPUT: str = "logit"
 #: The largest spread of a model's scores over the transforms it claims invariance to (std of
 #: the four rotations; largest change under a mirror) that export accepts: what it proves on
 #: the machine that exports.

@@ -204,7 +204,8 @@ def tpr0(labels, scores) -> float:
     return float(np.mean(s[y == 1] > s[y == 0].max()))
 
 
-def classification_summary(labels, scores, threshold: float = DEFAULT_THRESHOLD) -> dict:
+def classification_summary(labels, scores, threshold: float = DEFAULT_THRESHOLD,
+                           ranking=None) -> dict:
     """Accuracy, ROC AUC, TPR at FPR 1% and 0.1%, TPR0 and the confusion counts.
 
     Parameters
@@ -215,6 +216,9 @@ def classification_summary(labels, scores, threshold: float = DEFAULT_THRESHOLD)
         One per label.
     threshold : float
         ``score >= threshold`` means lens.
+    ranking : array_like of float, optional
+        What orders the cutouts for the rank metrics (ROC AUC, TPR at FPR, TPR0), if not the
+        scores: their logits, which stay apart where float32 scores have all saturated at 1.0.
 
     Returns
     -------
@@ -228,14 +232,15 @@ def classification_summary(labels, scores, threshold: float = DEFAULT_THRESHOLD)
         Labels and scores of different lengths, or labels other than 0/1.
     """
     y, s = _check(labels, scores)
+    r = s if ranking is None else _check(labels, ranking)[1]
     return {
         "n": int(y.size), "n_lens": int(y.sum()), "n_nonlens": int((1 - y).sum()),
         "threshold": float(threshold),
         "accuracy": accuracy(y, s, threshold),
-        "roc_auc": roc_auc(y, s),
-        "tpr_at_fpr_1pct": tpr_at_fpr(y, s, 0.01),
-        "tpr_at_fpr_0.1pct": tpr_at_fpr(y, s, 0.001),
-        "tpr0": tpr0(y, s),
+        "roc_auc": roc_auc(y, r),
+        "tpr_at_fpr_1pct": tpr_at_fpr(y, r, 0.01),
+        "tpr_at_fpr_0.1pct": tpr_at_fpr(y, r, 0.001),
+        "tpr0": tpr0(y, r),
         **confusion(y, s, threshold),
     }
 

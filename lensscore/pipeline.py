@@ -20,7 +20,7 @@ from .errors import CutoutError
 from .grid import ReadOptions
 from .io import load_source
 from .preprocess import PreprocessSpec, preprocess
-from .scorer import Scorer
+from .scorer import Scorer, mean_logit
 from .sources import Source
 from .trained import cutout_digest
 
@@ -220,26 +220,32 @@ def score_pending(pending, scorer: Scorer, tta: str = "none"):
         x = np.stack(ok)
         sel = np.asarray(rot_flags, bool)
         s = np.empty(len(x), np.float32)
+        lg = np.empty(len(x), np.float64)  # the score's logit: it ranks where scores are 1.0
         r = np.full((len(x), nt), np.nan)
         ms = np.full((len(x), len(names or ())), np.nan)
         used = slice(0, 4) if tta == "rot4" else slice(0, nt)  # what the tta score averages
         if names:
             if sel.any():  # transform 0 is the cutout as given: its score is the score
-                rm = scorer.member_transform_scores(x[sel], preprocessed=True)  # (k, M, 8)
+                rm, lm = scorer.member_transform_scores(x[sel], preprocessed=True,
+                                                        logits=True)  # (k, M, 8) each
                 r[sel] = np.stack([scorer.combine_scores(rm[:, :, k]) for k in range(nt)], 1)
                 ms[sel] = rm[:, :, used].mean(-1, dtype=np.float32) if tta != "none" \
                     else rm[:, :, 0]
                 # float32 mean, as Scorer.score(tta=...) computes it
                 s[sel] = (r[sel, used].astype(np.float32).mean(axis=1, dtype=np.float32)
                           if tta != "none" else r[sel, 0])
+                lt = np.stack([scorer.combine_logits(lm[:, :, k]) for k in range(nt)], 1)
+                lg[sel] = mean_logit(lt[:, used], axis=1) if tta != "none" else lt[:, 0]
             if not sel.all():
-                ms[~sel] = scorer.member_scores(x[~sel], preprocessed=True)
+                ms[~sel], lu = scorer.member_scores(x[~sel], preprocessed=True, logits=True)
                 s[~sel] = scorer.combine_scores(ms[~sel])
+                lg[~sel] = scorer.combine_logits(lu)
         elif tta != "none":  # every cutout is flagged
-            r[:] = scorer.score_transforms(x, preprocessed=True)
+            r[:], lt = scorer.score_transforms(x, preprocessed=True, logits=True)
             s = r[:, used].astype(np.float32).mean(axis=1, dtype=np.float32)
+            lg = mean_logit(lt[:, used], axis=1)
         else:  # the flagged cutouts' transformed copies run with the batch
-            s, rs = scorer.score_sampled_transforms(x, sel, preprocessed=True)
+            s, rs, lg = scorer.score_sampled_transforms(x, sel, preprocessed=True, logits=True)
             r[sel] = rs[sel]
     rows, out_s, out_r = [], [], []
     seen = scorer.trained_digests  # a committee builds its union on each call: once a batch
@@ -252,7 +258,7 @@ def score_pending(pending, scorer: Scorer, tta: str = "none"):
             digest = fields.pop("_digest", None)
             if digest is not None:
                 fields["in_training"] = digest in seen
-            row.update(score=float(s[j]), **fields, status="ok", error="")
+            row.update(score=float(s[j]), logit=float(lg[j]), **fields, status="ok", error="")
             if names:
                 row.update({f"score_{m}": float(ms[j, k]) for k, m in enumerate(names)})
             rr = r[j].astype(np.float64)

@@ -22,7 +22,7 @@ from .pipeline import score_stream
 from .sources import Source, find_sources
 from .metrics import classification_summary, mirror_stability, rotation_stability
 from .committee import COMBINE, make_scorer
-from .scorer import Scorer, check_tta
+from .scorer import Scorer, check_tta, logit_of
 
 __all__ = ["scan", "scan_catalog", "ScanResult", "read_labels", "shard_of", "parse_shard",
            "rotation_mode", "check_scan_options"]
@@ -83,6 +83,9 @@ class ScanResult:
         What each input was read from (the catalog's ``files``: :meth:`Source.files_field`).
     scores : ndarray
         NaN for inputs that failed.
+    logits : ndarray
+        The scores' logits (float64; the model's own where it has a ``logit`` output): they
+        rank where float32 scores have saturated at 1.0 (:meth:`top`).
     transform_scores : ndarray (N, 8) or None
         The scores of the 4 rotations, then of the 4 rotations of the mirror image
         (:data:`lensscore.config.TRANSFORMS`); NaN rows for cutouts not checked.
@@ -99,6 +102,7 @@ class ScanResult:
     paths: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     scores: np.ndarray = field(default_factory=lambda: np.empty(0))
+    logits: np.ndarray = field(default_factory=lambda: np.empty(0))
     transform_scores: np.ndarray | None = None
     labels: np.ndarray = field(default_factory=lambda: np.empty(0, int))
     errors: list[tuple[str, str]] = field(default_factory=list)
@@ -135,6 +139,7 @@ class ScanResult:
 
     # rows as they come (resumed from the catalog first, then scored), made arrays by _finish
     _scores: list = field(default_factory=list, repr=False, init=False)
+    _logits: list = field(default_factory=list, repr=False, init=False)
     _labels: list = field(default_factory=list, repr=False, init=False)
     _rots: list = field(default_factory=list, repr=False, init=False)
     _mscores: list = field(default_factory=list, repr=False, init=False)
@@ -149,6 +154,8 @@ class ScanResult:
         self.paths.append(row["path"])
         self.files.append(row.get("files", ""))
         self._scores.append(score)
+        lg = row.get("logit")
+        self._logits.append(float("nan") if lg is None or lg == "" else float(lg))
         self._seen.append(row.get("in_training") in (True, "true", "True"))
         label = row.get("label")
         self._labels.append(-1 if label is None or label == "" else int(label))
@@ -171,6 +178,8 @@ class ScanResult:
 
     def _finish(self, t0: float) -> ScanResult:
         self.scores = np.asarray(self._scores, dtype=np.float64)
+        lg = np.asarray(self._logits, dtype=np.float64)
+        self.logits = np.where(np.isnan(lg), logit_of(self.scores), lg)  # old rows: from scores
         self.labels = np.asarray(self._labels, dtype=int)
         self.in_training = np.asarray(self._seen, dtype=bool)
         if self.rotation_mode != "none":
@@ -212,7 +221,8 @@ class ScanResult:
         ok = ~np.isnan(self.scores) & (self.labels >= 0) & (self._seen_mask() == in_training)
         if not ok.any():
             return None
-        return classification_summary(self.labels[ok], self.scores[ok], self.threshold)
+        return classification_summary(self.labels[ok], self.scores[ok], self.threshold,
+                                      ranking=self.logits[ok])
 
     def _seen_mask(self) -> np.ndarray:
         if len(self.in_training) == len(self.scores):
@@ -270,9 +280,10 @@ class ScanResult:
         return bool(bad or (self.invariance_claimed == "D4" and m["delta_max"] > ROTATION_TOLERANCE))
 
     def top(self, k: int) -> list[int]:
-        """Indices of the ``k`` highest scores (failed inputs last, never included)."""
+        """Indices of the ``k`` highest scores, ranked by their logits (which stay apart where
+        float32 scores are all 1.0); failed inputs never included."""
         ok = np.flatnonzero(~np.isnan(self.scores))
-        order = ok[np.argsort(-self.scores[ok], kind="stable")]
+        order = ok[np.lexsort((-self.scores[ok], -self.logits[ok]))]
         return order[:k].tolist()
 
 

@@ -13,7 +13,7 @@ from . import _session
 from ._session import default_model_path
 from ._lazy import LazyModule
 
-from .config import DEFAULT_BATCH_SIZE, TRANSFORM_NAMES, TRANSFORMS
+from .config import DEFAULT_BATCH_SIZE, LOGIT_OUTPUT, TRANSFORM_NAMES, TRANSFORMS
 from .grid import MAX_BAD_FRACTION, Grid, ReadOptions, parse_zeropoints
 from .errors import ModelError
 from .geometry import rotate, transform
@@ -23,11 +23,28 @@ from .preprocess import DEFAULT_SPEC, PreprocessSpec, preprocess
 ort = LazyModule("onnxruntime")  # imported on first use (see lensscore.cli.scan)
 
 __all__ = ["Scorer", "default_model_path", "read_model_metadata", "rotate", "rotations", "transform",
+           "logit_of", "mean_logit",
            "dihedral", "check_tta", "TTA_MODES", "TRANSFORMS", "TRANSFORM_NAMES"]
 
 log = logging.getLogger(__name__)
 
 DEVICES = ("cpu", "cuda", "auto")
+
+
+def logit_of(scores) -> np.ndarray:
+    """``log(p / (1 - p))`` of scores, in float64 (``+inf`` where a float32 score is 1.0)."""
+    p = np.asarray(scores, np.float64)
+    with np.errstate(divide="ignore"):
+        return np.log(p) - np.log1p(-p)
+
+
+def mean_logit(logits, axis: int = -1) -> np.ndarray:
+    """The logit of the mean of ``sigmoid(logits)`` along ``axis``, computed without forming
+    the probabilities (exact where they round to 1.0): ``logsumexp(log s(l)) -
+    logsumexp(log s(-l))``, with ``log s(l) = -softplus(-l)``."""
+    lg = np.asarray(logits, np.float64)
+    return (np.logaddexp.reduce(-np.logaddexp(0.0, -lg), axis=axis)
+            - np.logaddexp.reduce(-np.logaddexp(0.0, lg), axis=axis))
 
 
 def dihedral(images: np.ndarray) -> np.ndarray:
@@ -200,7 +217,11 @@ class Scorer:
             self.spec = spec if isinstance(spec, PreprocessSpec) else PreprocessSpec.from_json(spec)
         except ValueError as exc:
             raise ModelError(f"{self.path}: {exc}") from None
-        out = self._session.get_outputs()[0]
+        outs = self._session.get_outputs()
+        out = outs[0]
+        #: the output with the score's logit (``export.logit``), or None: then logits are
+        #: derived from the float32 scores, which saturate at 1.0
+        self.logit_name = LOGIT_OUTPUT if any(o.name == LOGIT_OUTPUT for o in outs[1:]) else None
         per_image = [d for d in list(out.shape)[1:] if d != 1]
         if not out.shape or per_image or out.type not in ("tensor(float)", "tensor(double)"):
             raise ModelError(f"{self.path}: output {out.name!r} is {out.type} of shape "
@@ -312,10 +333,14 @@ class Scorer:
                              f"FITS order (N, bands, y, x), got {np.shape(images)}")
         return preprocess(x, self.spec)
 
-    def run(self, prepared: np.ndarray) -> np.ndarray:
-        """Run the network on preprocessed ``(N, bands, y, x)`` arrays; return scores ``(N,)``."""
+    def run(self, prepared: np.ndarray, *, logits: bool = False):
+        """Run the network on preprocessed ``(N, bands, y, x)`` arrays; return scores ``(N,)``
+        float32, and with ``logits`` also their logits ``(N,)`` float64 (the model's ``logit``
+        output where it has one, else derived from the scores: :func:`logit_of`)."""
         x = _nhwc(prepared)
         out = np.empty(len(x), dtype=np.float32)
+        lg = np.empty(len(x), dtype=np.float64)
+        names = [self.output_name] + ([self.logit_name] if logits and self.logit_name else [])
         b = self.batch_size
         starts = list(range(0, len(x), b))
         # A short tail (a batch plus a sampled cutout's three rotations) rides with the run
@@ -323,9 +348,13 @@ class Scorer:
         if len(starts) > 1 and len(x) - starts[-1] <= b // 2:
             starts.pop()
         for i, j in zip(starts, starts[1:] + [len(x)]):
-            res = self._session.run([self.output_name], {self.input_name: x[i:j]})
+            res = self._session.run(names, {self.input_name: x[i:j]})
             out[i:j] = np.asarray(res[0], dtype=np.float32).reshape(-1)
-        return out
+            if len(res) > 1:
+                lg[i:j] = np.asarray(res[1], dtype=np.float64).reshape(-1)
+        if not logits:
+            return out
+        return out, (lg if self.logit_name else logit_of(out))
 
     def _batch(self, images, preprocessed: bool) -> tuple[np.ndarray, bool]:
         """``(N, bands, y, x)`` float32 and whether one cutout ``(bands, y, x)`` was given."""
@@ -361,7 +390,8 @@ class Scorer:
         s = self.run(x)
         return float(s[0]) if one else s
 
-    def score_sampled_transforms(self, images, sample, *, preprocessed: bool = False):
+    def score_sampled_transforms(self, images, sample, *, preprocessed: bool = False,
+                                 logits: bool = False):
         """Scores of every cutout, and the scores of the 8 transforms (:data:`TRANSFORMS`) of
         those where ``sample`` is true (NaN rows elsewhere), the copies run with the batch.
 
@@ -369,27 +399,36 @@ class Scorer:
         -------
         scores : ndarray of float32, shape ``(N,)``
         transform_scores : ndarray of float32, shape ``(N, 8)``; column 0 equals ``scores``
+        logits : ndarray of float64, shape ``(N,)``
+            Only with ``logits``: the scores' logits.
         """
         x, _ = self._batch(images, preprocessed)
         sel = np.asarray(sample, bool)
         k = int(sel.sum())
         tr = dihedral(x[sel])[1:].reshape(-1, *x.shape[1:])  # transforms 1..7, transform-major
-        out = self.run(np.concatenate([x, tr]) if k else x)
+        out = self.run(np.concatenate([x, tr]) if k else x, logits=logits)
+        out, lg = out if logits else (out, None)
         s = out[:len(x)].copy()
         r = np.full((len(x), len(TRANSFORMS)), np.nan, np.float32)
         if k:
             r[sel, 0] = s[sel]
             r[sel, 1:] = out[len(x):].reshape(len(TRANSFORMS) - 1, k).T
-        return s, r
+        return (s, r, lg[:len(x)].copy()) if logits else (s, r)
 
-    def score_transforms(self, images, *, preprocessed: bool = False) -> np.ndarray:
+    def score_transforms(self, images, *, preprocessed: bool = False, logits: bool = False):
         """Scores of each cutout under the 8 transforms of :data:`TRANSFORMS` (the rotations,
         then the rotations of the mirror image): shape ``(N, 8)`` (``(8,)`` for one cutout).
-        Column 0 is the score of the cutout as given (equal to :meth:`score`)."""
+        Column 0 is the score of the cutout as given (equal to :meth:`score`). With ``logits``,
+        also their logits (float64, the same shape)."""
         x, one = self._batch(images, preprocessed)
         tr = dihedral(x)  # (8, N, b, y, x); preprocessing commutes with each transform
-        s = self.run(tr.reshape(-1, *x.shape[1:])).reshape(len(TRANSFORMS), len(x)).T.copy()
-        return s[0] if one else s
+        res = self.run(tr.reshape(-1, *x.shape[1:]), logits=logits)
+        s, lg = res if logits else (res, None)
+        s = s.reshape(len(TRANSFORMS), len(x)).T.copy()
+        if not logits:
+            return s[0] if one else s
+        lg = lg.reshape(len(TRANSFORMS), len(x)).T.copy()
+        return (s[0], lg[0]) if one else (s, lg)
 
     def score_rotations(self, images, *, preprocessed: bool = False) -> np.ndarray:
         """Scores of each cutout rotated by 0, 90, 180 and 270°: shape ``(N, 4)`` (``(4,)`` for

@@ -32,7 +32,11 @@ def test_committee_scores_combine_the_members(train_dir, tmp_path, conv_model, r
     assert res.members == ["conv", "rot", "conv_2"]  # distinct column names
     np.testing.assert_allclose(res.member_scores, member, atol=1e-7)
     t = read_catalog(out)
-    assert t.colnames[2:6] == ["score", "score_conv", "score_rot", "score_conv_2"]
+    assert t.colnames[2:7] == ["score", "logit", "score_conv", "score_rot", "score_conv_2"]
+    # the committee's logit is the logit of its combined score (the test models have no logit
+    # output: the members' logits come from their float32 scores)
+    np.testing.assert_allclose(1 / (1 + np.exp(-np.asarray(t["logit"], float))), t["score"],
+                               atol=1e-6)
     np.testing.assert_allclose(np.asarray(t["score_rot"]), singles[1].scores, atol=1e-7)
     # the rotation report covers the committee's score: conv members are not invariant, so
     # every cutout's rotations are scored, and each rotation's committee score is combined
