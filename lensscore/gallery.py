@@ -26,6 +26,7 @@ from .catalog import CatalogMeta, catalog_meta, load_catalog
 from .config import DEFAULT_BANDS, DEFAULT_SIZE
 from .errors import CutoutError, LensscoreError
 from .files import atomic_path, atomic_write, check_outputs
+from .scorer import logit_of
 
 __all__ = ["gallery", "GalleryResult", "png_bytes", "lupton_thumbnails", "catalog_rows"]
 
@@ -81,6 +82,7 @@ def catalog_rows(table) -> list[dict]:
                      "files": "" if "files" not in cols or np.ma.is_masked(r["files"])
                      else str(r["files"]),
                      "score": _float(r["score"]),
+                     "logit": _float(r["logit"]) if "logit" in cols else math.nan,
                      "score_std": _float(r["score_std"]) if "score_std" in cols else math.nan,
                      "ra": _float(r["ra"]) if "ra" in cols else math.nan,
                      "dec": _float(r["dec"]) if "dec" in cols else math.nan,
@@ -141,11 +143,23 @@ class GalleryResult:
     stretch: float
 
 
+def _js_number(v: float) -> str:
+    """A float as JavaScript's parseFloat reads it (``Infinity``, not ``inf``)."""
+    return ("Infinity" if v > 0 else "-Infinity") if np.isinf(v) else format(v, ".7g")
+
+
+def _rank(r: dict) -> float:
+    """What orders a row: its logit, or for an old catalog without one its score's."""
+    lg = r.get("logit", math.nan)
+    return lg if np.isfinite(lg) or np.isinf(lg) else float(logit_of(r["score"]))
+
+
 def _select(rows: list[dict], top: int | None, min_score: float | None) -> list[dict]:
     ok = [r for r in rows if r.get("status", "ok") == "ok" and np.isfinite(r["score"])]
     if min_score is not None:
         ok = [r for r in ok if r["score"] >= min_score]
-    ok.sort(key=lambda r: (-r["score"], r["id"]))
+    # by logit where the catalog has one (it stays apart where scores are all 1.0)
+    ok.sort(key=lambda r: (-_rank(r), -r["score"], r["id"]))
     return ok[:top] if top else ok
 
 
@@ -265,6 +279,7 @@ def _rows_from_result(res) -> list[dict]:
         lab = int(res.labels[j]) if len(res.labels) > j and res.labels[j] >= 0 else None
         files = res.files[j] if j < len(res.files) else ""
         rows.append({"id": i, "path": p, "files": files, "score": float(res.scores[j]),
+                     "logit": float(res.logits[j]) if len(res.logits) > j else math.nan,
                      "score_std": std,
                      "ra": math.nan, "dec": math.nan, "label": lab,
                      "status": "ok" if np.isfinite(res.scores[j]) else "error"})
@@ -290,7 +305,8 @@ def _html(rows: list[dict], imgs, info: dict, title: str | None) -> str:
                  f'<div class="radec">{r["ra"]:.5f} {r["dec"]:+.5f}</div>')
         cards.append(
             f'<figure class="card" data-id="{html.escape(r["id"])}" data-rank="{rank}" '
-            f'data-score="{r["score"]:.6f}" data-std="{_fmt(r["score_std"], ".3g", "")}" '
+            f'data-score="{r["score"]:.6f}" data-logit="{_js_number(_rank(r))}" '
+            f'data-std="{_fmt(r["score_std"], ".3g", "")}" '
             f'data-label="{"" if r["label"] is None else r["label"]}">{pic}'
             f'<figcaption><div class="id" title="{html.escape(r["id"])}&#10;'
             f'{html.escape(r["path"])}"><span class="rank">#{rank}</span>{_id_html(r["id"])}'
@@ -408,6 +424,7 @@ const key = "lensscore-grades:" + INFO.catalog;
 let grades = {{}};
 try {{ grades = JSON.parse(localStorage.getItem(key) || "{{}}"); }} catch (e) {{}}
 function num(c, k) {{ const v = parseFloat(c.dataset[k]); return isNaN(v) ? -1 : v; }}
+function logit(c) {{ const v = parseFloat(c.dataset.logit); return isNaN(v) ? -Infinity : v; }}
 function grade(c) {{ return c.querySelector(".grade").value; }}
 function mark(c) {{
   c.classList.remove("g0", "g1", "g2", "g3");
@@ -429,7 +446,7 @@ function apply() {{
   const lab = document.getElementById("label").value;
   const gf = document.getElementById("gradefilter").value;
   const cmp = {{
-    "score": (a, b) => num(b, "score") - num(a, "score"),
+    "score": (a, b) => logit(b) - logit(a),
     "score-asc": (a, b) => num(a, "score") - num(b, "score"),
     "std": (a, b) => num(b, "std") - num(a, "std"),
     "id": (a, b) => a.dataset.id.localeCompare(b.dataset.id),

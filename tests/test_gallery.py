@@ -188,3 +188,15 @@ def test_gallery_reads_files_not_display_paths(tmp_path, rng, rot_model):
     assert g.n_shown == 2 and g.n_failed == 0
     g = gallery(res, tmp_path / "h.html", top=0, min_score=0.0)  # from the result itself
     assert g.n_shown == 2 and g.n_failed == 0
+
+
+def test_gallery_ranks_by_logit_where_scores_are_all_one():
+    from astropy.table import Table
+
+    from lensscore.gallery import _select, catalog_rows
+
+    t = Table({"id": ["a", "b", "c", "d"], "path": ["a", "b", "c", "d"],
+               "score": [1.0, 1.0, 1.0, 0.2], "logit": [18.0, 25.0, 21.0, -1.4]})
+    assert [r["id"] for r in _select(catalog_rows(t), 3, None)] == ["b", "c", "a"]
+    t.remove_column("logit")  # a catalog of an older version: by score, then id
+    assert [r["id"] for r in _select(catalog_rows(t), None, None)] == ["a", "b", "c", "d"]
