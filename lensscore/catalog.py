@@ -31,7 +31,7 @@ from .grid import Grid, ReadOptions, parse_zeropoints
 
 __all__ = ["CatalogWriter", "CatalogMeta", "catalog_columns", "read_catalog", "load_catalog",
            "catalog_meta", "check_output", "identity_diff", "read_table", "remove_catalog",
-           "rows_path", "FORMATS", "IDENTITY"]
+           "rows_path", "FORMATS", "IDENTITY", "BOOL_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,9 @@ IDENTITY = ("model_sha256", "bands", "size", "pixel_scale", "zeropoint", "prepro
 _STREAMED = (".csv", ".ecsv")
 #: units of the catalog's physical columns (written into ECSV and FITS headers)
 UNITS = {"ra": "deg", "dec": "deg", "pixscale_in": "arcsec / pix"}
+#: boolean columns: ``True``/``False`` on disk (ECSV's bool), empty on error rows; catalogs of
+#: an older lensscore wrote them as the strings ``true``/``false``, read as booleans too
+BOOL_COLUMNS = ("resampled", "in_training")
 
 
 @dataclass(frozen=True)
@@ -190,9 +193,9 @@ def catalog_columns(rotations: bool, labels: bool, members=(), kept=(),
     if labels:
         cols += [("label", "int16")]
     if trained:  # the model records its training cutouts: was this one of them?
-        cols += [("in_training", "str")]
+        cols += [("in_training", "bool")]
     cols += [("n_nonfinite", "int64"), ("bad_fraction", "float64"), ("pixscale_in", "float64"),
-             ("resampled", "str"), ("reoriented", "str"), ("zp_source", "str"),
+             ("resampled", "bool"), ("reoriented", "str"), ("zp_source", "str"),
              ("band_source", "str"), ("files", "str"), ("status", "str"), ("error", "str")]
     return cols
 
@@ -201,10 +204,23 @@ def _fmt(v) -> str:
     if v is None:
         return ""
     if isinstance(v, (bool, np.bool_)):
-        return "true" if v else "false"
+        return "True" if v else "False"  # as astropy's ECSV bool reads it
     if isinstance(v, (float, np.floating)):
         return "" if math.isnan(v) else repr(float(v))
     return str(v)
+
+
+_TRUTH = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _as_bool(v) -> bool | None:
+    """A boolean column's value as written now or by an older lensscore (``"true"``); None
+    for empty (an error row)."""
+    if v is None or v is np.ma.masked:
+        return None
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    return _TRUTH.get(str(v).strip().lower())
 
 
 def _suffix(path: Path) -> str:
@@ -265,6 +281,11 @@ def check_output(path, *, resume: bool = False, overwrite: bool = False) -> Path
 
 def _ecsv_meta(path: Path) -> dict:
     """The ``meta`` of an ECSV file, from its commented YAML header only (not its rows)."""
+    return dict(_ecsv_header(path).get("meta") or {})
+
+
+def _ecsv_header(path: Path) -> dict:
+    """An ECSV file's YAML header (``datatype``, ``meta``), from its comment lines only."""
     from astropy.table.meta import get_header_from_yaml
 
     lines = []
@@ -276,7 +297,7 @@ def _ecsv_meta(path: Path) -> dict:
             if body and not body.startswith("%"):
                 lines.append(body)
     try:
-        return dict(get_header_from_yaml(lines).get("meta") or {})
+        return dict(get_header_from_yaml(lines) or {})
     except Exception:  # a damaged header: nothing to compare against
         return {}
 
@@ -370,6 +391,7 @@ class CatalogWriter:
         self.format = _suffix(self.path)
         self.columns = list(columns)
         self.names = [c for c, _ in self.columns]
+        self._bools = {c for c, d in self.columns if d == "bool"}
         self.meta = dict(meta or {})
         self.identity = tuple(identity)
         self.streamed = self.format in _STREAMED
@@ -453,8 +475,8 @@ class CatalogWriter:
                     fh.write(_header_text(self.columns, self.meta, ecsv=True))
                     w = csv.writer(fh, lineterminator="\n")
                     for row in t:
-                        w.writerow([_fmt(None if np.ma.is_masked(row[c]) else row[c])
-                                    for c in self.names])
+                        w.writerow(self._text({c: None if np.ma.is_masked(row[c]) else row[c]
+                                               for c in self.names}))
             self.path.unlink()
         if self.target.exists():
             cut = _repair_tail(self.target)
@@ -471,19 +493,47 @@ class CatalogWriter:
             if len(good) != len(rows):
                 raise LensscoreError(f"{self.target}: {len(rows) - len(good)} malformed rows; "
                                      "not a catalog this tool can resume")
+            kept = good
             if self._retry and "status" in names:
                 st = names.index("status")
                 kept = [r for r in good if r[st] != "error"]
                 self.n_retried = len(good) - len(kept)
-                if self.n_retried:  # the file without them, then their new rows appended
-                    with atomic_path(self.target) as tmp, open(tmp, "w", encoding="utf-8",
-                                                              newline="") as fh:
-                        fh.write(_header_text(self.columns, self.meta,
-                                              ecsv=self.format != ".csv"))
-                        csv.writer(fh, lineterminator="\n").writerows(kept)
-                good = kept
+            old = self._old_bools(names, kept)
+            if old:  # an older lensscore's "true"/"false": the file becomes typed
+                kept = [self._text(dict(zip(names, r))) for r in kept]
+                log.info("%s: boolean columns (%s) rewritten as True/False", self.target,
+                         ", ".join(old))
+            if self.n_retried or old:  # the file rewritten, then the new rows appended
+                with atomic_path(self.target) as tmp, open(tmp, "w", encoding="utf-8",
+                                                          newline="") as fh:
+                    fh.write(_header_text(self.columns, self.meta, ecsv=self.format != ".csv"))
+                    csv.writer(fh, lineterminator="\n").writerows(kept)
+            good = kept
             self.existing = [dict(zip(names, r)) for r in good]
             self.done = {r[key] for r in good}
+
+    def _old_bools(self, names, rows) -> list[str]:
+        """The boolean columns an older lensscore wrote as text (``"true"``; an ECSV header's
+        ``string``), which a typed file would not read back."""
+        cols = [c for c in names if c in self._bools]
+        if not cols:
+            return []
+        if self.target.suffix == ".ecsv":  # the catalog, or a .fits/.parquet's journal
+            types = {d.get("name"): d.get("datatype")
+                     for d in _ecsv_header(self.target).get("datatype") or ()}
+            return [c for c in cols if types.get(c, "bool") != "bool"]
+        at = [names.index(c) for c in cols]
+        return [c for c, k in zip(cols, at) if any(r[k] in ("true", "false") for r in rows)]
+
+    def _text(self, row: Mapping) -> list[str]:
+        """One row's fields as written: booleans ``True``/``False`` whatever they came as."""
+        out = []
+        for c in self.names:
+            v = row.get(c)
+            if c in self._bools:
+                v = _as_bool(v)
+            out.append(_fmt(v))
+        return out
 
     def _check_names(self, names, where):
         if names != self.names:
@@ -494,7 +544,7 @@ class CatalogWriter:
     def write(self, rows: Iterable[dict]) -> None:
         """Append rows (dicts keyed by column name) and flush them to disk."""
         for r in rows:
-            self._csv.writerow([_fmt(r.get(c)) for c in self.names])
+            self._csv.writerow(self._text(r))
         self._fh.flush()
 
     def close(self, finalize: bool = True) -> None:
@@ -543,6 +593,9 @@ def _write_fits(table, meta: dict, path: Path) -> None:
 
     t = table.copy(copy_data=False)
     t.meta = {}
+    for c in BOOL_COLUMNS:  # a FITS logical has no empty astropy reads back (masked: True)
+        if c in t.colnames and t[c].dtype == bool and np.ma.getmaskarray(t[c]).any():
+            t[c] = t[c].filled(False)
     try:
         hdu = fits.table_to_hdu(t)
     except UnicodeEncodeError:  # a backstop: scan refuses such inputs before any work
@@ -591,7 +644,26 @@ def read_catalog(path):
             t.meta.update(json.loads(side.read_text()))
         except ValueError:
             log.warning("%s: unreadable metadata file %s, ignored", p, side)
+    _typed_bools(t)
     return t
+
+
+def _typed_bools(table) -> None:
+    """:data:`BOOL_COLUMNS` as booleans (masked where empty: error rows) whatever the file
+    holds: a CSV's text, or an older lensscore's ``"true"``/``"false"`` in any format. A
+    column with other values (not a lensscore catalog's) is left as it is."""
+    from astropy.table import MaskedColumn
+
+    for c in BOOL_COLUMNS:
+        if c not in table.colnames or table[c].dtype == bool:
+            continue
+        col = table[c]
+        masked = np.ma.getmaskarray(col) if hasattr(col, "mask") else np.zeros(len(col), bool)
+        vals = [None if m else _as_bool(v) for v, m in zip(col.tolist(), masked)]
+        blank = [v is None for v in vals]
+        if any(b and not m and str(v).strip() for b, m, v in zip(blank, masked, col.tolist())):
+            continue
+        table[c] = MaskedColumn([bool(v) for v in vals], mask=blank, dtype=bool, name=c)
 
 
 

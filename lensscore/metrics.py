@@ -17,6 +17,7 @@ __all__ = [
     "classification_summary",
     "rotation_stability",
     "mirror_stability",
+    "StabilityAccumulator",
     "paired_bootstrap",
     "NONLENS_GROUPS",
     "labelled_scores",
@@ -267,9 +268,7 @@ def rotation_stability(rotation_scores, threshold: float = DEFAULT_THRESHOLD) ->
         nan = float("nan")
         return {"n": 0, "std_mean": nan, "std_median": nan, "std_p99": nan, "std_max": nan,
                 "flip_fraction": nan}
-    std = r.std(axis=1)
-    cls = r >= threshold
-    flips = cls.any(axis=1) & ~cls.all(axis=1)
+    std, flips = _rotation_rows(r, threshold)
     return {"n": int(len(r)), "std_mean": float(std.mean()), "std_median": float(np.median(std)),
             "std_p99": float(np.percentile(std, 99)), "std_max": float(std.max()),
             "flip_fraction": float(flips.mean())}
@@ -301,12 +300,87 @@ def mirror_stability(transform_scores, threshold: float = DEFAULT_THRESHOLD) -> 
         nan = float("nan")
         return {"n": 0, "delta_mean": nan, "delta_median": nan, "delta_p99": nan,
                 "delta_max": nan, "flip_fraction": nan, "std8_max": nan}
-    delta = np.abs(r[:, 4:] - r[:, :4]).max(axis=1)
-    flips = (r[:, 0] >= threshold) != (r[:, 4] >= threshold)
+    delta, flips = _mirror_rows(r, threshold)
     return {"n": int(len(r)), "delta_mean": float(delta.mean()),
             "delta_median": float(np.median(delta)), "delta_p99": float(np.percentile(delta, 99)),
             "delta_max": float(delta.max()), "flip_fraction": float(flips.mean()),
             "std8_max": float(r.std(axis=1).max())}
+
+
+def _rotation_rows(r: np.ndarray, threshold: float):
+    """Per cutout of ``r`` (N, >= 4): the four rotations' population std, and whether they
+    fall on both sides of ``threshold``."""
+    std = r[:, :4].std(axis=1)
+    cls = r[:, :4] >= threshold
+    return std, cls.any(axis=1) & ~cls.all(axis=1)
+
+
+def _mirror_rows(r: np.ndarray, threshold: float):
+    """Per cutout of ``r`` (N, 8): the largest |mirror - rotation| and whether the mirror
+    image falls on the other side of ``threshold``."""
+    return (np.abs(r[:, 4:] - r[:, :4]).max(axis=1),
+            (r[:, 0] >= threshold) != (r[:, 4] >= threshold))
+
+
+class StabilityAccumulator:
+    """:func:`rotation_stability` and :func:`mirror_stability` over cutouts that come batch by
+    batch, without keeping their scores (a streaming scan).
+
+    Means, maxima and flip fractions are exact (float64 sums); the median and 99th percentile
+    need every value, so each cutout keeps two float32 (its rotations' std and its mirror
+    ``|Δ|``): 8 bytes per cutout checked.
+
+    Parameters
+    ----------
+    threshold : float
+        As for :func:`rotation_stability`.
+    """
+
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD):
+        from array import array
+
+        self.threshold = float(threshold)
+        self.n = 0
+        self._std, self._delta = array("f"), array("f")
+        self._sum = {"std": 0.0, "delta": 0.0}
+        self._max = {"std": -np.inf, "delta": -np.inf, "std8": -np.inf}
+        self._flips = {"rot": 0, "mirror": 0}
+
+    def add(self, transform_scores) -> None:
+        """Cutouts' 8 transform scores, shape ``(N, 8)`` or ``(8,)`` (all finite)."""
+        r = np.asarray(transform_scores, dtype=np.float64).reshape(-1, 8)
+        if not len(r):
+            return
+        std, rflip = _rotation_rows(r, self.threshold)
+        delta, mflip = _mirror_rows(r, self.threshold)
+        self.n += len(r)
+        self._std.extend(std.astype(np.float32).tolist())
+        self._delta.extend(delta.astype(np.float32).tolist())
+        for k, v in (("std", std), ("delta", delta)):
+            self._sum[k] += float(v.sum())
+            self._max[k] = max(self._max[k], float(v.max()))
+        self._max["std8"] = max(self._max["std8"], float(r.std(axis=1).max()))
+        self._flips["rot"] += int(rflip.sum())
+        self._flips["mirror"] += int(mflip.sum())
+
+    def rotation(self) -> dict:
+        """As :func:`rotation_stability` returns."""
+        if not self.n:
+            return rotation_stability(np.empty((0, 4)))
+        std = np.frombuffer(self._std, dtype=np.float32).astype(np.float64)
+        return {"n": self.n, "std_mean": self._sum["std"] / self.n,
+                "std_median": float(np.median(std)), "std_p99": float(np.percentile(std, 99)),
+                "std_max": self._max["std"], "flip_fraction": self._flips["rot"] / self.n}
+
+    def mirror(self) -> dict:
+        """As :func:`mirror_stability` returns."""
+        if not self.n:
+            return mirror_stability(np.empty((0, 8)))
+        delta = np.frombuffer(self._delta, dtype=np.float32).astype(np.float64)
+        return {"n": self.n, "delta_mean": self._sum["delta"] / self.n,
+                "delta_median": float(np.median(delta)),
+                "delta_p99": float(np.percentile(delta, 99)), "delta_max": self._max["delta"],
+                "flip_fraction": self._flips["mirror"] / self.n, "std8_max": self._max["std8"]}
 
 
 _PAIRED = {"accuracy": accuracy, "roc_auc": roc_auc,

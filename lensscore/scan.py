@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import heapq
 import logging
 import math
 import time
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +22,8 @@ from .files import check_outputs
 from .grid import MAX_BAD_FRACTION, ReadOptions
 from .pipeline import score_stream
 from .sources import Source, find_sources
-from .metrics import classification_summary, mirror_stability, rotation_stability
+from .metrics import StabilityAccumulator, classification_summary, mirror_stability, \
+    rotation_stability
 from .committee import COMBINE, make_scorer
 from .scorer import Scorer, check_tta, logit_of
 
@@ -37,6 +40,13 @@ ROTATION_SAMPLE_MIN = 32
 #: spread above which a claimed invariance counts as violated (:mod:`lensscore.config`)
 ROTATION_TOLERANCE = SCAN_INVARIANCE_TOLERANCE
 ROTATION_MODES = ("auto", "all", "sample", "none")
+#: ``keep_rows=None`` (the default): scans of more inputs than this that write a catalog
+#: stream (keep summary statistics, not rows)
+STREAM_ABOVE = 1_000_000
+#: the highest-scoring rows a streaming scan keeps (its top table, a gallery of the result)
+STREAM_TOP = 100
+#: the error rows a streaming scan keeps for its summary (the catalog has them all)
+STREAM_ERRORS = 100
 
 
 def rotation_mode(rotations, scorer: Scorer) -> str:
@@ -136,6 +146,12 @@ class ScanResult:
     member_scores: np.ndarray | None = None
     #: how the inputs were read (the model's grid and the overrides): a gallery shows the same
     read_options: ReadOptions | None = None
+    #: False: a streaming scan (rows go to the catalog; :attr:`ids`, :attr:`scores`... hold
+    #: only the :data:`STREAM_TOP` highest scores, :attr:`errors` the first
+    #: :data:`STREAM_ERRORS`; counts, metrics and stability come from accumulators)
+    keep_rows: bool = True
+    #: error rows of this run (resumed ones not counted), whether or not :attr:`errors` keeps them
+    n_errors: int = 0
 
     # rows as they come (resumed from the catalog first, then scored), made arrays by _finish
     _scores: list = field(default_factory=list, repr=False, init=False)
@@ -146,27 +162,42 @@ class ScanResult:
     _seen: list = field(default_factory=list, repr=False, init=False)
     #: per input: True where the model was trained on that cutout (its metadata's digests)
     in_training: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
+    _stream: _Stream | None = field(default=None, repr=False, init=False)
+
+    def __post_init__(self):
+        if not self.keep_rows:
+            self._stream = _Stream(len(self.members), self.threshold)
 
     def _add(self, row: Mapping, score: float, rotation_scores=None, *, new: bool = True):
         """One catalog row: as written by this scan (``new``), or read back on resume (text
         values, ``""`` for empty)."""
-        self.ids.append(row["id"])
-        self.paths.append(row["path"])
-        self.files.append(row.get("files", ""))
-        self._scores.append(score)
+        seen = row.get("in_training") in (True, "true", "True")
         lg = row.get("logit")
-        self._logits.append(float("nan") if lg is None or lg == "" else float(lg))
-        self._seen.append(row.get("in_training") in (True, "true", "True"))
+        logit = float("nan") if lg is None or lg == "" else float(lg)
         label = row.get("label")
-        self._labels.append(-1 if label is None or label == "" else int(label))
-        if self.members:
-            self._mscores.append([_float(row.get(f"score_{m}", "")) for m in self.members])
-        if rotation_scores is not None:
-            self._rots.append(rotation_scores)
+        label = -1 if label is None or label == "" else int(label)
+        mscores = [_float(row.get(f"score_{m}", "")) for m in self.members]
+        if self._stream is not None:
+            self._stream.add((row["id"], row["path"], row.get("files", "")), score, logit, label,
+                             seen, mscores, rotation_scores)
+        else:
+            self.ids.append(row["id"])
+            self.paths.append(row["path"])
+            self.files.append(row.get("files", ""))
+            self._scores.append(score)
+            self._logits.append(logit)
+            self._seen.append(seen)
+            self._labels.append(label)
+            if self.members:
+                self._mscores.append(mscores)
+            if rotation_scores is not None:
+                self._rots.append(rotation_scores)
         if not new:
             return
         if row["status"] == "error":
-            self.errors.append((row["path"], row["error"]))
+            self.n_errors += 1
+            if self.keep_rows or len(self.errors) < STREAM_ERRORS:
+                self.errors.append((row["path"], row["error"]))
             return
         if math.isnan(row["pixscale_in"]):  # no scale stated: the model's assumed
             self.n_scale_assumed += 1
@@ -177,6 +208,18 @@ class ScanResult:
             self.resampled_scales[key] = self.resampled_scales.get(key, 0) + 1
 
     def _finish(self, t0: float) -> ScanResult:
+        if self._stream is not None:  # the rows kept: the highest scores, in input order
+            kept = sorted(self._stream.top, key=lambda t: -t[2])
+            for _, score, _, (i, p, f), logit, label, seen, mscores, rot in kept:
+                self.ids.append(i)
+                self.paths.append(p)
+                self.files.append(f)
+                self._scores.append(score)
+                self._logits.append(logit)
+                self._labels.append(label)
+                self._seen.append(seen)
+                self._mscores.append(mscores)
+                self._rots.append([math.nan] * len(TRANSFORMS) if rot is None else rot)
         self.scores = np.asarray(self._scores, dtype=np.float64)
         lg = np.asarray(self._logits, dtype=np.float64)
         self.logits = np.where(np.isnan(lg), logit_of(self.scores), lg)  # old rows: from scores
@@ -194,10 +237,12 @@ class ScanResult:
 
     @property
     def n_inputs(self) -> int:
-        return len(self.ids)
+        return self._stream.n if self._stream is not None else len(self.ids)
 
     @property
     def n_failed(self) -> int:
+        if self._stream is not None:
+            return self._stream.n_failed
         return int(np.isnan(self.scores).sum())
 
     @property
@@ -218,6 +263,8 @@ class ScanResult:
         Inputs the model was trained on (``in_training``, from its metadata) are left out: a
         model's scores of its own training cutouts are no test. ``in_training=True`` gives the
         metrics over those alone (in sample)."""
+        if self._stream is not None:
+            return self._stream.metrics(in_training, self.threshold)
         ok = ~np.isnan(self.scores) & (self.labels >= 0) & (self._seen_mask() == in_training)
         if not ok.any():
             return None
@@ -232,12 +279,16 @@ class ScanResult:
     @property
     def n_in_training(self) -> int:
         """Scored inputs that the model was trained on."""
+        if self._stream is not None:
+            return self._stream.n_seen
         return int((self._seen_mask() & ~np.isnan(self.scores)).sum())
 
     def member_metrics(self) -> dict[str, dict]:
         """A committee's members, each on its own: metrics as :meth:`metrics` ({} otherwise)."""
         if not self.members or self.member_scores is None:
             return {}
+        if self._stream is not None:
+            return self._stream.member_metrics(self.members, self.threshold)
         ok = ~np.isnan(self.scores) & (self.labels >= 0) & ~self._seen_mask()  # as metrics()
         if not ok.any():
             return {}
@@ -260,6 +311,8 @@ class ScanResult:
         """Rotation stability over scored inputs (None when transforms were not scored)."""
         if self.transform_scores is None:
             return None
+        if self._stream is not None:
+            return self._stream.stability.rotation()
         return rotation_stability(self.rotation_scores[self._checked()], self.threshold)
 
     def mirror(self) -> dict | None:
@@ -267,6 +320,8 @@ class ScanResult:
         None when transforms were not scored)."""
         if self.transform_scores is None:
             return None
+        if self._stream is not None:
+            return self._stream.stability.mirror()
         return mirror_stability(self.transform_scores[self._checked()], self.threshold)
 
     @property
@@ -285,6 +340,65 @@ class ScanResult:
         ok = np.flatnonzero(~np.isnan(self.scores))
         order = ok[np.lexsort((-self.scores[ok], -self.logits[ok]))]
         return order[:k].tolist()
+
+
+class _Stream:
+    """What a streaming scan keeps of its rows: counts; the :data:`STREAM_TOP` highest scores
+    (a heap); per labelled, scored row its score and logit as float32 in one of four pairs of
+    arrays (in the model's training data or not, lens or not: 8 bytes, a committee's members 4
+    more each);
+    per row whose transforms were checked 8 bytes (:class:`StabilityAccumulator`)."""
+
+    def __init__(self, n_members: int, threshold: float):
+        self.n = self.n_failed = self.n_seen = 0
+        self.top: list = []
+        self.scores = {(seen, y): array("f") for seen in (False, True) for y in (0, 1)}
+        self.logits = {k: array("f") for k in self.scores}  # what the rank metrics order by
+        self.members = {k: [array("f") for _ in range(n_members)] for k in self.scores}
+        self.stability = StabilityAccumulator(threshold)
+
+    def add(self, names, score, logit, label, seen, mscores, rot) -> None:
+        seq, self.n = self.n, self.n + 1
+        if math.isnan(score):
+            self.n_failed += 1
+            return
+        self.n_seen += seen
+        if math.isnan(logit):  # a row of an older catalog, resumed
+            logit = float(logit_of(score))
+        if label >= 0:
+            self.scores[seen, label].append(score)
+            self.logits[seen, label].append(logit)
+            for a, v in zip(self.members[seen, label], mscores):
+                a.append(v)
+        if rot is not None and all(math.isfinite(v) for v in rot):
+            self.stability.add(rot)
+        # (logit, score, -seq): the lowest first, of equal ones the later (as ScanResult.top)
+        item = (logit, score, -seq, names, logit, label, seen, mscores, rot)
+        if len(self.top) < STREAM_TOP:
+            heapq.heappush(self.top, item)
+        elif item[:3] > self.top[0][:3]:
+            heapq.heapreplace(self.top, item)
+
+    def _summary(self, arrays, threshold, ranking=None):
+        lens, non = arrays
+        if not len(lens) + len(non):
+            return None
+        y = np.r_[np.ones(len(lens), int), np.zeros(len(non), int)]
+        s = np.r_[np.frombuffer(lens, np.float32), np.frombuffer(non, np.float32)]
+        r = None if ranking is None else np.r_[np.frombuffer(ranking[0], np.float32),
+                                               np.frombuffer(ranking[1], np.float32)]
+        return classification_summary(y, s.astype(np.float64), threshold,
+                                      ranking=None if r is None else r.astype(np.float64))
+
+    def metrics(self, seen: bool, threshold: float) -> dict | None:
+        return self._summary((self.scores[seen, 1], self.scores[seen, 0]), threshold,
+                             (self.logits[seen, 1], self.logits[seen, 0]))
+
+    def member_metrics(self, names, threshold: float) -> dict[str, dict]:
+        if self.metrics(False, threshold) is None:
+            return {}
+        return {m: self._summary((self.members[False, 1][k], self.members[False, 0][k]),
+                                 threshold) for k, m in enumerate(names)}
 
 
 def check_scan_options(*, paths=None, catalog=None, images=None, output=None,
@@ -418,6 +532,7 @@ def scan(
     tta: str = "none",
     combine: str = "mean",
     extra_columns: Sequence[tuple[str, str]] = (),
+    keep_rows: bool | None = None,
     **scorer_kwargs,
 ) -> ScanResult:
     """Score every cutout under ``paths`` and stream one catalog row per input.
@@ -487,6 +602,15 @@ def scan(
     extra_columns : sequence of (name, dtype)
         Columns each source carries in ``Source.extra`` (an object catalog's kept columns,
         :func:`scan_catalog`), written after ``path``.
+    keep_rows : bool, optional
+        True: the result holds every row (``ids``, ``paths``, ``files``, ``scores``, ...;
+        about 270 bytes per row of memory). False: stream -- rows go to the catalog only, and
+        the result keeps counts, the :data:`STREAM_TOP` highest scores, the first
+        :data:`STREAM_ERRORS` errors, and for its metrics 4 bytes per labelled row (float32
+        scores; ROC AUC and TPR at FPR need them all) and 8 per row whose transforms were
+        checked (the stability's median and p99); accuracy, means, maxima and flip fractions
+        are exact. Default (None): stream scans of more than :data:`STREAM_ABOVE` inputs that
+        write a catalog.
     **scorer_kwargs
         Passed to :class:`Scorer` (``device``, ``threads``, ``batch_size``, ``bands``, ``size``).
 
@@ -533,7 +657,10 @@ def scan(
     members = getattr(scorer, "names", ())
     columns = catalog_columns(rotations, has_labels, members, extra_columns, trained=trained)
     meta = _catalog_meta(scorer, options, threshold, tta, shard, sources)
+    if keep_rows is None:
+        keep_rows = output is None or len(sources) <= STREAM_ABOVE
     res = ScanResult(threshold=threshold, output=Path(output) if output else None,
+                     keep_rows=bool(keep_rows),
                      rotation_mode=mode, invariance_claimed=scorer.invariance, tta=tta,
                      members=list(members), row_order=meta.row_order,
                      read_options=options, labels_unmatched=unmatched, n_listed=n_all)

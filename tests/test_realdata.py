@@ -81,7 +81,7 @@ def test_scan_raw_ps1_files_with_no_options(tmp_path):
     r = runner.invoke(app, ["scan", str(raw), "-o", str(out), "--top", "0"])
     assert r.exit_code == 0, r.output
     rows = _check_catalog(out, 9)
-    assert all(x["resampled"] == "true" for x in rows)  # 0.25" -> the HSC model's 0.168"
+    assert all(x["resampled"] == "True" for x in rows)  # 0.25" -> the HSC model's 0.168"
     assert {x["label"] for x in rows} == {"0", "1"}
     # the PS1 model's grid is the files' own: cropped, never resampled
     ps1 = ROOT / "models" / "ps1.onnx"
@@ -90,9 +90,9 @@ def test_scan_raw_ps1_files_with_no_options(tmp_path):
                                 "--top", "0"])
         assert r.exit_code == 0, r.output
         rows = _check_catalog(tmp_path / "p.csv", 9)
-        assert all(x["resampled"] == "false" for x in rows)
+        assert all(x["resampled"] == "False" for x in rows)
         # ps1.onnx was fine-tuned on these very cutouts: the scan says so, row by row
-        assert all(x["in_training"] == "true" for x in rows)
+        assert all(x["in_training"] == "True" for x in rows)
         assert "9 of 9 inputs are cutouts this model was trained on" in r.output
 
 
@@ -101,7 +101,7 @@ def test_scan_all_raw_ps1_files(tmp_path):
     out = tmp_path / "c.csv"
     r = runner.invoke(app, ["scan", str(REAL / "raw"), "-o", str(out), "--top", "0"])
     assert r.exit_code == 0, r.output
-    assert all(x["resampled"] == "true" for x in _check_catalog(out, 550))
+    assert all(x["resampled"] == "True" for x in _check_catalog(out, 550))
 
 
 def test_fast_reader_reads_real_ps1_files_as_astropy_does():

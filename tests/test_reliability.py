@@ -428,10 +428,10 @@ def test_random_kill_resume_cycles(tmp_path, conv_model, rng):
 
 
 # ----------------------------------------------------------------------------- scale
-def _scan_measured(d, model, out):
+def _scan_measured(d, model, out, *args):
     """Peak RSS (MiB) and the most open file descriptors of a CLI scan of ``d``."""
     p = subprocess.Popen([sys.executable, "-m", "lensscore", "scan", str(d), "-m", model, "-o",
-                          str(out), "-q", "--no-rotations", "--top", "0"],
+                          str(out), "-q", "--no-rotations", "--top", "0", *args],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     fds = []
 
@@ -477,6 +477,15 @@ def test_100k_files_bounded_memory_and_fds(tmp_path, conv_model, rng):
     print(f"peak RSS 10k {rss_small:.0f} MiB, 100k {rss_big:.0f} MiB ({per_row:.0f} B/row); "
           f"open fds {fd_small} / {fd_big}")
     assert per_row < 2000, "memory grows faster than the catalog rows"
+    # --stream keeps no rows: what grows is the listing (the Source of each input), not the
+    # result (issue 32; ~270 bytes a row kept, measured by tests/test_stream.py)
+    rss_s_small, _ = _scan_measured(small, conv_model, tmp_path / "ss.csv", "--stream")
+    rss_s_big, _ = _scan_measured(d, conv_model, tmp_path / "sb.csv", "--stream")
+    per_row_s = (rss_s_big - rss_s_small) * 2 ** 20 / 90_000
+    print(f"--stream: peak RSS 10k {rss_s_small:.0f} MiB, 100k {rss_s_big:.0f} MiB "
+          f"({per_row_s:.0f} B/row)")
+    assert (tmp_path / "sb.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    assert per_row_s < per_row
     # a leak grows with the inputs (one descriptor per 1,000 files would be +90 here); a few
     # come and go at any moment (the catalog, its lock, a file being read, an atomic write)
     assert fd_big <= fd_small + 4 and fd_big < 64

@@ -427,8 +427,8 @@ def test_scan_cli_grid_options_and_columns(tmp_path, rng):
     with open(out) as fh:
         rows = {x["id"]: x for x in csv.DictReader(fh)}
     a, b = rows["lenses/a/a"], rows["nonlenses/nowcs"]
-    assert (a["resampled"], a["zp_source"], a["band_source"]) == ("false", "header", "header")
-    assert float(b["pixscale_in"]) == 0.168 and b["resampled"] == "true"
+    assert (a["resampled"], a["zp_source"], a["band_source"]) == ("False", "header", "header")
+    assert float(b["pixscale_in"]) == 0.168 and b["resampled"] == "True"
     assert b["zp_source"] == "assumed"
     # without --pixel-scale the header-less file is read at the model's scale, said once
     r = runner.invoke(app, ["scan", str(data / "nonlenses"), "-m", ps1, "--top", "0"])

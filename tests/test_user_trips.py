@@ -128,7 +128,7 @@ def test_a_scan_marks_the_models_own_training_cutouts_and_keeps_them_out_of_the_
     assert res.n_in_training == 6
     with open(tmp_path / "c.csv") as fh:
         rows = {x["id"]: x["in_training"] for x in csv.DictReader(fh)}
-    assert {i for i, v in rows.items() if v == "true"} == \
+    assert {i for i, v in rows.items() if v == "True"} == \
         {f"lenses/a{k}" for k in range(3)} | {f"nonlenses/b{k}" for k in range(3)}
     assert res.metrics()["n"] == 6 and res.metrics(in_training=True)["n"] == 6
     r = runner.invoke(app, ["scan", str(new), "-m", str(model), "--top", "0"])
@@ -348,3 +348,123 @@ def test_fits_output_refuses_non_ascii_kept_columns_up_front():
                                 str(root / "tile*_{band}.fits"), "-o", str(Path(tmp) / "x.fits")])
         assert r.exit_code == 2 and "the note of input" in r.output, r.output
         assert not (Path(tmp) / "x.fits.journal.ecsv").exists()
+
+
+def _bool_scan_inputs(tmp_path, rng):
+    """Two cutouts on the model's grid, one on a PS1-like 0.25" grid (resampled), one junk."""
+    d = tmp_path / "in"
+    d.mkdir()
+    for k in range(2):
+        write_cube(d / f"a{k}.fits", fake_cutout(rng))
+    from astropy.io import fits
+
+    from conftest import sky_wcs as wcs_of
+    h = wcs_of(n=60, scale_arcsec=0.25).to_header()
+    for k, b in enumerate("gri"):
+        h[f"BAND{k}"] = b
+    fits.PrimaryHDU(fake_cutout(rng, n=60), header=h).writeto(d / "ps1.fits")
+    (d / "junk.fits").write_bytes(b"junk" * 100)
+    return d
+
+
+@pytest.mark.parametrize("ext", [".ecsv", ".fits", ".parquet", ".csv"])
+def test_catalog_booleans_are_typed(tmp_path, rng, conv_model, ext):
+    """Issue 32: resampled (and in_training) were the strings "true"/"false"; they are
+    booleans now in ECSV, FITS and Parquet, True/False in a CSV."""
+    import csv
+
+    from astropy.table import Table
+
+    from lensscore import scan
+    from lensscore.catalog import read_catalog
+
+    if ext == ".parquet":
+        pytest.importorskip("pyarrow")
+    out = tmp_path / f"c{ext}"
+    res = scan(_bool_scan_inputs(tmp_path, rng), conv_model, output=out, rotations=False)
+    assert res.n_scored == 3 and res.n_failed == 1
+    if ext == ".csv":
+        with open(out) as fh:
+            raw = {r["id"]: r["resampled"] for r in csv.DictReader(fh)}
+        assert raw == {"a0": "False", "a1": "False", "ps1": "True", "junk": ""}
+        t = read_catalog(out)
+    else:
+        t = Table.read(out)  # astropy alone: the type is in the file
+    assert t["resampled"].dtype == bool
+    got = {str(i): v for i, v, s in zip(t["id"], t["resampled"].tolist(), t["status"])
+           if s == "ok"}
+    assert got == {"a0": False, "a1": False, "ps1": True}
+
+
+def _age(path):
+    """Make a catalog look written by lensscore before typed booleans: "true"/"false" text
+    (and, in ECSV, a string column)."""
+    import csv
+    import warnings
+
+    from astropy.io import fits
+
+    from astropy.table import Table
+
+    if path.suffix == ".fits":
+        t = Table.read(path)
+        t["resampled"] = [("" if m else str(v).lower()) for v, m in
+                          zip(t["resampled"].tolist(), np.ma.getmaskarray(t["resampled"]))]
+        with warnings.catch_warnings():  # the header's long keys: HIERARCH cards, as before
+            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+            t.write(path, overwrite=True)
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    head = [ln.replace("{name: resampled, datatype: bool}", "{name: resampled, datatype: string}")
+            for ln in lines if ln.startswith("#")]
+    body = list(csv.reader(ln for ln in lines if not ln.startswith("#")))
+    k = body[0].index("resampled")
+    for r in body[1:]:
+        r[k] = r[k].lower()
+    with open(path, "w", newline="") as fh:
+        fh.writelines(head)
+        csv.writer(fh, lineterminator="\n").writerows(body)
+
+
+@pytest.mark.parametrize("ext", [".ecsv", ".csv", ".fits"])
+def test_old_string_booleans_read_resume_merge_and_gallery(tmp_path, rng, conv_model, ext):
+    """Catalogs written before typed booleans ("true"/"false") still read as booleans, resume
+    (the file becomes typed), merge with a new shard, and make a gallery."""
+    from astropy.table import Table
+
+    from lensscore import scan
+    from lensscore.catalog import read_catalog
+    from lensscore.gallery import gallery
+    from lensscore.merge import merge
+
+    d = _bool_scan_inputs(tmp_path, rng)
+    ok = {"a0": False, "a1": False, "ps1": True}
+
+    def typed(path):
+        t = read_catalog(path)
+        assert t["resampled"].dtype == bool
+        return {str(i): v for i, v, s in zip(t["id"], t["resampled"].tolist(), t["status"])
+                if s == "ok"}
+
+    old = tmp_path / f"old{ext}"
+    scan(d, conv_model, output=old, rotations=False)
+    _age(old)
+    assert "true" in (Table.read(old)["resampled"].tolist() if ext == ".fits"
+                      else old.read_text())
+    assert typed(old) == ok
+    assert gallery(old, tmp_path / "g.html").n_shown == 3
+    # shards: one written by the old version, one by this one
+    s1, s2 = tmp_path / f"s1{ext}", tmp_path / f"s2{ext}"
+    for s, k in ((s1, "1/2"), (s2, "2/2")):
+        scan(d, conv_model, output=s, rotations=False, shard=k)
+    _age(s1)
+    m = merge([s1, s2], tmp_path / f"m{ext}")
+    assert m.n_rows == 4 and typed(tmp_path / f"m{ext}") == ok
+    # resume (the junk's error row scored again): the old rows kept, the file typed
+    r = scan(d, conv_model, output=old, rotations=False, resume=True, retry_errors=True)
+    assert r.n_skipped == 3 and r.n_failed == 1
+    assert typed(old) == ok
+    if ext == ".csv":
+        assert "true" not in old.read_text() and "false" not in old.read_text()
+    else:
+        assert Table.read(old)["resampled"].dtype == bool
