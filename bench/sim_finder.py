@@ -1,6 +1,6 @@
 """Side by side in one process: ``simulate_one`` with lenstronomy's ``LensEquationSolver`` for
 the quasar images, and with the grid + Newton finder that replaced it
-(``train.simulate.image_positions``), alternating 3 x 100 cutouts: ``python -m bench.sim_finder``.
+(``train.lenses.image_positions``), alternating 3 x 100 cutouts: ``python -m bench.sim_finder``.
 """
 
 import time
@@ -11,9 +11,10 @@ import numpy as np
 def main(reps: int = 3, n: int = 100) -> dict:
     from lenstronomy.LensModel.Solver.lens_equation_solver import LensEquationSolver
 
+    import train.lenses as lenses
     import train.simulate as sim
 
-    grid = sim.image_positions
+    grid = lenses.image_positions  # the lens systems call it from their own module
 
     def solver(R, kwl, sx, sy, bx, by):
         return LensEquationSolver(R.lens).image_position_from_source(
@@ -26,13 +27,13 @@ def main(reps: int = 3, n: int = 100) -> dict:
     try:
         for rep in range(reps):
             for name, finder in (("solver", solver), ("grid", grid)):
-                sim.image_positions = finder
+                lenses.image_positions = finder
                 t0 = time.perf_counter()
                 for i in range(rep * n, (rep + 1) * n):
                     sim.simulate_one(i, 3, cfg)
                 rate[name].append(n / (time.perf_counter() - t0))
     finally:
-        sim.image_positions = grid
+        lenses.image_positions = grid
     return {k: round(float(np.median(v)), 1) for k, v in rate.items()}
 
 

@@ -117,20 +117,7 @@ def cutout_from_planes(planes: list[Plane], header, want: Sequence[str], size: i
     ``check_bands=False``: its planes' headers are the whole tiles')."""
     path_str = path
     options = options or ReadOptions(Grid(bands=tuple(want), size=size or DEFAULT_SIZE))
-    shapes = {p.data.shape for p in planes}
-    if len(shapes) != 1:
-        raise CutoutShapeError(path_str, f"bands differ in shape: {sorted(shapes)}")
-    data = np.stack([p.data for p in planes]).astype(np.float32)
-
-    bad = ~np.isfinite(data)
-    n_bad = int(np.count_nonzero(bad))  # 1.4 us; a bool .sum() (int64 adds) 8 us
-    bad_any = bad.any(axis=0) if n_bad else None  # a pixel bad in any band
-    for k, b in enumerate(want if n_bad else ()):
-        if bad[k].all():
-            reason = "masked or NaN/inf" if planes[k].n_masked else "NaN/inf"
-            raise BadPixelsError(path_str, f"band {b} is entirely {reason}")
-        if bad[k].any():
-            data[k][bad[k]] = np.median(data[k][~bad[k]])
+    data, n_bad, bad_any = _stack_filled(planes, want, path_str)
 
     want_wcs = wcs
     # the scan needs no WCS object, only the scale and the centre: a plain TAN is computed
@@ -142,9 +129,9 @@ def cutout_from_planes(planes: list[Plane], header, want: Sequence[str], size: i
     # the standard orientation (east left, north up): the same sky, however it was stored
     cd = cd_matrix(wcs)
     k, mirror = standard_transform(cd)
+    stored_shape = data.shape[1:]
     to_old = np.eye(2)
     if k or mirror:
-        sy0, sx0 = data.shape[1:]
         data = np.ascontiguousarray(transform(data, k, mirror))
         bad_any = None if bad_any is None else transform(bad_any, k, mirror)
         to_old = old_from_new(k, mirror)
@@ -152,65 +139,122 @@ def cutout_from_planes(planes: list[Plane], header, want: Sequence[str], size: i
     scales = axis_scales(cd) if cd is not None else None  # (y, x): per axis if not square
     bad_fraction = 0.0
     if bad_any is not None and size is not None:
-        s_yx = scales if scales is not None else (scale_in or options.grid.pixel_scale,) * 2
-        bad_fraction = _field_fraction(bad_any, s_yx, options.grid.pixel_scale, size)
-        if bad_fraction > options.max_bad_fraction:
-            raise BadPixelsError(path_str, f"{bad_fraction:.0%} of the model's field is NaN, inf "
-                                           f"or masked (more than --max-bad-fraction "
-                                           f"{options.max_bad_fraction:g})")
+        bad_fraction = _check_bad_fraction(bad_any, scales, scale_in, options, size, path_str)
     zp_source, resampled = "assumed", False
     ny, nx = data.shape[1:]
     y0 = x0 = 0
     if size is not None:
-        grid = options.grid
         factors, zp_source = _zero_points(path_str, planes, want, options)
         if factors is not None:
             data *= np.asarray(factors, np.float32)[:, None, None]
-        scale = scale_in or grid.pixel_scale
-        if scales is not None and abs(scales[0] / scales[1] - 1) > RESAMPLE_TOLERANCE:
-            scale = scales  # pixels not square: x and y each onto the model's scale
-        if np.ndim(scale) or abs(scale / grid.pixel_scale - 1) > RESAMPLE_TOLERANCE:
-            if not covers((ny, nx), scale, grid):
-                sy, sx = (scale, scale) if np.ndim(scale) == 0 else scale
-                raise CutoutShapeError(
-                    path_str, f"image is {ny}x{nx} px at {_fmt_scale(scale)}\"/px = "
-                    f"{ny * sy:.1f}x{nx * sx:.1f}\", smaller than the model's field of "
-                    f"{size * grid.pixel_scale:.1f}\" ({size} px at {grid.pixel_scale:g}\"/px)")
-            data = np.stack([resample(p, scale, grid.pixel_scale, size) for p in data])
-            resampled = True
-        else:
-            if ny < size or nx < size:
-                raise CutoutShapeError(path_str, f"image is {ny}x{nx} px, smaller than the "
-                                                 f"model's {size}x{size}")
-            y0, x0 = (ny - size) // 2, (nx - size) // 2
-            data = np.ascontiguousarray(data[:, y0:y0 + size, x0:x0 + size])
-    flat = data.reshape(len(data), -1)
-    for b, lo, hi in zip(want, flat.min(axis=1).tolist(), flat.max(axis=1).tolist()):
-        if lo == hi:
-            raise BadPixelsError(path_str, f"band {b} is constant (every pixel {lo:g})")
+        data, resampled, y0, x0 = _onto_grid(data, scale_in, scales, options.grid, size, path_str)
+    _check_not_constant(data, want, path_str)
 
     ra = dec = float("nan")
     if wcs is not None:
-        sy, sx = data.shape[1:] if not resampled else (ny, nx)
-        try:
-            cx, cy = x0 + (sx - 1) / 2, y0 + (sy - 1) / 2
-            if k or mirror:  # the centre in the stored pixels, for the stored WCS
-                d = to_old @ np.array([cx - (nx - 1) / 2, cy - (ny - 1) / 2])
-                cx, cy = (sx0 - 1) / 2 + d[0], (sy0 - 1) / 2 + d[1]
-            if isinstance(wcs, SimpleTan):
-                ra, dec = wcs.pix2world(cx, cy)
-            else:
-                ra, dec = (float(v) for v in wcs.all_pix2world([[cx, cy]], 0)[0])
-            wcs = None if resampled or not want_wcs or k or mirror else \
-                wcs.slice((slice(y0, y0 + sy), slice(x0, x0 + sx)))
-        except Exception as exc:
-            log.debug("%s: WCS evaluation failed (%s)", path_str, exc)
-            wcs = None
+        window = (y0, x0) + (data.shape[1:] if not resampled else (ny, nx))
+        ra, dec, wcs = _centre_sky(wcs, window, (ny, nx), (k, mirror, to_old, stored_shape),
+                                   want_wcs=want_wcs and not resampled, path=path_str)
     return Cutout(data=data, bands=tuple(want), id=id, path=path_str,
                   ra=ra, dec=dec, n_nonfinite=n_bad, bad_fraction=bad_fraction, wcs=wcs,
                   pixscale_in=float(scale_in) if scale_in else float("nan"),
                   resampled=resampled, reoriented=transform_name(k, mirror),
                   zp_source=zp_source, band_source=band_source)
+
+
+def _centre_sky(wcs, window, shape, orient, *, want_wcs: bool, path: str):
+    """RA/Dec of the centre of the model's field, and the WCS sliced to it. The stored WCS
+    describes the stored pixels, so a centre found in reoriented pixels is mapped back first
+    (``orient``: quarter turns, mirror, the new-to-old matrix and the stored shape); a
+    reoriented or resampled cutout gets no WCS (``want_wcs`` False), as none describes it
+    exactly. ``window``: ``(y0, x0, sy, sx)`` of the field in the (reoriented) input of
+    ``shape``. A WCS that fails to evaluate gives NaN rather than losing the cutout."""
+    (y0, x0, sy, sx), (ny, nx) = window, shape
+    k, mirror, to_old, (sy0, sx0) = orient
+    ra = dec = float("nan")
+    try:
+        cx, cy = x0 + (sx - 1) / 2, y0 + (sy - 1) / 2
+        if k or mirror:  # the centre in the stored pixels, for the stored WCS
+            d = to_old @ np.array([cx - (nx - 1) / 2, cy - (ny - 1) / 2])
+            cx, cy = (sx0 - 1) / 2 + d[0], (sy0 - 1) / 2 + d[1]
+        if isinstance(wcs, SimpleTan):
+            ra, dec = wcs.pix2world(cx, cy)
+        else:
+            ra, dec = (float(v) for v in wcs.all_pix2world([[cx, cy]], 0)[0])
+        wcs = None if not want_wcs or k or mirror else \
+            wcs.slice((slice(y0, y0 + sy), slice(x0, x0 + sx)))
+    except Exception as exc:
+        log.debug("%s: WCS evaluation failed (%s)", path, exc)
+        wcs = None
+    return ra, dec, wcs
+
+
+def _stack_filled(planes: list[Plane], want, path: str):
+    """The planes stacked into one float32 ``(bands, y, x)`` array, each bad (NaN/inf or masked)
+    pixel replaced by its band's median: the network never sees a NaN, and the count of what
+    was replaced, and where (``bad_any``: bad in any band, None when nothing was), is kept for
+    the catalog and for :func:`_check_bad_fraction`. A band with no good pixel is refused."""
+    shapes = {p.data.shape for p in planes}
+    if len(shapes) != 1:
+        raise CutoutShapeError(path, f"bands differ in shape: {sorted(shapes)}")
+    data = np.stack([p.data for p in planes]).astype(np.float32)
+    bad = ~np.isfinite(data)
+    n_bad = int(np.count_nonzero(bad))  # count_nonzero: a bool .sum() adds in int64, slower
+    bad_any = bad.any(axis=0) if n_bad else None  # a pixel bad in any band
+    for k, b in enumerate(want if n_bad else ()):
+        if bad[k].all():
+            reason = "masked or NaN/inf" if planes[k].n_masked else "NaN/inf"
+            raise BadPixelsError(path, f"band {b} is entirely {reason}")
+        if bad[k].any():
+            data[k][bad[k]] = np.median(data[k][~bad[k]])
+    return data, n_bad, bad_any
+
+
+def _check_bad_fraction(bad_any, scales, scale_in, options: ReadOptions, size: int,
+                        path: str) -> float:
+    """The fraction of the model's field that was bad in any band; above
+    ``options.max_bad_fraction`` the cutout is refused (a filled field is not a sky to score).
+    Measured on the input's own pixels (``scales`` from the WCS, else ``scale_in``)."""
+    s_yx = scales if scales is not None else (scale_in or options.grid.pixel_scale,) * 2
+    bad_fraction = _field_fraction(bad_any, s_yx, options.grid.pixel_scale, size)
+    if bad_fraction > options.max_bad_fraction:
+        raise BadPixelsError(path, f"{bad_fraction:.0%} of the model's field is NaN, inf "
+                                   f"or masked (more than --max-bad-fraction "
+                                   f"{options.max_bad_fraction:g})")
+    return bad_fraction
+
+
+def _onto_grid(data, scale_in, scales, grid: Grid, size: int, path: str):
+    """``data`` onto the model's pixel scale and size: resampled about the centre where the
+    input's scale differs by more than ``RESAMPLE_TOLERANCE`` (or its pixels are not square),
+    else centre-cropped. Returns the pixels, whether they were resampled, and the crop's corner
+    ``(y0, x0)`` in the input (0, 0 when resampled) for the centre's sky position."""
+    ny, nx = data.shape[1:]
+    scale = scale_in or grid.pixel_scale
+    if scales is not None and abs(scales[0] / scales[1] - 1) > RESAMPLE_TOLERANCE:
+        scale = scales  # pixels not square: x and y each onto the model's scale
+    if np.ndim(scale) or abs(scale / grid.pixel_scale - 1) > RESAMPLE_TOLERANCE:
+        if not covers((ny, nx), scale, grid):
+            sy, sx = (scale, scale) if np.ndim(scale) == 0 else scale
+            raise CutoutShapeError(
+                path, f"image is {ny}x{nx} px at {_fmt_scale(scale)}\"/px = "
+                f"{ny * sy:.1f}x{nx * sx:.1f}\", smaller than the model's field of "
+                f"{size * grid.pixel_scale:.1f}\" ({size} px at {grid.pixel_scale:g}\"/px)")
+        return np.stack([resample(p, scale, grid.pixel_scale, size) for p in data]), True, 0, 0
+    if ny < size or nx < size:
+        raise CutoutShapeError(path, f"image is {ny}x{nx} px, smaller than the "
+                                     f"model's {size}x{size}")
+    y0, x0 = (ny - size) // 2, (nx - size) // 2
+    return np.ascontiguousarray(data[:, y0:y0 + size, x0:x0 + size]), False, y0, x0
+
+
+def _check_not_constant(data, want, path: str) -> None:
+    """Refuse a band whose every pixel on the model's field has one value: no preprocessing can
+    scale it, and it is an empty or broken plane rather than sky."""
+    flat = data.reshape(len(data), -1)
+    for b, lo, hi in zip(want, flat.min(axis=1).tolist(), flat.max(axis=1).tolist()):
+        if lo == hi:
+            raise BadPixelsError(path, f"band {b} is constant (every pixel {lo:g})")
 
 
 def _field_fraction(bad, scales, scale_out: float, size: int) -> float:

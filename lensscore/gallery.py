@@ -202,15 +202,44 @@ def gallery(
     overwrite : bool
         Replace an existing HTML or PNG file (refused otherwise, before any work).
     """
-    from .io import load_source
-    from .sources import Source
-
     check_outputs(output, png, overwrite=overwrite)
     if png is not None:  # before any file is written: no HTML left behind by a failed PNG
         from ._optional import require
 
         require("HAS_MATPLOTLIB", "--png")
 
+    rows, meta, base, catalog_name, read_options = _gallery_input(rows_or_catalog)
+    if bands is None:
+        bands = list(meta.bands) or list(DEFAULT_BANDS)
+    bands = [str(b) for b in bands]
+    rgb_bands = list(rgb_bands or bands[-3:])
+    if len(rgb_bands) != 3 or any(b not in bands for b in rgb_bands):
+        raise LensscoreError(f"need 3 colour bands out of {','.join(bands)}, got "
+                             f"{','.join(rgb_bands)}")
+    size = size or meta.size or DEFAULT_SIZE
+    chosen = _select(rows, top, min_score)
+    options = read_options or meta.read_options(bands, size)
+    cubes, failed = _thumbnail_cubes(chosen, base, bands, rgb_bands, size, options)
+    imgs, used = lupton_thumbnails(cubes, q=q, stretch=stretch)
+    info = {"catalog": catalog_name, "model": meta.model, "bands": bands,
+            "rgb": rgb_bands, **used, "n": len(chosen), "n_rows": len(rows), "top": top,
+            "min_score": min_score}
+    html_path = png_path = None
+    if output is not None:
+        html_path = Path(output)
+        atomic_write(html_path, _html(chosen, imgs, info, title))
+    if png is not None:
+        png_path = Path(png)
+        with atomic_path(png_path, suffix=".png") as tmp:
+            _png_grid(chosen, imgs, tmp, columns, info)
+    return GalleryResult(html_path, png_path, len(chosen), failed, used["q"], used["stretch"])
+
+
+def _gallery_input(rows_or_catalog):
+    """What :func:`gallery` was given, as rows and what it knows about them: the catalog's
+    metadata (bands, size, how it was read), the directory its relative paths start from, its
+    name for the page, and a scan result's read options. A catalog file, a Table, a
+    ScanResult and plain rows each know a different part of this."""
     meta, base, catalog_name, read_options = CatalogMeta(), None, "", None
     if isinstance(rows_or_catalog, (str, os.PathLike)):
         p = Path(rows_or_catalog)
@@ -226,18 +255,18 @@ def gallery(
         catalog_name = str(rows_or_catalog.output.name) if rows_or_catalog.output else "scan"
     else:
         rows = list(rows_or_catalog)
-    if bands is None:
-        bands = list(meta.bands) or list(DEFAULT_BANDS)
-    bands = [str(b) for b in bands]
-    rgb_bands = list(rgb_bands or bands[-3:])
-    if len(rgb_bands) != 3 or any(b not in bands for b in rgb_bands):
-        raise LensscoreError(f"need 3 colour bands out of {','.join(bands)}, got "
-                             f"{','.join(rgb_bands)}")
-    size = size or meta.size or DEFAULT_SIZE
-    chosen = _select(rows, top, min_score)
+    return rows, meta, base, catalog_name, read_options
+
+
+def _thumbnail_cubes(chosen: list[dict], base, bands, rgb_bands, size: int, options):
+    """The three colour bands of each chosen row's cutout, read again the way the scan read it
+    (None, and the reason in the row's ``thumb_error``, where it cannot be read: a gallery
+    shows what failed rather than stopping). Returns the cubes and the number that failed;
+    survey tiles opened for catalog rows are closed after."""
+    from .io import load_source
+    from .sources import Source
 
     cubes, failed = [], 0
-    options = read_options or meta.read_options(bands, size)
     tiles = False
     try:
         for r in chosen:
@@ -257,20 +286,7 @@ def gallery(
             from .tilecut import close_tiles
 
             close_tiles()
-    imgs, used = lupton_thumbnails(cubes, q=q, stretch=stretch)
-    info = {"catalog": catalog_name, "model": meta.model, "bands": bands,
-            "rgb": rgb_bands, **used, "n": len(chosen), "n_rows": len(rows), "top": top,
-            "min_score": min_score}
-    html_path = png_path = None
-    if output is not None:
-        html_path = Path(output)
-        atomic_write(html_path, _html(chosen, imgs, info, title))
-    if png is not None:
-        png_path = Path(png)
-        with atomic_path(png_path, suffix=".png") as tmp:
-            _png_grid(chosen, imgs, tmp, columns, info)
-    return GalleryResult(html_path, png_path, len(chosen), failed, used["q"], used["stretch"])
-
+    return cubes, failed
 
 def _rows_from_result(res) -> list[dict]:
     rows = []

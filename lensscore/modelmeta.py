@@ -42,6 +42,52 @@ _FIELDS = ("bands", "size", "preprocess", "arch", "rotation_invariant", "invaria
            "pixel_scale", "zeropoint", "survey", "version")
 
 
+# Parsers of metadata values for ModelMeta.from_props: each raises ValueError with what is
+# wrong, which from_props turns into a ModelError naming the key and the model.
+def _positive(text):
+    """A positive finite number (a pixel scale)."""
+    v = float(text)
+    if not v > 0 or v == float("inf"):
+        raise ValueError("not a positive number")
+    return v
+
+
+def _finite(text):
+    """A finite number (a zero point)."""
+    v = float(text)
+    if v != v or abs(v) == float("inf"):
+        raise ValueError("not finite")
+    return v
+
+
+def _boolean(text):
+    """``true`` or ``false``, any case: the metadata is text."""
+    low = text.strip().lower()
+    if low not in ("true", "false"):
+        raise ValueError("not true/false")
+    return low == "true"
+
+
+def _symmetry(text):
+    """One of :data:`SYMMETRIES`."""
+    if text not in SYMMETRIES:
+        raise ValueError(f"not one of {', '.join(SYMMETRIES)}")
+    return text
+
+
+def _extra_records(ours: Mapping[str, str]) -> dict:
+    """The ``lensscore.*`` keys that are no field of :class:`ModelMeta` (training, metrics,
+    ...), JSON decoded where they are JSON, else kept as text: a model written by a newer
+    version still loads."""
+    extra = {}
+    for k, v in ours.items():
+        if k not in _FIELDS:
+            try:
+                extra[k] = json.loads(v)
+            except (json.JSONDecodeError, TypeError):
+                extra[k] = v
+    return extra
+
 @dataclass(frozen=True)
 class ModelMeta:
     """A model's metadata, parsed and checked once.
@@ -98,38 +144,9 @@ class ModelMeta:
                 raise ModelError(f"{where}: {META_PREFIX}{key} is not valid: {text[:80]!r} "
                                  f"({exc})") from None
 
-        def positive(text):
-            v = float(text)
-            if not v > 0 or v == float("inf"):
-                raise ValueError("not a positive number")
-            return v
-
-        def finite(text):
-            v = float(text)
-            if v != v or abs(v) == float("inf"):
-                raise ValueError("not finite")
-            return v
-
-        def boolean(text):
-            low = text.strip().lower()
-            if low not in ("true", "false"):
-                raise ValueError("not true/false")
-            return low == "true"
-
-        extra = {}
-        for k, v in ours.items():
-            if k not in _FIELDS:
-                try:
-                    extra[k] = json.loads(v)
-                except (json.JSONDecodeError, TypeError):
-                    extra[k] = v
-        def group(text):
-            if text not in SYMMETRIES:
-                raise ValueError(f"not one of {', '.join(SYMMETRIES)}")
-            return text
-
-        rot = get("rotation_invariant", boolean, False)
-        inv = get("invariance", group, "C4" if rot else "none")
+        extra = _extra_records(ours)
+        rot = get("rotation_invariant", _boolean, False)
+        inv = get("invariance", _symmetry, "C4" if rot else "none")
         if "rotation_invariant" not in ours:
             rot = inv != "none"
         if rot != (inv != "none"):
@@ -142,8 +159,8 @@ class ModelMeta:
             preprocess=get("preprocess", PreprocessSpec.from_json, None),
             arch=ours.get("arch") or "unknown",
             rotation_invariant=rot, invariance=inv,
-            pixel_scale=get("pixel_scale", positive, PIXEL_SCALE_ARCSEC),
-            zeropoint=get("zeropoint", finite, DEFAULT_ZEROPOINT),
+            pixel_scale=get("pixel_scale", _positive, PIXEL_SCALE_ARCSEC),
+            zeropoint=get("zeropoint", _finite, DEFAULT_ZEROPOINT),
             survey=ours.get("survey") or "hsc",
             version=ours.get("version") or "",
             extra=extra, other=other)

@@ -204,9 +204,6 @@ def load_tile_cutout(source: Source, bands, size, options: ReadOptions | None, *
         The cutout does not fit on a tile, a tile cannot be read, or the bands' tiles differ
         in pixel scale or orientation.
     """
-    from astropy.nddata import Cutout2D
-    from astropy.nddata.utils import NoOverlapError, PartialOverlapError
-
     want = [normalize_band(b) for b in bands]
     files = dict(source.files)
     planes, first, turned, scales, grids = [], None, [], [], []
@@ -214,43 +211,15 @@ def load_tile_cutout(source: Source, bands, size, options: ReadOptions | None, *
         path, k = _split_ref(files[b])
         tf = _TILES.acquire(path)
         try:  # the tile stays open while its pixels are read, whatever other threads do
-            try:
-                hdu, pixels, twcs, scale, headers, mask = tf.info(k)
-                tile = Tile(path, k, b, tuple(hdu.shape), scale, twcs)
-                n_in = cut_size(tile, options) if options is not None else size
-                # the position on this tile from its WCS, then Cutout2D by pixel (no WCS copies)
-                xy = tuple(float(v) for v in twcs.world_to_pixel_values(*source.position))
-                cut = Cutout2D(pixels, xy, (n_in, n_in), mode="strict")
-            except (NoOverlapError, PartialOverlapError):
-                raise CutoutError(source.path, f"the {b} cutout does not fit on its tile") from None
-            except CutoutError:
-                raise
-            except Exception as exc:  # astropy raises many types on unreadable data
-                raise CutoutError(path, f"cannot cut from the tile ({exc})") from None
-            data = np.asarray(cut.data)
-            plane = Plane(linear_pixels(data, hdu.header, path), b, headers)
-            if mask is not None:
-                m = Cutout2D(_pixels(mask), xy, (n_in, n_in), mode="strict")
-                apply_mask(plane, m.data, mask.header, path)
+            plane, twcs, slices, scale, cd = _cut_band(tf, k, source, b, path, size, options)
             # each band into the standard orientation by its own tile's WCS: tiles of one
             # object may be stored with other parities or turns, never stacked as stored
-            cd = cd_matrix(twcs)
             t = standard_transform(cd)
             plane.data = np.ascontiguousarray(transform(plane.data, *t))
             turned.append(transform_name(*t))
-            if scales and scale and scales[0] and abs(scale / scales[0] - 1) > RESAMPLE_TOLERANCE:
-                raise CutoutError(source.path, f"band {b}'s tile has {scale:.4g}\"/px, band "
-                                               f"{want[0]}'s {scales[0]:.4g}\"/px: the bands of "
-                                               "one object must share a pixel scale")
-            scales.append(scale)
-            # after the quarter turns, the bands' grids must agree (as per-band files must)
-            grids.append(None if cd is None else cd @ old_from_new(*t))
-            why = check_band_grids([want[0], b], [grids[0], grids[-1]], (1, 1)) \
-                if grids[0] is not None and grids[-1] is not None else ""
-            if why:
-                raise CutoutError(source.path, why + " (tiles)")
+            _check_like_first_band(source, want, b, scale, cd, t, scales, grids)
             planes.append(plane)
-            first = first or (twcs, cut.slices_original)
+            first = first or (twcs, slices)
         finally:
             _TILES.release(tf)
     c = cutout_from_planes(planes, planes[0].headers[0], want, size, options=options,
@@ -266,6 +235,54 @@ def load_tile_cutout(source: Source, bands, size, options: ReadOptions | None, *
         c.wcs = twcs.slice((slice(sy.start + off, sy.start + off + c.data.shape[-2]),
                             slice(sx.start + off, sx.start + off + c.data.shape[-1])))
     return c
+
+
+def _cut_band(tf, k: int, source: Source, band: str, path: str, size,
+              options: ReadOptions | None):
+    """One band's plane cut from its open tile ``tf`` (HDU ``k``) about the source's position,
+    its pixels linear and its mask applied, as stored. Returns the plane, the tile's WCS, the
+    cut's slices in the tile (for the cutout's own WCS), the tile's pixel scale and CD matrix.
+    Every failure is a :class:`CutoutError` naming the tile: astropy raises many types."""
+    from astropy.nddata import Cutout2D
+    from astropy.nddata.utils import NoOverlapError, PartialOverlapError
+
+    try:
+        hdu, pixels, twcs, scale, headers, mask = tf.info(k)
+        tile = Tile(path, k, band, tuple(hdu.shape), scale, twcs)
+        n_in = cut_size(tile, options) if options is not None else size
+        # the position on this tile from its WCS, then Cutout2D by pixel (no WCS copies)
+        xy = tuple(float(v) for v in twcs.world_to_pixel_values(*source.position))
+        cut = Cutout2D(pixels, xy, (n_in, n_in), mode="strict")
+    except (NoOverlapError, PartialOverlapError):
+        raise CutoutError(source.path, f"the {band} cutout does not fit on its tile") from None
+    except CutoutError:
+        raise
+    except Exception as exc:  # astropy raises many types on unreadable data
+        raise CutoutError(path, f"cannot cut from the tile ({exc})") from None
+    data = np.asarray(cut.data)
+    plane = Plane(linear_pixels(data, hdu.header, path), band, headers)
+    if mask is not None:
+        m = Cutout2D(_pixels(mask), xy, (n_in, n_in), mode="strict")
+        apply_mask(plane, m.data, mask.header, path)
+    return plane, twcs, cut.slices_original, scale, cd_matrix(twcs)
+
+
+def _check_like_first_band(source: Source, want, band: str, scale, cd, t, scales: list,
+                           grids: list) -> None:
+    """Refuse a band whose tile differs from the first band's in pixel scale, or whose grid
+    after its quarter turns ``t`` differs (as per-band files must agree): the bands of one
+    object are stacked pixel by pixel. Appends this band's scale and grid to ``scales`` and
+    ``grids``, the first band's being their first entries."""
+    if scales and scale and scales[0] and abs(scale / scales[0] - 1) > RESAMPLE_TOLERANCE:
+        raise CutoutError(source.path, f"band {band}'s tile has {scale:.4g}\"/px, band "
+                                       f"{want[0]}'s {scales[0]:.4g}\"/px: the bands of "
+                                       "one object must share a pixel scale")
+    scales.append(scale)
+    grids.append(None if cd is None else cd @ old_from_new(*t))
+    why = check_band_grids([want[0], band], [grids[0], grids[-1]], (1, 1)) \
+        if grids[0] is not None and grids[-1] is not None else ""
+    if why:
+        raise CutoutError(source.path, why + " (tiles)")
 
 
 def _mask_after(hdul, k: int):

@@ -228,24 +228,7 @@ def catalog_sources(catalog, images, options: ReadOptions, *, id_column=None,
     chosen: dict[str, np.ndarray] = {}
     reasons = [None] * n
     for b, ts in tiles.items():
-        best = np.full(n, -1)
-        best_room = np.full(n, -np.inf)
-        inside = np.zeros(n, bool)
-        for k, (tile, idx) in enumerate(zip(ts, _near_tiles(ts, xyz))):
-            if not len(idx):
-                continue
-            half = cut_size(tile, options) / 2
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                x, y = tile.wcs.world_to_pixel_values(ra[idx], dec[idx])
-            x, y = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
-            ny, nx = tile.shape
-            ok = np.isfinite(x) & np.isfinite(y)
-            room = np.where(ok, np.minimum.reduce([x + 0.5, nx - 0.5 - x, y + 0.5,
-                                                   ny - 0.5 - y]) - half, -np.inf)
-            inside[idx] |= ok & (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5)
-            better = room > best_room[idx]
-            best[idx[better]], best_room[idx[better]] = k, room[better]
+        best, best_room, inside = _best_tiles(ts, ra, dec, xyz, options)
         for i in np.flatnonzero(best_room < 0):
             if reasons[i] is None:
                 reasons[i] = (f"on the edge of every {b} tile that holds it (the cutout does "
@@ -254,11 +237,7 @@ def catalog_sources(catalog, images, options: ReadOptions, *, id_column=None,
     bands = list(tiles)
     order = sorted(range(n), key=lambda i: (tuple(int(chosen[b][i]) for b in bands), i))
     sources = []
-    # kept columns are written beside the scan's own: a clash gets "in_"
-    from .catalog import catalog_columns
-
-    ours = {c for c, _ in catalog_columns(True, True)}
-    names = [f"in_{c}" if c in ours or c.startswith("score_") else c for c in keep]
+    names = _kept_names(keep)
     ids = [str(v) for v in t[idc]]
     cols = [list(t[c]) for c in keep]  # one conversion a column, not one a cell
     shown_of: dict = {}  # objects on the same tiles share one display string
@@ -281,6 +260,42 @@ def catalog_sources(catalog, images, options: ReadOptions, *, id_column=None,
                               extra))
     return sources, [(name, _kept_dtype(t[c])) for c, name in zip(keep, names)]
 
+
+def _best_tiles(ts: Sequence[Tile], ra, dec, xyz, options: ReadOptions):
+    """For each object, the index in ``ts`` (one band's tiles) of the tile on which its cutout
+    has the most room from an edge, and that room in tile pixels (negative: the cutout does
+    not fit on any; -inf: on no tile at all), and whether it lies inside any tile (to tell an
+    edge from off the survey in the error). Tiles overlap at their edges, so the farthest
+    from an edge is the cutout least likely to be clipped."""
+    n = len(ra)
+    best = np.full(n, -1)
+    best_room = np.full(n, -np.inf)
+    inside = np.zeros(n, bool)
+    for k, (tile, idx) in enumerate(zip(ts, _near_tiles(ts, xyz))):
+        if not len(idx):
+            continue
+        half = cut_size(tile, options) / 2
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            x, y = tile.wcs.world_to_pixel_values(ra[idx], dec[idx])
+        x, y = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
+        ny, nx = tile.shape
+        ok = np.isfinite(x) & np.isfinite(y)
+        room = np.where(ok, np.minimum.reduce([x + 0.5, nx - 0.5 - x, y + 0.5,
+                                               ny - 0.5 - y]) - half, -np.inf)
+        inside[idx] |= ok & (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5)
+        better = room > best_room[idx]
+        best[idx[better]], best_room[idx[better]] = k, room[better]
+    return best, best_room, inside
+
+
+def _kept_names(keep) -> list[str]:
+    """The output names of the kept input columns: they are written beside the scan's own
+    columns, so a name the scan writes (or any ``score_*``) gets ``in_`` before it."""
+    from .catalog import catalog_columns
+
+    ours = {c for c, _ in catalog_columns(True, True)}
+    return [f"in_{c}" if c in ours or c.startswith("score_") else c for c in keep]
 
 def _unit_vectors(ra, dec) -> np.ndarray:
     """``(n, 3)`` unit vectors of RA/Dec in degrees."""

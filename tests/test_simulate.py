@@ -77,17 +77,17 @@ def test_noise_and_psf_measured_back():
 
 def test_lensing_moves_the_images(monkeypatch):
     """The same source behind a bigger Einstein radius appears farther out."""
-    import train.simulate as sim
+    from train import lenses, observe, render
 
     radii = []
     for te in (0.8, 2.2):
         cfg = SimConfig(theta_e_range=(te, te), min_magnification=0, min_arc_snr=0,
                         min_contrast=0, star_fraction=0)
-        R = sim._renderer(cfg)
+        R = render.renderer(cfg)
         rng = np.random.default_rng(1)
-        cond = sim._conditions(R, rng)
-        comps, truth = sim._lens_system(R, rng, cfg, cond)
-        lensed = sim._components_image(R, comps[1:])[2]  # source only, i band
+        cond = observe.draw_conditions(R, rng)
+        comps, truth = lenses.lens_system(R, rng, cfg, cond)
+        lensed = render.components_image(R, comps[1:])[2]  # source only, i band
         yy, xx = np.mgrid[:72, :72] - 35.5
         radii.append(float((np.hypot(xx, yy) * lensed).sum() / lensed.sum() * cfg.pixel_scale))
         assert truth["theta_e"] == te
@@ -116,15 +116,17 @@ def test_grid_image_finder_agrees_with_lenstronomy_solver():
     LensEquationSolver finds the same images."""
     from lenstronomy.LensModel.Solver.lens_equation_solver import LensEquationSolver
 
-    from train.simulate import SimConfig, _e12, _renderer, image_positions
+    from train.lenses import image_positions
+    from train.render import e12, renderer
+    from train.simulate import SimConfig
 
     cfg = SimConfig()
-    R = _renderer(cfg)
+    R = renderer(cfg)
     rng = np.random.default_rng(5)
     counts = []
     for _ in range(40):
         theta_e = float(0.75 + 1.75 * rng.random() ** 1.3)
-        e1, e2 = _e12(rng, 0.6)
+        e1, e2 = e12(rng, 0.6)
         g1, g2 = rng.normal(0, 0.04, 2)
         kwl = [{"theta_E": theta_e, "e1": e1, "e2": e2, "center_x": 0.0,
                 "center_y": 0.0}, {"gamma1": g1, "gamma2": g2, "ra_0": 0.0, "dec_0": 0.0}]
@@ -147,14 +149,15 @@ def test_sie_deflects_as_the_epl_with_slope_2():
     the EPL with slope 2 that the shipped models' training sets were made with."""
     from lenstronomy.LensModel.lens_model import LensModel
 
-    from train.simulate import SimConfig, _e12, _renderer
+    from train.render import e12, renderer
+    from train.simulate import SimConfig
 
-    R = _renderer(SimConfig())
+    R = renderer(SimConfig())
     epl = LensModel(["EPL", "SHEAR"])
     rng = np.random.default_rng(1)
     for _ in range(10):
         theta_e = float(0.75 + 1.75 * rng.random())
-        e1, e2 = _e12(rng, 0.6)
+        e1, e2 = e12(rng, 0.6)
         shear = dict(zip(("gamma1", "gamma2"), rng.normal(0, 0.04, 2)), ra_0=0.0, dec_0=0.0)
         sie = {"theta_E": theta_e, "e1": e1, "e2": e2, "center_x": 0.0, "center_y": 0.0}
         a = R.lens.ray_shooting(R.x, R.y, [sie, shear])
@@ -184,13 +187,14 @@ def test_spirals_wind_both_ways_and_one_way_only_on_request():
     stats = {}
     for hand in ("both", "one"):
         c = SimConfig(**{**cfg.__dict__, "handedness": hand})
-        from train.simulate import _nonlens, _renderer, _components_image
+        from train.nonlenses import nonlens
+        from train.render import components_image, renderer
 
-        R = _renderer(c)
+        R = renderer(c)
         vals = []
         for i in range(60):
             rng = np.random.default_rng([7, i])
-            img = _components_image(R, _nonlens(R, rng, "spiral", c)).sum(0)
+            img = components_image(R, nonlens(R, rng, "spiral", c)).sum(0)
             vals.append(_chirality(img))
         stats[hand] = np.array(vals)
     both, one = stats["both"], stats["one"]

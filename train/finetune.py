@@ -490,6 +490,33 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
     before = _predict(keras.saving.load_model(run.model), x)
     groups = position_groups(real.ra, real.dec, fc.group_radius)
     fold = _folds(groups, y, fc.folds, fc.fold_seed)
+    cv, final = _cross_validate(run.model, real, fold, (xs, ys), (xp, hp), fc, progress)
+    _write_finetuned(out, run, final, save, real, real_dir, fc, n_painted=len(hp))
+    with open(out.path / "cv_scores.csv", "w") as fh:
+        fh.write("id,label,fold,group,score_cv,score_before\n")
+        for i, lab, f, g, sc, b in zip(ids, y, fold, groups, cv, before):
+            fh.write(f"{i},{lab},{f},{g},{sc:.6g},{b:.6g}\n")
+    res = {"n_real": int(len(y)), "config": asdict(fc), "n_painted": int(len(hp)),
+           "n_groups": int(len(set(groups.tolist()))),
+           "cv": classification_summary(y, cv), "before": classification_summary(y, before)}
+    src = np.array([kind_of(i) == "src" for i in ids])
+    res["cv"]["field_sources_above_threshold"] = (
+        float(np.mean(cv[src] >= DEFAULT_THRESHOLD)) if src.any() else None)
+    out.metrics.write_text(json.dumps({"real_data": real_data_record(res, real_dir)}, indent=1))
+    return res
+
+
+def _cross_validate(model_path, real: RealSet, fold, sims, painted, fc: FinetuneConfig,
+                    progress=None):
+    """One fine-tune per fold, each scoring the real cutouts it did not see, then the final
+    fine-tune on all of them. Returns the out-of-fold scores and the final model.
+
+    Simulations are mixed into every training set; a painting (``painted``: cutouts and host
+    ids) trains only the folds its host is not tested in, so no test cutout is seen painted
+    (with ``fc.paint_pairs`` its unpainted host joins as a negative beside it)."""
+    x, y, ids = real.x, real.y, real.ids
+    xs, ys = sims
+    xp, hp = painted
     fold_of_id = dict(zip(ids, fold.tolist()))
     # a painting belongs to its host's fold; a host outside the real set is in no test fold
     paint_fold = np.array([fold_of_id.get(h, -1) for h in hp], int)
@@ -512,21 +539,30 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
 
     for k in range(fc.folds):
         tr, te = fold != k, fold == k
-        m = _train(run.model, x[tr], y[tr], *extra(k), fc, fc.seed + k, weights(tr))
+        m = _train(model_path, x[tr], y[tr], *extra(k), fc, fc.seed + k, weights(tr))
         cv[te] = _predict(m, x[te])
         if progress:
             progress(k + 1, fc.folds + 1)
-    final = _train(run.model, x, y, *extra(-2), fc, fc.seed + fc.folds, weights(slice(None)))
+    final = _train(model_path, x, y, *extra(-2), fc, fc.seed + fc.folds, weights(slice(None)))
     if progress:
         progress(fc.folds + 1, fc.folds + 1)
+    return cv, final
+
+
+def _write_finetuned(out: RunDir, run: RunDir, final, save, real: RealSet, real_dir,
+                     fc: FinetuneConfig, *, n_painted: int) -> None:
+    """The fine-tuned run directory: the model, the base run's config with the recipe added,
+    the base run's test split (so `python -m train evaluate OUT` stays honest) and, where the
+    real cutouts have digests, ``trained_on.json`` for the export to stamp."""
+    y = real.y
     out.path.mkdir(parents=True, exist_ok=True)
     (save or (lambda m, d: m.save(RunDir(d).model)))(final, out.path)
     conf = read_config(run)
     conf["finetune"] = {**asdict(fc), "real_data": Path(real_dir).name if real_dir else "given",
                         "n_real": int(len(y)), "n_real_lenses": int(y.sum()),
-                        "n_painted": int(len(hp)), "base_run": run.path.name}
+                        "n_painted": int(n_painted), "base_run": run.path.name}
     out.config.write_text(json.dumps(conf, indent=1))
-    if run.split.exists():  # the same test split: `python -m train evaluate OUT` stays honest
+    if run.split.exists():
         shutil.copyfile(run.split, out.split)
     if real.digests:
         from lensscore.trained import trained_on_record
@@ -534,15 +570,3 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
         name = Path(real_dir).name if real_dir else "given"
         (out.path / "trained_on.json").write_text(json.dumps(trained_on_record(
             real.digests, f"{name} ({len(y)} real cutouts, fine-tuned on)")))
-    with open(out.path / "cv_scores.csv", "w") as fh:
-        fh.write("id,label,fold,group,score_cv,score_before\n")
-        for i, lab, f, g, sc, b in zip(ids, y, fold, groups, cv, before):
-            fh.write(f"{i},{lab},{f},{g},{sc:.6g},{b:.6g}\n")
-    res = {"n_real": int(len(y)), "config": asdict(fc), "n_painted": int(len(hp)),
-           "n_groups": int(len(set(groups.tolist()))),
-           "cv": classification_summary(y, cv), "before": classification_summary(y, before)}
-    src = np.array([kind_of(i) == "src" for i in ids])
-    res["cv"]["field_sources_above_threshold"] = (
-        float(np.mean(cv[src] >= DEFAULT_THRESHOLD)) if src.any() else None)
-    out.metrics.write_text(json.dumps({"real_data": real_data_record(res, real_dir)}, indent=1))
-    return res

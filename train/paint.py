@@ -11,12 +11,12 @@ network trained so cannot win by "a red galaxy at the centre": both classes have
   than ``max_mag`` in i (a lens search starts from a galaxy catalogue).
 * **Einstein radius**: no redshift is known for a real cutout, so a stated prior ties it to the
   galaxy's brightness by the relation the simulator's own deflectors follow
-  (:mod:`train.simulate`: i = 19.2 - 2.5 log10(theta_E / 1.2") + N(0, 0.8 mag)), inverted and
+  (:mod:`train.simconfig`: i = 19.2 - 2.5 log10(theta_E / 1.2") + N(0, 0.8 mag)), inverted and
   redrawn until theta_E lies in the preset's range; hosts too faint for that get no painting.
   The colour is recorded, not used (a colour-redshift relation holds for red sequence galaxies
   only, and painting every kind of galaxy is the point: the real lenses the PS1 model misses
   are the ones whose deflector is not red).
-* **The source** is the simulator's (:func:`train.simulate.lensed_source`: a star-forming galaxy
+* **The source** is the simulator's (:func:`train.lenses.lensed_source`: a star-forming galaxy
   or a quasar with its host, inside the caustic region, SIE + external shear by lenstronomy),
   convolved with a PSF of the preset's seeing (drawn with its scatter), with the arc's own
   Poisson noise at the preset's gain, in the host's flux units. The cuts are the simulation's:
@@ -42,9 +42,11 @@ import numpy as np
 
 from lensscore.errors import CutoutError
 
-from .simulate import (DEFLECTOR_MAG_REF, DEFLECTOR_MAG_SCATTER, DEFLECTOR_THETA_REF, ZP,
-                       SimConfig, _conditions, _e12, _renderer, arc_snr, lensed_source,
-                       measure_noise)
+from .lenses import arc_snr, lensed_source
+from .observe import draw_conditions
+from .render import e12, renderer
+from .simcheck import measure_noise
+from .simconfig import DEFLECTOR_MAG_REF, DEFLECTOR_MAG_SCATTER, DEFLECTOR_THETA_REF, ZP, SimConfig
 
 __all__ = ["Host", "PaintConfig", "read_hosts", "host_photometry", "theta_e_prior", "paint_one",
            "paint", "detect", "stamp_detections", "detection_sources", "detections_around",
@@ -90,7 +92,7 @@ class Host:
     offset : float
         Arcsec from the centre to the peak of the light inside the aperture (smoothed).
     noise : ndarray, shape ``(bands,)``
-        Pixel noise per band (:func:`train.simulate.measure_noise`), in the cutout's units.
+        Pixel noise per band (:func:`train.simcheck.measure_noise`), in the cutout's units.
     """
 
     id: str
@@ -143,7 +145,7 @@ def host_photometry(data: np.ndarray, cfg: SimConfig, aperture_arcsec: float = 2
     width = math.nan
     if w.sum() > 0:
         m2 = float((w * r2).sum() / w.sum())
-        psf = _renderer(cfg).psf(float(np.median(cfg.seeing)))
+        psf = renderer(cfg).psf(float(np.median(cfg.seeing)))
         k = psf.shape[0]
         pr2 = ((np.mgrid[:k, :k] - (k - 1) / 2) ** 2).sum(0) * cfg.pixel_scale ** 2
         pap = pr2 <= aperture_arcsec ** 2
@@ -204,9 +206,9 @@ def paint_one(host: Host, k: int, seed: int, cfg: SimConfig, pc: PaintConfig = P
     """
     from scipy.signal import fftconvolve
 
-    R = _renderer(cfg)
+    R = renderer(cfg)
     rng = np.random.default_rng([seed, _seed_of(host.id), k])
-    cond = _conditions(R, rng)
+    cond = draw_conditions(R, rng)
     unit = 10 ** (0.4 * (cfg.zeropoint - ZP))  # internal counts -> the host's units
     sigma = np.asarray(host.noise, float) / unit
     truth = {"host": host.id, "seed": seed, "k": k, "host_mag_i": host.mag.get("i", math.nan),
@@ -220,7 +222,7 @@ def paint_one(host: Host, k: int, seed: int, cfg: SimConfig, pc: PaintConfig = P
     host_g = (host.data[0].astype(np.float64) - _sky(host.data[0])) / unit
     for attempt in range(pc.max_draws):
         if attempt % 4 == 0:  # a new lens model every 4 tries, as the simulator does
-            e1, e2 = _e12(rng, 0.6)
+            e1, e2 = e12(rng, 0.6)
             g1, g2 = rng.normal(0, 0.04, 2)
             kwl = [{"theta_E": te, "e1": e1, "e2": e2, "center_x": 0.0, "center_y": 0.0},
                    {"gamma1": g1, "gamma2": g2, "ra_0": 0.0, "dec_0": 0.0}]
@@ -449,7 +451,7 @@ def preview(real: Sequence[np.ndarray], rows, hosts: Sequence[Host], png, per_ro
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .simulate import _panel, _save
+    from .simcheck import rgb_panel, save_figure
 
     by_id = {h.id: h for h in hosts}
     done, seen = [], set()
@@ -472,11 +474,11 @@ def preview(real: Sequence[np.ndarray], rows, hosts: Sequence[Host], png, per_ro
     fig, axes = plt.subplots(3, per_row, figsize=(1.5 * per_row, 5.0), squeeze=False)
     for r, (name, ims) in enumerate(panels.items()):
         for c in range(per_row):
-            _panel(axes[r, c], ims[c] if c < len(ims) else None, stretch)
+            rgb_panel(axes[r, c], ims[c] if c < len(ims) else None, stretch)
             if r == 2 and c < len(done):
                 t = done[c][2]
                 axes[r, c].set_title(f"θE {t['theta_e']:.2f}\" μ {t['magnification']:.0f}",
                                      fontsize=6)
         axes[r, 0].set_ylabel(name, fontsize=8)
     fig.suptitle(f"arcs painted onto real cutouts, one stretch ({stretch:.3g})", fontsize=9)
-    return _save(fig, png, 80)
+    return save_figure(fig, png, 80)

@@ -51,43 +51,22 @@ def _history(run: Path) -> dict[str, np.ndarray]:
     return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]} if rows else {}
 
 
-def plot_runs(runs, out_dir, *, threshold: float = DEFAULT_THRESHOLD, dpi: int = 110
-              ) -> list[Path]:
-    """Write PNG figures comparing ``runs`` (run directories that were evaluated).
+def _run_data(run: Path) -> dict:
+    """What the figures need of one run, read once: its name, colour, history, test scores and
+    metrics (each only where the run wrote it)."""
+    arch, label = _name(run)
+    d = {"arch": arch, "label": label, "color": _COLORS.get(arch), "history": _history(run)}
+    if (run / "test_scores.csv").exists():
+        d["ids"], d["y"], d["rot"] = read_test_scores(run / "test_scores.csv")
+    if (run / "metrics.json").exists():
+        d["metrics"] = json.loads((run / "metrics.json").read_text())
+    return d
 
-    ``training.png`` (loss and validation accuracy per epoch), ``roc.png`` (log FPR, TPR at
-    FPR 1% and 0.1% marked), ``scores.png`` (score histograms per class),
-    ``rotation_std.png`` (std of the four rotation scores) and, for simulated data with a truth
-    catalog, ``completeness.png`` (against Einstein radius and source magnitude).
-    """
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    runs = [Path(r) for r in runs]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    data = {}
-    for r in runs:
-        arch, label = _name(r)
-        d = {"arch": arch, "label": label, "color": _COLORS.get(arch), "history": _history(r)}
-        if (r / "test_scores.csv").exists():
-            d["ids"], d["y"], d["rot"] = read_test_scores(r / "test_scores.csv")
-        if (r / "metrics.json").exists():
-            d["metrics"] = json.loads((r / "metrics.json").read_text())
-        data[str(r)] = d
-    written = []
-
-    def save(fig, name):
-        p = out / name
-        fig.tight_layout()
-        fig.savefig(p, dpi=dpi)
-        plt.close(fig)
-        written.append(p)
-
+def _plot_training(plt, data: list[dict]):
+    """Loss (train and validation) and validation accuracy per epoch, one colour per run."""
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
-    for d in data.values():
+    for d in data:
         h = d["history"]
         if not h:
             continue
@@ -99,11 +78,11 @@ def plot_runs(runs, out_dir, *, threshold: float = DEFAULT_THRESHOLD, dpi: int =
     for a in ax:
         a.grid(alpha=0.3)
         a.legend(fontsize=8)
-    save(fig, "training.png")
+    return fig
 
-    scored = [d for d in data.values() if "rot" in d]
-    if not scored:
-        return written
+
+def _plot_roc(plt, scored: list[dict]):
+    """ROC on a log FPR axis (zero FPR drawn at half a negative), TPR at FPR 1% and 0.1% marked."""
     fig, ax = plt.subplots(figsize=(5, 4))
     for d in scored:
         fpr, tpr, _ = roc_curve(d["y"], d["rot"][:, 0])
@@ -123,8 +102,11 @@ def plot_runs(runs, out_dir, *, threshold: float = DEFAULT_THRESHOLD, dpi: int =
            title="ROC on the test split", ylim=(0, 1.01))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    save(fig, "roc.png")
+    return fig
 
+
+def _plot_scores(plt, scored: list[dict], threshold: float):
+    """Score histograms per class, one panel per run, the threshold drawn."""
     fig, axes = plt.subplots(1, len(scored), figsize=(4.2 * len(scored), 3.3), squeeze=False)
     bins = np.linspace(0, 1, 41)
     for a, d in zip(axes[0], scored):
@@ -134,8 +116,12 @@ def plot_runs(runs, out_dir, *, threshold: float = DEFAULT_THRESHOLD, dpi: int =
         a.axvline(threshold, color="k", lw=0.8, ls="--")
         a.set(yscale="log", xlabel="score", ylabel="cutouts", title=d["label"])
         a.legend(fontsize=8)
-    save(fig, "scores.png")
+    return fig
 
+
+def _plot_rotation_std(plt, scored: list[dict]):
+    """Histogram of the std of the four rotation scores per cutout, floored at ``STD_FLOOR`` so
+    that an invariant model's zeros show on the log axis."""
     fig, ax = plt.subplots(figsize=(5, 3.4))
     edges = np.logspace(np.log10(STD_FLOOR), 0, 46)
     for d in scored:
@@ -146,28 +132,69 @@ def plot_runs(runs, out_dir, *, threshold: float = DEFAULT_THRESHOLD, dpi: int =
            ylabel="test cutouts", title="rotation stability")
     ax.set_ylim(bottom=0.7)  # single cutouts stay visible on the log axis
     ax.legend(fontsize=8)
-    save(fig, "rotation_std.png")
+    return fig
 
+
+def _plot_completeness(plt, comp: list[dict], threshold: float):
+    """Completeness against each binned truth column (Einstein radius, source magnitude) with
+    binomial errors; the first run's bin counts are written under its points."""
+    cols = list(comp[0]["metrics"]["completeness"])
+    fig, axes = plt.subplots(1, len(cols), figsize=(4.3 * len(cols), 3.3), squeeze=False)
+    names = {"theta_e": "Einstein radius θE (arcsec)", "src_mag_i": "source i magnitude"}
+    for a, col in zip(axes[0], cols):
+        for d in comp:
+            rows = [r for r in d["metrics"]["completeness"].get(col, []) if r["n"]]
+            x = np.array([(r["lo"] + r["hi"]) / 2 for r in rows])
+            c = np.array([r["completeness"] for r in rows])
+            n = np.array([r["n"] for r in rows])
+            err = np.sqrt(np.clip(c * (1 - c), 1 / n, None) / n)  # binomial, >0 at 0 and 1
+            a.errorbar(x, c, yerr=err, fmt="-o", ms=3, capsize=2, color=d["color"],
+                       label=d["label"])
+            if d is comp[0]:
+                for xi, ni in zip(x, n):
+                    a.annotate(f"{ni}", (xi, 0.02), ha="center", fontsize=6, color="grey")
+        a.set(xlabel=names.get(col, col), ylabel=f"completeness (score ≥ {threshold:g})",
+              ylim=(0, 1.02))
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
+    return fig
+
+
+def plot_runs(runs, out_dir, *, threshold: float = DEFAULT_THRESHOLD, dpi: int = 110
+              ) -> list[Path]:
+    """Write PNG figures comparing ``runs`` (run directories that were evaluated).
+
+    ``training.png`` (loss and validation accuracy per epoch), ``roc.png`` (log FPR, TPR at
+    FPR 1% and 0.1% marked), ``scores.png`` (score histograms per class),
+    ``rotation_std.png`` (std of the four rotation scores) and, for simulated data with a truth
+    catalog, ``completeness.png`` (against Einstein radius and source magnitude).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # keyed by path: a run named twice is drawn once
+    data = list({str(Path(r)): _run_data(Path(r)) for r in runs}.values())
+    written = []
+
+    def save(fig, name):
+        p = out / name
+        fig.tight_layout()
+        fig.savefig(p, dpi=dpi)
+        plt.close(fig)
+        written.append(p)
+
+    save(_plot_training(plt, data), "training.png")
+    scored = [d for d in data if "rot" in d]
+    if not scored:
+        return written
+    save(_plot_roc(plt, scored), "roc.png")
+    save(_plot_scores(plt, scored, threshold), "scores.png")
+    save(_plot_rotation_std(plt, scored), "rotation_std.png")
     comp = [d for d in scored if d.get("metrics", {}).get("completeness")]
     if comp:
-        cols = list(comp[0]["metrics"]["completeness"])
-        fig, axes = plt.subplots(1, len(cols), figsize=(4.3 * len(cols), 3.3), squeeze=False)
-        names = {"theta_e": "Einstein radius θE (arcsec)", "src_mag_i": "source i magnitude"}
-        for a, col in zip(axes[0], cols):
-            for d in comp:
-                rows = [r for r in d["metrics"]["completeness"].get(col, []) if r["n"]]
-                x = np.array([(r["lo"] + r["hi"]) / 2 for r in rows])
-                c = np.array([r["completeness"] for r in rows])
-                n = np.array([r["n"] for r in rows])
-                err = np.sqrt(np.clip(c * (1 - c), 1 / n, None) / n)  # binomial, >0 at 0 and 1
-                a.errorbar(x, c, yerr=err, fmt="-o", ms=3, capsize=2, color=d["color"],
-                           label=d["label"])
-                if d is comp[0]:
-                    for xi, ni in zip(x, n):
-                        a.annotate(f"{ni}", (xi, 0.02), ha="center", fontsize=6, color="grey")
-            a.set(xlabel=names.get(col, col), ylabel=f"completeness (score ≥ {threshold:g})",
-                  ylim=(0, 1.02))
-            a.grid(alpha=0.3)
-            a.legend(fontsize=8)
-        save(fig, "completeness.png")
+        save(_plot_completeness(plt, comp, threshold), "completeness.png")
     return written

@@ -8,7 +8,7 @@ where they come from:
   grid of :mod:`lensscore.config` (0.168"/px, zero point 27, coadd counts); seeing g 0.80"
   r 0.75" i 0.60" (the published medians, g 0.77" r 0.76" i 0.58", rounded up in g and i: the
   shipped models were trained on these), 5-sigma point-source depth g 26.5 r 26.1 i 25.9. They
-  are also :class:`train.simulate.SimConfig`'s defaults.
+  are also :class:`train.simconfig.SimConfig`'s defaults.
 * ``ps1`` -- Pan-STARRS1 3pi stacks (Chambers et al. 2016, arXiv:1612.05560, Table 11 and Sec. 8;
   Magnier et al. 2020 for the stack zero points): 0.25"/px, median stack seeing g 1.31" r 1.19"
   i 1.11", 5-sigma stack depth g 23.3 r 23.2 i 23.1, sky g 21.9 r 20.9 i 20.1 mag/arcsec^2.
@@ -19,7 +19,7 @@ where they come from:
   r 0.70" i 0.81", 5-sigma depth (2" aperture) g 25.1 r 25.0 i 23.7, zero point 0 for flux in
   the calibrated units (we use 30 here: KiDS coadds are rescaled to a common zero point).
 
-``preset(name)`` returns the :class:`train.simulate.SimConfig` keyword arguments.
+``preset(name)`` returns the :class:`train.simconfig.SimConfig` keyword arguments.
 """
 
 from __future__ import annotations
