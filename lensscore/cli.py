@@ -210,12 +210,7 @@ def scan(
             grid = scorer.read_options(pixel_scale, zeropoint).grid
         except ModelError as exc:
             _fail(str(exc), EXIT_USAGE)
-        inv = {"none": "nothing", "C4": "rotations", "D4": "rotations and mirror"}
-        err.print(f"model {scorer.path} ({scorer.arch}, invariant to "
-                  f"{inv[scorer.invariance]}, bands {','.join(scorer.bands)}, "
-                  f"{scorer.size}px at {grid.pixel_scale:g}\"/px, zero point "
-                  f"{grid.zeropoint:g}) on {', '.join(scorer.providers)}", highlight=False,
-                  markup=False)
+        _print_model(scorer, grid)
         if output is None:
             err.print("[yellow]no --output given: scores are printed, not saved[/]")
         kw = dict(scorer=scorer, output=output,
@@ -245,6 +240,27 @@ def scan(
     finally:
         _close_client(client)
 
+    _check_not_empty(res, shard, output, resume, catalog, paths)
+    _print_summary(res, top)
+    _print_notes(res, grid)
+    if gallery_html is not None and res.n_scored:
+        _write_gallery(res, gallery_html, scorer, overwrite or resume)
+    raise typer.Exit(res.exit_code)
+
+
+def _print_model(scorer, grid) -> None:
+    """The banner: which model, its invariance, grid and execution providers."""
+    inv = {"none": "nothing", "C4": "rotations", "D4": "rotations and mirror"}
+    err.print(f"model {scorer.path} ({scorer.arch}, invariant to "
+              f"{inv[scorer.invariance]}, bands {','.join(scorer.bands)}, "
+              f"{scorer.size}px at {grid.pixel_scale:g}\"/px, zero point "
+              f"{grid.zeropoint:g}) on {', '.join(scorer.providers)}", highlight=False,
+              markup=False)
+
+
+def _check_not_empty(res, shard, output, resume, catalog, paths) -> None:
+    """End a scan that had nothing to score: an empty shard with its catalog (exit 0, what
+    merge expects), else a one-line failure without a header-only catalog left behind."""
     if res.n_inputs == 0 and shard is not None and res.n_listed:
         # an empty shard is a shard: its (header-only) catalog is what merge expects
         out.print(f"shard {shard} holds none of the {res.n_listed} inputs"
@@ -257,18 +273,18 @@ def scan(
             remove_catalog(output)
         _fail(f"no objects in {catalog}" if catalog else
               f"no FITS files found under {', '.join(map(str, paths))}", EXIT_NOTHING)
-    _print_summary(res, top)
-    _print_notes(res, grid)
-    if gallery_html is not None and res.n_scored:
-        from .gallery import gallery
 
-        try:
-            g = gallery(res.output if res.output else res, gallery_html, top=100,
-                        bands=scorer.bands, size=scorer.size, overwrite=overwrite or resume)
-            out.print(f"gallery: {g.html} ({g.n_shown} cutouts)", highlight=False)
-        except LensscoreError as exc:
-            err.print(f"[bold red]gallery failed:[/] {escape(str(exc))}", highlight=False)
-    raise typer.Exit(res.exit_code)
+
+def _write_gallery(res, html_path, scorer, overwrite: bool) -> None:
+    """``--gallery``: the top 100 of the scan; a failure is said, the scan's exit code kept."""
+    from .gallery import gallery
+
+    try:
+        g = gallery(res.output if res.output else res, html_path, top=100,
+                    bands=scorer.bands, size=scorer.size, overwrite=overwrite)
+        out.print(f"gallery: {g.html} ({g.n_shown} cutouts)", highlight=False)
+    except LensscoreError as exc:
+        err.print(f"[bold red]gallery failed:[/] {escape(str(exc))}", highlight=False)
 
 
 def _connect_dask(dask, tls_ca_file, tls_cert, tls_key):
@@ -410,31 +426,9 @@ def _first_fits(paths) -> str | None:
 
 
 def _print_summary(res, top: int):
-    import numpy as np
-
+    """The top table, the counts and errors, the metrics (in-sample apart), stability."""
     if top and res.n_scored:
-        t = Table(title=f"top {min(top, res.n_scored)} lens scores", title_justify="left")
-        t.add_column("#", justify="right")
-        t.add_column("id")
-        t.add_column("score", justify="right")
-        t.add_column("logit", justify="right")  # the ranking: it stays apart where scores are 1
-        if res.rotation_scores is not None:
-            t.add_column("rot std", justify="right")
-            t.add_column("mirror |Δ|", justify="right")
-        has_labels = bool((res.labels >= 0).any())
-        if has_labels:
-            t.add_column("label", justify="right")
-        for rank, i in enumerate(res.top(top), 1):
-            row = [str(rank), res.ids[i], f"{res.scores[i]:.4f}", f"{res.logits[i]:.2f}"]
-            if res.rotation_scores is not None:
-                ts = res.transform_scores[i]
-                checked = np.isfinite(ts).all()  # not sampled: empty
-                row.append(f"{ts[:4].std():.4f}" if checked else "")
-                row.append(f"{np.abs(ts[4:] - ts[:4]).max():.4f}" if checked else "")
-            if has_labels:
-                row.append("" if res.labels[i] < 0 else str(res.labels[i]))
-            t.add_row(*row)
-        out.print(t)
+        out.print(_top_table(res, top))
     rate = res.n_inputs - res.n_skipped
     out.print(f"scored {res.n_scored} of {res.n_inputs} inputs, {res.n_failed} failed"
               + (f" ({res.n_skipped} resumed from the catalog)" if res.n_skipped else "")
@@ -444,6 +438,43 @@ def _print_summary(res, top: int):
                   soft_wrap=True)
     if res.n_errors > 10:
         err.print(f"  … and {res.n_errors - 10} more (status=error rows in the catalog)")
+    _print_metrics(res)
+    _print_stability(res)
+    if res.output:
+        out.print(f"catalog: {res.output} (rows in {res.row_order} order)", highlight=False)
+
+
+def _top_table(res, top: int) -> Table:
+    """The ``top`` highest-ranked inputs (by logit), with their stability where checked."""
+    import numpy as np
+
+    t = Table(title=f"top {min(top, res.n_scored)} lens scores", title_justify="left")
+    t.add_column("#", justify="right")
+    t.add_column("id")
+    t.add_column("score", justify="right")
+    t.add_column("logit", justify="right")  # the ranking: it stays apart where scores are 1
+    if res.rotation_scores is not None:
+        t.add_column("rot std", justify="right")
+        t.add_column("mirror |Δ|", justify="right")
+    has_labels = bool((res.labels >= 0).any())
+    if has_labels:
+        t.add_column("label", justify="right")
+    for rank, i in enumerate(res.top(top), 1):
+        row = [str(rank), res.ids[i], f"{res.scores[i]:.4f}", f"{res.logits[i]:.2f}"]
+        if res.rotation_scores is not None:
+            ts = res.transform_scores[i]
+            checked = np.isfinite(ts).all()  # not sampled: empty
+            row.append(f"{ts[:4].std():.4f}" if checked else "")
+            row.append(f"{np.abs(ts[4:] - ts[:4]).max():.4f}" if checked else "")
+        if has_labels:
+            row.append("" if res.labels[i] < 0 else str(res.labels[i]))
+        t.add_row(*row)
+    return t
+
+
+def _print_metrics(res) -> None:
+    """Test metrics over the labelled inputs the model was not trained on; in-sample ones
+    apart and said to be so; a committee's members alone."""
     m = res.metrics()
     mm = res.member_metrics()
     if res.n_in_training:
@@ -473,9 +504,6 @@ def _print_summary(res, top: int):
         out.print(f"labels: {m['n_lens']} lenses, {m['n_nonlens']} non-lenses; at threshold "
                   f"{m['threshold']:g}: accuracy {_pct(m['accuracy'])}, {ranks}",
                   highlight=False)
-    _print_stability(res)
-    if res.output:
-        out.print(f"catalog: {res.output} (rows in {res.row_order} order)", highlight=False)
 
 
 def _print_stability(res) -> None:

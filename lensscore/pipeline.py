@@ -191,6 +191,51 @@ def score_stream(sources, scorer: Scorer, rotations: list[bool], workers: int,
                 fut.cancel()
 
 
+def _score_committee(scorer, x, sel, tta: str, used):
+    """A committee's scores of a batch: ``(s, logits, transform scores, member scores)``.
+    Flagged cutouts (``sel``) get all 8 transforms of every member; the others one pass."""
+    nt = len(TRANSFORMS)
+    s = np.empty(len(x), np.float32)
+    lg = np.empty(len(x), np.float64)
+    r = np.full((len(x), nt), np.nan)
+    ms = np.full((len(x), len(scorer.names)), np.nan)
+    if sel.any():  # transform 0 is the cutout as given: its score is the score
+        rm, lm = scorer.member_transform_scores(x[sel], preprocessed=True,
+                                                logits=True)  # (k, M, 8) each
+        r[sel] = np.stack([scorer.combine_scores(rm[:, :, k]) for k in range(nt)], 1)
+        ms[sel] = rm[:, :, used].mean(-1, dtype=np.float32) if tta != "none" else rm[:, :, 0]
+        # float32 mean, as Scorer.score(tta=...) computes it
+        s[sel] = (r[sel, used].astype(np.float32).mean(axis=1, dtype=np.float32)
+                  if tta != "none" else r[sel, 0])
+        lt = np.stack([scorer.combine_logits(lm[:, :, k]) for k in range(nt)], 1)
+        lg[sel] = mean_logit(lt[:, used], axis=1) if tta != "none" else lt[:, 0]
+    if not sel.all():
+        ms[~sel], lu = scorer.member_scores(x[~sel], preprocessed=True, logits=True)
+        s[~sel] = scorer.combine_scores(ms[~sel])
+        lg[~sel] = scorer.combine_logits(lu)
+    return s, lg, r, ms
+
+
+def _score_batch(scorer, x, sel, tta: str):
+    """Scores, logits, transform scores ``(N, 8)`` (NaN where not scored) and a committee's
+    member scores ``(N, members)`` of a stacked batch; ``sel`` flags the cutouts whose 8
+    transforms are scored (all of them with ``tta``, whose score is their mean)."""
+    nt = len(TRANSFORMS)
+    used = slice(0, 4) if tta == "rot4" else slice(0, nt)  # what the tta score averages
+    if getattr(scorer, "names", None):
+        return _score_committee(scorer, x, sel, tta, used)
+    r = np.full((len(x), nt), np.nan)
+    ms = np.full((len(x), 0), np.nan)
+    if tta != "none":  # every cutout is flagged
+        r[:], lt = scorer.score_transforms(x, preprocessed=True, logits=True)
+        s = r[:, used].astype(np.float32).mean(axis=1, dtype=np.float32)
+        return s, mean_logit(lt[:, used], axis=1), r, ms
+    # the flagged cutouts' transformed copies run with the batch
+    s, rs, lg = scorer.score_sampled_transforms(x, sel, preprocessed=True, logits=True)
+    r[sel] = rs[sel]
+    return s, lg, r, ms
+
+
 def score_pending(pending, scorer: Scorer, tta: str = "none"):
     """Score loaded ``(source, (ok, payload), check)`` items: every ok cutout once, and the 8
     transforms (rotations and mirror images) of those flagged (with ``tta`` all are, and the
@@ -214,39 +259,10 @@ def score_pending(pending, scorer: Scorer, tta: str = "none"):
     """
     nt = len(TRANSFORMS)
     ok = [item[1][0] for _, item, _ in pending if item[0]]
-    rot_flags = [f for _, item, f in pending if item[0]]
-    names = getattr(scorer, "names", None)  # a committee's members
     if ok:
-        x = np.stack(ok)
-        sel = np.asarray(rot_flags, bool)
-        s = np.empty(len(x), np.float32)
-        lg = np.empty(len(x), np.float64)  # the score's logit: it ranks where scores are 1.0
-        r = np.full((len(x), nt), np.nan)
-        ms = np.full((len(x), len(names or ())), np.nan)
-        used = slice(0, 4) if tta == "rot4" else slice(0, nt)  # what the tta score averages
-        if names:
-            if sel.any():  # transform 0 is the cutout as given: its score is the score
-                rm, lm = scorer.member_transform_scores(x[sel], preprocessed=True,
-                                                        logits=True)  # (k, M, 8) each
-                r[sel] = np.stack([scorer.combine_scores(rm[:, :, k]) for k in range(nt)], 1)
-                ms[sel] = rm[:, :, used].mean(-1, dtype=np.float32) if tta != "none" \
-                    else rm[:, :, 0]
-                # float32 mean, as Scorer.score(tta=...) computes it
-                s[sel] = (r[sel, used].astype(np.float32).mean(axis=1, dtype=np.float32)
-                          if tta != "none" else r[sel, 0])
-                lt = np.stack([scorer.combine_logits(lm[:, :, k]) for k in range(nt)], 1)
-                lg[sel] = mean_logit(lt[:, used], axis=1) if tta != "none" else lt[:, 0]
-            if not sel.all():
-                ms[~sel], lu = scorer.member_scores(x[~sel], preprocessed=True, logits=True)
-                s[~sel] = scorer.combine_scores(ms[~sel])
-                lg[~sel] = scorer.combine_logits(lu)
-        elif tta != "none":  # every cutout is flagged
-            r[:], lt = scorer.score_transforms(x, preprocessed=True, logits=True)
-            s = r[:, used].astype(np.float32).mean(axis=1, dtype=np.float32)
-            lg = mean_logit(lt[:, used], axis=1)
-        else:  # the flagged cutouts' transformed copies run with the batch
-            s, rs, lg = scorer.score_sampled_transforms(x, sel, preprocessed=True, logits=True)
-            r[sel] = rs[sel]
+        sel = np.asarray([f for _, item, f in pending if item[0]], bool)
+        s, lg, r, ms = _score_batch(scorer, np.stack(ok), sel, tta)
+    names = getattr(scorer, "names", None)  # a committee's members
     rows, out_s, out_r = [], [], []
     seen = scorer.trained_digests  # a committee builds its union on each call: once a batch
     j = 0

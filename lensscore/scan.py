@@ -624,16 +624,7 @@ def scan(
         For a bad model, options or paths -- never for a bad input file, which gets an error row.
     """
     t0 = time.perf_counter()
-    if int(workers) < 1:
-        raise LensscoreError(f"workers must be >= 1, got {workers}")
-    if resume and output is None:
-        raise LensscoreError("--resume needs the catalog to resume: give -o/--output")
-    if progress is not None and not callable(progress):
-        raise LensscoreError(f"progress must be a function progress(done, total) or None, got "
-                             f"{progress!r}")
-    if output is not None:
-        check_output(output, resume=resume, overwrite=overwrite)
-    check_tta(tta)
+    _check_call(workers, resume, output, overwrite, progress, tta)
     scorer = scorer or make_scorer(model, combine=combine, **scorer_kwargs)
     options = scorer.read_options(pixel_scale, zeropoints, max_bad_fraction)
     trained = bool(scorer.trained_digests)
@@ -669,22 +660,49 @@ def scan(
         writer = CatalogWriter(output, columns, meta.to_dict(), resume=resume, overwrite=overwrite,
                                retry_errors=retry_errors,
                                identity=IDENTITY)
-        for r in writer.existing if writer.done else ():
-            rot = ([_float(r.get(f"score_{t}", "")) for t in TRANSFORM_NAMES] if rotations
-                   else None)
-            res._add(r, _float(r["score"]), rot, new=False)
-        res.n_skipped = len(writer.done)
-        sources = [s for s in sources if s.id not in writer.done]
+        sources = _resumed(writer, res, sources, rotations)
+    if client is None:
+        stream = score_stream(sources, scorer, _sampled(sources, mode, n_all), workers,
+                              options, tta)
+    else:
+        from .distributed import score_stream as dask_stream
 
-    total = len(sources)
-    flags = _sampled(sources, mode, n_all)
+        stream = dask_stream(sources, scorer, _sampled(sources, mode, n_all), client, options,
+                             tta)
+    _consume(stream, res, writer, progress, len(sources), rotations, has_labels,
+             tiles=bool(sources) and sources[0].position is not None)
+    return res._finish(t0)
+
+
+def _check_call(workers, resume, output, overwrite, progress, tta) -> None:
+    """Refuse a scan call whose arguments cannot work, before any input is listed."""
+    if int(workers) < 1:
+        raise LensscoreError(f"workers must be >= 1, got {workers}")
+    if resume and output is None:
+        raise LensscoreError("--resume needs the catalog to resume: give -o/--output")
+    if progress is not None and not callable(progress):
+        raise LensscoreError(f"progress must be a function progress(done, total) or None, got "
+                             f"{progress!r}")
+    if output is not None:
+        check_output(output, resume=resume, overwrite=overwrite)
+    check_tta(tta)
+
+
+def _resumed(writer, res: ScanResult, sources, rotations: bool) -> list:
+    """Count the rows a resumed catalog holds already into ``res``; the sources left to do."""
+    for r in writer.existing if writer.done else ():
+        rot = ([_float(r.get(f"score_{t}", "")) for t in TRANSFORM_NAMES] if rotations
+               else None)
+        res._add(r, _float(r["score"]), rot, new=False)
+    res.n_skipped = len(writer.done)
+    return [s for s in sources if s.id not in writer.done]
+
+
+def _consume(stream, res: ScanResult, writer, progress, total: int, rotations: bool,
+             has_labels: bool, tiles: bool) -> None:
+    """Add the scored rows to ``res`` and the catalog as they come. On any exception (Ctrl-C
+    too) the catalog keeps the rows written so far; open tiles are closed either way."""
     try:
-        if client is None:
-            stream = score_stream(sources, scorer, flags, workers, options, tta)
-        else:
-            from .distributed import score_stream as dask_stream
-
-            stream = dask_stream(sources, scorer, flags, client, options, tta)
         for rows, s_chunk, r_chunk in stream:
             for r, s, rr in zip(rows, s_chunk, r_chunk):
                 res._add(r, s, rr if rotations else None)
@@ -699,13 +717,12 @@ def scan(
             writer.close(finalize=False)
         raise
     finally:
-        if sources and sources[0].position is not None:
+        if tiles:
             from .tilecut import close_tiles
 
             close_tiles()
     if writer is not None:
         writer.close()
-    return res._finish(t0)
 
 
 def _check_ascii(output, sources: Sequence[Source]) -> None:
