@@ -45,7 +45,7 @@ def main(argv=None):
     import keras
     import tensorflow as tf
 
-    from train.fit import FitConfig, _build
+    from train.fit import FitConfig, compiled_model
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(a.batch_size, 72, 72, 3)).astype(np.float32)
@@ -54,7 +54,7 @@ def main(argv=None):
     models = {}
     for name, kw in variants.items():
         keras.utils.set_random_seed(0)
-        models[name] = m = _build(FitConfig(**kw))
+        models[name] = m = compiled_model(FitConfig(**kw))
         for _ in range(2):  # trace / XLA-compile
             m.train_on_batch(x, y)
     times = {k: [] for k in variants}

@@ -35,13 +35,13 @@ def log(msg):
 
 
 def collect(res, n):
-    from train.data import Dataset, _fingerprint
+    from train.data import Dataset, fingerprint
     from train.device import gather
 
     x, y = gather(res)
     assert len(x) == n
     ids = [f"{'lenses' if y[i] else 'nonlenses'}/sim_{i:06d}" for i in range(n)]
-    return Dataset(x, y, ids, _fingerprint(ids, y), [])
+    return Dataset(x, y, ids, fingerprint(ids, y), [])
 
 
 def main():

@@ -166,3 +166,15 @@ def test_the_checks_can_fail():
     assert _cycle({"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 1}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b": 1}, "b": {}}) is None
     assert _private("_Plane") and not _private("__version__") and not _private("Plane")
+
+
+@pytest.mark.parametrize("pkg", ["train", "export"])
+def test_train_and_export_take_no_other_modules_private_names(pkg):
+    """DESIGN's rule for private names holds in the training and export packages too (their
+    relative imports; what they take from lensscore is checked above through lensscore)."""
+    root = _package_dir().parent / pkg
+    _, edges, private = _scan_package(root)
+    shown = [f"{pkg}/{m}.py:{line} uses {what}" for m, line, what in private]
+    assert not shown, "private names across modules:\n" + "\n".join(shown)
+    cycle = _cycle(edges)
+    assert cycle is None, f"{pkg}: import cycle: " + " -> ".join(cycle)

@@ -24,7 +24,7 @@ from lensscore.io import find_sources, load_source
 from lensscore.preprocess import DEFAULT_SPEC, PreprocessSpec, preprocess
 
 __all__ = ["Dataset", "load_dataset", "labelled_sources", "make_split", "load_split", "save_split",
-           "SplitError"]
+           "SplitError", "fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ class Dataset:
         return np.ascontiguousarray(np.transpose(self.x[idx], (0, 2, 3, 1)))
 
 
-def _fingerprint(ids, y) -> str:
+def fingerprint(ids, y) -> str:
+    """A data set's identity in ``split.json``: a hash of its ids and labels, in order."""
     h = hashlib.sha256()
     for i, lab in zip(ids, y):
         h.update(f"{i}\t{int(lab)}\n".encode())
@@ -207,7 +208,7 @@ def load_dataset(
         raise ValueError(f"{data_dir}: need both lenses and non-lenses, found only label "
                          f"{sorted(set(y.tolist()))}")
     x = np.stack(xs).astype(np.float32)
-    fp = _fingerprint(ids, y)
+    fp = fingerprint(ids, y)
     try:
         cache.mkdir(parents=True, exist_ok=True)
         # unique temporary names, then os.replace: two fits filling one cache at once each

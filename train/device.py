@@ -110,7 +110,7 @@ def import_run(results_json, job: str, out_dir) -> Path:
     """Write the run directory of ``job`` (e.g. ``ps1_rot``) from a device results file."""
     import keras
 
-    from .fit import RunDir, _write_history
+    from .fit import RunDir, write_history
     from .models import build_model
 
     results_json = Path(results_json)
@@ -145,7 +145,7 @@ def import_run(results_json, job: str, out_dir) -> Path:
                                      "cut_by_time_budget": e["cut_by_budget"],
                                      "history": e["history"]}, indent=1))
     if e["history"]:
-        _write_history(run.history, e["history"])
+        write_history(run.history, e["history"])
     run.metrics.write_text(json.dumps({"metrics": e["test_metrics"], "threshold": DEFAULT_THRESHOLD,
                                        "source": "device, float32 Keras (JAX) on the test split"},
                                       indent=1))

@@ -348,12 +348,12 @@ def run_sims(run: RunDir, n: int) -> tuple[np.ndarray, np.ndarray]:
     the simulator options it was made with (``sim.json``, :func:`train.device.import_run`).
     """
     from .device import recorded_sim, regenerate
-    from .fit import _data_and_split
+    from .fit import data_and_split
 
     cfg = load_config(run)
     data_dir = Path(read_config(run).get("data_dir", ""))
     if run.split.exists() and data_dir.is_dir():
-        ds, split = _data_and_split(run, cfg, data_dir, None, write_config=False)
+        ds, split = data_and_split(run, cfg, data_dir, None, write_config=False)
         idx = np.sort(np.random.default_rng(cfg.seed).choice(
             split["train"], min(n, len(split["train"])), replace=False))
         return np.asarray(ds.x[idx], np.float32), np.asarray(ds.y[idx], int)

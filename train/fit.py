@@ -18,7 +18,8 @@ from lensscore.preprocess import DEFAULT_SPEC
 
 from .data import Dataset, load_dataset, load_split, make_split, save_split
 
-__all__ = ["FitConfig", "fit", "predict_scores", "RunDir", "load_config"]
+__all__ = ["FitConfig", "fit", "predict_scores", "RunDir", "load_config", "data_and_split",
+           "write_history", "compiled_model"]
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,8 @@ def augment(x: np.ndarray, k, flip, *, channels_last: bool) -> np.ndarray:
     return out
 
 
-def _build(cfg: FitConfig):
+def compiled_model(cfg: FitConfig):
+    """The run's network (:func:`train.models.build_model`), compiled with its recipe."""
     import keras
 
     from .models import build_model
@@ -220,7 +222,7 @@ def fit(
         raise ValueError("stop_after is for resuming later, which needs checkpoint=True")
     run = RunDir(out_dir)
     cfg = _open_run(run, config, resume, epochs)
-    ds, split = _data_and_split(run, cfg, data_dir, dataset, write_config=not resume)
+    ds, split = data_and_split(run, cfg, data_dir, dataset, write_config=not resume)
     model, state = _model_and_state(run, cfg, resume)
     if state.get("stopped") or state["epoch"] >= cfg.epochs:
         log.info("%s: training already finished at epoch %d", run.path, state["epoch"])
@@ -268,8 +270,8 @@ def _open_run(run: RunDir, config: FitConfig | None, resume: bool, epochs: int |
     return config or FitConfig()
 
 
-def _data_and_split(run: RunDir, cfg: FitConfig, data_dir, dataset: Dataset | None, *,
-                    write_config: bool):
+def data_and_split(run: RunDir, cfg: FitConfig, data_dir, dataset: Dataset | None, *,
+                   write_config: bool):
     """The data set and the run's split (made once, then read back: resume sees the same)."""
     from lensscore.preprocess import PreprocessSpec
 
@@ -309,7 +311,7 @@ def _model_and_state(run: RunDir, cfg: FitConfig, resume: bool):
         return model, state
     state = {"epoch": 0, "best_val_loss": None, "best_epoch": None, "wait": 0,
              "history": [], "stopped": False}
-    return _build(cfg), state
+    return compiled_model(cfg), state
 
 
 def _train_epoch(model, ds: Dataset, tr, cfg: FitConfig, epoch: int, on_batch) -> list[float]:
@@ -361,7 +363,7 @@ def _end_epoch(model, run: RunDir, state: dict, ds: Dataset, split, epoch: int,
     if best is None:
         _save_atomic(model, run.ckpt)
     atomic_write(run.state, json.dumps(state, indent=1))
-    _write_history(run.history, state["history"])
+    write_history(run.history, state["history"])
     return row
 
 
@@ -400,7 +402,8 @@ def _finalize(model, run: RunDir, best_weights=None):
     _save_atomic(model, run.model)
 
 
-def _write_history(path: Path, history: list[dict]):
+def write_history(path: Path, history: list[dict]):
+    """Write a run's per-epoch history (a list of dicts, one per epoch) as CSV."""
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(history[0]))
         w.writeheader()
