@@ -468,6 +468,7 @@ class CatalogWriter:
             from astropy.table import Table
 
             t = Table.read(self.path)
+            _with_logit(t)
             self._check_names(list(t.colnames), self.path)
             if not self.target.exists():
                 with atomic_path(self.target) as tmp, open(tmp, "w", encoding="utf-8",
@@ -487,7 +488,9 @@ class CatalogWriter:
             if not names:  # header lost: start the file again
                 self._start_file()
                 return
-            self._check_names(names, self.target)
+            no_logit = "logit" not in names and "logit" in self.names
+            self._check_names(names + ["logit"] if no_logit else names, self.target,
+                              older=no_logit)
             key = names.index("id")
             good = [r for r in rows if len(r) == len(names)]
             if len(good) != len(rows):
@@ -499,11 +502,15 @@ class CatalogWriter:
                 kept = [r for r in good if r[st] != "error"]
                 self.n_retried = len(good) - len(kept)
             old = self._old_bools(names, kept)
-            if old:  # an older lensscore's "true"/"false": the file becomes typed
+            if no_logit:  # an older lensscore's catalog: the logit column derived, as read
+                kept = [self._text(_derived_logit(dict(zip(names, r)))) for r in kept]
+                names = list(self.names)
+                log.info("%s: a logit column derived from the scores added", self.target)
+            elif old:  # an older lensscore's "true"/"false": the file becomes typed
                 kept = [self._text(dict(zip(names, r))) for r in kept]
                 log.info("%s: boolean columns (%s) rewritten as True/False", self.target,
                          ", ".join(old))
-            if self.n_retried or old:  # the file rewritten, then the new rows appended
+            if self.n_retried or old or no_logit:  # the file rewritten, new rows appended
                 with atomic_path(self.target) as tmp, open(tmp, "w", encoding="utf-8",
                                                           newline="") as fh:
                     fh.write(_header_text(self.columns, self.meta, ecsv=self.format != ".csv"))
@@ -535,7 +542,12 @@ class CatalogWriter:
             out.append(_fmt(v))
         return out
 
-    def _check_names(self, names, where):
+    def _check_names(self, names, where, older: bool = False):
+        """Refuse another scan's columns; ``older``: ``names`` had no logit column (an older
+        lensscore's catalog, which gets one), compared as if it had."""
+        if older:
+            names = [c for c in names if c != "logit"]
+            names.insert(names.index("score") + 1 if "score" in names else 0, "logit")
         if names != self.names:
             raise LensscoreError(
                 f"{where}: existing catalog has columns {','.join(names)}, this scan writes "
@@ -645,7 +657,31 @@ def read_catalog(path):
         except ValueError:
             log.warning("%s: unreadable metadata file %s, ignored", p, side)
     _typed_bools(t)
+    _with_logit(t)
     return t
+
+
+def _derived_logit(row: dict) -> dict:
+    """A resumed text row of an older catalog with its ``logit`` derived from its score."""
+    from .scorer import logit_of
+
+    try:
+        score = float(row.get("score") or "nan")
+    except ValueError:
+        score = float("nan")
+    return {**row, "logit": float(logit_of(score))}
+
+
+def _with_logit(table) -> None:
+    """A catalog of a lensscore before the logit column gets one, derived from its scores
+    (``+inf`` at 1.0: their ties stay ties), beside ``score``: merge, gallery and resume then
+    treat it as a catalog of today's."""
+    if "score" not in table.colnames or "logit" in table.colnames:
+        return
+    from .scorer import logit_of
+
+    score = np.ma.filled(np.ma.asarray(table["score"], dtype=np.float64), np.nan)
+    table.add_column(logit_of(score), name="logit", index=table.colnames.index("score") + 1)
 
 
 def _typed_bools(table) -> None:

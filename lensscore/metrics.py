@@ -142,7 +142,9 @@ def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     y, s = _check(labels, scores)
     order = np.argsort(-s, kind="mergesort")
     s, y = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1] if s.size else np.array([], int)
+    # threshold boundaries where the value changes (a comparison, not np.diff: ties at +inf,
+    # a logit derived from scores of 1.0, would give inf - inf = NaN and split the tie)
+    last = np.r_[np.flatnonzero(s[1:] != s[:-1]), s.size - 1] if s.size else np.array([], int)
     tps = np.cumsum(y)[last]
     fps = (last + 1) - tps
     n1, n0 = max(int(y.sum()), 1), max(int((1 - y).sum()), 1)

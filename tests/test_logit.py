@@ -104,3 +104,53 @@ def test_shipped_models_have_a_checked_logit_output():
     for name, path in shipped_models().items():
         sc = Scorer(path)
         assert sc.logit_name == "logit", name
+
+
+def test_rank_metrics_keep_ties_at_infinite_logits():
+    """A model without a logit output: scores of 1.0 give +inf logits, a tie, not an order."""
+    from lensscore.metrics import classification_summary
+
+    y = [1, 1, 1, 0, 0]
+    s = np.array([1.0, 1.0, 0.7, 0.2, 1.0], np.float32)
+    by_score = classification_summary(y, s)
+    by_logit = classification_summary(y, s, ranking=logit_of(s))
+    assert by_logit["tpr_at_fpr_1pct"] == by_score["tpr_at_fpr_1pct"] == 0.0
+    assert by_logit["roc_auc"] == pytest.approx(by_score["roc_auc"])
+
+
+def _older(path, drop_last: int = 0):
+    """A catalog as a lensscore before the logit column wrote it (optionally its last rows
+    missing: a scan interrupted there)."""
+    from astropy.table import Table
+
+    t = Table.read(path, format="ascii.ecsv")
+    t.remove_column("logit")
+    if drop_last:
+        t = t[:-drop_last]
+    t.write(path, format="ascii.ecsv", delimiter=",", overwrite=True)
+
+
+def test_catalogs_without_a_logit_column_still_resume_and_merge(tmp_path, train_dir):
+    from lensscore.catalog import read_catalog
+    from lensscore.merge import merge
+
+    path = make_model(tmp_path / "m.onnx", arch="rot")
+    full = tmp_path / "full.ecsv"
+    scan(train_dir, path, output=full)
+    old = tmp_path / "old.ecsv"
+    scan(train_dir, path, output=old)
+    _older(old, drop_last=5)
+    assert "logit" not in old.read_text()
+    res = scan(train_dir, path, output=old, resume=True)
+    assert res.n_skipped == len(read_catalog(full)) - 5
+    a, b = read_catalog(full), read_catalog(old)
+    assert a.colnames == b.colnames and list(a["id"]) == list(b["id"])
+    np.testing.assert_array_equal(a["logit"], b["logit"])  # derived as the scan derives it
+    # shards of an older and of today's lensscore merge; the older one's logits derived
+    for k in (1, 2):
+        scan(train_dir, path, output=tmp_path / f"s{k}.ecsv", shard=f"{k}/2")
+    _older(tmp_path / "s1.ecsv")
+    merge([tmp_path / "s1.ecsv", tmp_path / "s2.ecsv"], tmp_path / "m.ecsv")
+    m = read_catalog(tmp_path / "m.ecsv")
+    assert sorted(m["id"]) == sorted(a["id"])
+    assert np.isfinite(np.asarray(m["logit"], float)[np.asarray(m["status"]) == "ok"]).all()

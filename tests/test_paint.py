@@ -188,6 +188,11 @@ def test_grades_become_labels_by_the_stated_rule(tmp_path):
     f.write_text("id,score,score_std,label,grade\na,0.9,,,3\nb,0.8,,,2\nc,0.7,,,1\nd,0.2,,,0\n"
                  "e,0.1,,,\n")
     assert read_labels(f) == {"a": 1, "b": 1, "d": 0}
+    # the gallery writes the scan's label beside the grade: a grade decides where there is one
+    # (a person looked), a label fills the ungraded rows, a grade 1 leaves its row out
+    f.write_text("id,score,score_std,label,grade\nA,0.9,,1,\nB,0.8,,,3\nC,0.7,,,0\n"
+                 "D,0.6,,0,3\nE,0.5,,1,1\n")
+    assert read_labels(f) == {"A": 1, "B": 1, "C": 0, "D": 1}
     g = tmp_path / "labels.csv"
     g.write_text("id,label\na,1\nb,0\n")
     assert read_labels(g) == {"a": 1, "b": 0}

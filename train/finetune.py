@@ -122,7 +122,9 @@ def grade_label(grade) -> int | None:
 
 def read_labels(path) -> dict[str, int]:
     """Labels by id from a table (CSV, ECSV, FITS, Parquet) with an ``id`` column and a
-    ``label`` (0/1) or a ``grade`` column (the gallery's CSV export: :data:`GRADE_RULE`).
+    ``label`` (0/1) and/or a ``grade`` column (the gallery's CSV export: :data:`GRADE_RULE`).
+    Where a row has a grade, the grade decides (a person looked; a grade 1 leaves the row
+    out); a row without one keeps its ``label``.
 
     Raises
     ------
@@ -135,21 +137,30 @@ def read_labels(path) -> dict[str, int]:
     if "id" not in t.colnames:
         raise ValueError(f"{path}: needs an 'id' column (has {', '.join(t.colnames)})")
     out: dict[str, int] = {}
-    if "label" in t.colnames and not all(_blank(v) for v in t["label"]):
-        for i, v in zip(t["id"], t["label"]):
-            if _blank(v):
-                continue
-            if str(v).strip() not in ("0", "1", "0.0", "1.0", "True", "False", "true", "false"):
-                raise ValueError(f"{path}: label of {i} is {v!r}, not 0 or 1")
-            out[str(i)] = int(str(v).strip().lower() in ("1", "1.0", "true"))
-    elif "grade" in t.colnames:
-        for i, g in zip(t["id"], t["grade"]):
+    has_label, has_grade = "label" in t.colnames, "grade" in t.colnames
+    if not (has_label or has_grade):
+        raise ValueError(f"{path}: needs a 'label' (0/1) or a 'grade' (0-3) column")
+    overruled = 0
+    for row in t:
+        i = str(row["id"])
+        g = row["grade"] if has_grade else None
+        v = row["label"] if has_label else None
+        if has_grade and not _blank(g):  # a grade decides: it is what a person saw
             lab = grade_label(g)
             if lab is not None:
-                out[str(i)] = lab
-    else:
-        raise ValueError(f"{path}: needs a 'label' (0/1) or a 'grade' (0-3) column")
+                overruled += bool(v is not None and not _blank(v) and _label(v, i, path) != lab)
+                out[i] = lab
+        elif v is not None and not _blank(v):  # ungraded: the catalog's own label
+            out[i] = _label(v, i, path)
+    if overruled:
+        log.warning("%s: %d grade(s) overrule the row's label", path, overruled)
     return out
+
+
+def _label(v, i, path) -> int:
+    if str(v).strip() not in ("0", "1", "0.0", "1.0", "True", "False", "true", "false"):
+        raise ValueError(f"{path}: label of {i} is {v!r}, not 0 or 1")
+    return int(str(v).strip().lower() in ("1", "1.0", "true"))
 
 
 def _blank(v) -> bool:
