@@ -105,3 +105,28 @@ def test_tf_log_filter_keeps_what_the_level_keeps():
                                       " failed call to cuInit\nUserWarning: something of "
                                       "Python's\n")
     assert drop_tf_lines(text, 3) == "UserWarning: something of Python's\n"
+
+
+def test_tf_log_filter_lets_a_fatal_line_through_when_the_import_aborts(tmp_path):
+    """The lines a TensorFlow that aborts while loading wrote reach stderr (not lost in a
+    buffer of the dead process), less those the level hides."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    fake = tmp_path / "tensorflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "import os\n"
+        "os.write(2, b'I0000 00:00:1.0 1 port.cc:1] oneDNN custom operations are on\\n')\n"
+        "os.write(2, b'F0000 00:00:1.0 1 check.cc:1] Check failed: boom\\n')\n"
+        "os.abort()\n")
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{root}",
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    p = subprocess.run([sys.executable, "-c", "from train._tflog import "
+                        "filter_tensorflow_import as f; f(); import tensorflow"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode != 0
+    assert "Check failed: boom" in p.stderr and "oneDNN" not in p.stderr, p.stderr

@@ -4,10 +4,11 @@ TensorFlow 2.19-2.21 print ``I0000 ... oneDNN custom operations are on`` and ``c
 ... Could not find cuda drivers`` while ``import tensorflow`` loads its libraries, before their
 log level applies (tensorflow/tensorflow#100442): ``TF_CPP_MIN_LOG_LEVEL=3`` set before the
 import does not stop them. ``python -m train`` and ``python -m export`` install
-:func:`filter_tensorflow_import`: TensorFlow's import writes its C++ stderr into a temporary
-file, and the lines its own level says to drop (glog ``I``/``W``/``E`` lines and abseil's
-"before absl::InitializeLog" note) are dropped; everything else (Python warnings, tracebacks,
-any other text) is written to stderr as it came.
+:func:`filter_tensorflow_import`: TensorFlow's import writes its C++ stderr into a small child
+process that reads it line by line, and the lines its own level says to drop (glog
+``I``/``W``/``E`` lines and abseil's "before absl::InitializeLog" note) are dropped; everything
+else (Python warnings, tracebacks, any other text, a fatal check's ``F`` line) is written to
+stderr at once, as it came -- even when the process dies while TensorFlow loads.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import importlib.abc
 import importlib.util
 import os
 import re
+import subprocess
 import sys
-import tempfile
+from pathlib import Path
 
 __all__ = ["filter_tensorflow_import", "drop_tf_lines"]
 
@@ -49,9 +51,17 @@ def drop_tf_lines(text: str, level: int) -> str:
     return "".join(kept)
 
 
+#: the filtering child: lines from stdin to stdout, less those drop_tf_lines drops
+_CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); from train._tflog import drop_tf_lines; "
+          "[sys.stdout.buffer.write(b) or sys.stdout.flush() for b in iter("
+          "sys.stdin.buffer.readline, b'') if drop_tf_lines(b.decode('utf-8', 'replace'), "
+          "int(sys.argv[2]))]")
+
+
 class _Finder(importlib.abc.MetaPathFinder):
     """Finds ``tensorflow`` once (the first import, wherever it happens) and runs its import
-    with stderr (fd 2) in a temporary file."""
+    with stderr (fd 2) into a child process that passes its lines on to stderr as they come,
+    less those the log level hides."""
 
     def find_spec(self, name, path=None, target=None):
         if name != "tensorflow":
@@ -69,19 +79,24 @@ class _Finder(importlib.abc.MetaPathFinder):
                 return run(module)
             sys.stderr.flush()
             saved = os.dup(2)
-            with tempfile.TemporaryFile() as tmp:
-                os.dup2(tmp.fileno(), 2)
+            # a child process filters the lines on to stderr as they come: if TensorFlow's
+            # loading aborts this process (a fatal check), the child still reads what was
+            # written, the fatal line too, and passes it on
+            child = subprocess.Popen(
+                [sys.executable, "-c", _CHILD, str(Path(__file__).resolve().parent.parent),
+                 str(level)], stdin=subprocess.PIPE, stdout=saved, stderr=saved)
+            os.dup2(child.stdin.fileno(), 2)
+            try:
+                return run(module)
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                child.stdin.close()  # the child reads to the end and exits
                 try:
-                    return run(module)
-                finally:
-                    sys.stderr.flush()
-                    os.dup2(saved, 2)
-                    os.close(saved)
-                    tmp.seek(0)
-                    rest = drop_tf_lines(tmp.read().decode("utf-8", "replace"), level)
-                    if rest:
-                        sys.stderr.write(rest)
-                        sys.stderr.flush()
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                os.close(saved)
 
         spec.loader.exec_module = exec_module
         return spec
