@@ -19,7 +19,6 @@ from lensscore.modelmeta import EXPORT, REAL_METRICS, TEST_METRICS, TRAINING, Mo
 from lensscore.preprocess import DEFAULT_SPEC, PreprocessSpec
 from lensscore.trained import TRAINED_ON
 
-from .logit import add_logit_output
 from .graph import compress_weights, control_flow_nodes, fuse_max_trees, merge_metadata, \
     rename_io, rotational_branches
 
@@ -549,6 +548,8 @@ def _write_with_parity(proto, tmp: Path, meta: ModelMeta, x, ref, weights: str, 
     t0 = time.perf_counter()
     export_info = {"opset": opset, "weights": weights, "parity_source": parity_source,
                    "n_parity": len(x), "float32_max_abs_diff": d32}
+    from .logit import add_logit_output  # here: `python -m export.logit` runs without warning
+
     add_logit_output(proto)  # the score's logit beside it: it ranks where scores are 1.0
     merge_metadata(proto, {meta_key(EXPORT): json.dumps(export_info)})
     onnx.save_model(proto, tmp)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,8 @@ def add_logit(path, *, n_check: int = 64, seed: int = 0) -> dict:
 
     path = Path(path)
     model = onnx.load(path)
+    if any(o.name == LOGIT_OUTPUT for o in model.graph.output):
+        raise ValueError(f"{path} has a {LOGIT_OUTPUT!r} output already")
     shape = [d.dim_value or 1 for d in model.graph.input[0].type.tensor_type.shape.dim]
     x = np.random.default_rng(seed).normal(size=(n_check, *shape[1:])).astype(np.float32)
     x[: n_check // 2] *= 20  # scores from the middle to the saturated ends
@@ -179,9 +182,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m export.logit", description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="+", help="ONNX files, changed in place")
     a = ap.parse_args(argv)
+    code = 0
     for p in a.models:
-        print(p, json.dumps(add_logit(p)))
-    return 0
+        try:
+            print(p, json.dumps(add_logit(p)))
+        except (ValueError, OSError) as exc:  # onnx's load errors are OSError/ValueError
+            print(f"error: {p}: {exc}" if str(p) not in str(exc) else f"error: {exc}",
+                  file=sys.stderr)
+            code = 1
+    return code
 
 
 if __name__ == "__main__":

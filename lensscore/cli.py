@@ -191,9 +191,7 @@ def scan(
     from .scan import scan as run_scan
 
     try:
-        if retry_errors and not resume:
-            raise LensscoreError("--retry-errors is for --resume: the catalog whose error rows "
-                                 "to score again")
+        _check_cli_options(retry_errors, resume, stream, output)
         check_scan_options(paths=paths, catalog=catalog, images=images, output=output,
                            resume=resume, overwrite=overwrite, shard=shard, tta=tta,
                            combine=combine, gallery=gallery_html)
@@ -246,6 +244,15 @@ def scan(
     if gallery_html is not None and res.n_scored:
         _write_gallery(res, gallery_html, scorer, overwrite or resume)
     raise typer.Exit(res.exit_code)
+
+
+def _check_cli_options(retry_errors, resume, stream, output) -> None:
+    """Options of the command line that only make sense with another (one-line errors)."""
+    if retry_errors and not resume:
+        raise LensscoreError("--retry-errors is for --resume: the catalog whose error rows "
+                             "to score again")
+    if stream and output is None:
+        raise LensscoreError("--stream keeps no rows in memory: give -o/--output, where they go")
 
 
 def _print_model(scorer, grid) -> None:

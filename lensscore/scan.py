@@ -604,10 +604,10 @@ def scan(
         :func:`scan_catalog`), written after ``path``.
     keep_rows : bool, optional
         True: the result holds every row (``ids``, ``paths``, ``files``, ``scores``, ...;
-        about 270 bytes per row of memory). False: stream -- rows go to the catalog only, and
-        the result keeps counts, the :data:`STREAM_TOP` highest scores, the first
-        :data:`STREAM_ERRORS` errors, and for its metrics 4 bytes per labelled row (float32
-        scores; ROC AUC and TPR at FPR need them all) and 8 per row whose transforms were
+        about 300 bytes per row of memory). False: stream -- rows go to the catalog only, and
+        the result keeps counts, the :data:`STREAM_TOP` highest (by logit), the first
+        :data:`STREAM_ERRORS` errors, and for its metrics 8 bytes per labelled row (float32
+        scores and logits; ROC AUC and TPR at FPR need them all) and 8 per row whose transforms were
         checked (the stability's median and p99); accuracy, means, maxima and flip fractions
         are exact. Default (None): stream scans of more than :data:`STREAM_ABOVE` inputs that
         write a catalog.

@@ -1,6 +1,6 @@
 """Markdown rows of the cross-validated real-data metrics of GPU fine-tunes (device_finetune.py).
 
-    python scripts/ft_table.py RESULTS.json [RESULTS.json ...] [--boot 1000] [--committee A,B,...]
+    python scripts/ft_table.py RESULTS.json|CV.csv [...] [--boot 1000] [--committee A,B,...]
 
 Each job of each ``results.json`` is one row: its out-of-fold scores (``cv_scores.csv``, kept in
 the file) over the development half's 550 cutouts (the ``nonlenses/det/`` detections are reported
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -24,9 +25,16 @@ HEAD = ("| fine-tune | AUC, all (550) | 95 % interval | vs field sources | vs sk
 
 
 def read_jobs(paths) -> dict[str, dict[str, tuple[int, float]]]:
-    """Job name -> {id: (label, out-of-fold score)}; a name seen twice gets its file's index."""
+    """Job name -> {id: (label, out-of-fold score)}; a name seen twice gets its file's index.
+    A ``.csv`` is the wide table kept in the repository (``models/cv/``: id, label, fold,
+    group, then one column of out-of-fold scores per job)."""
     jobs = {}
     for k, p in enumerate(paths):
+        if str(p).endswith(".csv"):
+            lines = [r.split(",") for r in Path(p).read_text().split("\n") if r]
+            for c, name in enumerate(lines[0][4:], start=4):
+                jobs[name] = {r[0]: (int(r[1]), float(r[c])) for r in lines[1:]}
+            continue
         for name, j in json.load(open(p))["jobs"].items():
             rows = [r.split(",") for r in j["cv_scores.csv"].split("\n")[1:] if r]
             key = name if name not in jobs else f"{name}#{k}"

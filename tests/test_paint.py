@@ -157,7 +157,8 @@ def test_paint_cli_writes_pairs_truth_and_picture(tmp_path, rng):
             fits.PrimaryHDU(galaxy(rng, mag_i=18.5 + k), header=hdr).writeto(
                 real / sub / f"o{k}.fits")
     out = tmp_path / "painted"
-    r = CliRunner().invoke(app, ["paint", str(real), "--out", str(out), "--n", "6"])
+    r = CliRunner().invoke(app, ["paint", str(real), "--out", str(out), "--n", "6",
+                                 "--survey", "ps1"])
     assert r.exit_code == 0, r.output
     assert "2 of 2 non-lenses are galaxies" in r.output
     t = Table.read(out / "truth.ecsv")
@@ -174,7 +175,8 @@ def test_paint_cli_writes_pairs_truth_and_picture(tmp_path, rng):
     first = [row for row in t if row["host"] == "nonlenses/o0"][0]
     p = load_source(s[first["path"][:-5]], CFG.bands, CFG.size, read_options("ps1"))
     assert (p.data - host.data).sum() > 0
-    r = CliRunner().invoke(app, ["paint", str(real), "--out", str(out), "--n", "6"])
+    r = CliRunner().invoke(app, ["paint", str(real), "--out", str(out), "--n", "6",
+                                 "--survey", "ps1"])
     assert r.exit_code == 2 and "holds a painting already" in r.output
 
 
@@ -240,3 +242,53 @@ def test_real_sets_travel_as_one_file(tmp_path, rng):
     np.savez(old, x=real.x, y=real.y, ids=np.array(real.ids))
     o = read_real(old)
     assert np.isnan(o.ra).all() and o.hosts == [] and json.dumps(o.y.tolist()) == "[1, 0, 0]"
+
+
+def test_detections_of_stamps_in_one_directory_keep_apart(tmp_path, rng):
+    from lensscore.io import find_sources
+    from train.paint import detections_around
+    from train.presets import read_options
+
+    n = 120
+    yy, xx = np.mgrid[:n, :n]
+    d = tmp_path / "lenses"
+    d.mkdir()
+    for name in ("A", "B"):  # two stamps, flat: lenses/A_g.fits, lenses/B_g.fits, ...
+        for b in "gri":
+            img = rng.normal(0, 1.0, (n, n))
+            for x0, y0 in ((59.5, 59.5), (90.0, 40.0)):
+                img += 50 * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / 8)
+            hdr = sky_wcs(n, scale_arcsec=0.25, ra=150 + (name == "B")).to_header()
+            fits.PrimaryHDU(img.astype(np.float32), header=hdr).writeto(d / f"{name}_{b}.fits")
+    srcs = [s for s in find_sources(tmp_path, "gri")]
+    assert [s.label for s in srcs] == [1, 1]
+    det = detections_around(srcs, "gri", read_options("ps1"))
+    ids = [s.id for s in det]
+    assert len(ids) == 2 and len(set(ids)) == 2, ids
+    assert all(i.startswith("nonlenses/det/lenses/") for i in ids)
+
+
+def test_paint_and_finetune_refuse_what_they_cannot_read_in_one_line(tmp_path):
+    from train.cli import app
+
+    junk = tmp_path / "junk.txt"
+    junk.write_text("not a table\x00\x01")
+    cat = tmp_path / "ids.csv"
+    cat.write_text("id,score\na,0.5\n")
+    for args in (["paint", str(junk), "--out", str(tmp_path / "o")],
+                 ["paint", str(cat), "--out", str(tmp_path / "o")]):
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 2, r.output
+        assert "Traceback" not in r.output and len(r.output.strip().splitlines()) <= 2
+    assert "not a scan catalog" in r.output
+
+
+def test_finetune_refuses_one_class_and_too_few_groups():
+    from train.finetune import FinetuneConfig, RealSet, _check_real
+
+    x = np.zeros((4, 3, 8, 8), np.float32)
+    with pytest.raises(ValueError, match="all lenses"):
+        _check_real(RealSet(x, [1, 1, 1, 1], list("abcd")), FinetuneConfig(folds=2), "d")
+    real = RealSet(x, [1, 0, 1, 0], list("abcd"), [10.0] * 4, [0.0] * 4)  # one position
+    with pytest.raises(ValueError, match="1 sky-position group"):
+        _check_real(real, FinetuneConfig(folds=2), "d")

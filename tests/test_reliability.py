@@ -433,25 +433,30 @@ def _scan_measured(d, model, out, *args):
     p = subprocess.Popen([sys.executable, "-m", "lensscore", "scan", str(d), "-m", model, "-o",
                           str(out), "-q", "--no-rotations", "--top", "0", *args],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    fds = []
+    fds, hwm = [], [0]
 
     def watch():
+        # the peak from /proc (VmHWM: this process image's own), not wait4's ru_maxrss, which
+        # Linux carries over fork and exec from the parent: a pytest that ran TensorFlow
+        # before hands every scan its 10 GB
         while p.poll() is None:
             try:
                 fds.append(len(os.listdir(f"/proc/{p.pid}/fd")))
-            except OSError:
+                status = Path(f"/proc/{p.pid}/status").read_text()
+                hwm[0] = max(hwm[0], int(status.split("VmHWM:")[1].split()[0]))
+            except (OSError, IndexError, ValueError):
                 pass
             time.sleep(0.05)
 
     t = threading.Thread(target=watch)
     t.start()
-    _, status, ru = os.wait4(p.pid, 0)
+    _, status, _ = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
     t.join()
     errtext = p.stderr.read()
     p.stderr.close()
     assert p.returncode == 0, errtext[-2000:]
-    return ru.ru_maxrss / 1024, max(fds) if fds else 0
+    return hwm[0] / 1024, max(fds) if fds else 0
 
 
 @pytest.mark.slow

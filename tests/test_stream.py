@@ -112,3 +112,12 @@ def test_streaming_scan_and_cli(tmp_path, rng, conv_model, monkeypatch):
         outs.append(r.stdout.replace(name, "X").split("files/s")[-1])
     assert outs[0] == outs[1] and "labels: 6 lenses, 6 non-lenses" in outs[1]
     assert "stability over 12 cutouts" in outs[1]
+
+
+def test_stream_without_an_output_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from lensscore.cli import app
+
+    r = CliRunner().invoke(app, ["scan", str(tmp_path), "--stream"])
+    assert r.exit_code == 2 and "--stream keeps no rows" in r.output

@@ -16,10 +16,12 @@ from rich.table import Table
 
 from lensscore.config import ARCH_INVARIANCE, DEFAULT_THRESHOLD
 
+from .finetune import FinetuneConfig
 from .fit import FitConfig
 
 #: the defaults of `fit`'s options: FitConfig's, the one place they are written
 _FIT = FitConfig()
+_FT = FinetuneConfig()
 
 app = typer.Typer(name="train", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False,
@@ -298,7 +300,8 @@ def paint(
     n: Annotated[int, typer.Option(min=1, help="Paintings to make, spread over the hosts.")]
     = 20000,
     survey: Annotated[str, typer.Option(help="Survey preset: the grid the cutouts are read "
-                                             "onto, the PSF and noise of the arcs.")] = "ps1",
+                                             "onto, the PSF and noise of the arcs (hsc, ps1, "
+                                             "des, lsst, kids).")] = "hsc",
     seed: Annotated[int, typer.Option(help="Each painting is a pure function of (host id, "
                                            "seed, its number).")] = 0,
     workers: Annotated[int, typer.Option(min=1, help="Processes.")] = 1,
@@ -328,7 +331,7 @@ def paint(
         cfg = SimConfig.for_survey(survey)
         options = read_options(survey, cfg.bands, cfg.size)
         srcs = labelled_sources(data, cfg.bands, read_labels(labels) if labels else None)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         _fail(str(exc), 2)
     lenses = [s for s in srcs if s.label == 1]
     hosts_src = [s for s in srcs if s.label == 0]
@@ -354,16 +357,31 @@ def paint(
         err.print("[yellow]interrupted[/]: nothing written", highlight=False)
         raise typer.Exit(130)
     dt = time.perf_counter() - t0
-    counts = write_painted(out_dir, rows, ok, cfg)
+    counts = write_painted(out_dir, rows, ok, cfg, overwrite=overwrite)
+    used = len({hid for hid, _, img, _ in rows if img is not None})
     out.print(f"painted {counts['painted']} of {n} ({counts['failed']} failed the cuts) onto "
-              f"{len(ok)} hosts in {dt:.1f} s ({n / dt:.0f}/s, {workers} workers): {out_dir}",
+              f"{used} hosts in {dt:.1f} s ({n / dt:.0f}/s, {workers} workers): {out_dir}",
               highlight=False)
-    if lenses:
-        from lensscore.io import load_source
-
-        real = [load_source(s, cfg.bands, cfg.size, options).data for s in lenses[:8]]
+    real = _readable_lenses(lenses, cfg, options, 8)
+    if real:
         png = preview(real, rows, ok, out_dir / "painted.jpg")
         out.print(f"real lenses beside painted cutouts: {png}", highlight=False)
+
+
+def _readable_lenses(sources, cfg, options, n: int) -> list:
+    """Up to ``n`` of the labelled lenses as read (for the picture); unreadable ones skipped."""
+    from lensscore.errors import CutoutError
+    from lensscore.io import load_source
+
+    out = []
+    for s in sources:
+        try:
+            out.append(load_source(s, cfg.bands, cfg.size, options).data)
+        except (CutoutError, ValueError, OSError):
+            continue
+        if len(out) == n:
+            break
+    return out
 
 
 @app.command("import-device")
@@ -395,12 +413,12 @@ def finetune(
         help="Labelled real cutouts: a directory (lenses/, nonlenses/) or a scan catalog "
              "(with --labels, or its label column).", exists=True)],
     out_dir: Annotated[Path, typer.Option("--out", help="New run directory.")],
-    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds (grouped by "
-                                                   "field).")] = 5,
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds (grouped by sky "
+                                                   "position: --group-radius).")] = 5,
     epochs: Annotated[int, typer.Option(min=1)] = 8,
     lr: Annotated[float, typer.Option()] = 1e-4,
     n_sim: Annotated[int, typer.Option(min=0, help="Simulated cutouts of the run mixed in.")]
-    = 6000,
+    = _FT.n_sim,
     balance_nonlenses: Annotated[bool, typer.Option(
         help="Give each kind of real non-lens (nonlenses/src, nonlenses/sky) an equal share "
              "of the non-lenses' weight, however many of each there are.")] = False,

@@ -124,9 +124,14 @@ def labelled_sources(data, bands, labels=None) -> list:
         return [s for s in find_sources(p, bands, labels=labels) if s.label is not None]
     from lensscore.catalog import read_table
 
-    t = read_table(p)
-    if "id" not in t.colnames:
-        raise ValueError(f"{p}: neither a directory nor a scan catalog (no 'id' column)")
+    try:
+        t = read_table(p)
+    except Exception as exc:  # astropy's many reader errors: one line for a user
+        raise ValueError(f"{p}: not a directory, and not a table lensscore can read "
+                         f"({type(exc).__name__})") from None
+    if "id" not in t.colnames or not {"path", "files"} & set(t.colnames):
+        raise ValueError(f"{p}: not a scan catalog (it needs 'id' and 'path' or 'files' "
+                         f"columns; has {', '.join(t.colnames[:8])})")
     out = []
     for row in t:
         r = {c: row[c] for c in t.colnames}

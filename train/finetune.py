@@ -84,7 +84,7 @@ class FinetuneConfig:
     epochs: int = 8
     lr: float = 1e-4
     batch_size: int = 64
-    n_sim: int = 4000
+    n_sim: int = 6000
     oversample: int = 4
     seed: int = 0
     balance_nonlenses: bool = False
@@ -231,7 +231,7 @@ def load_real(data_dir, cfg, *, labels=None, detections: bool = False, hosts: bo
     from lensscore.trained import cutout_digest
 
     from .data import labelled_sources
-    from .paint import Host, detections_around, host_photometry
+    from .paint import Host, PaintConfig, detections_around, host_photometry
     from .presets import read_options
     from .simulate import SimConfig
 
@@ -260,7 +260,7 @@ def load_real(data_dir, cfg, *, labels=None, detections: bool = False, hosts: bo
         digests.append(cutout_digest(c.data))
         if hosts and s.label == 0:
             kept.append(Host(s.id, np.asarray(c.data, np.float32), float(c.ra), float(c.dec),
-                             *host_photometry(c.data, sim_cfg)))
+                             *host_photometry(c.data, sim_cfg, PaintConfig().aperture_arcsec)))
         if progress:
             progress(k + 1, len(sources))
     if skipped:
@@ -362,6 +362,9 @@ def run_sims(run: RunDir, n: int) -> tuple[np.ndarray, np.ndarray]:
     from .fit import data_and_split
 
     cfg = load_config(run)
+    if n <= 0:  # nothing of the simulations mixed in
+        return (np.zeros((0, len(cfg.bands), cfg.size, cfg.size), np.float32),
+                np.zeros(0, int))
     data_dir = Path(read_config(run).get("data_dir", ""))
     if run.split.exists() and data_dir.is_dir():
         ds, split = data_and_split(run, cfg, data_dir, None, write_config=False)
@@ -489,6 +492,7 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
         real_dir, cfg, labels=labels, detections=fc.detections, hosts=fc.n_paint > 0)
     x, y, ids = real.x, real.y, real.ids
     log.info("%d real cutouts (%d lenses)", len(y), int(y.sum()))
+    _check_real(real, fc, real_dir)
     xs, ys = sim if sim is not None else run_sims(run, fc.n_sim)
     if fc.n_paint and painted is None:
         painted = paint_real(real, cfg, fc, workers)
@@ -515,6 +519,21 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
         float(np.mean(cv[src] >= DEFAULT_THRESHOLD)) if src.any() else None)
     out.metrics.write_text(json.dumps({"real_data": real_data_record(res, real_dir)}, indent=1))
     return res
+
+
+def _check_real(real: RealSet, fc: FinetuneConfig, where) -> None:
+    """Refuse, before any training, real data that cross-validation cannot judge: one class
+    only, or fewer sky-position groups than folds."""
+    n_lens, n = int(real.y.sum()), len(real.y)
+    if n_lens == 0 or n_lens == n:
+        raise ValueError(f"{where or 'the real data'}: {n} cutouts, all "
+                         f"{'lenses' if n_lens else 'non-lenses'}: fine-tuning needs both "
+                         "(check the labels or grades)")
+    n_groups = len(set(position_groups(real.ra, real.dec, fc.group_radius).tolist()))
+    if n_groups < fc.folds:
+        raise ValueError(f"{where or 'the real data'}: {n_groups} sky-position group(s) "
+                         f"(within {fc.group_radius:g}\") for {fc.folds} folds: use fewer "
+                         "--folds or more data")
 
 
 def _cross_validate(model_path, real: RealSet, fold, sims, painted, fc: FinetuneConfig,

@@ -19,9 +19,11 @@ network trained so cannot win by "a red galaxy at the centre": both classes have
 * **The source** is the simulator's (:func:`train.lenses.lensed_source`: a star-forming galaxy
   or a quasar with its host, inside the caustic region, SIE + external shear by lenstronomy),
   convolved with a PSF of the preset's seeing (drawn with its scatter), with the arc's own
-  Poisson noise at the preset's gain, in the host's flux units. The cuts are the simulation's:
-  magnification >= 5, arc S/N >= 20 against the host's measured noise, and in g the arc's
-  brightest pixel at least as bright as the host there (both after the PSF).
+  Poisson noise at the preset's gain, in the host's flux units. The cuts are the simulation's
+  thresholds: magnification >= 5 and arc S/N >= 20 (as in the simulator: of the lensed light
+  before the PSF, here against the host's measured noise), and in g the arc's brightest pixel
+  at least as bright as the host there (after the PSF, against the real, noisy host; the
+  simulator compares noiseless models before the PSF).
 * Every painting is a pure function of ``(host id, seed, k)``: :func:`paint_one`.
 * **Real negatives from the pixels we have** (:func:`detect` and :func:`stamp_detections`):
   every source detected in a stamp (6 sigma in r + i) far enough from its centre that the stamp's
@@ -40,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lensscore.config import FOV_ARCSEC
 from lensscore.errors import CutoutError
 
 from .lenses import arc_snr, lensed_source
@@ -315,8 +318,8 @@ def detect(img: np.ndarray, nsig: float = 6.0, smooth: float = 1.0) -> list[tupl
     return out
 
 
-def stamp_detections(sources, bands=("r", "i"), nsig: float = 6.0, fov_arcsec: float = 12.1,
-                     margin_arcsec: float = 0.5):
+def stamp_detections(sources, bands=("r", "i"), nsig: float = 6.0,
+                     fov_arcsec: float = FOV_ARCSEC, margin_arcsec: float = 0.5):
     """Sources detected in stamps (per-band files) away from each stamp's central object.
 
     A detection is kept when the stamp's centre (its object: a lens) lies outside the square
@@ -388,15 +391,22 @@ def detections_around(sources, bands, options, nsig: float = 6.0) -> list:
     out = []
     for d in stamp_dirs:
         det, _ = detection_sources(d, bands, options, nsig)
-        out += [replace(s, id=f"nonlenses/det/{Path(d).name}/{s.id.rsplit('/', 1)[-1]}",
-                        label=0) for s in det if s.error is None]
+        # <stamp dir>/<stamp id>/det<k>: unique when one directory holds several stamps
+        out += [replace(s, id=f"nonlenses/det/{Path(d).name}/{s.id}", label=0)
+                for s in det if s.error is None]
+    ids = [s.id for s in out]
+    if len(set(ids)) != len(ids):
+        raise ValueError("detections with the same id: stamps of the same name in one "
+                         "directory?")
     return out
 
 
-def write_painted(out_dir, rows, hosts: Sequence[Host], cfg: SimConfig) -> dict:
+def write_painted(out_dir, rows, hosts: Sequence[Host], cfg: SimConfig,
+                  overwrite: bool = False) -> dict:
     """Write paintings (``lenses/``) and their hosts unpainted (``nonlenses/``) as FITS cutouts
     on the model's grid (WCS at the host's position, ``MAGZERO``, ``BAND0..``), and
-    ``truth.ecsv``. Returns counts."""
+    ``truth.ecsv``; with ``overwrite``, the FITS files of an earlier painting there go first.
+    Returns counts."""
     from astropy.io import fits
     from astropy.table import Table
     from astropy.wcs import WCS
@@ -406,6 +416,9 @@ def write_painted(out_dir, rows, hosts: Sequence[Host], cfg: SimConfig) -> dict:
     out = Path(out_dir)
     for d in ("lenses", "nonlenses"):
         (out / d).mkdir(parents=True, exist_ok=True)
+        if overwrite:  # a painting's files, not a mix of two
+            for f in (out / d).glob("*.fits"):
+                f.unlink()
 
     def header(h: Host):
         w = WCS(naxis=2)
