@@ -76,8 +76,24 @@ def _sigmoid_input(prod: dict, tensor: str):
 
 
 def add_logit_output(model):
-    """Add the ``logit`` output to an ``onnx.ModelProto`` (in place; returned). Raises
-    ValueError when the score is not a sigmoid, or a mean of two over a split batch."""
+    """Add the ``logit`` output to a model.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto
+        One output, the score: a sigmoid (through shape-only nodes), or the mean of two
+        sigmoids over a split batch (:mod:`export.symmetrise`). Changed in place.
+
+    Returns
+    -------
+    onnx.ModelProto
+        ``model``, with the output ``logit`` (float32, ``[N]``) after ``score``.
+
+    Raises
+    ------
+    ValueError
+        The model has a logit already, more than one output, or a score of another form.
+    """
     import onnx
     from onnx import TensorProto, helper
 

@@ -32,7 +32,18 @@ DEVICES = ("cpu", "cuda", "auto")
 
 
 def logit_of(scores) -> np.ndarray:
-    """``log(p / (1 - p))`` of scores, in float64 (``+inf`` where a float32 score is 1.0)."""
+    """``log(p / (1 - p))`` of scores, in float64.
+
+    Parameters
+    ----------
+    scores : array_like of float
+        Probabilities in [0, 1].
+
+    Returns
+    -------
+    ndarray of float64
+        ``+inf`` where a score is 1.0 (a float32 score above logit ~17), ``-inf`` at 0.
+    """
     p = np.asarray(scores, np.float64)
     with np.errstate(divide="ignore"):
         return np.log(p) - np.log1p(-p)
@@ -41,7 +52,18 @@ def logit_of(scores) -> np.ndarray:
 def mean_logit(logits, axis: int = -1) -> np.ndarray:
     """The logit of the mean of ``sigmoid(logits)`` along ``axis``, computed without forming
     the probabilities (exact where they round to 1.0): ``logsumexp(log s(l)) -
-    logsumexp(log s(-l))``, with ``log s(l) = -softplus(-l)``."""
+    logsumexp(log s(-l))``, with ``log s(l) = -softplus(-l)``.
+
+    Parameters
+    ----------
+    logits : array_like of float
+    axis : int
+
+    Returns
+    -------
+    ndarray of float64
+        ``logits`` reduced along ``axis``.
+    """
     lg = np.asarray(logits, np.float64)
     return (np.logaddexp.reduce(-np.logaddexp(0.0, -lg), axis=axis)
             - np.logaddexp.reduce(-np.logaddexp(0.0, lg), axis=axis))

@@ -483,7 +483,7 @@ def test_100k_files_bounded_memory_and_fds(tmp_path, conv_model, rng):
           f"open fds {fd_small} / {fd_big}")
     assert per_row < 2000, "memory grows faster than the catalog rows"
     # --stream keeps no rows: what grows is the listing (the Source of each input), not the
-    # result (issue 32; ~270 bytes a row kept, measured by tests/test_stream.py)
+    # result (issue 32; ~300 bytes a row kept, measured by tests/test_stream.py)
     rss_s_small, _ = _scan_measured(small, conv_model, tmp_path / "ss.csv", "--stream")
     rss_s_big, _ = _scan_measured(d, conv_model, tmp_path / "sb.csv", "--stream")
     per_row_s = (rss_s_big - rss_s_small) * 2 ** 20 / 90_000

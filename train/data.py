@@ -28,7 +28,7 @@ __all__ = ["Dataset", "load_dataset", "labelled_sources", "make_split", "load_sp
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: positions (ra, dec) in the cache's json
+CACHE_VERSION = 1
 
 
 class SplitError(ValueError):
@@ -48,9 +48,6 @@ class Dataset:
         Hash of the ids and labels: identifies the data set in ``split.json``.
     skipped : list of (path, reason)
         Files that could not be loaded.
-    ra, dec : ndarray, float64, shape ``(N,)``
-        Sky position of each cutout's centre (degrees; NaN without a celestial WCS): what
-        cross-validation groups by (:func:`train.finetune.position_groups`).
     """
 
     x: np.ndarray
@@ -58,13 +55,6 @@ class Dataset:
     ids: list[str]
     fingerprint: str
     skipped: list[tuple[str, str]]
-    ra: np.ndarray | None = None
-    dec: np.ndarray | None = None
-
-    def __post_init__(self):
-        nan = np.full(len(self.ids), np.nan)
-        self.ra = nan if self.ra is None else np.asarray(self.ra, np.float64)
-        self.dec = nan.copy() if self.dec is None else np.asarray(self.dec, np.float64)
 
     def nhwc(self, idx) -> np.ndarray:
         """Images ``idx`` in the Keras layout ``(n, size, size, bands)``."""
@@ -110,10 +100,25 @@ def labelled_sources(data, bands, labels=None) -> list:
     """Labelled sources of a directory or of a scan catalog (its ``ok`` rows: ``files`` or
     ``path`` say what to read, its ``label`` column or ``labels`` what it is).
 
+    Parameters
+    ----------
+    data : path
+        A directory (labels from ``lenses/``/``nonlenses/`` or ``labels``), a FITS cutout, or
+        a catalog written by ``lensscore scan`` (CSV, ECSV, FITS table, Parquet).
+    bands : sequence of str
+        The model's bands (per-band files are grouped by them).
+    labels : mapping id -> 0/1, optional
+        Labels that override the directory names or the catalog's ``label`` column.
+
+    Returns
+    -------
+    list of lensscore.sources.Source
+        Only those with a label.
+
     Raises
     ------
     ValueError
-        A file that is not a table with an ``id`` column.
+        A file that is not a table lensscore can read, or not a scan catalog.
     """
     from dataclasses import replace
 
@@ -189,18 +194,14 @@ def load_dataset(
         y = np.asarray(meta["y"], dtype=np.int8)
         log.info("array cache hit: %s (%d cutouts)", xf, len(y))
         return Dataset(x, y, meta["ids"], meta["fingerprint"],
-                       [tuple(s) for s in meta["skipped"]], _floats(meta["ra"]),
-                       _floats(meta["dec"]))
+                       [tuple(s) for s in meta["skipped"]])
 
-    xs, ys, ids, skipped, ra, dec = [], [], [], [], [], []
+    xs, ys, ids, skipped = [], [], [], []
     for k, s in enumerate(sources):
         try:
-            c = load_source(s, bands, size, options)
-            xs.append(preprocess(c.data, spec))
+            xs.append(preprocess(load_source(s, bands, size, options).data, spec))
             ys.append(s.label)
             ids.append(s.id)
-            ra.append(float(c.ra))
-            dec.append(float(c.dec))
         except (CutoutError, ValueError) as exc:
             skipped.append((s.path, str(exc)))
         if progress is not None:
@@ -221,20 +222,10 @@ def load_dataset(
         with atomic_path(xf, suffix=".npy") as tmp:
             np.save(tmp, x)
         atomic_write(mf, json.dumps({"y": y.tolist(), "ids": ids, "fingerprint": fp,
-                                     "skipped": skipped, "data_dir": str(data_dir),
-                                     "ra": _jsonable(ra), "dec": _jsonable(dec)}))
+                                     "skipped": skipped, "data_dir": str(data_dir)}))
     except OSError as exc:
         log.warning("cannot write the array cache in %s (%s); continuing without", cache, exc)
-    return Dataset(x, y, ids, fp, skipped, np.asarray(ra), np.asarray(dec))
-
-
-def _jsonable(v) -> list:
-    """Floats for JSON: NaN as None (JSON has no NaN)."""
-    return [None if not np.isfinite(a) else float(a) for a in v]
-
-
-def _floats(v) -> np.ndarray:
-    return np.array([np.nan if a is None else a for a in v], np.float64)
+    return Dataset(x, y, ids, fp, skipped)
 
 
 def make_split(y, seed: int = 0, test: float = 0.30, val: float = 0.20) -> dict[str, np.ndarray]:

@@ -306,8 +306,21 @@ def read_real(path) -> RealSet:
 
 def position_groups(ra, dec, radius_arcsec: float) -> np.ndarray:
     """Group of each position: friends of friends within ``radius_arcsec`` (a KD-tree on the
-    unit sphere); a position that is not finite is a group of its own. Groups are numbered
-    from 0 in order of first appearance."""
+    unit sphere); a position that is not finite is a group of its own.
+
+    Parameters
+    ----------
+    ra, dec : array_like of float
+        Degrees.
+    radius_arcsec : float
+        Two positions closer than this are in one group (and so, in a chain, are all
+        positions linked by such steps).
+
+    Returns
+    -------
+    ndarray of int
+        The group of each position, numbered from 0 in order of first appearance.
+    """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
     from scipy.spatial import cKDTree
@@ -423,7 +436,27 @@ def _train(model_path, x_real, y_real, x_sim, y_sim, fc: FinetuneConfig, seed: i
 
 def paint_real(real: RealSet, cfg, fc: FinetuneConfig, workers: int = 1, progress=None):
     """``fc.n_paint`` paintings over the paintable hosts of ``real`` (:mod:`train.paint`),
-    preprocessed as in scoring: ``(x, host id of each)``."""
+    preprocessed as in scoring.
+
+    Parameters
+    ----------
+    real : RealSet
+        Its ``hosts`` are painted onto (:func:`load_real` with ``hosts=True``).
+    cfg : FitConfig
+        The base run's configuration: survey preset, bands, size, preprocessing.
+    fc : FinetuneConfig
+        ``n_paint`` and ``paint_seed``.
+    workers : int
+        Processes.
+    progress : callable(done, total), optional
+
+    Returns
+    -------
+    x : ndarray, float32, shape ``(n, bands, size, size)``
+        The paintings that passed the cuts, preprocessed.
+    hosts : list of str
+        The host id of each.
+    """
     from lensscore.preprocess import preprocess
 
     from .paint import paint

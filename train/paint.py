@@ -129,6 +129,22 @@ def host_photometry(data: np.ndarray, cfg: SimConfig, aperture_arcsec: float = 2
     sky; its width from the second moments of the band sum inside the aperture, relative to a
     point source's under the preset's median seeing (1 for a star, more for a galaxy); its
     peak: the brightest pixel in the aperture of the band sum smoothed by a 1-pixel Gaussian.
+
+    Parameters
+    ----------
+    data : ndarray, shape ``(bands, size, size)``
+        A cutout on the preset's grid, at its zero point (as lensscore reads it).
+    cfg : SimConfig
+        The preset: zero point, pixel scale, seeing, bands.
+    aperture_arcsec : float
+
+    Returns
+    -------
+    mags : dict band -> float
+        NaN where the aperture's flux is not positive.
+    extent : float
+    noise : ndarray, shape ``(bands,)``
+    offset : float
     """
     from scipy import ndimage
 
@@ -163,10 +179,24 @@ def host_photometry(data: np.ndarray, cfg: SimConfig, aperture_arcsec: float = 2
 
 def read_hosts(sources, cfg: SimConfig, options, pc: PaintConfig = PaintConfig(),
                progress: Callable[[int, int], None] | None = None):
-    """Read ``sources`` (:class:`lensscore.sources.Source`) as :class:`Host` objects.
+    """Read ``sources`` as :class:`Host` objects, through lensscore's reader.
 
-    Returns ``(hosts, skipped)``: every readable cutout with its photometry (paintable or not:
-    :meth:`Host.paintable`), and ``(id, reason)`` of those the reader refused.
+    Parameters
+    ----------
+    sources : sequence of lensscore.sources.Source
+    cfg : SimConfig
+        The preset (photometry).
+    options : lensscore.grid.ReadOptions
+        The model's grid (:func:`train.presets.read_options`).
+    pc : PaintConfig
+    progress : callable(done, total), optional
+
+    Returns
+    -------
+    hosts : list of Host
+        Every readable cutout with its photometry (paintable or not: :meth:`Host.paintable`).
+    skipped : list of (id, reason)
+        Those the reader refused.
     """
     from lensscore.io import load_source
 
@@ -201,11 +231,25 @@ def _seed_of(host_id: str) -> int:
 
 
 def paint_one(host: Host, k: int, seed: int, cfg: SimConfig, pc: PaintConfig = PaintConfig()):
-    """The ``k``-th painting of ``host``: ``(image, truth)``, or ``(None, truth)`` when no draw
-    passes the cuts. Pure in ``(host.id, seed, k)`` and the host's pixels.
+    """The ``k``-th painting of ``host``. Pure in ``(host.id, seed, k)`` and the host's pixels.
 
-    The image is the host's pixels plus the lensed source (PSF-convolved, with its Poisson
-    noise), in the host's units, float32, shape ``(bands, size, size)``.
+    Parameters
+    ----------
+    host : Host
+    k : int
+        The painting's number.
+    seed : int
+    cfg : SimConfig
+        The preset: its PSF, gain and cuts.
+    pc : PaintConfig
+
+    Returns
+    -------
+    image : ndarray, float32, shape ``(bands, size, size)``, or None
+        The host's pixels plus the lensed source (PSF-convolved, with its Poisson noise), in
+        the host's units; None when no draw passed the cuts.
+    truth : dict
+        theta_E, magnification, arc S/N and contrast, quasar or not, ``painted``.
     """
     from scipy.signal import fftconvolve
 
