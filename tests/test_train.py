@@ -256,6 +256,7 @@ def test_finetune_mixes_in_the_runs_own_training_cutouts(data_dir, tmp_path):
     assert rb["cv"]["n"] == 8 and rb["config"]["balance_nonlenses"] is True
 
 
+@pytest.mark.slow
 def test_finetune_from_a_scan_catalog_and_grades_with_painted_arcs(data_dir, tmp_path,
                                                                    monkeypatch):
     """The survey team's loop: scan -> gallery grades -> fine-tune; each fold trains only on
