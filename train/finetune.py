@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,20 +33,11 @@ from lensscore.preprocess import PreprocessSpec
 
 from .fit import RunDir, augment, load_config, read_config
 
-__all__ = ["FinetuneConfig", "RealSet", "finetune", "load_real", "field_of", "kind_of",
+__all__ = ["FinetuneConfig", "RealSet", "finetune", "load_real", "kind_of",
            "real_data_record", "run_sims", "sample_weights", "sim_indices", "position_groups",
            "read_labels", "grade_label", "GRADE_RULE", "save_real", "read_real", "paint_real"]
 
 log = logging.getLogger(__name__)
-
-_FIELD_SUFFIX = re.compile(r"-(s|\d+)$")
-
-
-def field_of(obj_id: str) -> str:
-    """The field an object was cut from: its lens name (``nonlenses/sky/NAME-s`` -> ``NAME``)."""
-    name = obj_id.rstrip("/").split("/")[-1]
-    return _FIELD_SUFFIX.sub("", name) if not obj_id.startswith("lenses/") else name
-
 
 def kind_of(obj_id: str) -> str:
     """What a labelled real cutout is: ``lenses``, or its non-lens folder (``nonlenses/src/ID``

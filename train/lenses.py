@@ -14,7 +14,20 @@ from .render import COLOURS, Renderer, component, components_image, draw_mags, e
     population_lrg, star_forming
 from .simconfig import DEFLECTOR_MAG_REF, DEFLECTOR_MAG_SCATTER, DEFLECTOR_THETA_REF, ZP, flux
 
-__all__ = ["lens_system", "lensed_source", "arc_snr", "image_positions"]
+__all__ = ["lens_system", "lensed_source", "arc_snr", "image_positions", "draw_lens_model"]
+
+
+def draw_lens_model(R, rng, theta_e: float):
+    """An SIE (axis ratio 0.6-1, any orientation) of Einstein radius ``theta_e`` at the
+    centre, plus external shear (each component N(0, 0.04)): lenstronomy's keyword list, and
+    the supersampled grid ray-shot through it (``bx, by``), for every lensed source behind it.
+    """
+    e1, e2 = e12(rng, 0.6)
+    g1, g2 = rng.normal(0, 0.04, 2)
+    kwl = [{"theta_E": theta_e, "e1": e1, "e2": e2, "center_x": 0.0, "center_y": 0.0},
+           {"gamma1": g1, "gamma2": g2, "ra_0": 0.0, "dec_0": 0.0}]
+    bx, by = R.lens.ray_shooting(R.x, R.y, kwl)
+    return kwl, bx, by
 
 
 def image_positions(R, kwl, sx, sy, bx, by) -> tuple[list[float], list[float]]:
@@ -105,11 +118,7 @@ def lens_system(R, rng, cfg, cond):
                     17.0, 21.0))
                 defl = lrg(R, rng, mag_d)
             defl_g = components_image(R, defl)[0]
-            e1, e2 = e12(rng, 0.6)
-            g1, g2 = rng.normal(0, 0.04, 2)
-            kwl = [{"theta_E": theta_e, "e1": e1, "e2": e2, "center_x": 0.0,
-                    "center_y": 0.0}, {"gamma1": g1, "gamma2": g2, "ra_0": 0.0, "dec_0": 0.0}]
-            bx, by = R.lens.ray_shooting(R.x, R.y, kwl)
+            kwl, bx, by = draw_lens_model(R, rng, theta_e)
         src, lensed, unl, mu = lensed_source(R, rng, theta_e, kwl, bx, by, quasar, pop)
         snr = arc_snr(lensed, cond["sigma"], cond["gain"])
         peak = np.unravel_index(np.argmax(lensed[0]), lensed[0].shape)

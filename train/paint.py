@@ -45,9 +45,9 @@ import numpy as np
 from lensscore.config import FOV_ARCSEC
 from lensscore.errors import CutoutError
 
-from .lenses import arc_snr, lensed_source
+from .lenses import arc_snr, draw_lens_model, lensed_source
 from .observe import draw_conditions
-from .render import e12, renderer
+from .render import renderer
 from .simcheck import measure_noise
 from .simconfig import DEFLECTOR_MAG_REF, DEFLECTOR_MAG_SCATTER, DEFLECTOR_THETA_REF, ZP, SimConfig
 
@@ -269,11 +269,7 @@ def paint_one(host: Host, k: int, seed: int, cfg: SimConfig, pc: PaintConfig = P
     host_g = (host.data[0].astype(np.float64) - _sky(host.data[0])) / unit
     for attempt in range(pc.max_draws):
         if attempt % 4 == 0:  # a new lens model every 4 tries, as the simulator does
-            e1, e2 = e12(rng, 0.6)
-            g1, g2 = rng.normal(0, 0.04, 2)
-            kwl = [{"theta_E": te, "e1": e1, "e2": e2, "center_x": 0.0, "center_y": 0.0},
-                   {"gamma1": g1, "gamma2": g2, "ra_0": 0.0, "dec_0": 0.0}]
-            bx, by = R.lens.ray_shooting(R.x, R.y, kwl)
+            kwl, bx, by = draw_lens_model(R, rng, te)
         _, lensed, _, mu = lensed_source(R, rng, te, kwl, bx, by, quasar)
         if mu < cfg.min_magnification:
             continue
@@ -453,7 +449,8 @@ def write_painted(out_dir, rows, hosts: Sequence[Host], cfg: SimConfig,
     Returns counts."""
     from astropy.io import fits
     from astropy.table import Table
-    from astropy.wcs import WCS
+
+    from .simulate import grid_header
 
     from lensscore.files import atomic_path
 
@@ -465,15 +462,8 @@ def write_painted(out_dir, rows, hosts: Sequence[Host], cfg: SimConfig,
                 f.unlink()
 
     def header(h: Host):
-        w = WCS(naxis=2)
-        w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-        w.wcs.crval = [h.ra if np.isfinite(h.ra) else 0.0, h.dec if np.isfinite(h.dec) else 0.0]
-        w.wcs.crpix = [(cfg.size + 1) / 2] * 2
-        w.wcs.cdelt = [-cfg.pixel_scale / 3600, cfg.pixel_scale / 3600]
-        hd = fits.Header()
-        hd.update(w.to_header())
-        for b, band in enumerate(cfg.bands):
-            hd[f"BAND{b}"] = band
+        hd = grid_header(cfg, h.ra if np.isfinite(h.ra) else 0.0,
+                         h.dec if np.isfinite(h.dec) else 0.0)
         hd["MAGZERO"] = cfg.zeropoint
         hd["HOST"] = h.id[-60:]
         return hd

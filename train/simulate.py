@@ -54,7 +54,7 @@ from .simconfig import BANDS, DEFLECTOR_MAG_REF, DEFLECTOR_MAG_SCATTER, DEFLECTO
     DEFLECTORS, HANDEDNESS, ZP, SimConfig
 
 # the simulator's public names, wherever they live, stay importable from here
-__all__ = ["SimConfig", "simulate_one", "simulate", "trivial_classifier_accuracy",
+__all__ = ["SimConfig", "simulate_one", "simulate", "grid_header", "trivial_classifier_accuracy",
            "measure_noise", "measure_fwhm", "sim_check", "preview", "compare_real",
            "NONLENS_TYPES", "BANDS", "ZP", "DEFLECTORS", "DEFLECTOR_MAG_REF",
            "DEFLECTOR_THETA_REF", "DEFLECTOR_MAG_SCATTER", "HANDEDNESS", "lensed_source",
@@ -63,15 +63,13 @@ __all__ = ["SimConfig", "simulate_one", "simulate", "trivial_classifier_accuracy
 log = logging.getLogger(__name__)
 
 
-def _header(cfg: SimConfig, index: int, truth: dict):
-    """A cutout's FITS header: a TAN WCS (a distinct sky position per index), band names, the
-    zero point and pixel scale the scorer reads, and where the cutout came from."""
+def grid_header(cfg: SimConfig, ra: float, dec: float):
+    """The FITS header of a cutout on the preset's grid centred on ``(ra, dec)``: a TAN WCS
+    (east left, north up) and the band of each plane (``BAND0..``)."""
     from astropy.io import fits
     from astropy.wcs import WCS
 
     w = WCS(naxis=2)
-    ra = 150.0 + (index % 1000) * 0.01
-    dec = 2.0 + (index // 1000) * 0.01
     w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
     w.wcs.crval = [ra, dec]
     w.wcs.crpix = [(cfg.size + 1) / 2] * 2
@@ -80,6 +78,13 @@ def _header(cfg: SimConfig, index: int, truth: dict):
     h.update(w.to_header())
     for k, b in enumerate(cfg.bands):
         h[f"BAND{k}"] = b
+    return h
+
+
+def _header(cfg: SimConfig, index: int, truth: dict):
+    """A cutout's FITS header: a TAN WCS (a distinct sky position per index), band names, the
+    zero point and pixel scale the scorer reads, and where the cutout came from."""
+    h = grid_header(cfg, 150.0 + (index % 1000) * 0.01, 2.0 + (index // 1000) * 0.01)
     h["BUNIT"] = ("count", f"flux, zero point {cfg.zeropoint:g}")
     h["MAGZERO"] = cfg.zeropoint
     h["PIXSCALE"] = (cfg.pixel_scale, "arcsec/pixel")
