@@ -203,7 +203,8 @@ def to_onnx(model, opset: int = OPSET):
 
     Every ``RotationalConv2D`` is traced as four Conv branches on the input rotated by
     transpose/reverse, sharing one kernel, joined by one ``Max`` -- bit-exactly invariant to 90°
-    rotations in onnxruntime; every ``DihedralConv2D`` as eight (the rotations of the input and
+    rotations in onnxruntime (the moves then rebuilt by :mod:`export.optimize`, which also
+    flushes subnormal weights); every ``DihedralConv2D`` as eight (the rotations of the input and
     of its mirror image). Where the layer is followed by max pooling (HOLISMOKES), each
     branch is pooled before the ``Max`` (:func:`_pool_first_forward`); otherwise the layer is
     traced as it is, in ``input`` mode.
@@ -234,6 +235,10 @@ def to_onnx(model, opset: int = OPSET):
             layer.mode = m
     rename_io(proto, "score")
     fuse_max_trees(proto)
+    from .optimize import OPTIMIZED, optimize_graph  # here: `python -m export.optimize` alone
+
+    done = optimize_graph(proto)  # checked by the parity and invariance checks of the export
+    merge_metadata(proto, {meta_key(OPTIMIZED): json.dumps(done)})
     return proto
 
 

@@ -18,9 +18,10 @@ log = logging.getLogger(__name__)
 #: Node types that make a graph data-dependent (forbidden in exported models).
 CONTROL_FLOW = frozenset({"If", "Loop", "Scan", "Assert", "SequenceMap"})
 #: Ops followed upstream when tracing a Max input to its Conv: data movement, and the per-branch
-#: ReLU and max pooling of a pool-first rotational layer (export.convert._pool_first_forward).
+#: ReLU and max pooling of a pool-first rotational layer (export.convert._pool_first_forward);
+#: Gather: the row flips export.optimize builds the branch inputs with.
 _PASSTHROUGH = frozenset({"Transpose", "Slice", "Reshape", "Identity", "ReverseSequence", "Relu",
-                          "MaxPool"})
+                          "MaxPool", "Gather"})
 
 
 def _all_nodes(graph: onnx.GraphProto):

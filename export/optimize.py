@@ -1,0 +1,340 @@
+"""``python -m export.optimize MODEL.onnx [...]``: two graph passes that make an exported model
+run at its convolutions' speed in onnxruntime, without changing what it computes.
+
+1. **Subnormal weights flushed to zero** (:func:`flush_subnormals`). Training leaves some kernel
+   entries below float32's smallest normal number (7,104 of the 73,728 ``conv3`` weights of the
+   shipped ``rot.onnx``). x86 cores take a slow path for every multiply with such a number: that
+   one 3×3 convolution ran at 53 GFLOP/s inside the model against 258 with the same shapes and
+   normal weights (onnxruntime's own profile; `bench/RESULTS.md`). onnxruntime's advice is to
+   export without denormals; its ``session.set_denormal_as_zero`` option would also change the
+   floating-point mode of the caller's thread, which a library must not do. A subnormal weight is
+   below 1.2e-38, so its product with any pixel is below float32's resolution of every sum it
+   joins: the scores of the shipped models did not change by one bit.
+2. **The branch inputs of the rotational layers rebuilt** (:func:`share_transforms`). tf2onnx
+   makes each rotated or mirrored copy of the image with its own ``Slice`` (a negative step)
+   and a ``Transpose`` from NHWC straight into a rotated NCHW layout: element-by-element copies
+   that took 1.6–1.9 ms a batch each. Every branch input that is one of the 8 transforms of the
+   image (D4) is now reached from the image in NCHW layout by the two cheapest moves
+   onnxruntime has, a row ``Gather`` (the up-down flip, 0.06 ms a batch of 32) and a
+   ``Transpose`` of the last two axes (the diagonal mirror, 0.4 ms), the branches sharing their
+   common steps. Any other per-image permutation becomes one ``Gather`` of the flattened image.
+   Each ``Conv`` receives the same tensor, bit for bit, so invariance stays exact.
+
+``python -m export`` applies both to every model it writes. This command applies them to a model
+file in place and refuses to write one whose scores changed (more than
+:data:`MAX_SCORE_CHANGE`) or whose invariance broke.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from lensscore.config import INVARIANCE_TOLERANCE
+from lensscore.modelmeta import META_PREFIX
+
+__all__ = ["flush_subnormals", "share_transforms", "optimize_graph", "optimize", "OPTIMIZED",
+           "MAX_SCORE_CHANGE"]
+
+#: metadata key (after ``lensscore.``) recording the passes and their check
+OPTIMIZED = "optimized"
+#: largest change of a score the passes may make on the check's synthetic cutouts
+MAX_SCORE_CHANGE = 1e-6
+
+#: ops whose output is a per-image permutation of their data input (with constant arguments)
+_MOVES = ("Transpose", "Slice", "Identity")
+_TINY = np.finfo(np.float32).tiny
+
+
+def flush_subnormals(model) -> int:
+    """Set every subnormal float32 initializer entry of ``model`` to zero (in place); returns
+    how many there were."""
+    from onnx import TensorProto, numpy_helper
+
+    n = 0
+    for init in model.graph.initializer:
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        a = numpy_helper.to_array(init)
+        sub = (a != 0) & (np.abs(a) < _TINY)
+        if sub.any():
+            a = a.copy()
+            a[sub] = 0
+            init.CopyFrom(numpy_helper.from_array(a, init.name))
+            n += int(sub.sum())
+    return n
+
+
+def _const(inits: dict, name: str):
+    from onnx import numpy_helper
+
+    return numpy_helper.to_array(inits[name]) if name in inits else None
+
+
+def _slice(node, a: np.ndarray, inits: dict):
+    """``a[…]`` as ONNX's ``Slice`` with constant arguments does it; None if it is not a
+    per-image slice (a non-constant argument, or a cut along the batch axis)."""
+    args = [_const(inits, i) if i else None for i in node.input[1:]]
+    if len(args) < 2 or any(i and v is None for i, v in zip(node.input[1:], args)):
+        return None
+    starts, ends = args[0], args[1]
+    axes = args[2] if len(args) > 2 and args[2] is not None else np.arange(len(starts))
+    steps = args[3] if len(args) > 3 and args[3] is not None else np.ones(len(starts), np.int64)
+    cut = [slice(None)] * a.ndim
+    for s, e, ax, st in zip(starts, ends, axes, steps):
+        ax = int(ax) % a.ndim
+        if ax == 0:  # the batch axis: only "all of it" keeps this per image
+            if int(s) != 0 or int(st) != 1 or int(e) < 10 ** 9:  # tf2onnx writes 1e9 for "to the end"
+                return None
+            continue
+        cut[ax] = slice(int(s), int(e), int(st))
+    return a[tuple(cut)]
+
+
+def _apply(node, a: np.ndarray, inits: dict):
+    """One move applied to a batch of one index image; None where it is not a per-image move."""
+    if node.op_type == "Identity":
+        return a
+    if node.op_type == "Transpose":
+        perm = next((list(x.ints) for x in node.attribute if x.name == "perm"), None)
+        return None if perm is None or perm[0] != 0 else np.transpose(a, perm)
+    return _slice(node, a, inits)
+
+
+def _branch_moves(g, shapes: dict, inits: dict) -> list:
+    """``(conv, root, chain, index)`` for every Conv whose data input is reached from a tensor
+    ``root`` by per-image moves only: ``index[i]`` is the position in the flattened root image of
+    the branch input's element ``i`` (per image, shaped as the branch input)."""
+    prod = {o: n for n in g.node for o in n.output}
+    found = []
+    for conv in (n for n in g.node if n.op_type == "Conv"):
+        chain, t = [], conv.input[0]
+        while t in prod and prod[t].op_type in _MOVES:
+            chain.append(prod[t])
+            t = prod[t].input[0]
+        shape = shapes.get(t)
+        if not chain or not shape or any(d is None for d in shape[1:]):
+            continue
+        a = np.arange(int(np.prod(shape[1:]))).reshape(1, *shape[1:])
+        for node in reversed(chain):
+            a = _apply(node, a, inits)
+            if a is None:
+                break
+        if a is not None:
+            found.append((conv, t, chain, a[0]))
+    return found
+
+
+def _d4_words(root_shape) -> dict:
+    """The 8 transforms of an NHWC image with square pixels, as NCHW index images keyed by their
+    bytes, each with the shortest word of moves that makes it from the NCHW image: ``"F"``, the
+    up-down flip (a row Gather), and ``"T"``, the diagonal mirror (a Transpose of the last two
+    axes). A breadth-first search: the words form a tree rooted at the NCHW image. A word never
+    starts with ``"T"``: onnxruntime merges two Transposes in a row into one, and the merged
+    NHWC->NCWH Transpose took 5 ms a batch where the two moves take 0.6."""
+    h, w, c = root_shape
+    base = np.arange(h * w * c).reshape(h, w, c).transpose(2, 0, 1)
+    words = {base.tobytes(): ("", base)}
+    frontier = [("", base)]
+    while frontier:
+        nxt = []
+        for word, a in frontier:
+            for step, b in (("F", a[:, ::-1, :]), ("T", a.transpose(0, 2, 1))):
+                if step == "T" and not word:
+                    continue  # onnxruntime merges it with the NHWC->NCHW Transpose: 10x slower
+                if b.tobytes() not in words:
+                    words[b.tobytes()] = (word + step, b)
+                    nxt.append((word + step, b))
+        frontier = nxt
+    return {k: w for k, (w, _) in words.items()}
+
+
+class _Builder:
+    """New nodes for the branch inputs of one root tensor, made once each and shared."""
+
+    def __init__(self, root: str, size: int):
+        from onnx import helper, numpy_helper
+
+        self.root, self.nodes, self.inits, self.made = root, [], [], {}
+        self._h, self._np = helper, numpy_helper
+        self.flip = root + "__rows_reversed"
+        self.inits.append(numpy_helper.from_array(np.arange(size - 1, -1, -1, dtype=np.int64),
+                                                  self.flip))
+
+    def word(self, word: str) -> str:
+        """The tensor of the NCHW image moved by ``word`` (made with its prefixes)."""
+        if word in self.made:
+            return self.made[word]
+        name = f"{self.root}__nchw{'_' + word if word else ''}"
+        if not word:
+            node = self._h.make_node("Transpose", [self.root], [name], perm=[0, 3, 1, 2],
+                                     name=name)
+        elif word[-1] == "F":
+            node = self._h.make_node("Gather", [self.word(word[:-1]), self.flip], [name], axis=2,
+                                     name=name)
+        else:
+            node = self._h.make_node("Transpose", [self.word(word[:-1])], [name],
+                                     perm=[0, 1, 3, 2], name=name)
+        self.nodes.append(node)
+        self.made[word] = name
+        return name
+
+    def gather(self, index: np.ndarray, tag: str) -> str:
+        """Any per-image permutation: one Gather of the flattened root image."""
+        flat = self.root + "__flat"
+        if "flat" not in self.made:
+            shape = self._np.from_array(np.array([0, -1], np.int64), flat + "_shape")
+            self.inits.append(shape)
+            self.nodes.append(self._h.make_node("Reshape", [self.root, shape.name], [flat],
+                                                name=flat))
+            self.made["flat"] = flat
+        idx = self._np.from_array(index.astype(np.int64), f"{self.root}__perm_{tag}")
+        self.inits.append(idx)
+        out = f"{self.root}__gathered_{tag}"
+        self.nodes.append(self._h.make_node("Gather", [flat, idx.name], [out], axis=1, name=out))
+        return out
+
+
+def _static_shapes(model) -> dict:
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    vals = list(inferred.graph.value_info) + list(inferred.graph.input)
+    return {v.name: [d.dim_value if d.HasField("dim_value") else None
+                     for d in v.type.tensor_type.shape.dim] for v in vals}
+
+
+def share_transforms(model) -> dict:
+    """Rebuild the data movement between each image tensor and the Convs it feeds (in place):
+    D4 transforms as shared row flips and diagonal mirrors of the NCHW image, other per-image
+    permutations as one flat Gather each. A root feeding only a plain NHWC→NCHW Transpose (a
+    network without rotational layer) is left alone. Each Conv's input is unchanged, bit for
+    bit. Returns ``{"branches": n, "gathers": n_flat}``."""
+    g = model.graph
+    shapes = _static_shapes(model)
+    inits = {i.name: i for i in g.initializer}
+    by_root: dict[str, list] = {}
+    for conv, root, chain, index in _branch_moves(g, shapes, inits):
+        by_root.setdefault(root, []).append((conv, chain, index))
+    done = {"branches": 0, "gathers": 0}
+    for root, branches in by_root.items():
+        if all(len(chain) == 1 for _, chain, _ in branches) and len(branches) == 1:
+            continue
+        shape = shapes[root][1:]
+        square = len(shape) == 3 and shape[0] == shape[1]
+        words = _d4_words(shape) if square else {}
+        b = _Builder(root, shape[0])
+        for i, (conv, _, index) in enumerate(branches):
+            w = words.get(np.ascontiguousarray(index).tobytes())
+            conv.input[0] = b.word(w) if w is not None else b.gather(index, str(i))
+            done["branches"] += 1
+            done["gathers"] += w is None
+        _insert_after(g, root, b.nodes)
+        g.initializer.extend(b.inits)
+    _prune(model)
+    return done
+
+
+def _insert_after(g, tensor: str, nodes: list) -> None:
+    """Put ``nodes`` right after the node that makes ``tensor`` (first, for a graph input)."""
+    old = list(g.node)
+    at = next((i + 1 for i, n in enumerate(old) if tensor in n.output), 0)
+    del g.node[:]
+    g.node.extend(old[:at] + nodes + old[at:])
+
+
+def _prune(model) -> None:
+    """Drop the nodes no output needs and the initializers no node reads."""
+    from .logit import prune
+
+    g = model.graph
+    prune(g)
+    used = {i for n in g.node for i in n.input}
+    for init in [i for i in g.initializer if i.name not in used]:
+        g.initializer.remove(init)
+
+
+def optimize_graph(model) -> dict:
+    """Both passes on an ``onnx.ModelProto`` (in place); returns what they did."""
+    import onnx
+
+    done = {"subnormal_weights_flushed": flush_subnormals(model), **share_transforms(model)}
+    onnx.checker.check_model(model)
+    return done
+
+
+def _scores(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
+    """Every output of the model on ``x`` (NHWC), stacked as float64 columns."""
+    import onnxruntime as ort
+
+    s = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    outs = s.run(None, {s.get_inputs()[0].name: x})
+    return np.stack([np.asarray(o, np.float64).reshape(-1) for o in outs], axis=1)
+
+
+def _transforms_nhwc(x: np.ndarray) -> list:
+    """The 8 transforms of NHWC images (:data:`lensscore.scorer.TRANSFORMS`)."""
+    from lensscore.scorer import dihedral
+
+    return [np.ascontiguousarray(np.transpose(t, (0, 2, 3, 1)))
+            for t in dihedral(np.transpose(x, (0, 3, 1, 2)))]
+
+
+def optimize(path, *, n_check: int = 64, seed: int = 0) -> dict:
+    """Apply :func:`optimize_graph` to the model file ``path`` (atomically), checked on
+    ``n_check`` synthetic cutouts through onnxruntime: no output moves by more than
+    :data:`MAX_SCORE_CHANGE`, and a model whose scores of the 8 transforms of a cutout agreed
+    (to :data:`lensscore.config.INVARIANCE_TOLERANCE`) still has them agree. Records the passes and the
+    check under ``lensscore.optimized``; a model optimized already is left as it is."""
+    import onnx
+
+    from .graph import merge_metadata
+
+    path = Path(path)
+    model = onnx.load(path)
+    if any(p.key == META_PREFIX + OPTIMIZED for p in model.metadata_props):
+        return {"path": str(path), "skipped": "optimized already"}
+    dims = [d.dim_value or 1 for d in model.graph.input[0].type.tensor_type.shape.dim]
+    x = np.random.default_rng(seed).normal(size=(n_check, *dims[1:])).astype(np.float32)
+    x[: n_check // 2, 2:dims[1] // 3, dims[2] // 2:] += 5  # off-centre, chiral, saturating
+    views = _transforms_nhwc(x) if dims[1] == dims[2] else [x]
+    before = [_scores(model.SerializeToString(), v) for v in views]
+    done = optimize_graph(model)
+    after = [_scores(model.SerializeToString(), v) for v in views]
+    change = max(float(np.abs(a - b).max()) for a, b in zip(after, before))
+    spread = [float(np.ptp(np.stack([s[:, 0] for s in v]), axis=0).max()) for v in (before, after)]
+    check = {"n": n_check, "max_output_change": change, "transform_spread_before": spread[0],
+             "transform_spread_after": spread[1]}
+    if change > MAX_SCORE_CHANGE or (spread[0] <= INVARIANCE_TOLERANCE < spread[1]):
+        raise ValueError(f"{path}: the optimized graph failed its check: {check}")
+    merge_metadata(model, {META_PREFIX + OPTIMIZED: json.dumps({**done, "checked": check})})
+    tmp = path.with_name(path.name + ".tmp")
+    onnx.save_model(model, tmp)
+    os.replace(tmp, path)
+    return {"path": str(path), **done, **check}
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m export.optimize",
+                                 description=__doc__.split("\n\n")[0].replace("``", ""))
+    ap.add_argument("models", nargs="+", help="ONNX files, changed in place")
+    a = ap.parse_args(argv)
+    code = 0
+    for p in a.models:
+        try:
+            print(json.dumps(optimize(p)))
+        except (ValueError, OSError) as exc:  # onnx's load errors are OSError/ValueError
+            print(f"error: {exc}" if str(p) in str(exc) else f"error: {p}: {exc}",
+                  file=sys.stderr)
+            code = 1
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
