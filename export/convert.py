@@ -550,6 +550,10 @@ def _write_with_parity(proto, tmp: Path, meta: ModelMeta, x, ref, weights: str, 
         raise ExportError(f"parity failed: max |Δscore| keras vs onnxruntime = {d32:.3g} > "
                           f"{MAX_DIFF:g} on {len(x)} cutouts")
     comp = compress_weights(proto, weights) if weights != "float32" else None
+    if comp:  # int8 scales can be subnormal too (a column of tiny weights)
+        from .optimize import flush_subnormals
+
+        comp["subnormal_scales_flushed"] = flush_subnormals(proto)
     t0 = time.perf_counter()
     export_info = {"opset": opset, "weights": weights, "parity_source": parity_source,
                    "n_parity": len(x), "float32_max_abs_diff": d32}
