@@ -265,16 +265,21 @@ def share_transforms(model) -> dict:
     prod = {o: n for n in g.node for o in n.output}
     taken = {t for n in g.node for t in list(n.input) + list(n.output)} | set(inits) \
         | {v.name for v in g.input}
-    builders, tables = {}, {}
+    plans, tables = {}, {}
     for conv in [n for n in g.node if n.op_type == "Conv"]:
-        plan = _plan(*_upstream(conv.input[0], prod), shapes, inits, tables)
-        if plan is None:
-            continue
-        root, index, word = plan
-        b = builders.setdefault(root, _Builder(root, index.shape[-1], taken))
-        conv.input[0] = b.word(word) if word is not None else b.gather(index)
-        done["branches"] += 1
-        done["gathers"] += word is None
+        chain, tensors = _upstream(conv.input[0], prod)
+        plan = _plan(chain, tensors, shapes, inits, tables)
+        if plan is not None:
+            plans.setdefault(plan[0], []).append((conv, len(chain), *plan[1:]))
+    builders = {}
+    for root, convs in plans.items():
+        if len(convs) == 1 and convs[0][1] == 1 and convs[0][3] == "":
+            continue  # a plain network's one NHWC->NCHW Transpose: nothing to share
+        b = builders[root] = _Builder(root, convs[0][2].shape[-1], taken)
+        for conv, _, index, word in convs:
+            conv.input[0] = b.word(word) if word is not None else b.gather(index)
+            done["branches"] += 1
+            done["gathers"] += word is None
     _insert_after_roots(g, builders)
     _prune(model)
     return done
@@ -334,9 +339,15 @@ def _transforms_nhwc(x: np.ndarray) -> list:
 
 
 def _group(model) -> int:
-    """How many of :data:`lensscore.scorer.TRANSFORMS` the model says it is invariant to."""
-    inv = next((p.value for p in model.metadata_props if p.key == META_PREFIX + "invariance"),
-               "none")
+    """How many of :data:`lensscore.scorer.TRANSFORMS` the model says it is invariant to (its
+    metadata read as the scorer reads it: older models say only ``rotation_invariant``)."""
+    from lensscore.modelmeta import ModelMeta
+
+    props = {p.key: p.value for p in model.metadata_props}
+    try:
+        inv = ModelMeta.from_props(props, "model").invariance
+    except Exception:  # noqa: BLE001 -- no lensscore metadata: nothing claimed
+        return 1
     return {"C4": 4, "D4": 8}.get(inv, 1)
 
 
