@@ -260,18 +260,20 @@ _SAMPLE = re.compile(r"rotation check on a sample of ([\d,]+) cutouts")
 
 
 def scan_runs(model, data: Path, n_files: int, one: Path, out: Path, reps: int,
-              keras_model=None, skip_tf=False, beside=None) -> dict:
+              keras_model=None, skip_tf=False, beside=None, arch: str = "d4") -> dict:
     """End-to-end scans (lensscore, TF loop, tf.data) and cold starts, interleaved.
 
     ``beside``: a callable giving the model-only img/s now (:class:`ModelBeside`); each
     lensscore scan's rate inside the scan is divided by the mean of those taken right before
-    and right after it, and the median of those ratios is reported."""
+    and right after it, and the median of those ratios is reported. The TensorFlow peers run
+    ``keras_model``, or else an untrained Keras model of ``arch``: the scanned model's
+    architecture, so that both sides do the same work."""
     res = {k: [] for k in ("scan", "scan_auto", "scan_rot4", "tf_loop", "tf_data")}
     cold = {k: [] for k in ("lensscore", "tf_loop")}
     rss = {k: [] for k in ("scan", "tf_loop", "tf_data")}
     inscan, inscan_auto = [], []
     ratio, ratio_auto, ratio_auto_img, beside_ips, sampled = [], [], [], [], []
-    extra = ["--keras", str(keras_model)] if keras_model else []
+    extra = ["--keras", str(keras_model)] if keras_model else ["--arch", arch]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     for _ in range(reps):
         r, mo = _bracketed(beside, _lensscore_cmd(
@@ -525,7 +527,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs")
     ap.add_argument("--models", default=str(ROOT / "models"),
                     help="directory with baseline.onnx, rot.onnx and d4.onnx [default: models/]")
-    ap.add_argument("--keras", help="trained rot .keras for the TensorFlow peers (default: "
+    ap.add_argument("--keras", help="trained d4 .keras for the TensorFlow peers (default: "
                                     "the same architecture, random weights)")
     ap.add_argument("--files", type=int, default=2000, help="FITS files for the scans")
     ap.add_argument("--reps", type=int, default=3, help="repetitions (median reported)")
@@ -576,7 +578,7 @@ def main(argv=None) -> int:
                 print(f"scans of {a.files} files (lensscore, TensorFlow) …", flush=True)
                 beside = ModelBeside(models[scan_key], a.threads, 0.05 if a.quick else 1.5)
                 r["scan"] = scan_runs(models[scan_key], data, a.files, one, d / "out", a.reps,
-                                      keras_model=a.keras, beside=beside)
+                                      keras_model=a.keras, beside=beside, arch=scan_key)
                 print("scans of survey-like files (WCS, zero point; resampled) …", flush=True)
                 r["grid"] = grid_runs(models[scan_key], d, a.files, d / "out", a.reps,
                                       beside=beside)
