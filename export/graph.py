@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 from train.quantize import INT8_MIN_SIZE, int8_eligible, quantize_int8
 
 __all__ = ["CONTROL_FLOW", "control_flow_nodes", "rotational_branches", "merge_metadata",
-           "compress_weights", "rename_io", "fuse_max_trees"]
+           "compress_weights", "rename_io", "fuse_max_trees", "error_line"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,13 @@ def _all_nodes(graph: onnx.GraphProto):
                 yield from _all_nodes(attr.g)
             for g in attr.graphs:
                 yield from _all_nodes(g)
+
+
+def error_line(path, exc: BaseException) -> str:
+    """The one-line error of an ``export.*`` command on a model file, whatever failed (a missing
+    or corrupt file, onnx's checker, onnxruntime, a failed check): the path once, then why."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"error: {msg}" if str(path) in msg else f"error: {path}: {msg}"
 
 
 def control_flow_nodes(model: onnx.ModelProto) -> list[str]:

@@ -195,6 +195,8 @@ def add_logit(path, *, n_check: int = 64, seed: int = 0) -> dict:
 def main(argv=None) -> int:
     import argparse
 
+    from .graph import error_line
+
     ap = argparse.ArgumentParser(prog="python -m export.logit", description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="+", help="ONNX files, changed in place")
     a = ap.parse_args(argv)
@@ -202,9 +204,8 @@ def main(argv=None) -> int:
     for p in a.models:
         try:
             print(p, json.dumps(add_logit(p)))
-        except (ValueError, OSError) as exc:  # onnx's load errors are OSError/ValueError
-            print(f"error: {p}: {exc}" if str(p) not in str(exc) else f"error: {exc}",
-                  file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 -- protobuf, checker, onnxruntime: one line each
+            print(error_line(p, exc), file=sys.stderr)
             code = 1
     return code
 

@@ -150,10 +150,12 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if Path(a.dst).exists() and not a.overwrite:
         ap.exit(2, f"error: {a.dst} exists; pass --overwrite to replace it\n")
+    from .graph import error_line
+
     try:
         r = symmetrise(a.src, a.dst)
-    except (ValueError, OSError) as exc:
-        ap.exit(1, f"error: {exc}\n")
+    except Exception as exc:  # noqa: BLE001 -- protobuf, checker, onnxruntime: one line each
+        ap.exit(1, error_line(a.src, exc) + "\n")
     print(json.dumps(r))
     return 0
 

@@ -31,6 +31,25 @@ def test_merge_metadata_never_overwrites(tmp_path):
     assert kept == ["lensscore.arch"] and d["lensscore.arch"] == "mine" and d["lensscore.new"] == "1"
 
 
+def test_export_tools_give_one_line_errors(tmp_path, capsys):
+    """A corrupt or missing model file: one line naming it, exit code 1, for every tool."""
+    from export.logit import main as logit_main
+    from export.optimize import main as optimize_main
+    from export.symmetrise import main as symmetrise_main
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("not a model")
+    for run in (lambda: logit_main([str(bad)]), lambda: optimize_main([str(bad)]),
+                lambda: logit_main([str(tmp_path / "missing.onnx")])):
+        assert run() == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and str(tmp_path) in err[0]
+    with pytest.raises(SystemExit) as e:
+        symmetrise_main([str(bad), str(tmp_path / "out.onnx")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 1 and len(err) == 1 and str(bad) in err[0]
+
+
 def test_compress_weights_only_weights(tmp_path, rng):
     """Compressed weights: scores close, still batch independent, rotation invariance exact."""
     import onnxruntime  # noqa: F401
