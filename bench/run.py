@@ -256,7 +256,10 @@ def _bracketed(beside, cmd, what: str):
     return r, (before + beside()) / 2 if beside else None
 
 
-_SAMPLE = re.compile(r"rotation check on a sample of ([\d,]+) cutouts")
+_SAMPLE = re.compile(r"(?:rotation|invariance) check on a sample of ([\d,]+) cutouts"
+                     r"(?: \(the model claims (\w+)\))?")
+#: passes of each sampled cutout beyond its own: the transforms of the group a model claims
+_EXTRA = {"D4": 7, "C4": 3}
 
 
 def scan_runs(model, data: Path, n_files: int, one: Path, out: Path, reps: int,
@@ -273,6 +276,7 @@ def scan_runs(model, data: Path, n_files: int, one: Path, out: Path, reps: int,
     rss = {k: [] for k in ("scan", "tf_loop", "tf_data")}
     inscan, inscan_auto = [], []
     ratio, ratio_auto, ratio_auto_img, beside_ips, sampled = [], [], [], [], []
+    group = "C4"  # the group the scanned model claims, as its scan reports it
     extra = ["--keras", str(keras_model)] if keras_model else ["--arch", arch]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     for _ in range(reps):
@@ -298,9 +302,11 @@ def scan_runs(model, data: Path, n_files: int, one: Path, out: Path, reps: int,
         n_sampled = int(k.group(1).replace(",", "")) if k else 0
         if k:
             sampled.append(n_sampled)
+            group = k.group(2) or "C4"
         if m:
             inscan_auto.append(float(m.group(1).replace(",", "")))
-            n_img = n_files + 3 * n_sampled  # every file once, three more for each sampled one
+            # every file once, and the other transforms of the group of each sampled one
+            n_img = n_files + _EXTRA.get(group, 3) * n_sampled
             if mo:
                 ratio_auto.append(inscan_auto[-1] / mo)
                 ratio_auto_img.append(inscan_auto[-1] * n_img / n_files / mo)
@@ -335,6 +341,7 @@ def scan_runs(model, data: Path, n_files: int, one: Path, out: Path, reps: int,
             "model_beside_img_per_s": _median(beside_ips) if beside_ips else None,
             "model_beside_range": [min(beside_ips), max(beside_ips)] if beside_ips else None,
             "rotation_sample": _median(sampled) if sampled else None,
+            "sample_group": group if sampled else None,
             "runs": {"scan_inner": inscan, "scan_auto_inner": inscan_auto,
                      "scan_vs_model_beside": ratio, "scan_auto_vs_model_beside": ratio_auto,
                      "model_beside_img_per_s": beside_ips},
@@ -431,15 +438,18 @@ def table_rows(r: dict) -> list[tuple[str, str, str, str]]:
         auto = s.get("scan_auto_inner_files_per_s")
         if auto:
             n_s = s.get("rotation_sample")
+            grp = s.get("sample_group") or "C4"
+            k_x = _EXTRA.get(grp, 3)
+            what = "the four rotations" if grp == "C4" else "the 8 transforms"
             q, txt = vs(auto, s.get("scan_auto_vs_model_beside"))
-            rows.append(("  same, default options (--rotations auto: the four rotations of a "
+            rows.append((f"  same, default options (--rotations auto: {what} of a "
                          f"{n_s:.0f}-cutout sample), inside the scan" if n_s else
                          "  same, default options (--rotations auto), inside the scan",
                          f"{auto:.1f} files/s", txt, f"≥{tgt} {_ok(q, tgt)}"))
             qi = s.get("scan_auto_images_vs_model_beside")
             if qi and n_s:
-                rows.append((f"    counted in images run ({r['n_files']} + 3 × {n_s:.0f} "
-                             "sampled rotations)", f"{auto * (1 + 3 * n_s / r['n_files']):.1f} "
+                rows.append((f"    counted in images run ({r['n_files']} + {k_x} × {n_s:.0f} "
+                             "sampled transforms)", f"{auto * (1 + k_x * n_s / r['n_files']):.1f} "
                              "img/s", f"{qi:.2f} of model-only beside it", ""))
         grid = r.get("grid")
         if grid:

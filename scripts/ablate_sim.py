@@ -12,9 +12,10 @@ seed (``--arms base,base@2``) to see how far training noise alone moves them.
 
 Arms: ``base`` (the shipped sets' simulator), ``vdf`` (``--deflectors sis-vdf``), ``vdf+los``
 (plus ``--los 30``), ``vdf+cut`` (plus ``--deflector-max-mag 21.5``), ``los`` (line of sight
-only); ``@SEED`` sets the training seed (the data are
-the same for every seed). Results go to OUT/results.json, one entry per arm, written as each arm
-finishes (a rerun skips arms already there).
+only); ``:ARCH`` trains another architecture on the same data (``vdf+cut:d4``: the
+D4-invariant network; default ``rot``) and ``@SEED`` sets the training seed (the data are
+the same for every architecture and seed). Results go to OUT/results.json, one entry per
+arm, written as each arm finishes (a rerun skips arms already there).
 """
 
 from __future__ import annotations
@@ -66,12 +67,25 @@ def table(out: Path) -> str:
     return "\n".join(lines)
 
 
+def parse_arm(name: str) -> tuple[str, str, str]:
+    """``SIM[:ARCH][@SEED]`` -> (simulator arm, training seed, architecture)."""
+    rest, _, seed = name.partition("@")
+    sim, _, arch = rest.partition(":")
+    if sim not in ARMS:
+        raise ValueError(f"unknown arm {name!r}: choose from {', '.join(ARMS)} "
+                         "(optionally :ARCH and @SEED)")
+    if arch and arch not in ("rot", "d4", "baseline"):
+        raise ValueError(f"unknown architecture in arm {name!r}: rot, d4 or baseline")
+    if seed and not seed.isdigit():
+        raise ValueError(f"the seed of arm {name!r} is not a whole number")
+    return sim, seed or "16", arch or "rot"
+
+
 def arm(name: str, a, out: Path) -> dict:
     from lensscore.catalog import read_catalog
     from lensscore.metrics import real_metrics
 
-    sim, _, seed = name.partition("@")
-    seed = seed or "16"
+    sim, seed, arch = parse_arm(name)
     data = out / f"data_{sim}"
     run = out / f"run_{name}"
     log = out / f"{name}.log"
@@ -82,7 +96,7 @@ def arm(name: str, a, out: Path) -> dict:
               "ps1", "--seed", "16", "--workers", str(a.workers), "--overwrite", *ARMS[sim]], log)
     t_sim = time.perf_counter() - t0
     if not (run / "model.keras").exists():
-        _run([py, "-m", "train", "fit", "--data", str(data), "--out", str(run), "--arch", "rot",
+        _run([py, "-m", "train", "fit", "--data", str(data), "--out", str(run), "--arch", arch,
               "--survey", "ps1", "--epochs", str(a.epochs), "--seed", seed, "--jit",
               *(["--resume"] if (run / "config.json").exists() else [])], log)
     if not (run / "metrics.json").exists():
@@ -96,7 +110,7 @@ def arm(name: str, a, out: Path) -> dict:
     epochs_run = len((run / "history.csv").read_text().splitlines()) - 1
     test = json.loads((run / "metrics.json").read_text())
     real = real_metrics(read_catalog(cat), str(a.real))
-    return {"arm": name, "simulate": ARMS[sim], "train_seed": int(seed), "n": a.n,
+    return {"arm": name, "simulate": ARMS[sim], "arch": arch, "train_seed": int(seed), "n": a.n,
             "epochs_max": a.epochs, "epochs_run": epochs_run,
             "sim_test": test["metrics"], "real": real,
             # the field sources (galaxies and stars) are the harder, more telling half; most
@@ -122,8 +136,10 @@ def main(argv=None) -> None:
     if not a.real.is_dir():
         sys.exit(f"{a.real}: the real PS1 development cutouts are not there")
     for name in a.arms.split(","):
-        if name.partition("@")[0] not in ARMS:
-            sys.exit(f"unknown arm {name!r}: choose from {', '.join(ARMS)} (optionally @SEED)")
+        try:
+            parse_arm(name)
+        except ValueError as exc:
+            sys.exit(str(exc))
     a.out.mkdir(parents=True, exist_ok=True)
     res_path = a.out / "results.json"
     results = json.loads(res_path.read_text()) if res_path.exists() else {}

@@ -110,3 +110,43 @@ def test_real_table_bootstraps_the_auc_difference_of_two_catalogs(tmp_path):
     p = subprocess.run([sys.executable, script, f"a={cats['good']}", "--boot", "50"],
                        capture_output=True, text=True)
     assert p.returncode == 2 and "exactly two" in p.stderr
+
+
+def test_ablation_arms_name_simulator_architecture_and_seed(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from ablate_sim import parse_arm
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    assert parse_arm("base") == ("base", "16", "rot")
+    assert parse_arm("vdf+cut:d4") == ("vdf+cut", "16", "d4")
+    assert parse_arm("vdf+cut:d4@2") == ("vdf+cut", "2", "d4")
+    for bad in ("nope", "vdf:resnet", "base@x"):
+        with pytest.raises(ValueError, match="arm"):
+            parse_arm(bad)
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "ablate_sim.py"), "--arms",
+                        "vdf:resnet", "--out", str(tmp_path), "--real", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and "rot, d4 or baseline" in p.stderr
+
+
+def test_photometry_baseline_scores_each_fold_without_its_labels():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from photometry_baseline import cross_validated, features
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    # blank sky: no positive flux in the aperture -> magnitude 25 and the 'no flux' flag
+    assert features({"g": 21.0, "r": 20.0, "i": np.nan}, np.nan, 0.5) == \
+        [25.0, 1.0, -5.0, 0.0, 0.5, 1.0]
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 100)
+    x = np.column_stack([y + rng.normal(0, 0.5, 200), rng.normal(0, 1, 200)])
+    fold = np.arange(200) % 5
+    p = cross_validated(x, y, fold)
+    assert ((p > 0.5) == y).mean() > 0.75  # the best any rule can do here: 0.84
+    flipped = y.copy()
+    flipped[fold == 0] = 1 - flipped[fold == 0]  # fold 0's own labels do not reach its scores
+    q = cross_validated(x, flipped, fold)
+    assert np.array_equal(p[fold == 0], q[fold == 0]) and not np.allclose(p[fold == 1],
+                                                                            q[fold == 1])

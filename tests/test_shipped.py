@@ -82,6 +82,11 @@ def test_scan_with_the_default_model(monkeypatch):
     # d4 claims D4 invariance: scored once per cutout, the claim checked on a sample
     assert "invariance check on a sample of" in r.stdout and "max 0.00%" in r.stdout
     assert "mirror |Δ| mean 0.00%" in r.stdout
+    # the bench reads this line to count the sampled transforms in its scan-vs-model ratio
+    from bench.run import _SAMPLE
+
+    k = _SAMPLE.search(" ".join(r.stdout.split()))
+    assert k and int(k.group(1)) > 0 and k.group(2) == "D4", r.stdout
 
 
 def test_shipped_models_by_name():
