@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-__all__ = ["onnx_flops", "gemm_gflops", "training_flops"]
+__all__ = ["onnx_flops", "gemm_gflops", "ort_gemm_gflops", "training_flops"]
 
 _MOVES = frozenset({"Transpose", "ReverseSequence", "Slice", "Reshape", "Identity", "Concat",
                     "Cast"})
@@ -108,6 +108,47 @@ def gemm_gflops(n: int = 2048, reps: int = 5, min_seconds: float = 0.5) -> dict:
         k, t0 = 0, time.perf_counter()
         while True:
             np.matmul(a, b, out=c)
+            k += 1
+            dt = time.perf_counter() - t0
+            if dt >= min_seconds:
+                break
+        rates.append(2 * n ** 3 * k / dt / 1e9)
+    return {"n": n, "median": float(np.median(rates)), "best": float(np.max(rates)),
+            "reps": [float(r) for r in rates]}
+
+
+def ort_gemm_gflops(n: int = 2048, reps: int = 5, min_seconds: float = 0.5,
+                    threads: int | None = None) -> dict:
+    """The same ``n x n`` float32 product through onnxruntime (one ``MatMul`` with a constant
+    right-hand side, as the dense layers are): the rate of the runtime's own GEMM kernels.
+
+    Beside :func:`gemm_gflops` it tells whether a model's distance from the FLOP limit is its
+    graph's (moves, pooling, maxima) or the runtime's kernels'. Same return as
+    :func:`gemm_gflops`.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    g = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
+                          [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
+                          [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
+                          [numpy_helper.from_array(b, "b")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads or 0)
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    onnx.checker.check_model(m)
+    feed = {"a": a}
+    sess.run(None, feed)
+    rates = []
+    for _ in range(reps):
+        k, t0 = 0, time.perf_counter()
+        while True:
+            sess.run(None, feed)
             k += 1
             dt = time.perf_counter() - t0
             if dt >= min_seconds:

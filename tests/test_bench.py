@@ -30,6 +30,7 @@ def test_bench_quick(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     r = json.loads(out.read_text())
     assert r["n_files"] == 24 and 10 < r["gemm"]["median"] < 10_000  # GFLOP/s of a CPU
+    assert 1 < r["ort_gemm"]["median"] < 10_000 and "onnxruntime MatMul" in md.read_text()
     for arch in ("baseline", "rot", "d4"):
         one, eight = r["model"][arch]["1"], r["model"][arch]["8"]
         assert one > 0 and eight > 1.5 * one, (arch, r["model"][arch])  # 2.5-2.9x measured

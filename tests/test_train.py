@@ -242,7 +242,11 @@ def test_finetune_mixes_in_the_runs_own_training_cutouts(data_dir, tmp_path):
     evaluate(tmp_path / "ft", data_dir, plots=False)  # the base run's test split; CV kept
     m2 = json.loads((tmp_path / "ft" / "metrics.json").read_text())
     assert m2["real_data"] == m and m2["metrics"]["n"] == 12
-    rows = (tmp_path / "ft" / "cv_scores.csv").read_text().split()[1:]
+    head, *rows = (tmp_path / "ft" / "cv_scores.csv").read_text().split()
+    assert head.endswith(",score_cv_mirror") and r["cv_mirror_averaged"]["n"] == 8
+    assert m["cv_mirror_averaged"] == r["cv_mirror_averaged"]
+    mirror = np.array([float(row.split(",")[6]) for row in rows])
+    assert np.isfinite(mirror).all() and ((0 <= mirror) & (mirror <= 1)).all()
     by_field = {}
     for row in rows:
         obj, _, fold = row.split(",")[:3]
@@ -254,6 +258,12 @@ def test_finetune_mixes_in_the_runs_own_training_cutouts(data_dir, tmp_path):
                   FinetuneConfig(folds=2, epochs=1, n_sim=10, batch_size=8,
                                  balance_nonlenses=True))
     assert rb["cv"]["n"] == 8 and rb["config"]["balance_nonlenses"] is True
+    # the command line: the CV table, the same folds' models averaged over the mirror beside it
+    rc = runner.invoke(app, ["finetune", str(tmp_path / "run"), "--real", str(real), "--out",
+                             str(tmp_path / "ftc"), "--folds", "2", "--epochs", "1",
+                             "--n-sim", "10"])
+    assert rc.exit_code == 0, rc.output
+    assert "mirror-averaged" in rc.output and "roc_auc" in rc.output
 
 
 @pytest.mark.slow

@@ -457,10 +457,11 @@ def finetune(
         _fail(str(exc), 2)
     t = Table(title=f"real data, {r['n_real']} cutouts: before vs {folds}-fold cross-validated",
               title_justify="left")
-    for c in ("metric", "before", "fine-tuned (CV)"):
+    for c in ("metric", "before", "fine-tuned (CV)", "mirror-averaged (CV)"):
         t.add_column(c)
     for k in ("roc_auc", "tpr_at_fpr_1pct", "tpr_at_fpr_0.1pct", "accuracy"):
-        t.add_row(k, f"{r['before'][k]:.4f}", f"{r['cv'][k]:.4f}")
+        t.add_row(k, f"{r['before'][k]:.4f}", f"{r['cv'][k]:.4f}",
+                  f"{r['cv_mirror_averaged'][k]:.4f}")
     fs = r["cv"].get("field_sources_above_threshold")
     if fs is not None:
         t.add_row("field sources >= threshold", "", f"{fs:.4f}")

@@ -390,7 +390,9 @@ def real_data_record(res: dict, real_dir) -> dict:
                       "a fold): each cutout scored by a model fine-tuned without it"
                       + (f"; {res['n_painted']} arcs painted onto the training folds' real "
                          "non-lenses mixed in" if res.get("n_painted") else ""),
-            "cv": res["cv"], "before_finetune": res["before"]}
+            "cv": res["cv"], "before_finetune": res["before"],
+            **({"cv_mirror_averaged": res["cv_mirror_averaged"]}
+               if "cv_mirror_averaged" in res else {})}
 
 
 def _nhwc(x):
@@ -528,15 +530,21 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
     before = _predict(keras.saving.load_model(run.model), x)
     groups = position_groups(real.ra, real.dec, fc.group_radius)
     fold = _folds(groups, y, fc.folds, fc.fold_seed)
-    cv, final = _cross_validate(run.model, real, fold, (xs, ys), (xp, hp), fc, progress)
+    cv, cv_mirror, final = _cross_validate(run.model, real, fold, (xs, ys), (xp, hp), fc,
+                                           progress)
     _write_finetuned(out, run, final, save, real, real_dir, fc, n_painted=len(hp))
     with open(out.path / "cv_scores.csv", "w") as fh:
-        fh.write("id,label,fold,group,score_cv,score_before\n")
-        for i, lab, f, g, sc, b in zip(ids, y, fold, groups, cv, before):
-            fh.write(f"{i},{lab},{f},{g},{sc:.6g},{b:.6g}\n")
+        # score_cv_mirror: the same fold model's score of the mirrored cutout; the mean of the
+        # two is the cross-validated score of the model averaged over the mirror
+        # (python -m export.symmetrise)
+        fh.write("id,label,fold,group,score_cv,score_before,score_cv_mirror\n")
+        for i, lab, f, g, sc, b, sm in zip(ids, y, fold, groups, cv, before, cv_mirror):
+            fh.write(f"{i},{lab},{f},{g},{sc:.6g},{b:.6g},{sm:.6g}\n")
     res = {"n_real": int(len(y)), "config": asdict(fc), "n_painted": int(len(hp)),
            "n_groups": int(len(set(groups.tolist()))),
-           "cv": classification_summary(y, cv), "before": classification_summary(y, before)}
+           "cv": classification_summary(y, cv), "before": classification_summary(y, before),
+           # the same folds' models averaged over the mirror (python -m export.symmetrise)
+           "cv_mirror_averaged": classification_summary(y, (cv + cv_mirror) / 2)}
     src = np.array([kind_of(i) == "src" for i in ids])
     res["cv"]["field_sources_above_threshold"] = (
         float(np.mean(cv[src] >= DEFAULT_THRESHOLD)) if src.any() else None)
@@ -562,7 +570,8 @@ def _check_real(real: RealSet, fc: FinetuneConfig, where) -> None:
 def _cross_validate(model_path, real: RealSet, fold, sims, painted, fc: FinetuneConfig,
                     progress=None):
     """One fine-tune per fold, each scoring the real cutouts it did not see, then the final
-    fine-tune on all of them. Returns the out-of-fold scores and the final model.
+    fine-tune on all of them. Returns the out-of-fold scores, the out-of-fold scores of the
+    mirrored cutouts (for a model averaged over the mirror) and the final model.
 
     Simulations are mixed into every training set; a painting (``painted``: cutouts and host
     ids) trains only the folds its host is not tested in, so no test cutout is seen painted
@@ -573,7 +582,7 @@ def _cross_validate(model_path, real: RealSet, fold, sims, painted, fc: Finetune
     fold_of_id = dict(zip(ids, fold.tolist()))
     # a painting belongs to its host's fold; a host outside the real set is in no test fold
     paint_fold = np.array([fold_of_id.get(h, -1) for h in hp], int)
-    cv = np.full(len(y), np.nan)
+    cv, cv_mirror = np.full(len(y), np.nan), np.full(len(y), np.nan)
     ids_a = np.asarray(ids, dtype=object)
 
     def weights(sel):
@@ -594,12 +603,13 @@ def _cross_validate(model_path, real: RealSet, fold, sims, painted, fc: Finetune
         tr, te = fold != k, fold == k
         m = _train(model_path, x[tr], y[tr], *extra(k), fc, fc.seed + k, weights(tr))
         cv[te] = _predict(m, x[te])
+        cv_mirror[te] = _predict(m, x[te][..., ::-1])
         if progress:
             progress(k + 1, fc.folds + 1)
     final = _train(model_path, x, y, *extra(-2), fc, fc.seed + fc.folds, weights(slice(None)))
     if progress:
         progress(fc.folds + 1, fc.folds + 1)
-    return cv, final
+    return cv, cv_mirror, final
 
 
 def _write_finetuned(out: RunDir, run: RunDir, final, save, real: RealSet, real_dir,
