@@ -25,16 +25,35 @@ from pathlib import Path
 
 import numpy as np
 
-FEATURES = ("i", "g-r", "r-i", "width", "offset", "no flux")
+FEATURES = ("i", "g-r", "r-i", "width", "offset", "no flux", "i 1-3\"/<1\"")
+#: the sign that makes each feature a lens score, fixed by what a lens is before any number was
+#: seen: bright, red, extended (a deflector galaxy, an arc around it), centred
+DIRECTION = {"i": -1, "g-r": 1, "r-i": 1, "width": 1, "offset": -1, "i 1-3\"/<1\"": 1}
 
 
-def features(mags: dict, width: float, offset: float) -> list[float]:
+def features(mags: dict, width: float, offset: float, ring: float = 0.0) -> list[float]:
     """The feature row of one cutout; magnitudes that are not finite (no positive flux in the
-    aperture: blank sky) become 25 with the 'no flux' flag set."""
+    aperture: blank sky) become 25 with the 'no flux' flag set. ``ring``: the i-band light
+    1-3" from the centre over that within 1" (:func:`ring_ratio`)."""
     m = {b: (v if math.isfinite(v) else 25.0) for b, v in mags.items()}
     missing = float(not all(math.isfinite(v) for v in mags.values()))
     w = width if math.isfinite(width) else 0.0
-    return [m["i"], m["g"] - m["r"], m["r"] - m["i"], w, offset, missing]
+    return [m["i"], m["g"] - m["r"], m["r"] - m["i"], w, offset, missing, ring]
+
+
+def ring_ratio(img: np.ndarray, pixel_scale: float) -> float:
+    """Light 1-3" from the centre over light within 1" (sky from the border): how extended the
+    central source is -- a star ~0, a galaxy or a lens with arcs more. 0 where the core's flux
+    is not positive."""
+    from train.paint import _sky
+
+    n = img.shape[-1]
+    c = (n - 1) / 2
+    yy, xx = np.mgrid[:n, :n]
+    r = np.hypot(xx - c, yy - c) * pixel_scale
+    sub = img.astype(np.float64) - _sky(img)
+    core, ring = sub[r < 1.0].sum(), sub[(r >= 1.0) & (r < 3.0)].sum()
+    return float(ring / core) if core > 0 else 0.0
 
 
 def _key(obj_id: str) -> str:
@@ -44,12 +63,15 @@ def _key(obj_id: str) -> str:
     return "/".join(p[:3] + p[-1:]) if obj_id.startswith("nonlenses/det/") else obj_id
 
 
-def measure(raw: Path, ids: list[str]) -> np.ndarray:
-    """Feature rows of the cutouts ``ids`` (the development set's ids, detections included)."""
+def measure(raw: Path, ids: list[str], recentre: bool = False) -> np.ndarray:
+    """Feature rows of the cutouts ``ids`` (the development set's ids, detections included);
+    with ``recentre`` the lenses cut centred on their detections (:func:`train.paint.recentre`),
+    as the non-lenses were."""
     from lensscore.io import load_source
 
     from train.data import labelled_sources
     from train.paint import detections_around, host_photometry
+    from train.paint import recentre as recentre_sources
     from train.presets import read_options
     from train.simulate import SimConfig
 
@@ -59,6 +81,8 @@ def measure(raw: Path, ids: list[str]) -> np.ndarray:
     sources = labelled_sources(raw, bands)
     if any(i.startswith("nonlenses/det/") for i in ids):
         sources += detections_around(sources, bands, options)
+    if recentre:
+        sources, _ = recentre_sources(sources, bands, options)
     by_id = {_key(s.id): s for s in sources}
     missing = [i for i in ids if _key(i) not in by_id]
     if missing:
@@ -67,7 +91,8 @@ def measure(raw: Path, ids: list[str]) -> np.ndarray:
     for i in ids:
         c = load_source(by_id[_key(i)], bands, cfg.size, options)
         mags, width, _, offset = host_photometry(c.data, cfg)
-        rows.append(features(mags, width, offset))
+        ring = ring_ratio(c.data[bands.index("i")], cfg.pixel_scale)
+        rows.append(features(mags, width, offset, ring))
     return np.asarray(rows, float)
 
 
@@ -101,11 +126,42 @@ def cross_validated(x: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarra
     return out
 
 
+def single_feature_table(x: np.ndarray, ids: list[str], y: np.ndarray, versus=None) -> str:
+    """Markdown rows: each feature alone as a lens score (its sign from :data:`DIRECTION`, no
+    fitting, so no cross-validation is needed), its AUC of lenses against field sources, sky
+    positions and all the development set's non-lenses (detections left out); with ``versus``
+    (name, out-of-fold scores), the paired bootstrap interval of feature - that model against
+    field sources."""
+    from lensscore.metrics import paired_bootstrap, roc_auc
+
+    kind = np.array(["lens" if i.startswith("lenses/") else i.split("/")[1] for i in ids])
+    sel = {"field sources": kind == "src", "sky": kind == "sky",
+           "all": (kind == "src") | (kind == "sky")}
+    head = "| feature alone | " + " | ".join(f"lenses vs {k}" for k in sel) + " |"
+    if versus:
+        head += f" minus {versus[0]}, vs field sources (95 % interval) |"
+    lines = [head, "| --- " + "| ---: " * (len(sel) + bool(versus)) + "|"]
+    lens = kind == "lens"
+    for f, sign in DIRECTION.items():
+        v = sign * x[:, FEATURES.index(f)]
+        row = [f"{roc_auc(y[lens | m], v[lens | m]):.3f}" for m in sel.values()]
+        if versus:
+            m = lens | sel["field sources"]
+            d = paired_bootstrap(y[m], v[m], versus[1][m])["roc_auc"]
+            row.append(f"{d['a_minus_b']:+.3f} [{d['lo95']:+.3f}, {d['hi95']:+.3f}]")
+        lines.append(f"| {f} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("raw", type=Path, help="ps1-sled-dev/raw")
     ap.add_argument("folds", type=Path, help="an out-of-fold table of models/cv/ (its folds)")
     ap.add_argument("out", type=Path, help="CSV to write (id, label, fold, group, photometry)")
+    ap.add_argument("--recentre", action="store_true",
+                    help="cut the lenses centred on their detections, as the non-lenses were")
+    ap.add_argument("--versus", help="a score column of the folds table to compare each "
+                                     "feature with, against field sources (paired bootstrap)")
     a = ap.parse_args(argv)
     lines = [r.split(",") for r in a.folds.read_text().splitlines() if r]
     head, rows = lines[0], lines[1:]
@@ -114,7 +170,7 @@ def main(argv=None) -> int:
     ids = [r[0] for r in rows]
     y = np.array([int(r[1]) for r in rows])
     fold = np.array([int(r[2]) for r in rows])
-    x = measure(a.raw, ids)
+    x = measure(a.raw, ids, a.recentre)
     p = cross_validated(x, y, fold)
     a.out.write_text("id,label,fold,group,photometry\n" + "".join(
         f"{r[0]},{r[1]},{r[2]},{r[3]},{v:.6g}\n" for r, v in zip(rows, p)))
@@ -122,6 +178,13 @@ def main(argv=None) -> int:
     print("weights on all cutouts (standardised features): " + ", ".join(
         f"{n} {v:+.2f}" for n, v in zip(FEATURES + ("bias",), w)))
     print(f"out-of-fold scores of {len(y)} cutouts: {a.out}")
+    versus = None
+    if a.versus:
+        if a.versus not in head[4:]:
+            sys.exit(f"{a.folds}: no column {a.versus!r} (have {', '.join(head[4:])})")
+        c = head.index(a.versus)
+        versus = (a.versus, np.array([float(r[c]) for r in rows]))
+    print(single_feature_table(x, ids, y, versus))
     return 0
 
 

@@ -292,3 +292,31 @@ def test_finetune_refuses_one_class_and_too_few_groups():
     real = RealSet(x, [1, 0, 1, 0], list("abcd"), [10.0] * 4, [0.0] * 4)  # one position
     with pytest.raises(ValueError, match="1 sky-position group"):
         _check_real(real, FinetuneConfig(folds=2), "d")
+
+
+def test_recentre_cuts_lenses_on_their_detection_as_non_lenses_are_cut(tmp_path, rng):
+    from lensscore.io import find_sources, load_source
+    from train.paint import recentre
+    from train.presets import read_options
+
+    n, opts = 120, read_options("ps1")
+    yy, xx = np.mgrid[:n, :n]
+    for name, x0, ra in (("near", 65.5, 150.0), ("far", 73.5, 151.0)):  # 1.5" and 3.5" off
+        d = tmp_path / "lenses" / name
+        d.mkdir(parents=True)
+        for b in "gri":
+            img = rng.normal(0, 0.02, (n, n)) + 5 * np.exp(-((xx - x0) ** 2 + (yy - 59.5) ** 2)
+                                                           / 8)
+            hdr = sky_wcs(n, scale_arcsec=0.25, ra=ra).to_header()
+            fits.PrimaryHDU(img.astype(np.float32), header=hdr).writeto(d / f"{name}_{b}.fits")
+    srcs = find_sources(tmp_path, "gri")
+    new, shifts = recentre(srcs, "gri", opts)
+    assert list(shifts) == ["lenses/near/near"] and shifts["lenses/near/near"] == \
+        pytest.approx(1.5, abs=0.05)
+    assert [(s.id, s.label) for s in new] == [(s.id, s.label) for s in srcs]
+    old, got = ({s.id: s for s in v} for v in (srcs, new))
+    assert got["lenses/far/far"] is old["lenses/far/far"]  # none within 2": kept as it was
+    before, after = (load_source(v["lenses/near/near"], "gri", CFG.size, opts).data
+                     for v in (old, got))
+    assert host_photometry(before, CFG)[3] == pytest.approx(1.5, abs=0.2)
+    assert host_photometry(after, CFG)[3] < 0.2  # the light peak now at the centre

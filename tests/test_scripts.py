@@ -138,7 +138,7 @@ def test_photometry_baseline_scores_each_fold_without_its_labels():
         sys.path.remove(str(ROOT / "scripts"))
     # blank sky: no positive flux in the aperture -> magnitude 25 and the 'no flux' flag
     assert features({"g": 21.0, "r": 20.0, "i": np.nan}, np.nan, 0.5) == \
-        [25.0, 1.0, -5.0, 0.0, 0.5, 1.0]
+        [25.0, 1.0, -5.0, 0.0, 0.5, 1.0, 0.0]
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 100)
     x = np.column_stack([y + rng.normal(0, 0.5, 200), rng.normal(0, 1, 200)])

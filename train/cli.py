@@ -430,6 +430,9 @@ def finetune(
                     "each fold trains on its own hosts' paintings only.")] = 0,
     detections: Annotated[bool, typer.Option(
         help="Add the sources detected around each lens stamp as real non-lenses.")] = False,
+    recentre_lenses: Annotated[bool, typer.Option(
+        help="Cut each lens again centred on its detection (6 sigma in r+i, within 2\"), as "
+             "non-lenses cut on detections are, not at its catalogued position.")] = False,
     group_radius: Annotated[float, typer.Option(
         min=0.0, help="Arcsec: cutouts closer than this share a fold (friends of friends).")]
     = 30.0,
@@ -447,7 +450,8 @@ def finetune(
         with prog:
             fc = FinetuneConfig(folds=folds, epochs=epochs, lr=lr, n_sim=n_sim,
                                 balance_nonlenses=balance_nonlenses, n_paint=n_paint,
-                                detections=detections, group_radius=group_radius)
+                                detections=detections, group_radius=group_radius,
+                                recentre_lenses=recentre_lenses)
             r = run_ft(run_dir, real, out_dir, fc,
                        progress=lambda k, n: prog.update(task, completed=k),
                        labels=read_labels(labels) if labels else None, workers=workers)

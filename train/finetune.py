@@ -92,6 +92,9 @@ class FinetuneConfig:
     paint_pairs: bool = True
     #: add the sources detected around each lens stamp as real non-lenses (``nonlenses/det``)
     detections: bool = False
+    #: cut each lens read from per-band stamps again, centred on its detection's flux-weighted
+    #: centre (as the non-lenses were cut: train.paint.recentre), not at its catalogued position
+    recentre_lenses: bool = False
 
 
 #: how the gallery's SuGOHI grades (0-3) become labels (:func:`grade_label`)
@@ -196,7 +199,7 @@ class RealSet:
 
 
 def load_real(data_dir, cfg, *, labels=None, detections: bool = False, hosts: bool = False,
-              progress=None) -> RealSet:
+              recentre: bool = False, progress=None) -> RealSet:
     """Labelled real cutouts on the run's grid (its survey preset), preprocessed as in scoring.
 
     Parameters
@@ -213,6 +216,9 @@ def load_real(data_dir, cfg, *, labels=None, detections: bool = False, hosts: bo
         real non-lenses ``nonlenses/det/<lens>/det<k>``.
     hosts : bool
         Keep the non-lenses as read (for painting).
+    recentre : bool
+        Cut each lens read from per-band stamps at its detection's centre, as the non-lenses
+        of a development set cut on detections are (:func:`train.paint.recentre`).
     """
 
     from lensscore.errors import CutoutError
@@ -222,6 +228,7 @@ def load_real(data_dir, cfg, *, labels=None, detections: bool = False, hosts: bo
 
     from .data import labelled_sources
     from .paint import Host, PaintConfig, detections_around, host_photometry
+    from .paint import recentre as recentre_sources
     from .presets import read_options
     from .simulate import SimConfig
 
@@ -230,6 +237,10 @@ def load_real(data_dir, cfg, *, labels=None, detections: bool = False, hosts: bo
     sources = labelled_sources(data_dir, cfg.bands, labels)
     if detections:
         sources += detections_around(sources, cfg.bands, options)
+    if recentre:
+        sources, shifts = recentre_sources(sources, cfg.bands, options)
+        log.info("%d lenses re-centred on their detection (median shift %.2f arcsec)",
+                 len(shifts), float(np.median(list(shifts.values()))) if shifts else 0.0)
     if not sources:
         raise ValueError(f"{data_dir}: no labelled cutouts")
     sim_cfg = SimConfig.for_survey(cfg.survey, bands=tuple(cfg.bands), size=cfg.size)
@@ -389,7 +400,9 @@ def real_data_record(res: dict, real_dir) -> dict:
                       f"(objects within {res['config'].get('group_radius', 30.0):g} arcsec share "
                       "a fold): each cutout scored by a model fine-tuned without it"
                       + (f"; {res['n_painted']} arcs painted onto the training folds' real "
-                         "non-lenses mixed in" if res.get("n_painted") else ""),
+                         "non-lenses mixed in" if res.get("n_painted") else "")
+                      + ("; lenses cut centred on their detections, as the non-lenses were"
+                         if res["config"].get("recentre_lenses") else ""),
             "cv": res["cv"], "before_finetune": res["before"],
             **({"cv_mirror_averaged": res["cv_mirror_averaged"]}
                if "cv_mirror_averaged" in res else {})}
@@ -514,7 +527,8 @@ def finetune(run_dir, real_dir, out_dir, fc: FinetuneConfig | None = None,
         raise FileExistsError(f"{out.path} holds a model already")
     cfg = load_config(run)
     real = RealSet.of(real) if real is not None else load_real(
-        real_dir, cfg, labels=labels, detections=fc.detections, hosts=fc.n_paint > 0)
+        real_dir, cfg, labels=labels, detections=fc.detections, hosts=fc.n_paint > 0,
+        recentre=fc.recentre_lenses)
     x, y, ids = real.x, real.y, real.ids
     log.info("%d real cutouts (%d lenses)", len(y), int(y.sum()))
     _check_real(real, fc, real_dir)
