@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lensscore.config import DEFAULT_SIZE, DEFAULT_ZEROPOINT, PIXEL_SCALE_ARCSEC
+from lensscore.config import DEFAULT_SIZE, DEFAULT_ZEROPOINT, PIXEL_SCALE_ARCSEC, TRANSFORMS
 
 from .flops import gemm_gflops, onnx_flops, ort_gemm_gflops, training_flops
 
@@ -256,10 +256,11 @@ def _bracketed(beside, cmd, what: str):
     return r, (before + beside()) / 2 if beside else None
 
 
-_SAMPLE = re.compile(r"(?:rotation|invariance) check on a sample of ([\d,]+) cutouts"
+_SAMPLE = re.compile(r"invariance check on a sample of ([\d,]+) cutouts"
                      r"(?: \(the model claims (\w+)\))?")
-#: passes of each sampled cutout beyond its own: the transforms of the group a model claims
-_EXTRA = {"D4": 7, "C4": 3}
+#: passes of each sampled cutout beyond its own: a sample is scored under all 8 transforms
+#: (lensscore.scorer.TRANSFORMS), whatever group the model claims
+_EXTRA = len(TRANSFORMS) - 1
 
 
 def scan_runs(model, data: Path, n_files: int, one: Path, out: Path, reps: int,
@@ -276,7 +277,7 @@ def scan_runs(model, data: Path, n_files: int, one: Path, out: Path, reps: int,
     rss = {k: [] for k in ("scan", "tf_loop", "tf_data")}
     inscan, inscan_auto = [], []
     ratio, ratio_auto, ratio_auto_img, beside_ips, sampled = [], [], [], [], []
-    group = "C4"  # the group the scanned model claims, as its scan reports it
+    group = None  # the group the scanned model claims, as its scan reports it
     extra = ["--keras", str(keras_model)] if keras_model else ["--arch", arch]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     for _ in range(reps):
@@ -302,11 +303,10 @@ def scan_runs(model, data: Path, n_files: int, one: Path, out: Path, reps: int,
         n_sampled = int(k.group(1).replace(",", "")) if k else 0
         if k:
             sampled.append(n_sampled)
-            group = k.group(2) or "C4"
+            group = k.group(2)
         if m:
             inscan_auto.append(float(m.group(1).replace(",", "")))
-            # every file once, and the other transforms of the group of each sampled one
-            n_img = n_files + _EXTRA.get(group, 3) * n_sampled
+            n_img = n_files + _EXTRA * n_sampled  # every file, and 7 more passes a sample
             if mo:
                 ratio_auto.append(inscan_auto[-1] / mo)
                 ratio_auto_img.append(inscan_auto[-1] * n_img / n_files / mo)
@@ -403,7 +403,9 @@ def table_rows(r: dict) -> list[tuple[str, str, str, str]]:
                  f"{g:.1f} GFLOP/s", "1 (the FLOP limit)", ""))
     og = r.get("ort_gemm")
     if og:  # the runtime's own kernels on the same product: how near the limit they get
-        rows.append((f"float32 GEMM (onnxruntime MatMul, {n}×{n})", f"{og['median']:.1f} GFLOP/s",
+        th = f"{r['threads']} threads" if r.get("threads") else "all cores"
+        rows.append((f"float32 GEMM (onnxruntime MatMul, {n}×{n}, {th})",
+                     f"{og['median']:.1f} GFLOP/s",
                      f"{og['median'] / g:.2f} of limit", ""))
     for k, v in r.get("model", {}).items():
         f = r["flops"][k]["total"]
@@ -442,11 +444,9 @@ def table_rows(r: dict) -> list[tuple[str, str, str, str]]:
         auto = s.get("scan_auto_inner_files_per_s")
         if auto:
             n_s = s.get("rotation_sample")
-            grp = s.get("sample_group") or "C4"
-            k_x = _EXTRA.get(grp, 3)
-            what = "the four rotations" if grp == "C4" else "the 8 transforms"
+            k_x = _EXTRA
             q, txt = vs(auto, s.get("scan_auto_vs_model_beside"))
-            rows.append((f"  same, default options (--rotations auto: {what} of a "
+            rows.append(("  same, default options (--rotations auto: the 8 transforms of a "
                          f"{n_s:.0f}-cutout sample), inside the scan" if n_s else
                          "  same, default options (--rotations auto), inside the scan",
                          f"{auto:.1f} files/s", txt, f"≥{tgt} {_ok(q, tgt)}"))
@@ -566,7 +566,7 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     r = {"machine": machine(), "command": "python -m bench " + " ".join(argv or sys.argv[1:]),
          "date": time.strftime("%Y-%m-%d"), "n_files": a.files, "reps": a.reps,
-         "flops": {}, "scan_model": scan_key}
+         "flops": {}, "scan_model": scan_key, "threads": a.threads}
     r["command"] = r["command"].strip()
     for k, p in models.items():
         f = onnx_flops(p)

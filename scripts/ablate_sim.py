@@ -69,16 +69,26 @@ def table(out: Path) -> str:
 
 def parse_arm(name: str) -> tuple[str, str, str]:
     """``SIM[:ARCH][@SEED]`` -> (simulator arm, training seed, architecture)."""
+    from lensscore.config import ARCH_INVARIANCE
+
     rest, _, seed = name.partition("@")
     sim, _, arch = rest.partition(":")
     if sim not in ARMS:
         raise ValueError(f"unknown arm {name!r}: choose from {', '.join(ARMS)} "
                          "(optionally :ARCH and @SEED)")
-    if arch and arch not in ("rot", "d4", "baseline"):
-        raise ValueError(f"unknown architecture in arm {name!r}: rot, d4 or baseline")
-    if seed and not seed.isdigit():
+    if arch and arch not in ARCH_INVARIANCE:
+        raise ValueError(f"unknown architecture in arm {name!r}: "
+                         f"{', '.join(ARCH_INVARIANCE)}")
+    if seed and not (seed.isascii() and seed.isdigit()):
         raise ValueError(f"the seed of arm {name!r} is not a whole number")
     return sim, seed or "16", arch or "rot"
+
+
+def arm_key(name: str) -> str:
+    """The one name of an arm's experiment: ``vdf``, ``vdf:rot`` and ``vdf@16`` are the same
+    run, so they share a run directory and a result."""
+    sim, seed, arch = parse_arm(name)
+    return sim + (f":{arch}" if arch != "rot" else "") + (f"@{seed}" if seed != "16" else "")
 
 
 def arm(name: str, a, out: Path) -> dict:
@@ -135,15 +145,14 @@ def main(argv=None) -> None:
         return
     if not a.real.is_dir():
         sys.exit(f"{a.real}: the real PS1 development cutouts are not there")
-    for name in a.arms.split(","):
-        try:
-            parse_arm(name)
-        except ValueError as exc:
-            sys.exit(str(exc))
+    try:
+        names = list(dict.fromkeys(arm_key(n) for n in a.arms.split(",")))
+    except ValueError as exc:
+        sys.exit(str(exc))
     a.out.mkdir(parents=True, exist_ok=True)
     res_path = a.out / "results.json"
     results = json.loads(res_path.read_text()) if res_path.exists() else {}
-    for name in a.arms.split(","):
+    for name in names:
         if name in results:
             continue
         results[name] = arm(name, a, a.out)

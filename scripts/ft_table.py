@@ -27,13 +27,22 @@ HEAD = ("| fine-tune | AUC, all (550) | 95 % interval | vs field sources | vs sk
 def read_jobs(paths) -> dict[str, dict[str, tuple[int, float]]]:
     """Job name -> {id: (label, out-of-fold score)}; a name seen twice gets its file's index.
     A ``.csv`` is the wide table kept in the repository (``models/cv/``: id, label, fold,
-    group, then one column of out-of-fold scores per job)."""
+    group, then one column of out-of-fold scores per job), or a fine-tuned run's own
+    ``cv_scores.csv``: two jobs, named after its directory, as it is and averaged over the
+    mirror (``score_cv_mirror``)."""
     jobs = {}
     for k, p in enumerate(paths):
         if str(p).endswith(".csv"):
             lines = [r.split(",") for r in Path(p).read_text().split("\n") if r]
             for c, name in enumerate(lines[0][4:], start=4):
                 jobs[name] = {r[0]: (int(r[1]), float(r[c])) for r in lines[1:]}
+            if {"score_cv", "score_cv_mirror"} <= set(jobs):  # a run's cv_scores.csv
+                a, b = jobs.pop("score_cv"), jobs.pop("score_cv_mirror")
+                stem = Path(p).parent.name or Path(p).stem
+                jobs[stem] = a
+                jobs[f"{stem}, averaged over the mirror"] = {
+                    i: (lab, (v + b[i][1]) / 2) for i, (lab, v) in a.items()}
+                jobs.pop("score_before", None)
             continue
         for name, j in json.load(open(p))["jobs"].items():
             rows = [r.split(",") for r in j["cv_scores.csv"].split("\n")[1:] if r]

@@ -3,16 +3,17 @@
     python scripts/photometry_baseline.py RAW models/cv/ps1_d4_issue31.csv OUT.csv
     python scripts/ft_table.py OUT.csv models/cv/ps1_d4_issue31.csv --boot 1000
 
-Five numbers per cutout, measured on the cutout as a scan reads it (PS1 preset grid, zero point
-25) by :func:`train.paint.host_photometry`: the i-band magnitude in a 2.5" aperture, g - r,
-r - i, the central source's width over the PSF's, and the offset of its light peak from the
-centre. A logistic regression on them (standardised, L2 penalty 1e-2), cross-validated on the
-folds of the fine-tunes' out-of-fold table (its ``fold`` column: 5 folds grouped by sky
-position), scores every cutout with a model fitted without its fold. The output has the wide
-layout of ``models/cv/`` (id, label, fold, group, one score column), so ``ft_table.py`` puts it
-beside the CNN fine-tunes on the same folds.
+Seven numbers per cutout, measured on the cutout as a scan reads it (PS1 preset grid, zero
+point 25) by :func:`train.paint.host_photometry` and :func:`ring_ratio`: the i-band magnitude in
+a 2.5" aperture, g - r, r - i, the central source's width over the PSF's, the offset of its
+light peak from the centre, the i-band light 1-3" from the centre over that within 1", and a
+flag for no positive flux. A logistic regression on them (standardised, L2 penalty 1e-2),
+cross-validated on the folds of the fine-tunes' out-of-fold table (its ``fold`` column: 5 folds
+grouped by sky position), scores every cutout with a model fitted without its fold. The
+output has the wide layout of ``models/cv/`` (id, label, fold, group, one score column), so
+``ft_table.py`` puts it beside the CNN fine-tunes on the same folds.
 
-If five photometric numbers rank real lenses nearly as well as a fine-tuned CNN, most of the
+If a few photometric numbers rank real lenses nearly as well as a fine-tuned CNN, most of the
 CNN's real-data AUC is "a red galaxy at the centre", not arcs.
 """
 
@@ -57,10 +58,11 @@ def ring_ratio(img: np.ndarray, pixel_scale: float) -> float:
 
 
 def _key(obj_id: str) -> str:
-    """A detection's id without its stamp's directory: ``nonlenses/det/<stamp>/det<k>`` (the
-    fine-tunes' tables) and ``nonlenses/det/<dir>/<stamp>/det<k>`` (today's reader) agree."""
+    """A detection's id without the directory of its stamp: ``nonlenses/det/<stamp>/det<k>``
+    (the fine-tunes' tables) and ``nonlenses/det/<dir>/<stamp>/det<k>`` (today's reader)
+    agree."""
     p = obj_id.split("/")
-    return "/".join(p[:3] + p[-1:]) if obj_id.startswith("nonlenses/det/") else obj_id
+    return "/".join(p[:2] + p[-2:]) if obj_id.startswith("nonlenses/det/") else obj_id
 
 
 def measure(raw: Path, ids: list[str], recentre: bool = False) -> np.ndarray:
@@ -84,6 +86,8 @@ def measure(raw: Path, ids: list[str], recentre: bool = False) -> np.ndarray:
     if recentre:
         sources, _ = recentre_sources(sources, bands, options)
     by_id = {_key(s.id): s for s in sources}
+    if len(by_id) != len(sources):
+        sys.exit(f"{raw}: two cutouts with the same id")
     missing = [i for i in ids if _key(i) not in by_id]
     if missing:
         sys.exit(f"{len(missing)} ids of the table are not in {raw}, e.g. {missing[0]}")
@@ -153,6 +157,25 @@ def single_feature_table(x: np.ndarray, ids: list[str], y: np.ndarray, versus=No
     return "\n".join(lines)
 
 
+def _read_folds(path: Path, versus: str | None):
+    """Header, rows, labels, folds and the ``versus`` column (name, scores) of an out-of-fold
+    table; ValueError for anything else."""
+    lines = [r.split(",") for r in path.read_text().splitlines() if r]
+    if not lines or lines[0][:4] != ["id", "label", "fold", "group"] or len(lines) < 2:
+        raise ValueError("no such header, or no rows")
+    head, rows = lines[0], lines[1:]
+    y = np.array([int(r[1]) for r in rows])
+    fold = np.array([int(r[2]) for r in rows])
+    if set(y.tolist()) != {0, 1} or len(set(fold.tolist())) < 2:
+        raise ValueError("labels must be 0 and 1, and there must be two folds or more")
+    if versus is None:
+        return head, rows, y, fold, None
+    if versus not in head[4:]:
+        raise ValueError(f"no column {versus!r} (have {', '.join(head[4:])})")
+    c = head.index(versus)
+    return head, rows, y, fold, (versus, np.array([float(r[c]) for r in rows]))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("raw", type=Path, help="ps1-sled-dev/raw")
@@ -163,13 +186,14 @@ def main(argv=None) -> int:
     ap.add_argument("--versus", help="a score column of the folds table to compare each "
                                      "feature with, against field sources (paired bootstrap)")
     a = ap.parse_args(argv)
-    lines = [r.split(",") for r in a.folds.read_text().splitlines() if r]
-    head, rows = lines[0], lines[1:]
-    if head[:4] != ["id", "label", "fold", "group"]:
-        sys.exit(f"{a.folds}: not an out-of-fold table (id, label, fold, group, ...)")
+    try:
+        head, rows, y, fold, versus = _read_folds(a.folds, a.versus)
+    except (OSError, ValueError, IndexError) as exc:
+        sys.exit(f"{a.folds}: not an out-of-fold table (id, label, fold, group, scores...): "
+                 f"{exc}")
+    if not a.raw.is_dir() or not a.out.parent.is_dir():
+        sys.exit(f"{a.raw if not a.raw.is_dir() else a.out.parent}: no such directory")
     ids = [r[0] for r in rows]
-    y = np.array([int(r[1]) for r in rows])
-    fold = np.array([int(r[2]) for r in rows])
     x = measure(a.raw, ids, a.recentre)
     p = cross_validated(x, y, fold)
     a.out.write_text("id,label,fold,group,photometry\n" + "".join(
@@ -178,12 +202,6 @@ def main(argv=None) -> int:
     print("weights on all cutouts (standardised features): " + ", ".join(
         f"{n} {v:+.2f}" for n, v in zip(FEATURES + ("bias",), w)))
     print(f"out-of-fold scores of {len(y)} cutouts: {a.out}")
-    versus = None
-    if a.versus:
-        if a.versus not in head[4:]:
-            sys.exit(f"{a.folds}: no column {a.versus!r} (have {', '.join(head[4:])})")
-        c = head.index(a.versus)
-        versus = (a.versus, np.array([float(r[c]) for r in rows]))
     print(single_feature_table(x, ids, y, versus))
     return 0
 

@@ -45,7 +45,8 @@ def test_bench_quick(tmp_path):
     assert 0 < cold["lensscore"] <= 1.0 and cold["lensscore"] < cold["tf_loop"] / 3, cold
     # the default scan checks d4's D4 claim on a sample (24 files: every one), 7 more passes each
     assert r["scan"]["sample_group"] == "D4" and r["scan"]["rotation_sample"] == 24, r["scan"]
-    assert r["scan"]["scan_auto_images_vs_model_beside"] > r["scan"]["scan_auto_vs_model_beside"]
+    assert r["scan"]["scan_auto_images_vs_model_beside"] == pytest.approx(
+        8 * r["scan"]["scan_auto_vs_model_beside"])  # 24 files, each scored 8 times
     assert set(r["train"]["samples_per_s"]) == {"baseline", "rot kernel"}
     assert all(v > 0 for v in r["train"]["samples_per_s"].values())
     assert r["sim"]["n"] == 8 and r["sim"]["cutouts_per_s"] > 0.5  # 3.5 measured

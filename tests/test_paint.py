@@ -320,3 +320,14 @@ def test_recentre_cuts_lenses_on_their_detection_as_non_lenses_are_cut(tmp_path,
                      for v in (old, got))
     assert host_photometry(before, CFG)[3] == pytest.approx(1.5, abs=0.2)
     assert host_photometry(after, CFG)[3] < 0.2  # the light peak now at the centre
+    # a fine-tune on the recentred set records both reads of a moved lens as seen, so a scan of
+    # the stamps as they are still marks that lens in_training
+    from lensscore.trained import cutout_digest
+    from train.finetune import load_real, read_real, save_real
+    from train.fit import FitConfig
+
+    real = load_real(tmp_path, FitConfig(survey="ps1", size=CFG.size), recentre=True)
+    assert real.also_seen == [cutout_digest(before)]
+    assert cutout_digest(after) in real.digests and cutout_digest(before) not in real.digests
+    save_real(tmp_path / "r.npz", real)
+    assert read_real(tmp_path / "r.npz").also_seen == real.also_seen

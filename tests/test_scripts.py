@@ -115,19 +115,21 @@ def test_real_table_bootstraps_the_auc_difference_of_two_catalogs(tmp_path):
 def test_ablation_arms_name_simulator_architecture_and_seed(tmp_path):
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
-        from ablate_sim import parse_arm
+        from ablate_sim import arm_key, parse_arm
     finally:
         sys.path.remove(str(ROOT / "scripts"))
     assert parse_arm("base") == ("base", "16", "rot")
     assert parse_arm("vdf+cut:d4") == ("vdf+cut", "16", "d4")
     assert parse_arm("vdf+cut:d4@2") == ("vdf+cut", "2", "d4")
-    for bad in ("nope", "vdf:resnet", "base@x"):
+    assert {arm_key(n) for n in ("vdf", "vdf:rot", "vdf@16", "vdf:")} == {"vdf"}
+    assert arm_key("vdf+cut:d4@2") == "vdf+cut:d4@2"
+    for bad in ("nope", "vdf:resnet", "base@x", "base@²"):
         with pytest.raises(ValueError, match="arm"):
             parse_arm(bad)
     p = subprocess.run([sys.executable, str(ROOT / "scripts" / "ablate_sim.py"), "--arms",
                         "vdf:resnet", "--out", str(tmp_path), "--real", str(tmp_path)],
                        capture_output=True, text=True)
-    assert p.returncode == 1 and "rot, d4 or baseline" in p.stderr
+    assert p.returncode == 1 and "unknown architecture" in p.stderr
 
 
 def test_photometry_baseline_scores_each_fold_without_its_labels():
@@ -150,3 +152,19 @@ def test_photometry_baseline_scores_each_fold_without_its_labels():
     q = cross_validated(x, flipped, fold)
     assert np.array_equal(p[fold == 0], q[fold == 0]) and not np.allclose(p[fold == 1],
                                                                             q[fold == 1])
+
+
+def test_ft_table_reads_a_runs_cv_scores_as_it_is_and_averaged_over_the_mirror(tmp_path):
+    run = tmp_path / "ft_x"
+    run.mkdir()
+    # two lenses and two field sources; the mirror score reverses one lens's rank
+    _write(run / "cv_scores.csv", "id,label,fold,group,score_cv,score_before,score_cv_mirror",
+           [("lenses/a", 1, 0, 0, 0.9, 0.5, 0.9), ("lenses/b", 1, 1, 1, 0.2, 0.5, 0.0),
+            ("nonlenses/src/c", 0, 0, 0, 0.15, 0.5, 0.15),
+            ("nonlenses/src/d", 0, 1, 1, 0.3, 0.5, 0.3)])
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "ft_table.py"),
+                        str(run / "cv_scores.csv")], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    rows = {r.split(" | ")[0].lstrip("| "): r.split(" | ")[1] for r in p.stdout.splitlines()[2:]}
+    # as it is: b (0.2) beats c (0.15) only -> 3 of 4 pairs; averaged: b (0.1) beats nothing
+    assert rows == {"ft_x": "0.750", "ft_x, averaged over the mirror": "0.500"}, p.stdout

@@ -175,6 +175,9 @@ class RealSet:
         :func:`lensscore.trained.cutout_digest` of each cutout as a scan reads it.
     hosts : list of train.paint.Host
         The non-lenses as read (before preprocessing), for painting; empty unless asked.
+    also_seen : list of str
+        Digests of the same objects as read elsewhere: a recentred lens as a scan of its
+        stamp reads it, at its catalogued centre (a scan must know the model saw it).
     """
 
     x: np.ndarray
@@ -184,6 +187,7 @@ class RealSet:
     dec: np.ndarray | None = None
     digests: list = field(default_factory=list)
     hosts: list = field(default_factory=list)
+    also_seen: list = field(default_factory=list)
 
     def __post_init__(self):
         self.y = np.asarray(self.y, int)
@@ -237,8 +241,12 @@ def load_real(data_dir, cfg, *, labels=None, detections: bool = False, hosts: bo
     sources = labelled_sources(data_dir, cfg.bands, labels)
     if detections:
         sources += detections_around(sources, cfg.bands, options)
+    also_seen = []
     if recentre:
+        before = {s.id: s for s in sources}
         sources, shifts = recentre_sources(sources, cfg.bands, options)
+        also_seen = [cutout_digest(load_source(before[i], cfg.bands, cfg.size, options).data)
+                     for i in shifts]
         log.info("%d lenses re-centred on their detection (median shift %.2f arcsec)",
                  len(shifts), float(np.median(list(shifts.values()))) if shifts else 0.0)
     if not sources:
@@ -267,7 +275,7 @@ def load_real(data_dir, cfg, *, labels=None, detections: bool = False, hosts: bo
     if skipped:
         log.warning("%d of %d real cutouts could not be read", skipped, len(sources))
     return RealSet(np.stack(xs).astype(np.float32), np.asarray(ys), ids, np.asarray(ra),
-                   np.asarray(dec), digests, kept)
+                   np.asarray(dec), digests, kept, also_seen)
 
 
 def save_real(path, real: RealSet) -> None:
@@ -276,7 +284,8 @@ def save_real(path, real: RealSet) -> None:
     h = real.hosts
     np.savez_compressed(
         path, x=real.x, y=real.y, ids=np.array(real.ids), ra=real.ra, dec=real.dec,
-        digests=np.array(real.digests), host_ids=np.array([o.id for o in h]),
+        digests=np.array(real.digests), also_seen=np.array(real.also_seen, dtype=str),
+        host_ids=np.array([o.id for o in h]),
         host_data=np.stack([o.data for o in h]) if h else np.zeros((0,) + real.x.shape[1:]),
         host_ra=np.array([o.ra for o in h]), host_dec=np.array([o.dec for o in h]),
         host_mags=np.array([json.dumps(o.mag) for o in h]),
@@ -302,7 +311,8 @@ def read_real(path) -> RealSet:
                  get("host_noise", []), get("host_offset", []))]
     return RealSet(np.asarray(d["x"], np.float32), d["y"].astype(int), [str(i) for i in d["ids"]],
                    get("ra", np.full(n, np.nan)), get("dec", np.full(n, np.nan)),
-                   [str(v) for v in get("digests", [])], hosts)
+                   [str(v) for v in get("digests", [])], hosts,
+                   [str(v) for v in get("also_seen", [])])
 
 
 def position_groups(ra, dec, radius_arcsec: float) -> np.ndarray:
@@ -646,4 +656,6 @@ def _write_finetuned(out: RunDir, run: RunDir, final, save, real: RealSet, real_
 
         name = Path(real_dir).name if real_dir else "given"
         (out.path / "trained_on.json").write_text(json.dumps(trained_on_record(
-            real.digests, f"{name} ({len(y)} real cutouts, fine-tuned on)")))
+            real.digests + real.also_seen, f"{name} ({len(y)} real cutouts, fine-tuned on"
+            + (f"; {len(real.also_seen)} lenses recentred, also as catalogued" if
+               real.also_seen else "") + ")")))
