@@ -32,6 +32,8 @@ def test_bench_quick(tmp_path):
     assert r["n_files"] == 24 and 10 < r["gemm"]["median"] < 10_000  # GFLOP/s of a CPU
     assert 1 < r["ort_gemm"]["median"] < 10_000 and "onnxruntime MatMul" in md.read_text()
     for arch in ("baseline", "rot", "d4"):
+        beside = r["model_beside_gemm"][arch]
+        assert beside["batch"] == 8 and len(beside["ratios"]) == 1 and beside["ratio"] > 0
         one, eight = r["model"][arch]["1"], r["model"][arch]["8"]
         assert one > 0 and eight > 1.5 * one, (arch, r["model"][arch])  # 2.5-2.9x measured
     # the rotational layer is 4 convolutions of the first layer, D4's 8: counted from the graph
