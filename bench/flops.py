@@ -103,18 +103,7 @@ def gemm_gflops(n: int = 2048, reps: int = 5, min_seconds: float = 0.5) -> dict:
     b = rng.standard_normal((n, n), dtype=np.float32)
     c = np.empty((n, n), np.float32)
     np.matmul(a, b, out=c)
-    rates = []
-    for _ in range(reps):
-        k, t0 = 0, time.perf_counter()
-        while True:
-            np.matmul(a, b, out=c)
-            k += 1
-            dt = time.perf_counter() - t0
-            if dt >= min_seconds:
-                break
-        rates.append(2 * n ** 3 * k / dt / 1e9)
-    return {"n": n, "median": float(np.median(rates)), "best": float(np.max(rates)),
-            "reps": [float(r) for r in rates]}
+    return _product_rates(lambda: np.matmul(a, b, out=c), n, reps, min_seconds)
 
 
 def ort_gemm_gflops(n: int = 2048, reps: int = 5, min_seconds: float = 0.5,
@@ -144,11 +133,17 @@ def ort_gemm_gflops(n: int = 2048, reps: int = 5, min_seconds: float = 0.5,
     onnx.checker.check_model(m)
     feed = {"a": a}
     sess.run(None, feed)
+    return _product_rates(lambda: sess.run(None, feed), n, reps, min_seconds)
+
+
+def _product_rates(product, n: int, reps: int, min_seconds: float) -> dict:
+    """GFLOP/s of ``product()``, an ``n x n`` by ``n x n`` matrix product: ``reps``
+    repetitions of at least ``min_seconds`` each; their median, best and list."""
     rates = []
     for _ in range(reps):
         k, t0 = 0, time.perf_counter()
         while True:
-            sess.run(None, feed)
+            product()
             k += 1
             dt = time.perf_counter() - t0
             if dt >= min_seconds:

@@ -484,7 +484,6 @@ def table_rows(r: dict) -> list[tuple[str, str, str, str]]:
         auto = s.get("scan_auto_inner_files_per_s")
         if auto:
             n_s = s.get("rotation_sample")
-            k_x = _EXTRA
             q, txt = vs(auto, s.get("scan_auto_vs_model_beside"))
             rows.append(("  same, default options (--rotations auto: the 8 transforms of a "
                          f"{n_s:.0f}-cutout sample), inside the scan" if n_s else
@@ -492,8 +491,8 @@ def table_rows(r: dict) -> list[tuple[str, str, str, str]]:
                          f"{auto:.1f} files/s", txt, f"≥{tgt} {_ok(q, tgt)}"))
             qi = s.get("scan_auto_images_vs_model_beside")
             if qi and n_s:
-                rows.append((f"    counted in images run ({r['n_files']} + {k_x} × {n_s:.0f} "
-                             "sampled transforms)", f"{auto * (1 + k_x * n_s / r['n_files']):.1f} "
+                rows.append((f"    counted in images run ({r['n_files']} + {_EXTRA} × {n_s:.0f} "
+                             "sampled transforms)", f"{auto * (1 + _EXTRA * n_s / r['n_files']):.1f} "
                              "img/s", f"{qi:.2f} of model-only beside it", ""))
         grid = r.get("grid")
         if grid:
