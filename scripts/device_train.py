@@ -52,6 +52,10 @@ def main():
     ap.add_argument("--budget", type=float, default=540, help="seconds for everything")
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--epochs", type=int, default=35)
+    ap.add_argument("--lr", type=float, default=None, help="Adam learning rate [the recipe's]")
+    ap.add_argument("--init-from", default=None,
+                    help="start every job from this exported model of its architecture "
+                         "(FitConfig.init_from: a warm start) instead of a random one")
     ap.add_argument("--out", default=os.environ.get("OUT", "device-out"))
     ap.add_argument("--runs", default="/tmp/device-runs")
     ap.add_argument("--sim", type=json.loads, default=None,
@@ -107,7 +111,8 @@ def main():
             results["jobs"][name] = {"skipped": f"{left:.0f}s left"}
             continue
         p = preset(survey)
-        cfg = FitConfig(arch=arch, epochs=a.epochs, seed=a.seed, size=p["size"])
+        cfg = FitConfig(arch=arch, epochs=a.epochs, seed=a.seed, size=p["size"],
+                        init_from=a.init_from, **({"lr": a.lr} if a.lr else {}))
         run = RunDir(Path(a.runs) / name)
         # leave time for the jobs after this one
         share = left / (len(jobs) - j) if j < len(jobs) - 1 else left - 15

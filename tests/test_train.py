@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from train.models import build_model  # noqa: E402
 # are marked slow, out of the default run (.ci/run runs them after)
 pytestmark = pytest.mark.tf
 runner = CliRunner()
+MODELS = Path(__file__).resolve().parent.parent / "models"
 
 
 @pytest.fixture
@@ -376,3 +378,49 @@ def test_device_train_script_round_trips_through_import_device(tmp_path):
     for a, b in zip(trained, rebuilt):
         assert np.abs(a - b).max() <= np.abs(a).max() / 254 + 1e-7
     assert json.loads((run / "state.json").read_text())["best_epoch"] == e["best_epoch"]
+
+
+def test_shipped_model_weights_read_back_into_keras_and_a_wrong_network_refused(data_dir,
+                                                                                 tmp_path):
+    """``train.from_onnx``: the shipped d4 model's weights (int8 dense kernels through their
+    DequantizeLinear) put into a d4 network score as onnxruntime scores the file; the same
+    weights in a network of other shapes, or a rot file's weights in a d4 network (same shapes,
+    other function), are refused."""
+    from train.from_onnx import MAX_PARITY, load_onnx_weights, onnx_weights
+
+    d4 = MODELS / "d4.onnx"
+    found = onnx_weights(d4)
+    assert [k for k, _, _ in found] == ["conv"] * 3 + ["dense"] * 4
+    assert found[0][1].shape == (11, 11, 3, 32) and found[3][1].shape == (12800, 2048)
+    model = build_model("d4")
+    assert load_onnx_weights(model, d4) <= MAX_PARITY
+    assert np.array_equal(model.get_layer("conv2").get_weights()[0], found[1][1])
+    with pytest.raises(ValueError, match="shapes"):
+        load_onnx_weights(build_model("d4", size=48), d4)
+    with pytest.raises(ValueError, match="scores differently"):
+        load_onnx_weights(build_model("d4"), MODELS / "rot.onnx")
+    r = runner.invoke(app, ["fit", "--data", str(data_dir), "--out", str(tmp_path / "run"),
+                            "--no-jit", "--init-from", str(MODELS / "ps1.onnx")])
+    assert r.exit_code == 1 and "shapes" in r.output, r.output
+
+
+@pytest.mark.slow
+def test_fit_init_from_a_shipped_model_starts_from_its_weights(data_dir, tmp_path):
+    """A run started ``init_from`` an exported model begins where that model is (its first
+    step moves the weights by about the learning rate, not from a random start) and records
+    the file's sha256."""
+    import hashlib
+
+    src = MODELS / "d4.onnx"
+    cfg = FitConfig(arch="d4", epochs=1, batch_size=8, jit=False, lr=1e-6, init_from=str(src))
+    fit(data_dir, tmp_path / "run", cfg)
+    conf = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert conf["init_from"] == str(src)
+    assert conf["init_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+    w = keras.saving.load_model(tmp_path / "run" / "model.keras", compile=False)
+    ref = build_model("d4")
+    from train.from_onnx import load_onnx_weights
+
+    load_onnx_weights(ref, src)
+    k_new, k_ref = w.get_layer("conv2").get_weights()[0], ref.get_layer("conv2").get_weights()[0]
+    assert float(np.abs(k_new - k_ref).max()) < 1e-3 < float(np.abs(k_ref).max())

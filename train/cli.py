@@ -79,6 +79,10 @@ def fit(
     survey: Annotated[str, typer.Option(
         help="Survey preset of the data (hsc, ps1, ...): its pixel scale, zero point and cutout "
              "size; export writes them into the model.")] = _FIT.survey,
+    init_from: Annotated[Optional[Path], typer.Option(
+        help="Start from these weights instead of a random initialisation: an exported .onnx "
+             "model of the same --arch (e.g. models/d4.onnx; checked for parity) or a Keras "
+             ".keras/.weights.h5 file.", exists=True, dir_okay=False)] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
     stop_after: Annotated[Optional[int], typer.Option(
         help="Stop after this many epochs in this call (train in several sessions).")] = None,
@@ -97,7 +101,8 @@ def fit(
         _fail(str(exc), 2)
     cfg = FitConfig(arch=arch, epochs=epochs or _FIT.epochs, batch_size=batch_size, lr=lr, l2=l2,
                     conv_l2=conv_l2, dropout=dropout, patience=patience, augment=augment,
-                    seed=seed, rot_mode=rot_mode, jit=jit, survey=survey, size=size)
+                    seed=seed, rot_mode=rot_mode, jit=jit, survey=survey, size=size,
+                    init_from=str(init_from) if init_from else None)
     prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(),
                     console=err)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import time
@@ -46,6 +47,11 @@ class FitConfig:
         How :class:`train.models.RotationalConv2D` computes (same function).
     jit : bool
         XLA-compile the training step.
+    init_from : str or None
+        Start a new run from these weights instead of a random initialisation: an exported
+        ``.onnx`` model of the same architecture (:mod:`train.from_onnx`, checked for parity)
+        or a Keras ``.keras`` / ``.weights.h5`` file. Recorded with its sha256 in
+        ``config.json`` (``init_sha256``).
     """
 
     arch: str = "d4"
@@ -60,6 +66,7 @@ class FitConfig:
     seed: int = 0
     rot_mode: str = "kernel"
     jit: bool = True
+    init_from: str | None = None
     bands: tuple = DEFAULT_BANDS
     size: int = DEFAULT_SIZE
     #: survey preset of the training data (:mod:`train.presets`): export writes its pixel scale
@@ -289,6 +296,9 @@ def data_and_split(run: RunDir, cfg: FitConfig, data_dir, dataset: Dataset | Non
         d = asdict(cfg)
         d["bands"] = list(cfg.bands)
         d["data_dir"] = str(data_dir)
+        if cfg.init_from:
+            with open(cfg.init_from, "rb") as fh:
+                d["init_sha256"] = hashlib.file_digest(fh, "sha256").hexdigest()
         d["n"] = {k: int(len(v)) for k, v in split.items()}
         run.config.write_text(json.dumps(d, indent=1))
     return ds, split
@@ -311,7 +321,22 @@ def _model_and_state(run: RunDir, cfg: FitConfig, resume: bool):
         return model, state
     state = {"epoch": 0, "best_val_loss": None, "best_epoch": None, "wait": 0,
              "history": [], "stopped": False}
-    return compiled_model(cfg), state
+    model = compiled_model(cfg)
+    if cfg.init_from:
+        _init_weights(model, Path(cfg.init_from))
+    return model, state
+
+
+def _init_weights(model, path: Path) -> None:
+    """``model``'s weights from an exported ONNX model or a Keras file (a warm start)."""
+    if path.suffix == ".onnx":
+        from .from_onnx import load_onnx_weights
+
+        diff = load_onnx_weights(model, path)
+        log.info("weights from %s (parity with onnxruntime: %.2g)", path, diff)
+    else:
+        model.load_weights(path)
+        log.info("weights from %s", path)
 
 
 def _train_epoch(model, ds: Dataset, tr, cfg: FitConfig, epoch: int, on_batch) -> list[float]:
