@@ -15,7 +15,8 @@ import numpy as np
 
 __all__ = ["onnx_weights", "load_onnx_weights", "MAX_PARITY"]
 
-#: largest |Keras logit - onnxruntime logit| / (1 + |logit|) on the check's synthetic cutouts
+#: largest |score difference|, and |logit difference| / (1 + |logit|), between the network
+#: and onnxruntime on the check's synthetic cutouts
 MAX_PARITY = 1e-4
 
 
@@ -78,9 +79,10 @@ def onnx_weights(path) -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 
 def load_onnx_weights(model, path, *, n_check: int = 16, seed: int = 0) -> float:
-    """Set ``model``'s weights to those of the ONNX file ``path`` and return the largest logit
-    difference between the two on ``n_check`` synthetic cutouts, relative to ``1 + |logit|``
-    (the model's logit output where it has one: saturated scores would hide a misread).
+    """Set ``model``'s weights to those of the ONNX file ``path`` and return the largest
+    difference between the two on ``n_check`` synthetic cutouts: of the scores, and of the
+    logits relative to ``1 + |logit|`` where the file has a logit output (saturated scores
+    would hide a misread).
 
     Raises
     ------
@@ -107,12 +109,17 @@ def load_onnx_weights(model, path, *, n_check: int = 16, seed: int = 0) -> float
     size, nb = int(model.inputs[0].shape[1]), int(model.inputs[0].shape[3])
     x = np.random.default_rng(seed).normal(size=(n_check, size, size, nb)).astype(np.float32)
     x *= np.linspace(0.05, 1.0, n_check, dtype=np.float32)[:, None, None, None]
-    _, ref = Scorer(path).run(x.transpose(0, 3, 1, 2), logits=True)
+    scorer = Scorer(path)
+    ref_s, ref = scorer.run(x.transpose(0, 3, 1, 2), logits=True)
     head = keras.Model(model.inputs[0], model.layers[-1].input)
     w, b = model.layers[-1].get_weights()
     got = (np.asarray(head(x, training=False), np.float64) @ w + b).reshape(-1)
-    diff = float(np.max(np.abs(got - ref) / (1.0 + np.abs(ref))))
+    # scores always; logits where the file has its own logit output (a logit derived from a
+    # saturated float32 score is no reference)
+    diff = float(np.max(np.abs(1.0 / (1.0 + np.exp(-got)) - ref_s)))
+    if scorer.logit_name:
+        diff = max(diff, float(np.max(np.abs(got - ref) / (1.0 + np.abs(ref)))))
     if not diff <= MAX_PARITY:
         raise ValueError(f"{path}: the network with these weights scores differently from the "
-                         f"file (max |logit diff| / (1 + |logit|) = {diff:.2g} > {MAX_PARITY:g})")
+                         f"file (max difference {diff:.2g} > {MAX_PARITY:g})")
     return diff
