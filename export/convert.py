@@ -357,6 +357,8 @@ def _run_metadata(run) -> dict:
                      best_val_loss=st.get("best_val_loss"))
     if conf.get("finetune"):
         train["finetune"] = conf["finetune"]
+    if conf.get("init_from"):  # a warm start (train fit --init-from): the file by name and hash
+        train["init"] = {"name": Path(conf["init_from"]).name, "sha256": conf.get("init_sha256")}
     meta[TRAINING] = json.dumps(train)
     if (run / "metrics.json").is_file():
         m = json.loads((run / "metrics.json").read_text())

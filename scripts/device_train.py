@@ -85,7 +85,7 @@ def main():
     import keras
 
     from lensscore.metrics import classification_summary
-    from train.fit import FitConfig, RunDir, fit, predict_scores
+    from train.fit import FitConfig, RunDir, fit, predict_scores, read_config
     from train.data import make_split
     from train.presets import preset
 
@@ -143,7 +143,9 @@ def main():
         m = classification_summary(ds.y[te].astype(int), s, 0.5)
         log(f"{name}: test {json.dumps({k: m[k] for k in ('accuracy', 'roc_auc', 'tpr0')})}")
         entry = pack_weights(model, out, name)
-        entry.update(config={**cfg.__dict__, "bands": list(cfg.bands)}, survey=survey,
+        conf = {**cfg.__dict__, "bands": list(cfg.bands),
+                "init_sha256": read_config(run).get("init_sha256")}
+        entry.update(config=conf, survey=survey,
                      preset=p, history=hist, best_epoch=state["best_epoch"],
                      early_stopped=bool(state.get("stopped")), cut_by_budget=cut,
                      fingerprint=ds.fingerprint, n_split={k: int(len(v)) for k, v in split.items()},

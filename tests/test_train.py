@@ -424,3 +424,8 @@ def test_fit_init_from_a_shipped_model_starts_from_its_weights(data_dir, tmp_pat
     load_onnx_weights(ref, src)
     k_new, k_ref = w.get_layer("conv2").get_weights()[0], ref.get_layer("conv2").get_weights()[0]
     assert float(np.abs(k_new - k_ref).max()) < 1e-3 < float(np.abs(k_ref).max())
+    from export.convert import _run_metadata
+    from lensscore.modelmeta import TRAINING
+
+    init = json.loads(_run_metadata(tmp_path / "run")[TRAINING])["init"]
+    assert init == {"name": "d4.onnx", "sha256": conf["init_sha256"]}  # a name, not a path
