@@ -84,6 +84,21 @@ def load_onnx_weights(model, path, *, n_check: int = 16, seed: int = 0) -> float
     logits relative to ``1 + |logit|`` where the file has a logit output (saturated scores
     would hide a misread).
 
+    Parameters
+    ----------
+    model : keras.Model
+        A network built by :func:`train.models.build_model` with the file's architecture and
+        input size; its weights are replaced.
+    path : path
+        An ONNX model written by ``python -m export``.
+    n_check, seed : int
+        How many synthetic cutouts the parity check scores, and their seed.
+
+    Returns
+    -------
+    float
+        The largest difference found (at most :data:`MAX_PARITY`).
+
     Raises
     ------
     ValueError
