@@ -1,12 +1,17 @@
 """Markdown rows of the cross-validated real-data metrics of GPU fine-tunes (device_finetune.py).
 
     python scripts/ft_table.py RESULTS.json|CV.csv [...] [--boot 1000] [--committee A,B,...]
+        [--paired A,B]
 
 Each job of each ``results.json`` is one row: its out-of-fold scores (``cv_scores.csv``, kept in
 the file) over the development half's 550 cutouts (the ``nonlenses/det/`` detections are reported
 apart: they are extra non-lenses of the fine-tune, not of the development set). ``--committee``
 rows average the out-of-fold scores of the named jobs: with the same folds, each member's score of
 a cutout comes from a model that never saw it, so the mean is a cross-validated committee score.
+``--paired A,B`` prints A's AUC minus B's on the 550 (over all non-lenses, and against the
+field sources alone) with the 95 % interval of ``--boot``
+paired bootstrap resamplings (:func:`lensscore.metrics.paired_bootstrap`): both jobs scored
+on the same resampled cutouts.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lensscore.metrics import classification_summary
+from lensscore.metrics import classification_summary, paired_bootstrap
 
 HEAD = ("| fine-tune | AUC, all (550) | 95 % interval | vs field sources | vs sky | vs detections "
         "| TPR at FPR 1 % | lenses ≥ 0.5 | field sources ≥ 0.5 | sky ≥ 0.5 | detections ≥ 0.5 |\n"
@@ -40,7 +45,7 @@ def read_jobs(paths) -> dict[str, dict[str, tuple[int, float]]]:
                 a, b = jobs.pop("score_cv"), jobs.pop("score_cv_mirror")
                 stem = Path(p).parent.name or Path(p).stem
                 jobs[stem] = a
-                jobs[f"{stem}, averaged over the mirror"] = {
+                jobs[f"{stem} (mirror-averaged)"] = {
                     i: (lab, (v + b[i][1]) / 2) for i, (lab, v) in a.items()}
                 jobs.pop("score_before", None)
             continue
@@ -83,12 +88,29 @@ def row(name: str, scores: dict, boot: int = 0, seed: int = 0) -> str:
             f"{above['lens']} | {above['src']} | {above['sky']} | {above['det']} |")
 
 
+def paired(jobs: dict, a: str, b: str, boot: int) -> str:
+    """A's AUC minus B's, over all non-lenses of the 550 and against the field sources."""
+    ids = sorted(i for i in set(jobs[a]) & set(jobs[b]) if _kind(i) != "det")
+    out = []
+    for group, keep in (("all non-lenses", lambda i: True),
+                        ("field sources", lambda i: _kind(i) in ("lens", "src"))):
+        sel = [i for i in ids if keep(i)]
+        y = np.array([jobs[a][i][0] for i in sel])
+        d = paired_bootstrap(y, [jobs[a][i][1] for i in sel], [jobs[b][i][1] for i in sel],
+                             boot or 1000)["roc_auc"]
+        out.append(f"{group} ({len(sel)}): {d['a_minus_b']:+.3f} [{d['lo95']:+.3f}, "
+                   f"{d['hi95']:+.3f}]")
+    return f"AUC, {a} - {b}: " + "; ".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("results", nargs="+")
     ap.add_argument("--boot", type=int, default=0, help="bootstrap resamplings of the 550")
     ap.add_argument("--committee", action="append", default=[],
                     help="comma-separated job names whose out-of-fold scores are averaged")
+    ap.add_argument("--paired", action="append", default=[], metavar="A,B",
+                    help="A's AUC minus B's with a paired bootstrap interval (--boot, or 1000)")
     a = ap.parse_args(argv)
     jobs = read_jobs(a.results)
     print(HEAD)
@@ -99,7 +121,15 @@ def main(argv=None) -> int:
         common = set.intersection(*(set(jobs[n]) for n in names))
         mean = {i: (jobs[names[0]][i][0], float(np.mean([jobs[n][i][1] for n in names])))
                 for i in common}
-        print(row(f"committee of {len(names)}: {' + '.join(names)}", mean, a.boot))
+        name = f"committee of {len(names)}: {' + '.join(names)}"
+        jobs[name] = mean
+        print(row(name, mean, a.boot))
+    for pair in a.paired:
+        x, _, y = pair.partition(",")
+        for n in (x, y):
+            if n not in jobs:
+                raise SystemExit(f"--paired {pair}: no job {n!r} (jobs: {', '.join(jobs)})")
+        print(paired(jobs, x, y, a.boot))
     return 0
 
 

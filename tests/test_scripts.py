@@ -163,8 +163,16 @@ def test_ft_table_reads_a_runs_cv_scores_as_it_is_and_averaged_over_the_mirror(t
             ("nonlenses/src/c", 0, 0, 0, 0.15, 0.5, 0.15),
             ("nonlenses/src/d", 0, 1, 1, 0.3, 0.5, 0.3)])
     p = subprocess.run([sys.executable, str(ROOT / "scripts" / "ft_table.py"),
-                        str(run / "cv_scores.csv")], capture_output=True, text=True, cwd=ROOT)
+                        str(run / "cv_scores.csv"), "--paired", "ft_x (mirror-averaged),ft_x",
+                        "--boot", "50"], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0, p.stderr
-    rows = {r.split(" | ")[0].lstrip("| "): r.split(" | ")[1] for r in p.stdout.splitlines()[2:]}
+    lines = p.stdout.splitlines()
+    rows = {r.split(" | ")[0].lstrip("| "): r.split(" | ")[1] for r in lines[2:-1]}
     # as it is: b (0.2) beats c (0.15) only -> 3 of 4 pairs; averaged: b (0.1) beats nothing
-    assert rows == {"ft_x": "0.750", "ft_x, averaged over the mirror": "0.500"}, p.stdout
+    assert rows == {"ft_x": "0.750", "ft_x (mirror-averaged)": "0.500"}, p.stdout
+    # the paired difference on all cutouts is the difference of the two AUCs
+    assert lines[-1].startswith("AUC, ft_x (mirror-averaged) - ft_x: all non-lenses (4): -0.250 ")
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "ft_table.py"),
+                        str(run / "cv_scores.csv"), "--paired", "ft_x,nope"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 1 and "no job 'nope'" in p.stderr, p.stderr
