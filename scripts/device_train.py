@@ -53,6 +53,8 @@ def main():
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--epochs", type=int, default=35)
     ap.add_argument("--lr", type=float, default=None, help="Adam learning rate [the recipe's]")
+    ap.add_argument("--machine", default="device",
+                    help="what trains, as the imported run and its model will say (e.g. 'CPU')")
     ap.add_argument("--init-from", default=None,
                     help="start every job from this exported model of its architecture "
                          "(FitConfig.init_from: a warm start) instead of a random one")
@@ -90,7 +92,8 @@ def main():
     from train.presets import preset
 
     log(f"keras {keras.__version__} backend {keras.backend.backend()}")
-    results = {"seed": a.seed, "n": a.n, "jobs": {}, "argv": sys.argv, "sim": a.sim}
+    results = {"seed": a.seed, "n": a.n, "jobs": {}, "argv": sys.argv, "sim": a.sim,
+               "trained_on": f"{a.machine} (Keras {keras.backend.backend()} backend)"}
     data = {}
     for j, (survey, arch) in enumerate(jobs):
         name = f"{survey}_{arch}"

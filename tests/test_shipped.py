@@ -44,7 +44,7 @@ def test_models_are_small_and_describe_themselves():
 #: ROC AUC and accuracy of each shipped model on the 100 demo cutouts, as measured (issue 33):
 #: scoring is deterministic, so the test allows a few misordered pairs of the 2,500 (0.0004
 #: each) and one cutout's class, not a different model or preprocessing
-DEMO_MEASURED = {"baseline": (1.0, 1.0), "rot": (0.9992, 0.99), "d4": (1.0, 0.97),
+DEMO_MEASURED = {"baseline": (1.0, 1.0), "rot": (0.9992, 0.99), "d4": (1.0, 0.99),
                  "ps1": (0.8716, 0.74)}
 
 

@@ -133,7 +133,9 @@ def import_run(results_json, job: str, out_dir) -> Path:
     cfg["data_fingerprint"] = e["fingerprint"]
     cfg["n"] = e["n_split"]
     int8 = [w["name"] for w in e["weights"] if w["dtype"] == "int8"]
-    cfg["trained_on"] = ("device (Keras JAX backend); weights int8 per output channel: "
+    # results files before the backend was recorded all came from the GPU machine's JAX
+    where = results.get("trained_on", "device (Keras JAX backend)")
+    cfg["trained_on"] = (f"{where}; weights int8 per output channel: "
                          + (", ".join(int8) or "none"))
     run.config.write_text(json.dumps(cfg, indent=1))
     if results.get("n") is not None:  # the simulator options its data were made with
@@ -147,7 +149,7 @@ def import_run(results_json, job: str, out_dir) -> Path:
     if e["history"]:
         write_history(run.history, e["history"])
     run.metrics.write_text(json.dumps({"metrics": e["test_metrics"], "threshold": DEFAULT_THRESHOLD,
-                                       "source": "device, float32 Keras (JAX) on the test split"},
+                                       "source": f"{where}, float32, on the test split"},
                                       indent=1))
     with open(run.path / "test_scores_device.csv", "w", newline="") as fh:
         w = csv.writer(fh)
