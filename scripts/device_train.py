@@ -115,7 +115,7 @@ def main():
             continue
         p = preset(survey)
         cfg = FitConfig(arch=arch, epochs=a.epochs, seed=a.seed, size=p["size"],
-                        init_from=a.init_from, **({"lr": a.lr} if a.lr else {}))
+                        init_from=a.init_from, **({"lr": a.lr} if a.lr is not None else {}))
         run = RunDir(Path(a.runs) / name)
         # leave time for the jobs after this one
         share = left / (len(jobs) - j) if j < len(jobs) - 1 else left - 15
