@@ -103,8 +103,8 @@ def scan(
         help="Score each cutout rotated by 90, 180, 270 degrees and mirrored too (the 8 "
         "transforms of the sky's symmetry) and report rotation and mirror stability (8x the "
         "work). Default (neither flag): all cutouts for models that are not invariant to both; "
-        "for models whose metadata says they are (D4), a deterministic sample (every 64th by "
-        "id hash; about 32 in small scans) that checks the claim.",
+        "for models whose metadata says they are (D4), a deterministic sample (every 256th by "
+        "id hash; about 8 in small scans) that checks the claim.",
         show_default=False)] = None,
     tta: Annotated[str, typer.Option(
         help="Test-time augmentation: none; rot4 (the score is the mean over the four 90 "

@@ -8,6 +8,7 @@ from lensscore import ModelError, scan
 from lensscore.catalog import read_catalog
 from lensscore.cli import app
 from lensscore.committee import Committee, member_names
+from lensscore.scan import ROTATION_SAMPLE_MIN
 from onnx_models import make_model
 
 runner = CliRunner()
@@ -55,7 +56,9 @@ def test_committee_of_invariant_models_is_invariant_and_checked_on_a_sample(trai
     res = scan(train_dir, [d4_model, other])
     assert res.invariance_claimed == "D4" and res.rotation_mode == "sample"
     assert not res.invariance_violated
-    assert res.mirror()["n"] == res.n_inputs and res.mirror()["delta_max"] < 1e-6  # 40: all
+    # of 40 inputs, about ROTATION_SAMPLE_MIN are checked (hash-chosen)
+    assert ROTATION_SAMPLE_MIN // 2 <= res.mirror()["n"] < res.n_inputs
+    assert res.mirror()["delta_max"] < 1e-6
     tta = scan(train_dir, [d4_model, other], tta="d8")
     np.testing.assert_allclose(tta.scores, res.scores, atol=1e-6)
     # a D4 and a C4 member: the committee claims what both are, C4, and checks every cutout

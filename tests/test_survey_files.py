@@ -450,6 +450,7 @@ def test_rotations_auto_samples_invariant_models_and_catches_a_false_claim(tmp_p
 
     from lensscore import scan
     from lensscore.cli import app
+    from lensscore.scan import ROTATION_SAMPLE_MIN
 
     (tmp_path / "d").mkdir()
     for k in range(80):  # an off-centre blob in noise: not symmetric under rotation
@@ -466,7 +467,9 @@ def test_rotations_auto_samples_invariant_models_and_catches_a_false_claim(tmp_p
     with open(tmp_path / "a.csv") as fh:
         rows = list(csv.DictReader(fh))
     measured = [x for x in rows if x["score_r0"] != ""]
-    assert 32 <= len(measured) < 80 and r.stability()["n"] == len(measured)
+    # about ROTATION_SAMPLE_MIN of 80 (hash-chosen, so not exactly)
+    assert ROTATION_SAMPLE_MIN // 2 <= len(measured) <= 3 * ROTATION_SAMPLE_MIN
+    assert r.stability()["n"] == len(measured)
     assert all(float(x["score_r0"]) == float(x["score"]) for x in measured)
     assert all(x["score_m3"] != "" and float(x["mirror_delta"]) == 0 for x in measured)
     assert scan(tmp_path / "d", d4, rotations=True).stability()["n"] == 80
