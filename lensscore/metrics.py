@@ -435,26 +435,32 @@ def _text(column) -> np.ndarray:
     return np.asarray(np.ma.filled(np.ma.asarray(column).astype(str), ""), dtype=str)
 
 
-def labelled_scores(table) -> tuple[list[str], np.ndarray, np.ndarray]:
+def labelled_scores(table, column: str = "score") -> tuple[list[str], np.ndarray, np.ndarray]:
     """The rows of a scan catalog that were scored (``status`` ok) and have a label.
 
     Parameters
     ----------
     table : astropy.table.Table
         A catalog as :func:`lensscore.catalog.read_catalog` reads it (any format).
+    column : str
+        What to return per row: ``score``, or ``rank`` for what ranks the rows (the ``logit``
+        column where the catalog has one, as the scan ranks: float32 scores saturate at 0 and
+        1 and tie there; else ``score``).
 
     Returns
     -------
     tuple
-        ``(ids, labels (int), scores (float))`` of those rows, in catalog order.
+        ``(ids, labels (int), values (float))`` of those rows, in catalog order.
     """
     if len(table) == 0 or "label" not in table.colnames:
         return [], np.zeros(0, int), np.zeros(0)
+    if column == "rank":
+        column = "logit" if "logit" in table.colnames else "score"
     status, label = _text(table["status"]), np.char.strip(_text(table["label"]))
     keep = (status == "ok") & (label != "")
     ids = [str(i) for i in _text(table["id"])[keep]]
     return ids, label[keep].astype(float).astype(int), \
-        np.asarray(_text(table["score"])[keep], dtype=float)
+        np.asarray(_text(table[column])[keep], dtype=float)
 
 
 def _group_mask(ids, group: str) -> np.ndarray:
@@ -480,6 +486,8 @@ def real_metrics(table, name: str, threshold: float = DEFAULT_THRESHOLD) -> dict
         ``data``, ``method``, ``metrics`` (:func:`classification_summary` of lenses against all
         non-lenses) and ``nonlens_groups``: per group of :data:`NONLENS_GROUPS` present, its
         size, how many score at least ``threshold`` and the ROC AUC of the lenses against it.
+        The rank metrics (ROC AUC, TPR at FPR) rank by the logit where the catalog has one, as
+        the scan does (``method`` says which).
 
     Raises
     ------
@@ -489,6 +497,8 @@ def real_metrics(table, name: str, threshold: float = DEFAULT_THRESHOLD) -> dict
     ids, y, s = labelled_scores(table)
     if not ids:
         raise ValueError(f"{name}: no scored rows with labels")
+    by_logit = "logit" in table.colnames
+    r = labelled_scores(table, "rank")[2]
     groups = {}
     for g in NONLENS_GROUPS:
         sel = _group_mask(ids, g) & (y == 0)
@@ -496,9 +506,12 @@ def real_metrics(table, name: str, threshold: float = DEFAULT_THRESHOLD) -> dict
             groups[g] = {"n": int(sel.sum()), "n_above": int(np.sum(s[sel] >= threshold)),
                          "above_threshold": float(np.mean(s[sel] >= threshold)),
                          "auc_lenses_vs": roc_auc(np.r_[y[y == 1], y[sel]],
-                                                  np.r_[s[y == 1], s[sel]])}
-    return {"data": name, "method": "scanned as a user would (not trained on)",
-            "metrics": classification_summary(y, s, threshold), "nonlens_groups": groups}
+                                                  np.r_[r[y == 1], r[sel]])}
+    method = "scanned as a user would (not trained on)" + ("; ranked by logit" if by_logit
+                                                           else "")
+    return {"data": name, "method": method,
+            "metrics": classification_summary(y, s, threshold, ranking=r),
+            "nonlens_groups": groups}
 
 
 def paired_auc(table_a, table_b, n_boot: int = 1000) -> dict:
@@ -516,9 +529,10 @@ def paired_auc(table_a, table_b, n_boot: int = 1000) -> dict:
     -------
     dict
         ``{"all" | "src": {"a_minus_b", "lo95", "hi95", "n"}}``: lenses against all non-lenses,
-        and against the field sources alone (where both classes are present).
+        and against the field sources alone (where both classes are present). Each catalog
+        ranks by its logit where it has one (:func:`labelled_scores`).
     """
-    (ia, ya, sa), (ib, _, sb) = labelled_scores(table_a), labelled_scores(table_b)
+    (ia, ya, sa), (ib, _, sb) = labelled_scores(table_a, "rank"), labelled_scores(table_b, "rank")
     a = {i: (int(v), float(x)) for i, v, x in zip(ia, ya, sa)}
     b = {i: float(x) for i, x in zip(ib, sb)}
     ids = sorted(set(a) & set(b))

@@ -402,6 +402,37 @@ def test_shipped_model_weights_read_back_into_keras_and_a_wrong_network_refused(
     r = runner.invoke(app, ["fit", "--data", str(data_dir), "--out", str(tmp_path / "run"),
                             "--no-jit", "--init-from", str(MODELS / "ps1.onnx")])
     assert r.exit_code == 1 and "shapes" in r.output, r.output
+    assert not (tmp_path / "run" / "split.json").exists()  # refused before any split is made
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx file at all")
+    with pytest.raises(ValueError, match="not a readable ONNX model"):
+        load_onnx_weights(build_model("d4"), bad)
+    # files without a logit output are checked on scores only, on inputs that do not saturate
+    import onnx
+
+    for name in ("d4", "rot"):
+        m = onnx.load(str(MODELS / f"{name}.onnx"))
+        keep = [o for o in m.graph.output if o.name != "logit"]
+        del m.graph.output[:]
+        m.graph.output.extend(keep)
+        onnx.save(m, str(tmp_path / f"{name}_nologit.onnx"))
+    from train.from_onnx import MAX_PARITY_FROM_SCORES
+
+    assert load_onnx_weights(build_model("d4"), tmp_path / "d4_nologit.onnx") \
+        <= MAX_PARITY_FROM_SCORES
+    with pytest.raises(ValueError, match="scores differently"):
+        load_onnx_weights(build_model("d4"), tmp_path / "rot_nologit.onnx")
+
+
+def test_a_split_made_with_another_seed_is_refused(data_dir, tmp_path):
+    """A run directory left by an attempt with another seed does not lend its split.json."""
+    from train.data import load_split, save_split
+
+    ds = load_dataset(data_dir, cache_dir=tmp_path / "cache")
+    save_split(tmp_path / "split.json", ds, make_split(ds.y, seed=1), 1)
+    assert len(load_split(tmp_path / "split.json", ds, seed=1)["test"]) > 0
+    with pytest.raises(SplitError, match="seed 1.*seed 2"):
+        load_split(tmp_path / "split.json", ds, seed=2)
 
 
 @pytest.mark.slow

@@ -254,15 +254,26 @@ def save_split(path, ds: Dataset, split: dict, seed: int) -> None:
     atomic_write(path, json.dumps(doc, indent=0))
 
 
-def load_split(path, ds: Dataset) -> dict[str, np.ndarray]:
+def load_split(path, ds: Dataset, seed: int | None = None) -> dict[str, np.ndarray]:
     """Read ``split.json`` and map its ids onto ``ds``.
+
+    Parameters
+    ----------
+    path : path
+    ds : Dataset
+    seed : int, optional
+        The seed the run asks for: a split made with another is refused (a run directory
+        left by an attempt with other options must not lend its split to a new run).
 
     Raises
     ------
     SplitError
-        If the data set is not the one the split was made for.
+        If the data set is not the one the split was made for, or the seed another.
     """
     doc = json.loads(Path(path).read_text())
+    if seed is not None and doc.get("seed") is not None and int(doc["seed"]) != int(seed):
+        raise SplitError(f"{path}: this split was made with seed {doc['seed']}, the run asks for "
+                         f"seed {seed}; give another --out, or remove {Path(path).name}")
     if doc["fingerprint"] != ds.fingerprint:
         raise SplitError(
             f"{path}: this run was split on another data set (fingerprint {doc['fingerprint']}, "

@@ -229,8 +229,9 @@ def fit(
         raise ValueError("stop_after is for resuming later, which needs checkpoint=True")
     run = RunDir(out_dir)
     cfg = _open_run(run, config, resume, epochs)
-    ds, split = data_and_split(run, cfg, data_dir, dataset, write_config=not resume)
+    # the model first: a start (--init-from) that does not fit fails before split.json exists
     model, state = _model_and_state(run, cfg, resume)
+    ds, split = data_and_split(run, cfg, data_dir, dataset, write_config=not resume)
     if state.get("stopped") or state["epoch"] >= cfg.epochs:
         log.info("%s: training already finished at epoch %d", run.path, state["epoch"])
         _finalize(model, run)
@@ -287,8 +288,8 @@ def data_and_split(run: RunDir, cfg: FitConfig, data_dir, dataset: Dataset | Non
     ds = dataset or load_dataset(data_dir, bands=cfg.bands, size=cfg.size,
                                  spec=PreprocessSpec.from_json(cfg.preprocess),
                                  options=read_options(cfg.survey, cfg.bands, cfg.size))
-    if run.split.exists():
-        split = load_split(run.split, ds)
+    if run.split.exists():  # a resume, or a new run where an earlier attempt stopped early
+        split = load_split(run.split, ds, seed=cfg.seed)
     else:
         split = make_split(ds.y, seed=cfg.seed)
         save_split(run.split, ds, split, cfg.seed)
@@ -297,8 +298,11 @@ def data_and_split(run: RunDir, cfg: FitConfig, data_dir, dataset: Dataset | Non
         d["bands"] = list(cfg.bands)
         d["data_dir"] = str(data_dir)
         if cfg.init_from:
+            h = hashlib.sha256()  # hashlib.file_digest is Python >= 3.11; we support 3.10
             with open(cfg.init_from, "rb") as fh:
-                d["init_sha256"] = hashlib.file_digest(fh, "sha256").hexdigest()
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(block)
+            d["init_sha256"] = h.hexdigest()
         d["n"] = {k: int(len(v)) for k, v in split.items()}
         run.config.write_text(json.dumps(d, indent=1))
     return ds, split
