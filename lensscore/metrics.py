@@ -467,6 +467,18 @@ def _group_mask(ids, group: str) -> np.ndarray:
     return np.array([f"/{group}/" in i for i in ids], bool)
 
 
+#: the description of a ``logit`` column that :func:`lensscore.catalog.read_catalog` derived
+#: from the scores of a catalog without one
+DERIVED_LOGIT = "derived from score: the catalog had no logit column"
+
+
+def logit_is_stored(table) -> bool:
+    """Whether a catalog table's ``logit`` column came from the file (the model's own logit or
+    the scan's), not derived from its float32 scores on reading (which keeps their ties at 0
+    and 1)."""
+    return "logit" in table.colnames and table["logit"].description != DERIVED_LOGIT
+
+
 def real_metrics(table, name: str, threshold: float = DEFAULT_THRESHOLD) -> dict:
     """Real-data metrics of a scan catalog's labelled rows, as a model's ``real_metrics`` record.
 
@@ -497,7 +509,7 @@ def real_metrics(table, name: str, threshold: float = DEFAULT_THRESHOLD) -> dict
     ids, y, s = labelled_scores(table)
     if not ids:
         raise ValueError(f"{name}: no scored rows with labels")
-    by_logit = "logit" in table.colnames
+    by_logit = logit_is_stored(table)
     r = labelled_scores(table, "rank")[2]
     groups = {}
     for g in NONLENS_GROUPS:

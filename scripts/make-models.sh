@@ -106,8 +106,12 @@ python -m export "$RUNS/hsc_d4/model.keras" out/d4-gpu.onnx --weights int8 --ove
 # Issue 30 (2026-12-05): the shipped d4.onnx is that network trained 3 epochs more at lr 6e-5, on
 # the same simulations, seed and split, from its own exported weights (68 min on 2 CPU cores;
 # models/README.md, "d4.onnx trained on from its own weights")
+# --budget covers the 13-minute simulation as well (the default 540 s would skip the job). The
+# start here is the re-exported out/d4-gpu.onnx; the card's run started from the then-shipped
+# models/d4.onnx (sha256 9075a28d...), an earlier export of the same GPU network
 KERAS_BACKEND=tensorflow python scripts/device_train.py --jobs hsc:d4 --n 80400 --epochs 3 \
-  --lr 6e-5 --init-from out/d4-gpu.onnx --workers 2 --machine "CPU, 2 cores" --out "$RUNS/hsc_d4_cont"
+  --lr 6e-5 --init-from out/d4-gpu.onnx --workers 2 --budget 7200 --machine "CPU, 2 cores" \
+  --out "$RUNS/hsc_d4_cont"
 python -m train import-device "$RUNS/hsc_d4_cont/results.json" hsc_d4 --out "$RUNS/hsc_d4_c"
 python -m export "$RUNS/hsc_d4_c/model.keras" models/d4.onnx --weights int8 --overwrite --json > models/d4.export.json
 python scripts/sim_transforms.py "$RUNS/hsc_d4_cont/results.json" hsc_d4 24120 models/d4.onnx out/d4-gpu.onnx --identity

@@ -181,6 +181,12 @@ def test_real_metrics_give_each_nonlens_group_its_rate_and_auc(tmp_path, fmt):
     assert src["auc_lenses_vs"] == 0.75  # 0.6 < 0.7: one of four pairs misordered
     assert (sky["n"], sky["n_above"]) == (3, 1)
     assert sky["auc_lenses_vs"] == 4 / 6
+    # the reader derives a logit for a catalog without one: that is not "ranked by logit"
+    assert "logit" in read_catalog(cat).colnames and "logit" not in m["method"]
+    sc = np.ma.filled(t["score"], 0.5)
+    t["logit"] = MaskedColumn(np.log(sc / (1 - sc)), mask=t["score"].mask)
+    t.write(cat, format=f"ascii.{fmt}", overwrite=True)
+    assert real_metrics(read_catalog(cat), "toy")["method"].endswith("; ranked by logit")
 
 
 @pytest.mark.tf

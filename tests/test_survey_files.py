@@ -484,6 +484,27 @@ def test_rotations_auto_samples_invariant_models_and_catches_a_false_claim(tmp_p
     assert "says it is invariant to rotations and mirror images" in res.stderr
 
 
+def test_a_sample_that_draws_no_cutout_is_said_not_hidden(tmp_path, rng):
+    """The D4 check's sample is hash-chosen (about ROTATION_SAMPLE_MIN cutouts), so a small scan
+    can draw none: the summary says so rather than printing nothing."""
+    from conftest import write_cube
+    from onnx_models import make_model
+    from typer.testing import CliRunner
+
+    from lensscore.cli import app
+    from lensscore.scan import ROTATION_SAMPLE_MIN, shard_of
+
+    n = 2 * ROTATION_SAMPLE_MIN  # k = n // ROTATION_SAMPLE_MIN = 2: ids with shard 1 are sampled
+    names = [f"c{k:04d}" for k in range(400) if shard_of(f"c{k:04d}", 2) != 1][:n]
+    (tmp_path / "d").mkdir()
+    for name in names:
+        write_cube(tmp_path / "d" / f"{name}.fits", rng.normal(0, 1, (3, 72, 72)).astype(np.float32))
+    d4 = make_model(tmp_path / "d4.onnx", arch="d4")
+    r = CliRunner().invoke(app, ["scan", str(tmp_path / "d"), "-m", d4, "--top", "0"])
+    assert r.exit_code == 0, r.output
+    assert "no cutout of this scan fell in the hash-chosen sample" in r.stdout
+
+
 def test_cli_text_is_not_eaten_as_markup_and_one_class_says_na(tmp_path, rng, capsys):
     """Issue 18: '[default: …]' in help and '[parquet]' in messages survive; one labelled class
     prints n/a for ROC AUC instead of nan."""

@@ -460,3 +460,32 @@ def test_fit_init_from_a_shipped_model_starts_from_its_weights(data_dir, tmp_pat
 
     init = json.loads(_run_metadata(tmp_path / "run")[TRAINING])["init"]
     assert init == {"name": "d4.onnx", "sha256": conf["init_sha256"]}  # a name, not a path
+
+
+def test_onnx_weights_read_constant_nodes_and_refuse_sparse_ones(tmp_path):
+    """A Conv bias made by a Constant node's value_floats is read as float32; a sparse Constant
+    is refused with one line, not a traceback."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from train.from_onnx import onnx_weights
+
+    def save(bias_node, name):
+        w = numpy_helper.from_array(np.full((2, 1, 1, 1), 0.25, np.float32), "w")
+        g = helper.make_graph(
+            [bias_node, helper.make_node("Conv", ["x", "w", "b"], ["y"])], "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+        onnx.save(helper.make_model(g), str(tmp_path / name))
+        return tmp_path / name
+
+    dense = save(helper.make_node("Constant", [], ["b"], value_floats=[0.5, -1.5]), "c.onnx")
+    (kind, w, b), = onnx_weights(dense)
+    assert kind == "conv" and w.shape == (1, 1, 1, 2) and b.dtype == np.float32
+    assert b.tolist() == [0.5, -1.5]
+    sparse = helper.make_sparse_tensor(
+        helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5]),
+        helper.make_tensor("i", TensorProto.INT64, [1], [0]), [2])
+    bad = save(helper.make_node("Constant", [], ["b"], sparse_value=sparse), "s.onnx")
+    with pytest.raises(ValueError, match="sparse tensor"):
+        onnx_weights(bad)
