@@ -678,12 +678,10 @@ def _with_logit(table) -> None:
     treat it as a catalog of today's."""
     if "score" not in table.colnames or "logit" in table.colnames:
         return
-    from .metrics import DERIVED_LOGIT
     from .scorer import logit_of
 
     score = np.ma.filled(np.ma.asarray(table["score"], dtype=np.float64), np.nan)
     table.add_column(logit_of(score), name="logit", index=table.colnames.index("score") + 1)
-    table["logit"].description = DERIVED_LOGIT  # metrics.logit_is_stored tells them apart
 
 
 def _typed_bools(table) -> None:

@@ -518,12 +518,12 @@ def _print_stability(res) -> None:
     breaks the invariance its metadata claims."""
     s, m = res.stability(), res.mirror()
     if not s or not s["n"]:
-        if res.rotation_mode == "sample" and res.tta == "none" and res.n_scored:
+        if res.rotation_mode == "sample" and res.n_scored:
             # the sample is chosen by id hash (the same whatever the shards): about
-            # ROTATION_SAMPLE_MIN cutouts, but a small scan can draw none
-            out.print(f"invariance check: no cutout of this scan fell in the hash-chosen sample "
-                      f"(the model claims {res.invariance_claimed}; --rotations all checks "
-                      "every cutout)", highlight=False)
+            # ROTATION_SAMPLE_MIN cutouts of a whole scan, so a shard or a small scan can draw none
+            out.print(f"invariance check: no scored cutout of this scan (or shard) was in the "
+                      f"hash-chosen sample (the model claims {res.invariance_claimed}; "
+                      "--rotations checks every cutout)", highlight=False)
         return
     if res.tta != "none":
         over = "the four rotations" if res.tta == "rot4" else "all 8 transforms"

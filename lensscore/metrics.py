@@ -21,6 +21,7 @@ __all__ = [
     "paired_bootstrap",
     "NONLENS_GROUPS",
     "labelled_scores",
+    "logit_breaks_ties",
     "real_metrics",
     "paired_auc",
 ]
@@ -467,16 +468,15 @@ def _group_mask(ids, group: str) -> np.ndarray:
     return np.array([f"/{group}/" in i for i in ids], bool)
 
 
-#: the description of a ``logit`` column that :func:`lensscore.catalog.read_catalog` derived
-#: from the scores of a catalog without one
-DERIVED_LOGIT = "derived from score: the catalog had no logit column"
-
-
-def logit_is_stored(table) -> bool:
-    """Whether a catalog table's ``logit`` column came from the file (the model's own logit or
-    the scan's), not derived from its float32 scores on reading (which keeps their ties at 0
-    and 1)."""
-    return "logit" in table.colnames and table["logit"].description != DERIVED_LOGIT
+def logit_breaks_ties(scores, logits) -> bool:
+    """Whether ranking by ``logits`` differs from ranking by ``scores``: some rows with equal
+    scores (float32 scores saturated at 0 or 1, or rounded alike) have different logits. A
+    logit derived from the scores (a catalog of a lensscore before the logit column, or of a
+    model without a logit output) never does."""
+    s, lg = np.asarray(scores, np.float64), np.asarray(logits, np.float64)
+    o = np.lexsort((lg, s))
+    s, lg = s[o], lg[o]
+    return bool(np.any((s[1:] == s[:-1]) & (lg[1:] != lg[:-1])))
 
 
 def real_metrics(table, name: str, threshold: float = DEFAULT_THRESHOLD) -> dict:
@@ -499,7 +499,8 @@ def real_metrics(table, name: str, threshold: float = DEFAULT_THRESHOLD) -> dict
         non-lenses) and ``nonlens_groups``: per group of :data:`NONLENS_GROUPS` present, its
         size, how many score at least ``threshold`` and the ROC AUC of the lenses against it.
         The rank metrics (ROC AUC, TPR at FPR) rank by the logit where the catalog has one, as
-        the scan does (``method`` says which).
+        the scan does; ``method`` says "ranked by logit" where that ranks differently from the
+        float32 scores (:func:`logit_breaks_ties`).
 
     Raises
     ------
@@ -509,8 +510,8 @@ def real_metrics(table, name: str, threshold: float = DEFAULT_THRESHOLD) -> dict
     ids, y, s = labelled_scores(table)
     if not ids:
         raise ValueError(f"{name}: no scored rows with labels")
-    by_logit = logit_is_stored(table)
     r = labelled_scores(table, "rank")[2]
+    by_logit = logit_breaks_ties(s, r)
     groups = {}
     for g in NONLENS_GROUPS:
         sel = _group_mask(ids, g) & (y == 0)

@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 #: or a model file that breaks the claim (the export proved it on every export), which shows on
 #: any cutout, so it is sized by its cost: 7 extra passes per 256 cutouts, 2.7 % of a large
 #: scan's work (1 in 64 cost 11 %: bench/RESULTS.md). Small scans check about 8 cutouts (56
-#: passes); the sample is chosen by id hash, so it can hold fewer, and rarely none (the summary
-#: then says so)
+#: passes); the sample is chosen by id hash, so it can hold fewer, and a small scan or one shard
+#: of it can hold none (the summary then says so)
 ROTATION_SAMPLE_EVERY = 256
 ROTATION_SAMPLE_MIN = 8
 #: spread above which a claimed invariance counts as violated (:mod:`lensscore.config`)

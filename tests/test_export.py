@@ -181,12 +181,17 @@ def test_real_metrics_give_each_nonlens_group_its_rate_and_auc(tmp_path, fmt):
     assert src["auc_lenses_vs"] == 0.75  # 0.6 < 0.7: one of four pairs misordered
     assert (sky["n"], sky["n_above"]) == (3, 1)
     assert sky["auc_lenses_vs"] == 4 / 6
-    # the reader derives a logit for a catalog without one: that is not "ranked by logit"
+    # the reader derives a logit for a catalog without one: it ranks as the scores do, so the
+    # method does not say "ranked by logit"
     assert "logit" in read_catalog(cat).colnames and "logit" not in m["method"]
-    sc = np.ma.filled(t["score"], 0.5)
-    t["logit"] = MaskedColumn(np.log(sc / (1 - sc)), mask=t["score"].mask)
+    # a stored logit that breaks the float32 scores' ties at 1.0 ranks by itself, and says so
+    t["score"][0] = t["score"][6] = 1.0  # lenses/a and sky/g
+    t["logit"] = MaskedColumn([18.0, 0.4, 0.85, -2.2, -1.4, -0.85, 17.0, 0.0, 0.0],
+                              mask=t["score"].mask)
     t.write(cat, format=f"ascii.{fmt}", overwrite=True)
-    assert real_metrics(read_catalog(cat), "toy")["method"].endswith("; ranked by logit")
+    m = real_metrics(read_catalog(cat), "toy")
+    assert m["method"].endswith("; ranked by logit")
+    assert m["nonlens_groups"]["sky"]["auc_lenses_vs"] == 5 / 6  # by score: a and g tie, 4.5 / 6
 
 
 @pytest.mark.tf

@@ -112,3 +112,13 @@ def test_rotation_stability():
     assert st["flip_fraction"] == pytest.approx(1 / 3)
     with pytest.raises(ValueError):
         metrics.rotation_stability(np.zeros((3, 3)))
+
+
+def test_a_logit_breaks_ties_only_where_the_scores_tie_and_it_does_not():
+    from lensscore.metrics import logit_breaks_ties
+    from lensscore.scorer import logit_of
+
+    s = np.array([1.0, 1.0, 0.3, 0.0, 0.0], np.float32)
+    assert not logit_breaks_ties(s, logit_of(s))  # derived from the scores: the same ranking
+    assert logit_breaks_ties(s, [19.0, 18.0, -0.85, -20.0, -21.0])
+    assert not logit_breaks_ties([0.9, 0.2], [2.2, -1.4])

@@ -502,7 +502,10 @@ def test_a_sample_that_draws_no_cutout_is_said_not_hidden(tmp_path, rng):
     d4 = make_model(tmp_path / "d4.onnx", arch="d4")
     r = CliRunner().invoke(app, ["scan", str(tmp_path / "d"), "-m", d4, "--top", "0"])
     assert r.exit_code == 0, r.output
-    assert "no cutout of this scan fell in the hash-chosen sample" in r.stdout
+    assert "no scored cutout of this scan (or shard) was in the hash-chosen sample" in r.stdout
+    advice = CliRunner().invoke(app, ["scan", str(tmp_path / "d"), "-m", d4, "--top", "0",
+                                      "--rotations"])  # what the line advises works
+    assert advice.exit_code == 0 and f"stability over {n} cutouts" in advice.stdout
 
 
 def test_cli_text_is_not_eaten_as_markup_and_one_class_says_na(tmp_path, rng, capsys):

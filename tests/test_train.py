@@ -463,7 +463,7 @@ def test_fit_init_from_a_shipped_model_starts_from_its_weights(data_dir, tmp_pat
 
 
 def test_onnx_weights_read_constant_nodes_and_refuse_sparse_ones(tmp_path):
-    """A Conv bias made by a Constant node's value_floats is read as float32; a sparse Constant
+    """A Conv bias made by a Constant node's value_floats is read; a sparse or string Constant
     is refused with one line, not a traceback."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -481,11 +481,13 @@ def test_onnx_weights_read_constant_nodes_and_refuse_sparse_ones(tmp_path):
 
     dense = save(helper.make_node("Constant", [], ["b"], value_floats=[0.5, -1.5]), "c.onnx")
     (kind, w, b), = onnx_weights(dense)
-    assert kind == "conv" and w.shape == (1, 1, 1, 2) and b.dtype == np.float32
-    assert b.tolist() == [0.5, -1.5]
+    assert kind == "conv" and w.shape == (1, 1, 1, 2) and b.tolist() == [0.5, -1.5]
     sparse = helper.make_sparse_tensor(
         helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5]),
         helper.make_tensor("i", TensorProto.INT64, [1], [0]), [2])
     bad = save(helper.make_node("Constant", [], ["b"], sparse_value=sparse), "s.onnx")
-    with pytest.raises(ValueError, match="sparse tensor"):
+    with pytest.raises(ValueError, match="holds a sparse_value"):
         onnx_weights(bad)
+    text = save(helper.make_node("Constant", [], ["b"], value_string="bias"), "t.onnx")
+    with pytest.raises(ValueError, match="holds a value_string"):
+        onnx_weights(text)

@@ -16,9 +16,18 @@ import logging
 import numpy as np
 
 __all__ = ["onnx_weights", "load_onnx_weights", "MAX_PARITY", "SATURATED", "TINY",
-           "MAX_PARITY_FROM_SCORES"]
+           "MAX_PARITY_FROM_SCORES", "CONSTANT_KINDS", "CHECK_SCALES", "SCALE_WARN"]
 
 log = logging.getLogger(__name__)
+
+#: the Constant node attributes read (a tensor; floats as float32, ints as int64); others
+#: (sparse tensors, strings) are refused
+CONSTANT_KINDS = {"value": None, "value_float": np.float32, "value_floats": np.float32,
+                  "value_int": np.int64, "value_ints": np.int64}
+#: factors by which the parity check of a file without a logit output scales its synthetic
+#: inputs until most scores hold their logit (below :data:`SCALE_WARN` it warns)
+CHECK_SCALES = (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
+SCALE_WARN = 1e-2
 
 #: largest |score difference|, and |logit difference| / (1 + |logit|), between the network
 #: and onnxruntime on the check's synthetic cutouts
@@ -79,15 +88,14 @@ def onnx_weights(path) -> list[tuple[str, np.ndarray, np.ndarray]]:
         if n.op_type == "DequantizeLinear" and n.input[0] in inits:
             inits[n.output[0]] = _dequantize(n, inits)
         elif n.op_type == "Constant" and n.attribute:
-            a = n.attribute[0]  # value (a tensor), value_float(s), value_int(s), …
-            if a.name == "sparse_value":
-                raise ValueError(f"{path}: Constant {n.name!r} holds a sparse tensor, which "
-                                 "this reader does not take; export the model again with "
+            a = n.attribute[0]
+            if a.name not in CONSTANT_KINDS:
+                raise ValueError(f"{path}: Constant {n.name!r} holds a {a.name}, which this "
+                                 "reader does not take; export the model again with "
                                  "python -m export")
             v = helper.get_attribute_value(a)
-            inits[n.output[0]] = (numpy_helper.to_array(v) if isinstance(v, onnx.TensorProto)
-                                  else np.asarray(v, np.float32 if "float" in a.name
-                                                  else np.int64))
+            inits[n.output[0]] = (numpy_helper.to_array(v) if a.name == "value"
+                                  else np.asarray(v, CONSTANT_KINDS[a.name]))
     users: dict[str, list] = {}
     for n in g.node:
         for i in n.input:
@@ -124,18 +132,18 @@ def _unsaturated(scorer, x: np.ndarray, ref_s: np.ndarray, path):
     their logit (:func:`_recoverable`): ``x`` itself or ``x`` scaled down by factors of 10. A
     file without a logit output can be checked on its scores only, and a score saturated at 1
     (or 0 in float32) agrees with almost any network."""
-    for scale in (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5):
+    for scale in CHECK_SCALES:
         xs = (x * np.float32(scale)).astype(np.float32)
         s = ref_s if scale == 1.0 else scorer.run(xs.transpose(0, 3, 1, 2))
         if np.mean(_recoverable(s)) >= 0.5:
-            if scale < 1e-2:
+            if scale < SCALE_WARN:
                 log.warning("%s: has no logit output; its weights are checked on inputs scaled "
                             "by %g (fainter ones saturate its scores), which exercise the "
                             "network less than real cutouts would", path, scale)
             return xs, s
     raise ValueError(f"{path}: has no logit output and scores most check inputs 0 or 1 even "
-                     f"when scaled down by 1e5, so its weights cannot be checked; export it "
-                     f"again with python -m export")
+                     f"when scaled by {min(CHECK_SCALES):g}, so its weights cannot be checked; "
+                     "export it again with python -m export")
 
 
 def load_onnx_weights(model, path, *, n_check: int = 16, seed: int = 0) -> float:
