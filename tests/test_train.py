@@ -266,6 +266,9 @@ def test_finetune_mixes_in_the_runs_own_training_cutouts(data_dir, tmp_path):
                              "--n-sim", "10"])
     assert rc.exit_code == 0, rc.output
     assert "mirror-averaged" in rc.output and "roc_auc" in rc.output
+    # not a terminal: a line per trained model, not a bar that only shows at the end
+    assert "fine-tuning: fold 1 of 2 done" in rc.output
+    assert "fine-tuning: the final model (all cutouts) done" in rc.output
 
 
 @pytest.mark.slow

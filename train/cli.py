@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -451,6 +452,14 @@ def finetune(
     prog = Progress(TextColumn("fine-tuning"), BarColumn(), MofNCompleteColumn(),
                     TimeRemainingColumn(), console=err)
     task = prog.add_task("ft", total=folds + 1)
+    t0 = time.monotonic()
+
+    def on_step(k, n):
+        prog.update(task, completed=k)
+        if not err.is_terminal:  # a log file shows no bar: a line per trained model instead
+            what = f"fold {k} of {folds}" if k <= folds else "the final model (all cutouts)"
+            err.print(f"fine-tuning: {what} done, {(time.monotonic() - t0) / 60:.1f} min",
+                      highlight=False)
     try:
         with prog:
             fc = FinetuneConfig(folds=folds, epochs=epochs, lr=lr, n_sim=n_sim,
@@ -458,7 +467,7 @@ def finetune(
                                 detections=detections, group_radius=group_radius,
                                 recentre_lenses=recentre_lenses)
             r = run_ft(run_dir, real, out_dir, fc,
-                       progress=lambda k, n: prog.update(task, completed=k),
+                       progress=on_step,
                        labels=read_labels(labels) if labels else None, workers=workers)
     except FileExistsError as exc:
         _fail(str(exc), 2)
