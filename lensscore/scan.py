@@ -560,8 +560,9 @@ def scan(
         (``score_r0..3``, ``score_m0..3``, ``score_std`` over the rotations, ``mirror_delta``
         the largest change under the mirror): ``auto`` (default) does every cutout for models
         that are not invariant to both (D4) and a deterministic sample
-        (ids hashing to 0 mod 64, or mod fewer in scans under 2,048 inputs so that about 32 are
-        sampled; the same whatever the shards, resume or Dask) for models whose metadata says
+        (ids hashing to 0 mod :data:`ROTATION_SAMPLE_EVERY`, or mod fewer in small scans so
+        that about :data:`ROTATION_SAMPLE_MIN` are sampled, and a shard or a small scan may
+        draw none; the same whatever the shards, resume or Dask) for models whose metadata says
         they are -- the check of that claim; ``True``/``"all"`` every cutout,
         ``False``/``"none"`` none. Rows not measured leave those columns empty.
     labels : mapping or path, optional
