@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lensscore.config import DEFAULT_SIZE, DEFAULT_ZEROPOINT, PIXEL_SCALE_ARCSEC, TRANSFORMS
+from lensscore.config import (DEFAULT_BATCH_SIZE, DEFAULT_SIZE, DEFAULT_ZEROPOINT,
+                              PIXEL_SCALE_ARCSEC, TRANSFORMS)
 
 from .flops import gemm_gflops, onnx_flops, ort_gemm_gflops, training_flops
 
@@ -266,8 +267,6 @@ class ModelBeside:
 
     def __init__(self, model, threads=None, min_time: float = 1.5):
         from lensscore import Scorer
-        from lensscore.config import DEFAULT_BATCH_SIZE
-
         self.scorer = Scorer(model, threads=threads, batch_size=DEFAULT_BATCH_SIZE)
         raw = np.random.default_rng(0).normal(
             0, 1, (DEFAULT_BATCH_SIZE, len(self.scorer.bands), self.scorer.size,
@@ -466,8 +465,8 @@ def table_rows(r: dict) -> list[tuple[str, str, str, str]]:
         bs = s.get("model_beside_img_per_s")
         if bs:
             lo, hi = s["model_beside_range"]
-            rows.append((f"{mk}.onnx alone, batch 32, measured right before and after each "
-                         "scan below",
+            rows.append((f"{mk}.onnx alone, batch {DEFAULT_BATCH_SIZE}, measured right before "
+                         "and after each scan below",
                          f"{bs:.1f} img/s (range {lo:.0f}-{hi:.0f})",
                          "each scan's ratio is to the rate taken beside it; median of the runs",
                          ""))
@@ -623,7 +622,8 @@ def main(argv=None) -> int:
     if "model" in parts:
         print("models against the GEMM measured beside them …", flush=True)
         r["model_beside_gemm"] = model_beside_gemm(
-            models, {k: v["total"] for k, v in r["flops"].items()}, 8 if a.quick else 32,
+            models, {k: v["total"] for k, v in r["flops"].items()},
+            8 if a.quick else DEFAULT_BATCH_SIZE,
             a.reps, 0.05 if a.quick else 1.0, 512 if a.quick else 2048, a.threads)
         r["profile"] = {k: ort_profile(p, threads=a.threads) for k, p in models.items()}
     if parts & {"scan", "dask", "catalog"}:

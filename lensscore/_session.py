@@ -13,6 +13,7 @@ import os
 import threading
 from pathlib import Path
 
+from .config import TRUNK_BATCH_SIZE
 from .errors import ModelError
 
 
@@ -89,21 +90,64 @@ def _key(path, providers, threads) -> tuple:
     return os.path.realpath(os.fspath(path)), tuple(providers), int(threads or 0)
 
 
-def build(path: str, providers: list[str], threads: int | None):
-    """A session with lensscore's options (the one place they are set)."""
+def _trunk_batch(default: int) -> int:
+    """``$LENSSCORE_TRUNK_BATCH`` (0: run models whole) if set, else ``default``."""
+    env = os.environ.get("LENSSCORE_TRUNK_BATCH", "").strip()
+    if not env:
+        return default
+    try:
+        value = int(env)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ModelError(f"LENSSCORE_TRUNK_BATCH must be a whole number >= 0 (0: run models "
+                         f"whole), got {env!r}")
+    return value
+
+
+def build(path: str, providers: list[str], threads: int | None,
+          trunk_batch: int = TRUNK_BATCH_SIZE):
+    """A session with lensscore's options (the one place they are set).
+
+    On the CPU alone, a model whose dense head can be cut from its convolutional trunk
+    comes back as a :class:`lensscore._split.SplitSession` that runs the trunk
+    ``trunk_batch`` images at a time (0: never; ``$LENSSCORE_TRUNK_BATCH`` overrides it); its
+    scores are those of the whole model, bit for bit. Every other model is an
+    ``onnxruntime.InferenceSession``.
+    """
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads or 0)
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    # Weight-only int8 models (export --weights int8) hold DequantizeLinear on initializers. With
-    # QDQ handling on (the default) onnxruntime keeps those nodes and dequantizes ~26 M weights on
-    # every run (several times slower at batch 1: bench/RESULTS.md); off, it folds them into
-    # float32 constants once.
-    so.add_session_config_entry("session.disable_quant_qdq", "1")
+    def options(spinning: bool = True):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = int(threads or 0)
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        # Weight-only int8 models (export --weights int8) hold DequantizeLinear on initializers.
+        # With QDQ handling on (the default) onnxruntime keeps those nodes and dequantizes ~26 M
+        # weights on every run (several times slower at batch 1: bench/RESULTS.md); off, it
+        # folds them into float32 constants once.
+        so.add_session_config_entry("session.disable_quant_qdq", "1")
+        if not spinning:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return so
+
+    trunk_batch = _trunk_batch(trunk_batch)
+    if trunk_batch and list(providers) == ["CPUExecutionProvider"]:
+        try:
+            data = Path(path).read_bytes()
+        except OSError:
+            data = None  # onnxruntime says what is wrong with the file, below
+        if data is not None:
+            from ._split import build as build_split
+
+            # Each session has its own thread pool; a pool left spinning after its run takes
+            # the cores from the other's (rot: 293 against 444 img/s at batch 32, measured)
+            split = build_split(data, options(spinning=False), providers, trunk_batch)
+            if split is not None:
+                return split
+    so = options()
     try:
         return ort.InferenceSession(path, sess_options=so, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types
@@ -127,15 +171,17 @@ def build_ahead(path, providers: list[str], threads: int | None = None) -> None:
     t.start()
 
 
-def load(path: str, providers: list[str], threads: int | None):
-    """The session built ahead for the same file, providers and threads, else a new one."""
+def load(path: str, providers: list[str], threads: int | None,
+         trunk_batch: int = TRUNK_BATCH_SIZE):
+    """The session built ahead for the same file, providers and threads, else a new one
+    (:func:`build`)."""
     with _lock:
         pending = _ahead.pop(_key(path, providers, threads), None)
     if pending is not None:
         pending[0].join()
         if "session" in pending[1]:
             return pending[1]["session"]
-    return build(path, providers, threads)
+    return build(path, providers, threads, trunk_batch)
 
 
 def discard_ahead() -> None:

@@ -13,6 +13,7 @@ __all__ = [
     "INVARIANCE_TOLERANCE",
     "SCAN_INVARIANCE_TOLERANCE",
     "DEFAULT_BATCH_SIZE",
+    "TRUNK_BATCH_SIZE",
     "MAX_CUTOUT_PIXELS",
     "FITS_SUFFIXES",
     "META_PREFIX",
@@ -46,9 +47,16 @@ INVARIANCE_TOLERANCE: float = 1e-6
 #: The spread above which a scan calls a claimed invariance violated: ten times what export
 #: proves, room for other CPUs' and libraries' float rounding.
 SCAN_INVARIANCE_TOLERANCE: float = 10 * INVARIANCE_TOLERANCE
-#: Images per onnxruntime run. On CPU 32 is as fast as 128 but holds far less activation memory
-#: (bench/RESULTS.md).
-DEFAULT_BATCH_SIZE: int = 32
+#: Images per onnxruntime run (on CPU, per run of a model's dense head: the convolutional trunk
+#: runs ``TRUNK_BATCH_SIZE`` at a time). The first dense layer reads its ~105 MB of weights once
+#: a run, so 128 reads them a quarter as often as 32; with the trunk at 16, rot and d4 ran
+#: 5-9 % nearer the FLOP limit than whole at 32 (bench/RESULTS.md, "The trunk and the head at
+#: their own batch sizes").
+DEFAULT_BATCH_SIZE: int = 128
+#: On CPU, images per run of a model's convolutional trunk, whose dense head then runs on the
+#: whole batch (:mod:`lensscore._split`): a few images at a time keep the feature maps in the
+#: cores' caches. 0 runs models whole; ``$LENSSCORE_TRUNK_BATCH`` overrides it.
+TRUNK_BATCH_SIZE: int = 16
 #: A cutout is small; an image HDU with more pixels than this is refused before its data are read,
 #: so a corrupt header cannot make the scorer allocate gigabytes.
 MAX_CUTOUT_PIXELS: int = 4096 * 4096

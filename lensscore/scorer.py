@@ -103,7 +103,7 @@ def check_tta(tta: str) -> str:
 
 def read_model_metadata(path) -> dict[str, str]:
     """All ``metadata_props`` of an ONNX file (as onnxruntime reads them)."""
-    sess = _session.load(_check_path(path), ["CPUExecutionProvider"], 1)
+    sess = _session.load(_check_path(path), ["CPUExecutionProvider"], 1, trunk_batch=0)
     return dict(sess.get_modelmeta().custom_metadata_map)
 
 

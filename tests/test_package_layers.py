@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     # tiles (tilecut), and load_source, the dispatch between them that the pipeline calls
     ("loading one input", {"io", "tilecut"}),
     ("preprocess", {"preprocess"}),
-    ("scoring", {"scorer", "committee", "modelmeta", "_session", "metrics"}),
+    ("scoring", {"scorer", "committee", "modelmeta", "_session", "_split", "metrics"}),
     ("the pipeline", {"pipeline"}),
     # DESIGN.md lists the catalog among the outputs, above the scan; but a scan streams its
     # rows into the catalog as it goes and reads labels and object catalogs with its reader,
