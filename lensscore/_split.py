@@ -170,6 +170,57 @@ class Split(NamedTuple):
     head: Callable[[int], bytes]
 
 
+class _Graph(NamedTuple):
+    """The parts of a GraphProto, each kept as its raw bytes."""
+
+    nodes: list[_Node]
+    inits: dict  # name -> raw field
+    inputs: list  # (name, raw field)
+    outputs: list  # (name, raw field)
+    keep: list  # raw fields copied to both halves: name, doc string, metadata
+
+
+def _parse_graph(payload) -> _Graph:
+    g = _Graph([], {}, [], [], [])
+    for number, raw, value in _fields(payload):
+        if number == _GRAPH_NODE:
+            g.nodes.append(_Node(raw, value))
+        elif number == _GRAPH_INITIALIZER:
+            name = b""
+            for n, _, v in _fields(value):
+                if n == _TENSOR_NAME:
+                    name = bytes(v)
+                elif n == _TENSOR_EXTERNAL_DATA or (n == _TENSOR_DATA_LOCATION and v):
+                    raise _Unsplittable("external data")
+            g.inits[name] = raw
+        elif number == _GRAPH_INPUT:
+            g.inputs.append((_name(value), raw))
+        elif number == _GRAPH_OUTPUT:
+            g.outputs.append((_name(value), raw))
+        elif number == _GRAPH_SPARSE_INITIALIZER:
+            raise _Unsplittable("sparse initializer")
+        elif number not in (_GRAPH_VALUE_INFO, _GRAPH_QUANT_ANNOTATION):
+            g.keep.append(raw)
+    return g
+
+
+def _assemble(model_fields: list, g: _Graph, part: set[int], graph_inputs: list,
+              graph_outputs: list) -> bytes:
+    """A serialized model: the original's fields, its graph cut down to the nodes ``part``."""
+    used = {t for k in part for t in g.nodes[k].inputs}
+    fields = [g.nodes[k].raw for k in sorted(part)]
+    fields += [raw for name, raw in g.inits.items() if name in used]
+    fields += graph_inputs + [raw for name, raw in g.inputs if name in g.inits and name in used]
+    fields += graph_outputs + g.keep
+    # one copy of the weights, not three: the build runs beside the command line's imports
+    # (lensscore._entry) and holds the GIL while it copies
+    key = _encode_varint(_MODEL_GRAPH << 3 | 2) + _encode_varint(sum(map(len, fields)))
+    pieces = []
+    for n, raw, _ in model_fields:
+        pieces += [key, *fields] if n == _MODEL_GRAPH else [raw]
+    return b"".join(pieces)
+
+
 def split_model(data: bytes) -> Split | None:
     """The trunk and head of an ONNX model, as two serialized models, and the tensor between.
 
@@ -188,36 +239,16 @@ def split_model(data: bytes) -> Split | None:
         ``i`` of ``cut`` from image ``i`` alone) is not read from the graph: :func:`build`
         checks it by running the trunk.
     """
-    buf = memoryview(data)
     try:
-        model_fields = list(_fields(buf))
+        model_fields = list(_fields(memoryview(data)))
         graphs = [v for n, _, v in model_fields if n == _MODEL_GRAPH]
         if len(graphs) != 1:
             raise _Unsplittable("no single graph")
-        nodes, inits, inputs, outputs, keep = [], {}, [], [], []
-        for number, raw, value in _fields(graphs[0]):
-            if number == _GRAPH_NODE:
-                nodes.append(_Node(raw, value))
-            elif number == _GRAPH_INITIALIZER:
-                name = b""
-                for n, _, v in _fields(value):
-                    if n == _TENSOR_NAME:
-                        name = bytes(v)
-                    elif n == _TENSOR_EXTERNAL_DATA or (n == _TENSOR_DATA_LOCATION and v):
-                        raise _Unsplittable("external data")
-                inits[name] = raw
-            elif number == _GRAPH_INPUT:
-                inputs.append((_name(value), raw))
-            elif number == _GRAPH_OUTPUT:
-                outputs.append((_name(value), raw))
-            elif number == _GRAPH_SPARSE_INITIALIZER:
-                raise _Unsplittable("sparse initializer")
-            elif number not in (_GRAPH_VALUE_INFO, _GRAPH_QUANT_ANNOTATION):
-                keep.append(raw)  # name, doc string, metadata
-        images = [(name, raw) for name, raw in inputs if name not in inits]
+        g = _parse_graph(graphs[0])
+        images = [(name, raw) for name, raw in g.inputs if name not in g.inits]
         if len(images) != 1:
             raise _Unsplittable("not one input")
-        image = images[0][0]
+        image, nodes = images[0][0], g.nodes
         producer = {t: k for k, nd in enumerate(nodes) for t in nd.outputs if t}
         live = _reads(nodes, producer, image)
         cut = next((nd.inputs[0] for nd in nodes if nd.op in (b"MatMul", b"Gemm")
@@ -225,24 +256,14 @@ def split_model(data: bytes) -> Split | None:
         if cut is None:
             raise _Unsplittable("no dense layer on the image's path")
         trunk = _closure(nodes, producer, [cut])
-        head = _closure(nodes, producer, [name for name, _ in outputs], stop=cut)
+        head = _closure(nodes, producer, [name for name, _ in g.outputs], stop=cut)
         if head & _reads(nodes, producer, image, stop=cut):
             raise _Unsplittable("the head needs more of the trunk than the cut")
-
-        def model(part: set[int], graph_inputs: list, graph_outputs: list) -> bytes:
-            used = {t for k in part for t in nodes[k].inputs}
-            g = [nodes[k].raw for k in sorted(part)]
-            g += [raw for name, raw in inits.items() if name in used]
-            g += graph_inputs + [raw for name, raw in inputs if name in inits and name in used]
-            g += graph_outputs + keep
-            body = _field(_MODEL_GRAPH, b"".join(bytes(r) for r in g))
-            return b"".join(body if n == _MODEL_GRAPH else bytes(raw)
-                            for n, raw, _ in model_fields)
-
-        trunk_bytes = model(trunk, [images[0][1]], [_field(_GRAPH_OUTPUT, _float_value_info(cut))])
-        return Split(trunk_bytes, cut.decode(), lambda width: model(
-            head, [_field(_GRAPH_INPUT, _float_value_info(cut, width))],
-            [raw for _, raw in outputs]))
+        trunk_bytes = _assemble(model_fields, g, trunk, [images[0][1]],
+                                [_field(_GRAPH_OUTPUT, _float_value_info(cut))])
+        return Split(trunk_bytes, cut.decode(), lambda width: _assemble(
+            model_fields, g, head, [_field(_GRAPH_INPUT, _float_value_info(cut, width))],
+            [raw for _, raw in g.outputs]))
     except (_Unsplittable, StopIteration, UnicodeDecodeError) as exc:
         log.debug("the model runs whole: %s", exc)
         return None

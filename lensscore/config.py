@@ -50,8 +50,8 @@ SCAN_INVARIANCE_TOLERANCE: float = 10 * INVARIANCE_TOLERANCE
 #: Images per onnxruntime run (on CPU, per run of a model's dense head: the convolutional trunk
 #: runs ``TRUNK_BATCH_SIZE`` at a time). The first dense layer reads its ~105 MB of weights once
 #: a run, so 128 reads them a quarter as often as 32; with the trunk at 16, rot and d4 ran
-#: 5-9 % nearer the FLOP limit than whole at 32 (bench/RESULTS.md, "The trunk and the head at
-#: their own batch sizes").
+#: 0.04-0.10 nearer the FLOP limit than whole at 32 (bench/RESULTS.md, "The trunk and the head
+#: at their own batch sizes").
 DEFAULT_BATCH_SIZE: int = 128
 #: On CPU, images per run of a model's convolutional trunk, whose dense head then runs on the
 #: whole batch (:mod:`lensscore._split`): a few images at a time keep the feature maps in the
