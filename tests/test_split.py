@@ -129,3 +129,15 @@ def test_a_corrupt_file_is_still_refused_in_one_line(tmp_path):
     assert split_model(b"\xff" * 64) is None
     with pytest.raises(ModelError, match="not a usable ONNX model"):
         Scorer(bad)
+
+
+def test_the_trunk_batch_can_be_set_or_turned_off_from_the_environment(tmp_path, monkeypatch):
+    path = make_model(tmp_path / "m.onnx")
+    monkeypatch.setenv("LENSSCORE_TRUNK_BATCH", "0")
+    assert not isinstance(_session.build(path, CPU, 1), SplitSession)
+    monkeypatch.setenv("LENSSCORE_TRUNK_BATCH", "3")
+    s = _session.build(path, CPU, 1)
+    assert isinstance(s, SplitSession) and s.trunk_batch == 3
+    monkeypatch.setenv("LENSSCORE_TRUNK_BATCH", "sixteen")
+    with pytest.raises(ModelError, match="LENSSCORE_TRUNK_BATCH must be a whole number >= 0"):
+        Scorer(path)
