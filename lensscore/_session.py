@@ -90,11 +90,14 @@ def _key(path, providers, threads) -> tuple:
     return os.path.realpath(os.fspath(path)), tuple(providers), int(threads or 0)
 
 
-def _trunk_batch(default: int) -> int:
-    """``$LENSSCORE_TRUNK_BATCH`` (0: run models whole) if set, else ``default``."""
+def _trunk_batch(given: int | None) -> int:
+    """``given`` if not None, else ``$LENSSCORE_TRUNK_BATCH`` (0: run models whole) if set,
+    else :data:`~lensscore.config.TRUNK_BATCH_SIZE`."""
+    if given is not None:
+        return int(given)
     env = os.environ.get("LENSSCORE_TRUNK_BATCH", "").strip()
     if not env:
-        return default
+        return TRUNK_BATCH_SIZE
     try:
         value = int(env)
     except ValueError:
@@ -106,13 +109,13 @@ def _trunk_batch(default: int) -> int:
 
 
 def build(path: str, providers: list[str], threads: int | None,
-          trunk_batch: int = TRUNK_BATCH_SIZE):
+          trunk_batch: int | None = None):
     """A session with lensscore's options (the one place they are set).
 
     On the CPU alone, a model whose dense head can be cut from its convolutional trunk
     comes back as a :class:`lensscore._split.SplitSession` that runs the trunk
-    ``trunk_batch`` images at a time (0: never; ``$LENSSCORE_TRUNK_BATCH`` overrides it); its
-    scores are those of the whole model, bit for bit. Every other model is an
+    ``trunk_batch`` images at a time (0: never; None: ``$LENSSCORE_TRUNK_BATCH`` if set, else
+    :data:`~lensscore.config.TRUNK_BATCH_SIZE`). Every other model is an
     ``onnxruntime.InferenceSession``.
     """
     import onnxruntime as ort
@@ -134,7 +137,7 @@ def build(path: str, providers: list[str], threads: int | None,
         return so
 
     trunk_batch = _trunk_batch(trunk_batch)
-    if trunk_batch and list(providers) == ["CPUExecutionProvider"]:
+    if trunk_batch > 0 and list(providers) == ["CPUExecutionProvider"]:
         try:
             data = Path(path).read_bytes()
         except OSError:
@@ -172,7 +175,7 @@ def build_ahead(path, providers: list[str], threads: int | None = None) -> None:
 
 
 def load(path: str, providers: list[str], threads: int | None,
-         trunk_batch: int = TRUNK_BATCH_SIZE):
+         trunk_batch: int | None = None):
     """The session built ahead for the same file, providers and threads, else a new one
     (:func:`build`)."""
     with _lock:
