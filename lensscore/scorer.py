@@ -144,8 +144,10 @@ class Scorer:
     threads : int, optional
         onnxruntime intra-op threads (default: onnxruntime's choice, all physical cores).
     batch_size : int
-        Images per ``session.run`` (a run takes up to half a batch more rather than leave a
-        short tail of its own); scores do not depend on it.
+        Images per run (a run takes up to half a batch more rather than leave a short tail of
+        its own); scores do not depend on it. On the CPU a model is run as its convolutional
+        trunk, :data:`~lensscore.config.TRUNK_BATCH_SIZE` images at a time, and its dense head
+        on the whole run (:mod:`lensscore._split`; ``$LENSSCORE_TRUNK_BATCH=0`` runs it whole).
     bands, size, preprocess : optional
         Override or supply what the model's metadata says (needed for models without it).
 
