@@ -228,6 +228,39 @@ def test_a_chunk_is_read_as_its_files_one_by_one(tmp_path, rng, conv_model):
     assert "no signal" in got[str(tmp_path / "a2_flat.fits")][1]
 
 
+def test_the_loader_reads_the_next_batch_while_one_is_scored(tmp_path, rng, conv_model,
+                                                            monkeypatch):
+    """When a batch goes to the network, the chunks of the whole next batch (and PREFETCH more)
+    are with the loader already: with fewer, a scan at batch 128 waited for half of each batch
+    while onnxruntime sat idle."""
+    import lensscore.pipeline as pl
+    from lensscore.scorer import Scorer
+    from lensscore.sources import find_sources
+
+    sc = Scorer(conv_model, batch_size=32)
+    for k in range(12 * pl.CHUNK):
+        write_cube(tmp_path / f"a{k:03d}.fits", fake_cutout(rng, lens=k % 2 == 1))
+    src = find_sources([tmp_path], sc.bands)
+    submitted = []
+    real = pl._make_executor
+
+    def counting(workers):
+        ex = real(workers)
+        sub = ex.submit
+        ex.submit = lambda *a, **k: (submitted.append(1), sub(*a, **k))[1]
+        return ex
+
+    monkeypatch.setattr(pl, "_make_executor", counting)
+    stream = pl.score_stream(src, sc, [False] * len(src), 1, sc.read_options())
+    rows, _, _ = next(stream)
+    per_batch = -(-sc.batch_size // pl.CHUNK)
+    assert len(rows) == sc.batch_size
+    # consumed: one batch; handed out beyond it: the next batch and PREFETCH chunks
+    assert len(submitted) == 2 * per_batch + pl.PREFETCH
+    assert pl.in_flight(1, 128) * pl.CHUNK >= 128 + pl.PREFETCH * pl.CHUNK
+    assert len([r for b in [rows, *(r for r, _, _ in stream)] for r in b]) == len(src)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
 def test_unreadable_file_is_an_error_row(tmp_path, rng, conv_model):
     write_cube(tmp_path / "a.fits", fake_cutout(rng))
