@@ -24,14 +24,17 @@ from .scorer import Scorer, mean_logit
 from .sources import Source
 from .trained import cutout_digest
 
-__all__ = ["read_one", "load_one", "load_chunk", "score_pending", "score_stream", "in_flight",
-           "CHUNK", "PREFETCH"]
+__all__ = ["read_one", "load_one", "load_chunk", "score_pending", "score_stream", "CHUNK",
+           "PREFETCH"]
 
 #: Sources handed to a loader at once: big enough to amortise the hand-over, small enough to
-#: keep memory bounded (:func:`in_flight` chunks of cutouts in flight).
+#: keep memory bounded (:func:`_in_flight` chunks of cutouts in flight).
 CHUNK = 16
-#: Chunks in flight per loader worker, beyond those of one batch (:func:`in_flight`).
+#: Chunks in flight per loader worker, beyond the next batch's (:func:`_in_flight`).
 PREFETCH = 4
+#: The most chunks of the next batch read ahead (256 cutouts, 16 MB at 3x72x72 float32): a big
+#: ``--batch-size`` does not hold a third batch of cutouts in memory.
+AHEAD_CHUNKS = 16
 
 
 def read_one(src: Source, options: ReadOptions):
@@ -125,18 +128,25 @@ def load_chunk(chunk: list[Source], options: ReadOptions, spec: PreprocessSpec):
     return [_preprocess_one(s, it, spec) for s, it in zip(chunk, items)]
 
 
-def in_flight(workers: int, batch_size: int) -> int:
-    """Chunks handed to the loaders at once: a whole batch's worth, and :data:`PREFETCH` more
-    per worker, so that the loaders read the next batch while onnxruntime scores one.
+def _in_flight(workers: int, batch_size: int) -> int:
+    """How many chunks :func:`score_stream` hands to its loaders at once.
 
-    With ``workers x PREFETCH`` chunks only (64 cutouts), a scan at batch 128 waited on the
-    loader for half of each batch: 0.5-1.0 s of a 15 s scan of 2,000 files on 2 cores, against
-    0.06-0.10 s with this. The scan's wall time did not change measurably there (``python -m
-    bench.prefetch``, bench/RESULTS.md): on 2 cores the loader's work takes onnxruntime's time
-    wherever it runs. The cutouts in flight are about as many as a batch holds: 192 of 3x72x72
-    float32 (12 MB) at batch 128.
+    Parameters
+    ----------
+    workers : int
+        Loader threads or processes (>= 1).
+    batch_size : int
+        The scorer's batch size (>= 1).
+
+    Returns
+    -------
+    int
+        The next batch's chunks (at most :data:`AHEAD_CHUNKS`), so that the loaders read it
+        while onnxruntime scores one, and :data:`PREFETCH` more per worker. With only
+        ``workers x PREFETCH`` (64 cutouts), a scan at batch 128 waited for half of each
+        batch's cutouts after each run (bench/RESULTS.md, "The loader a batch ahead").
     """
-    return max(2, workers * PREFETCH + -(-batch_size // CHUNK))
+    return min(-(-batch_size // CHUNK), AHEAD_CHUNKS) + workers * PREFETCH
 
 
 def _make_executor(workers: int) -> Executor:
@@ -179,7 +189,7 @@ def score_stream(sources, scorer: Scorer, rotations: list[bool], workers: int,
     with _make_executor(workers) as ex:
         inflight: deque = deque()
         it = iter(chunks)
-        limit = in_flight(workers, scorer.batch_size)
+        limit = _in_flight(workers, scorer.batch_size)
 
         def fill():
             for chunk, flags in it:

@@ -87,8 +87,14 @@ def test_train_and_export_keep_tensorflow_quiet_without_verbose(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-m", *cmd], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
              for cmd in cmds]
-    for cmd, p in zip(cmds, procs):
-        _, err = p.communicate(timeout=300)
+    try:
+        errs = [p.communicate(timeout=300)[1] for p in procs]
+    finally:  # a timeout or a failed assertion leaves no process behind
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    for cmd, p, err in zip(cmds, procs, errs):
         assert p.returncode != 0 and "error" in err.lower(), err[-2000:]
         for noise in ("I0000", "E0000", "oneDNN", "cudart_stub", "cuInit",
                       "absl::InitializeLog"):
