@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -75,42 +76,109 @@ def parse_value(text: str):
     raise _Unsupported(f"value {v[:20]!r}")
 
 
-class FastHeader(dict):
+# The value fields parse_value accepts, as one pattern: _read_header checks every card's value
+# with one C-level match over them all (joined by "\xff", which no ASCII card holds), and
+# FastHeader parses a value only when it is read. A PS1 stack's header has ~150 cards, of which
+# a scan reads ~20: parsing each eagerly cost ~0.4 ms a file (bench/RESULTS.md). Tested to
+# accept exactly what parse_value accepts.
+_VALUE = (r"\s*(?:'(?:[^'\xff]|'')*'|T|F|[+-]?(?:\d+\.?\d*|\.\d+)(?:[EeDd][+-]?\d+)?)"
+          r"\s*(?:/[^\xff]*)?")
+_SEP = "\xff"
+_VALUES = re.compile(f"{_VALUE}(?:{_SEP}{_VALUE})*")
+#: a card: keyword field, value indicator, the rest
+_CARD = re.compile(r"(.{8})(.{2})(.{70})", re.S)
+
+
+class FastHeader(Mapping):
     """A header read by :func:`read_simple_cube`: keyword -> value (the first card of each
-    keyword, as ``astropy.io.fits.Header[key]`` gives it); the readers use it as a Header."""
+    keyword, as ``astropy.io.fits.Header[key]`` gives it); the readers use it as a Header.
+
+    Every value was checked when the header was read; each is parsed on first access."""
+
+    __slots__ = ("_raw", "_parsed")
+
+    def __init__(self, raw: dict[str, str] | None = None):
+        self._raw = {} if raw is None else raw  # keyword -> its value field's text
+        self._parsed: dict = {}
+
+    def __getitem__(self, key):
+        try:
+            return self._parsed[key]
+        except KeyError:
+            value = self._parsed[key] = parse_value(self._raw[key])
+            return value
+
+    def get(self, key, default=None):
+        return self[key] if key in self._raw else default
+
+    def __contains__(self, key) -> bool:
+        return key in self._raw
+
+    def __iter__(self):
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def keys(self):
+        return self._raw.keys()
+
+    def __repr__(self) -> str:
+        return f"FastHeader({dict(self.items())!r})"
+
+
+def _end_card(buf: bytes) -> int:
+    """The byte offset of the ``END`` card (a card whose keyword field is ``END``)."""
+    i = 0
+    limit = min(len(buf), MAX_HEADER_BLOCKS * BLOCK)
+    while True:
+        i = buf.find(b"END     ", i, limit)
+        if i < 0:
+            raise _Unsupported("no END card" if len(buf) >= limit else "short header")
+        if i % 80 == 0:
+            return i
+        i += 1
 
 
 def _read_header(buf: bytes) -> tuple[FastHeader, int]:
-    """The header at the start of ``buf`` (the file's bytes) and its length in bytes."""
-    head = FastHeader()
-    for n in range(1, MAX_HEADER_BLOCKS + 1):
-        block = buf[(n - 1) * BLOCK:n * BLOCK]
-        if len(block) < BLOCK:
-            raise _Unsupported("short header")
-        text = block.decode("latin-1")  # bytes after END may be anything; cards must be ASCII
-        for i in range(0, BLOCK, 80):
-            card = text[i:i + 80]
-            key = card[:8].rstrip()
-            if key == "END":
-                return head, n * BLOCK
-            if not card.isascii():
-                raise _Unsupported("non-ASCII card")
-            if key == "HIERARCH":  # ESO's long keywords (PS1: FPA.ZP): HIERARCH KEY = value
-                key, eq, value = card[9:].partition("=")
+    """The header at the start of ``buf`` (the file's bytes) and its length in bytes.
+
+    The cards are split and checked by C-level string methods and one regular expression, not
+    card by card in Python: a PS1 stack's ~235 cards cost ~0.6 ms a file that way."""
+    end = _end_card(buf)
+    length = (end // BLOCK + 1) * BLOCK
+    if len(buf) < length:
+        raise _Unsupported("short header")
+    text = buf[:end].decode("latin-1")  # bytes after END may be anything; cards must be ASCII
+    if not text.isascii():
+        raise _Unsupported("non-ASCII card")
+    cards = _CARD.findall(text)  # (keyword field, value indicator, the rest) of each card
+    fields = [k for k, _, _ in cards]
+    if not "".join(fields).isprintable():
+        raise _Unsupported("non-printable keyword")
+    if "CONTINUE" in fields:
+        raise _Unsupported("CONTINUE")  # long strings: astropy's
+    values = [(k.rstrip(), v) for k, ind, v in cards if ind == "= " and k != "HIERARCH"]
+    keys = "".join(k for k, _ in values)
+    if keys.upper() != keys:
+        raise _Unsupported("lower-case keyword")
+    if "HIERARCH" in fields:
+        plain = {k for k, _ in values}
+        for k, ind, v in cards:
+            if k == "HIERARCH":  # ESO's long keywords (PS1: FPA.ZP): HIERARCH KEY = value
+                key, eq, value = (ind + v)[1:].partition("=")
                 key = " ".join(key.split())
-                if not eq or not key or key.upper() != key:
+                if not eq or not key or key.upper() != key or key in plain:
                     raise _Unsupported("HIERARCH card")
-                head.setdefault(key, parse_value(value))
-                continue
-            if key == "CONTINUE" or not key.isprintable():
-                raise _Unsupported(key)
-            if card[8:10] != "= ":
-                continue  # COMMENT, HISTORY, blank cards: no value
-            if key.upper() != key:
-                raise _Unsupported("lower-case keyword")
-            value = parse_value(card[10:])
-            head.setdefault(key, value)
-    raise _Unsupported("header too long")
+                values.append((key, value))
+    raw = dict(values)
+    if len(raw) != len(values):  # a keyword twice: its first card's value, as astropy's [key]
+        raw = {}
+        for k, v in values:
+            raw.setdefault(k, v)
+    if values and not _VALUES.fullmatch(_SEP.join(v for _, v in values)):
+        raise _Unsupported("a value parse_value does not read")
+    return FastHeader(raw), length
 
 
 def read_simple_cube(path: str) -> tuple[np.ndarray, FastHeader] | None:

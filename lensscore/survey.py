@@ -6,6 +6,7 @@ DES, Legacy Survey, KiDS) so that the readers in :mod:`lensscore.io` stay layout
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -73,7 +74,13 @@ def normalize_band(name) -> str | None:
     """
     if name is None:
         return None
-    s = str(name).strip().lower()
+    return _normalize_band(str(name))
+
+
+@functools.lru_cache(maxsize=1024)
+def _normalize_band(name: str) -> str | None:
+    # cached: a scan asks for the same few filter names ~6 times a file
+    s = name.strip().lower()
     if not s:
         return None
     return parse_band(s) or s

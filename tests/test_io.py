@@ -390,3 +390,65 @@ def test_find_sources_counts_a_linked_file_once(tmp_path, rng):
     write_cube(other / "y.fits", fake_cutout(rng))
     ids = [s.id for s in find_sources([tmp_path])]
     assert ids == ["lenses/a", "lenses/b", "more/y"]
+
+
+def _parse_value_reads(text: str) -> bool:
+    from lensscore import fastfits
+
+    try:
+        fastfits.parse_value(text)
+    except fastfits._Unsupported:
+        return False
+    return True
+
+
+_TRICKY_VALUES = [
+    "                   1", "  -1.5E-03 / c", "  .5", "  5.", "  1D+2", " +7 /", "  T", "F / x",
+    "  'abc'", "  'it''s' / q", "  ''", "  '''' ", "  'a'' ' / x", "  'a''", "  'open", "",
+    "       ", "  (1.0, 2.0)", "  1_000", "  inf", "  nan", "  TRUE", "  1.2.3", "  12 'x'",
+    "  'x' y", "  1e5", "  - 1", "\t3\t/\t", "  'a' /'b'", "  /only a comment", "  0x1F",
+]
+
+
+def test_the_header_check_accepts_exactly_what_parse_value_reads():
+    """fastfits checks all of a header's values with one pattern (_VALUES) and parses each on
+    first access: the pattern must accept a value exactly where parse_value reads it, else a
+    file would reach the fast path with a value it cannot read (or miss it for nothing)."""
+    hyp = pytest.importorskip("hypothesis")
+    st = pytest.importorskip("hypothesis.strategies")
+    from lensscore import fastfits
+
+    def agree(text):
+        assert (fastfits._VALUES.fullmatch(text) is not None) == _parse_value_reads(text), text
+
+    for text in _TRICKY_VALUES:
+        agree(text)
+    alphabet = st.sampled_from(list(" '/+-.0123456789EeDdTF\tx(),_"))
+
+    @hyp.settings(max_examples=400, deadline=None, database=None, derandomize=True)
+    @hyp.given(st.text(alphabet, max_size=12))
+    def check(text):
+        agree(text)
+
+    check()
+
+
+def test_fast_header_parses_a_value_when_read_and_refuses_what_it_cannot_read():
+    from lensscore import fastfits
+
+    def header(*cards):
+        text = "".join(c.ljust(80) for c in (*cards, "END"))
+        return (text + " " * (-len(text) % 2880)).encode("ascii")
+
+    head, length = fastfits._read_header(header(
+        "SIMPLE  =                    T", "NAXIS   =                    2", "A       = 'x' / c",
+        "A       =                    3", "HIERARCH FPA.ZP = 25.0", "COMMENT  anything = here"))
+    assert length == 2880 and dict(head) == {"SIMPLE": True, "NAXIS": 2, "A": "x",
+                                             "FPA.ZP": 25.0}
+    assert "A" in head and "B" not in head and head.get("B", 7) == 7
+    for bad in (["X       = (1.0, 2.0)"], ["X       = 'open"], ["X       = 1_000"],
+                ["CONTINUE  'x'"], ["lower   = 1"], ["HIERARCH NAXIS = 3"]):
+        with pytest.raises(fastfits._Unsupported):
+            fastfits._read_header(header("NAXIS   =                    2", *bad))
+    with pytest.raises(fastfits._Unsupported):  # END in the block that is missing
+        fastfits._read_header(header(*["C       = 1"] * 40)[:2880])
