@@ -58,18 +58,30 @@ def _bytes_per_added_row(keep: bool, labelled: bool, rotations: bool = False,
     return a, (b - a) / (n[1] - n[0])
 
 
+def _least_per_row(bound: float, *args, **kwargs) -> float:
+    """:func:`_bytes_per_added_row`'s per-row bytes, measured again (up to three times in all)
+    while above ``bound``: tracemalloc also counts what another thread allocates in the
+    window (an earlier test's; seen once in a full run, 11.7 bytes a row), which only adds."""
+    least = float("inf")
+    for _ in range(3):
+        least = min(least, _bytes_per_added_row(*args, **kwargs)[1])
+        if least < bound:
+            break
+    return least
+
+
 def test_stream_memory_per_row():
     """What each mode keeps per row, by tracemalloc over synthetic rows."""
     keep = _bytes_per_added_row(True, False)[1]
     held, stream = _bytes_per_added_row(False, False)
-    stream_lab = _bytes_per_added_row(False, True)[1]
-    stream_rot = _bytes_per_added_row(False, False, rotations=True)[1]
+    stream_lab = _least_per_row(9, False, True)
+    stream_rot = _least_per_row(9, False, False, rotations=True)
     print(f"bytes per row: keep {keep:.0f}; stream {stream:.2f} ({held / 1e3:.0f} kB at 5,000 "
           f"rows), labelled {stream_lab:.2f}, 8 transforms scored {stream_rot:.2f}")
     assert keep > 200  # id, path, files strings and list slots
     assert stream < 1 and held < 100e3  # the top 100 rows only: nothing per row
-    assert stream_lab < 8 + 1  # float32 score and logit per labelled row
-    assert stream_rot < 8 + 1  # two float32 per row checked (median, p99)
+    assert stream_lab < 9  # 8: float32 score and logit per labelled row
+    assert stream_rot < 9  # 8: two float32 per row checked (median, p99)
 
 
 def test_stream_summary_equals_kept_rows():
