@@ -9,7 +9,8 @@ data), ``NAXIS`` 3 (a cube) or 2 (a per-band file), ``BITPIX`` -32 or -64, no ``
 ``BZERO``, no ``CONTINUE`` or complex values, ASCII cards (``HIERARCH`` keywords are read, as PS1 writes
 them) -- and returns ``None``
 otherwise, so that astropy reads it (and reports whatever is wrong). The two paths are tested
-to give identical cutouts.
+to give identical cutouts. Every value is checked when the header is read and parsed when it
+is first used (:class:`FastHeader`): a scan uses ~20 of a survey header's cards.
 """
 
 from __future__ import annotations
@@ -78,10 +79,12 @@ def parse_value(text: str):
 
 # The value fields parse_value accepts, as one pattern: _read_header checks every card's value
 # with one C-level match over them all (joined by "\xff", which no ASCII card holds), and
-# FastHeader parses a value only when it is read. A PS1 stack's header has ~150 cards, of which
-# a scan reads ~20: parsing each eagerly cost ~0.4 ms a file (bench/RESULTS.md). Tested to
-# accept exactly what parse_value accepts.
-_VALUE = (r"\s*(?:'(?:[^'\xff]|'')*'|T|F|[+-]?(?:\d+\.?\d*|\.\d+)(?:[EeDd][+-]?\d+)?)"
+# FastHeader parses a value only when it is read. A PS1 stack's file has ~235 cards, of which a
+# scan reads ~20 (bench/RESULTS.md, "Reading a header"). Tested to accept exactly what
+# parse_value accepts. Each part can match a value in one way only: with "\d+\.?\d*" an
+# integer splits many ways, and a bad value after many integers took the match exponential
+# time (found in review: 37 s for 12 cards).
+_VALUE = (r"\s*(?:'(?:[^'\xff]|'')*'|T|F|[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[EeDd][+-]?\d+)?)"
           r"\s*(?:/[^\xff]*)?")
 _SEP = "\xff"
 _VALUES = re.compile(f"{_VALUE}(?:{_SEP}{_VALUE})*")
@@ -102,11 +105,10 @@ class FastHeader(Mapping):
         self._parsed: dict = {}
 
     def __getitem__(self, key):
-        try:
+        if key in self._parsed:
             return self._parsed[key]
-        except KeyError:
-            value = self._parsed[key] = parse_value(self._raw[key])
-            return value
+        value = self._parsed[key] = parse_value(self._raw[key])  # KeyError: not in the header
+        return value
 
     def get(self, key, default=None):
         return self[key] if key in self._raw else default
@@ -134,7 +136,7 @@ def _end_card(buf: bytes) -> int:
     while True:
         i = buf.find(b"END     ", i, limit)
         if i < 0:
-            raise _Unsupported("no END card" if len(buf) >= limit else "short header")
+            raise _Unsupported("no END card in the first blocks, or the file ends first")
         if i % 80 == 0:
             return i
         i += 1
@@ -143,8 +145,10 @@ def _end_card(buf: bytes) -> int:
 def _read_header(buf: bytes) -> tuple[FastHeader, int]:
     """The header at the start of ``buf`` (the file's bytes) and its length in bytes.
 
-    The cards are split and checked by C-level string methods and one regular expression, not
-    card by card in Python: a PS1 stack's ~235 cards cost ~0.6 ms a file that way."""
+    The cards are split by one regular expression and checked by C-level string methods and
+    one match of every value (:data:`_VALUES`), not card by card in Python (only ``HIERARCH``
+    cards are): the card loop was the largest part of reading a PS1 stack's ~235 cards. A
+    ``HIERARCH`` keyword that is also a plain one is left to astropy."""
     end = _end_card(buf)
     length = (end // BLOCK + 1) * BLOCK
     if len(buf) < length:

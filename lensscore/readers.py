@@ -356,7 +356,7 @@ def _wcs_cards(header):
     """Only the WCS keywords of a header (a copy), so that parsing it is fast."""
     out = fits.Header()
     if isinstance(header, FastHeader):
-        out.update((k, v) for k, v in header.items() if WCS_KEY.match(k))
+        out.update((k, header[k]) for k in header.keys() if WCS_KEY.match(k))  # parse those only
         return out
     for card in header.cards:
         if WCS_KEY.match(card.keyword):

@@ -79,7 +79,8 @@ def normalize_band(name) -> str | None:
 
 @functools.lru_cache(maxsize=1024)
 def _normalize_band(name: str) -> str | None:
-    # cached: a scan asks for the same few filter names ~6 times a file
+    """:func:`normalize_band` of a str, cached: a scan asks for the same few filter names
+    about 6 times a file."""
     s = name.strip().lower()
     if not s:
         return None
