@@ -127,6 +127,24 @@ def test_per_band_files_on_different_grids_are_refused(tmp_path, rng, kw, msg):
     assert "\n" not in str(e.value)
 
 
+def test_the_first_bands_wcs_is_read_once_and_still_checked(tmp_path, rng, monkeypatch):
+    """The cutout's WCS is the first band's: the band check reuses it rather than reading that
+    header again, and a first band off the others' grid is refused all the same."""
+    import lensscore.cutout as cutout
+
+    img = _chiral(rng)
+    files = {b: _write_band(tmp_path / f"o_{b}.fits", img[j], b) for j, b in enumerate("gri")}
+    seen = []
+    real = cutout.celestial
+    monkeypatch.setattr(cutout, "celestial", lambda h, *a, **k: seen.append(id(h)) or
+                        real(h, *a, **k))
+    load_cutout(files, wcs=False)
+    assert len(seen) == len(set(seen)) == 3  # one read of each band's header
+    _write_band(files["g"], img[0], "g", scale=0.168 * 1.05)
+    with pytest.raises(CutoutShapeError, match="pixel scale"):
+        load_cutout(files, wcs=False)
+
+
 def test_small_band_differences_within_tolerance_pass(rng):
     w0 = sky_wcs(72)
     w1 = sky_wcs(72, ra=150.1 + 0.2 * 0.168 / 3600)  # a fifth of a pixel
