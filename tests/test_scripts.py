@@ -1,4 +1,5 @@
-"""The helper scripts under scripts/ that need no TensorFlow, and the library code they drive."""
+"""The helper scripts under scripts/ and bench/ that need no TensorFlow, and the library code
+they drive."""
 
 import re
 import subprocess
@@ -176,3 +177,24 @@ def test_ft_table_reads_a_runs_cv_scores_as_it_is_and_averaged_over_the_mirror(t
                         str(run / "cv_scores.csv"), "--paired", "ft_x,nope"],
                        capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 1 and "no job 'nope'" in p.stderr, p.stderr
+
+
+def test_bench_judges_a_model_against_the_gemm_timed_beside_it_where_it_was():
+    """A model's FLOP ratio is judged once: beside its own GEMM timings where the run has them,
+    not also against the run's first GEMM figure, taken minutes earlier."""
+    from bench.run import TARGETS, table_rows
+    from lensscore.config import DEFAULT_BATCH_SIZE
+
+    b = str(DEFAULT_BATCH_SIZE)
+    r = {"gemm": {"median": 100.0, "n": 64}, "flops": {k: {"total": 1e9} for k in ("rot", "d4")},
+         "model": {"rot": {"32": 95.0, b: 70.0}, "d4": {b: 70.0}},
+         "model_beside_gemm": {"rot": {"batch": DEFAULT_BATCH_SIZE, "ratio": 0.9,
+                                       "ratios": [0.9], "gemm_range": [90, 110]}}}
+    rows = {m: t for m, _, _, t in table_rows(r)}
+    tgt = TARGETS["model_rot"]
+    assert rows[f"rot.onnx, onnxruntime, batch {b} (1.000 GFLOP/img)"] == \
+        "judged beside the GEMM (below)"
+    assert rows["rot.onnx, onnxruntime, batch 32 (1.000 GFLOP/img)"] == ""
+    assert rows[f"d4.onnx, onnxruntime, batch {b} (1.000 GFLOP/img)"] == f"≥{tgt} NO"  # 0.70
+    beside = [t for m, t in rows.items() if m.startswith("rot.onnx, batch")]
+    assert beside == [f"≥{tgt} yes"]
