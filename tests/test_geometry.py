@@ -145,6 +145,27 @@ def test_the_first_bands_wcs_is_read_once_and_still_checked(tmp_path, rng, monke
         load_cutout(files, wcs=False)
 
 
+def test_a_band_without_a_wcs_lies_on_the_others_grid_whichever_band_it_is(tmp_path, rng):
+    """Per-band files stored mirrored, their WCS saying so, one band without a WCS: the cutout
+    is put into the standard orientation by the others' WCS, whether the band without one is
+    the first or not (the first band's header alone once decided, and g without a WCS left the
+    cutout stacked as stored)."""
+    img = _chiral(rng)
+    files = {b: _write_band(tmp_path / f"o_{b}.fits", img[j], b, flip=True)
+             for j, b in enumerate("gri")}
+    ref = load_cutout(files, wcs=False)
+    assert ref.reoriented
+    for b in "gri":
+        moved = dict(files, **{b: tmp_path / f"bare_{b}.fits"})
+        head = fits.Header()
+        head["FILTER"] = b
+        fits.PrimaryHDU(fits.getdata(files[b]), header=head).writeto(moved[b], overwrite=True)
+        c = load_cutout(moved, wcs=False)
+        assert c.reoriented == ref.reoriented and c.pixscale_in == ref.pixscale_in, b
+        np.testing.assert_array_equal(c.data, ref.data)
+        assert (c.ra, c.dec) == (ref.ra, ref.dec)
+
+
 def test_small_band_differences_within_tolerance_pass(rng):
     w0 = sky_wcs(72)
     w1 = sky_wcs(72, ra=150.1 + 0.2 * 0.168 / 3600)  # a fifth of a pixel
