@@ -449,8 +449,12 @@ def table_rows(r: dict) -> list[tuple[str, str, str, str]]:
             tgt = TARGETS.get(f"model_{k}")
             # judged where lensscore runs, the scan's batch size; against the GEMM timed
             # beside the model where that was measured, not this run's first GEMM figure
-            judged = "" if not tgt or int(b) != DEFAULT_BATCH_SIZE else \
-                "judged beside the GEMM (below)" if k in beside else f"≥{tgt} {_ok(ratio, tgt)}"
+            if not tgt or int(b) != DEFAULT_BATCH_SIZE:
+                judged = ""
+            elif k in beside:
+                judged = "judged beside the GEMM (below)"
+            else:
+                judged = f"≥{tgt} {_ok(ratio, tgt)}"
             rows.append((f"{k}.onnx, onnxruntime, batch {b} ({f / 1e9:.3f} GFLOP/img)",
                          f"{ips:.1f} img/s", f"{ratio:.2f} of limit ({limit:.0f} img/s)",
                          judged))

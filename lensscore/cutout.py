@@ -122,9 +122,9 @@ def cutout_from_planes(planes: list[Plane], header, want: Sequence[str], size: i
     want_wcs = wcs
     # the scan needs no WCS object, only the scale and the centre: a plain TAN is computed
     wcs = celestial(header, path_str, fast=not want_wcs) if header is not None else None
-    if check_bands:  # the first band's WCS, read fast, is not read again
-        _check_band_grids(planes, want, path_str, data.shape[1:],
-                          known=None if want_wcs else (header, wcs))
+    if check_bands:
+        header, wcs = _check_band_grids(planes, want, path_str, data.shape[1:], header, wcs,
+                                        fast=not want_wcs)
     scale_in = pixel_scale_from_header(header, wcs) if header is not None else None
     scale_in = scale_in or options.pixel_scale
     # the standard orientation (east left, north up): the same sky, however it was stored
@@ -272,15 +272,26 @@ def _fmt_scale(scale) -> str:
     return f"{scale:.4g}" if np.ndim(scale) == 0 else "{:.4g}x{:.4g}".format(*scale)
 
 
-def _check_band_grids(planes, want, path: str, shape, known=None) -> None:
+def _check_band_grids(planes, want, path: str, shape, header, wcs, *, fast: bool):
     """Refuse per-band planes from different headers whose WCS put them on different grids
-    (:func:`lensscore.geometry.check_band_grids`): never stacked as stored. ``known``:
-    ``(header, celestial(header, path, fast=True))`` where the caller has it already."""
+    (:func:`lensscore.geometry.check_band_grids`): never stacked as stored.
+
+    Returns the cutout's ``(header, wcs)``: the given ones (``wcs`` is ``celestial(header,
+    path, fast=fast)``, not read again), unless that header has no celestial WCS and another
+    band's has: then the first such band's. A band without one is taken to lie on the grid of
+    those with one, whichever band it is (g's header alone once decided, and a mirrored cutout
+    whose g file lacked a WCS was stacked as stored).
+    """
     heads = [p.headers[0] if p.headers else None for p in planes]
     if len({id(h) for h in heads}) < 2 or any(h is None for h in heads):
-        return  # one header for all planes (a cube, one MEF's shared WCS): one grid
-    wcss = [known[1] if known is not None and h is known[0] else celestial(h, path, fast=True)
-            for h in heads]
+        return header, wcs  # one header for all planes (a cube, one MEF's shared WCS): one grid
+    wcss = [wcs if fast and h is header else celestial(h, path, fast=True) for h in heads]
     why = check_band_grids(want, wcss, shape)
     if why:
         raise CutoutShapeError(path, why + "; align the bands (e.g. reproject) before scoring")
+    if wcs is None:
+        k = next((k for k, w in enumerate(wcss) if w is not None), None)
+        if k is not None:
+            header = heads[k]
+            wcs = wcss[k] if fast else celestial(header, path)
+    return header, wcs

@@ -380,7 +380,7 @@ def celestial(header, path, fast: bool = False):
     -------
     astropy.wcs.WCS, SimpleTan or None
     """
-    if _no_sky(header):
+    if not any(k in header for k in ("CTYPE1", "CTYPE2")):
         return None
     if fast:
         tan = simple_tan(header)
@@ -415,10 +415,7 @@ def read_per_band(per_band: Mapping[str, str], want, shown) -> tuple[list[Plane]
     planes : list of Plane
         One per band of ``want``.
     header : FITS header
-        The first band's with a celestial WCS (``CTYPE1``/``CTYPE2``), else the first band's:
-        its WCS is the cutout's. A band without one is taken to lie on its grid, whichever
-        band it is; bands whose WCS disagree are refused
-        (:func:`lensscore.geometry.check_band_grids`).
+        The first band's (its WCS is the cutout's).
     band_source : {"header", "filename"}
 
     Raises
@@ -443,10 +440,5 @@ def read_per_band(per_band: Mapping[str, str], want, shown) -> tuple[list[Plane]
         if p[0].band != b:  # no band in the header, or one no convention here can read
             source = "filename"
         planes.append(p[0])
-        if header is None or (_no_sky(header) and not _no_sky(hdr)):
-            header = hdr
+        header = header if header is not None else hdr
     return planes, header, source
-
-
-def _no_sky(header) -> bool:
-    return not any(k in header for k in ("CTYPE1", "CTYPE2"))

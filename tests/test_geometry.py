@@ -127,9 +127,10 @@ def test_per_band_files_on_different_grids_are_refused(tmp_path, rng, kw, msg):
     assert "\n" not in str(e.value)
 
 
-def test_the_first_bands_wcs_is_read_once_and_still_checked(tmp_path, rng, monkeypatch):
-    """The cutout's WCS is the first band's: the band check reuses it rather than reading that
-    header again, and a first band off the others' grid is refused all the same."""
+def test_each_bands_wcs_is_read_once_and_still_checked(tmp_path, rng, monkeypatch):
+    """The cutout's WCS (the first band's here) is read once: the band check reuses it rather
+    than reading that header again, and a first band off the others' grid is refused all the
+    same."""
     import lensscore.cutout as cutout
 
     img = _chiral(rng)
@@ -145,11 +146,13 @@ def test_the_first_bands_wcs_is_read_once_and_still_checked(tmp_path, rng, monke
         load_cutout(files, wcs=False)
 
 
-def test_a_band_without_a_wcs_lies_on_the_others_grid_whichever_band_it_is(tmp_path, rng):
-    """Per-band files stored mirrored, their WCS saying so, one band without a WCS: the cutout
-    is put into the standard orientation by the others' WCS, whether the band without one is
-    the first or not (the first band's header alone once decided, and g without a WCS left the
-    cutout stacked as stored)."""
+@pytest.mark.parametrize("ctype", [None, ("LINEAR", "LINEAR"), ("RA---TAN", None)])
+def test_a_band_without_a_sky_wcs_lies_on_the_others_grid_whichever_band_it_is(tmp_path, rng,
+                                                                               ctype):
+    """Per-band files stored mirrored, their WCS saying so, one band without a celestial WCS
+    (none, a linear one, half of one): the cutout is put into the standard orientation by the
+    first band that has one, whether the band without is the first or not (g's header alone
+    once decided, and g without a WCS left the cutout stacked as stored)."""
     img = _chiral(rng)
     files = {b: _write_band(tmp_path / f"o_{b}.fits", img[j], b, flip=True)
              for j, b in enumerate("gri")}
@@ -159,11 +162,20 @@ def test_a_band_without_a_wcs_lies_on_the_others_grid_whichever_band_it_is(tmp_p
         moved = dict(files, **{b: tmp_path / f"bare_{b}.fits"})
         head = fits.Header()
         head["FILTER"] = b
+        for k, v in zip(("CTYPE1", "CTYPE2"), ctype or ()):
+            if v:
+                head[k] = v
         fits.PrimaryHDU(fits.getdata(files[b]), header=head).writeto(moved[b], overwrite=True)
         c = load_cutout(moved, wcs=False)
         assert c.reoriented == ref.reoriented and c.pixscale_in == ref.pixscale_in, b
         np.testing.assert_array_equal(c.data, ref.data)
         assert (c.ra, c.dec) == (ref.ra, ref.dec)
+    # the first band with a WCS is the cutout's: r's centre, a fifth of a pixel off i's
+    shifted = dict(files, g=tmp_path / "bare_g.fits")
+    d_ra = 0.2 * 0.168 / 3600 / np.cos(np.radians(2.2))
+    _write_band(files["r"], img[1], "r", flip=True, crval=(150.1 + d_ra, 2.2))
+    c = load_cutout(shifted, wcs=False)
+    assert c.ra == pytest.approx(ref.ra + d_ra, abs=1e-9)
 
 
 def test_small_band_differences_within_tolerance_pass(rng):
