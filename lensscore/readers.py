@@ -415,7 +415,8 @@ def read_per_band(per_band: Mapping[str, str], want, shown) -> tuple[list[Plane]
     planes : list of Plane
         One per band of ``want``.
     header : FITS header
-        The first band's (its WCS is the cutout's).
+        The first band's. Its WCS is the cutout's where it has one; else the first band's
+        that has one is (``lensscore.cutout._check_band_grids``).
     band_source : {"header", "filename"}
 
     Raises
