@@ -305,9 +305,14 @@ def _group_files(files, band_set: set[str]):
         if real in seen_real:
             continue
         seen_real.add(real)
-        stem = split_fits_suffix(os.path.basename(f))[0]
+        parts = split_fits_suffix(os.path.basename(f))
         rel_dir = os.path.relpath(os.path.dirname(f), root) if root else ""
         rel_dir = "" if rel_dir == "." else rel_dir
+        if parts is None:  # named directly, without a FITS suffix: read as named (an error
+            # row if its bytes are no FITS), never grouped as a band
+            order.append(("file", f, os.path.join(rel_dir, os.path.basename(f)), root))
+            continue
+        stem = parts[0]
         tok = band_token(stem, band_set)
         if tok is None:
             order.append(("file", f, os.path.join(rel_dir, stem), root))

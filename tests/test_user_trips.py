@@ -21,6 +21,23 @@ def test_empty_directory_leaves_no_catalog_to_block_the_rerun(tmp_path, conv_mod
         assert not out.exists() and "exists" not in r.output
 
 
+def test_a_file_named_without_a_fits_suffix_is_read_as_named(tmp_path, rng, conv_model):
+    """``lensscore scan examples/cutouts/*`` names truth.ecsv too: a file named directly is
+    read whatever its suffix (an error row if its bytes are no FITS), not a traceback."""
+    write_cube(tmp_path / "a.fits", fake_cutout(rng, lens=True))
+    (tmp_path / "cube.dat").write_bytes((tmp_path / "a.fits").read_bytes())
+    (tmp_path / "truth.ecsv").write_text("# %ECSV 1.0\nid label\n")
+    out = tmp_path / "c.csv"
+    r = runner.invoke(app, ["scan", *(str(tmp_path / n) for n in ("a.fits", "cube.dat",
+                                                                  "truth.ecsv")),
+                            "-m", conv_model, "-o", str(out), "--top", "0"])
+    assert r.exit_code == 3, r.output  # some inputs failed
+    rows = out.read_text().splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == ["a", "cube.dat", "truth.ecsv"]
+    assert rows[1].split(",")[2] == rows[0].split(",")[2]  # the same bytes, the same score
+    assert "not a FITS file" in rows[2]
+
+
 def test_resume_of_a_csv_without_its_metadata_is_refused(tmp_path, rng, conv_model):
     (tmp_path / "d" / "lenses").mkdir(parents=True)
     for k in range(3):
