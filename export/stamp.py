@@ -108,4 +108,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from train._extra import run
+
+    raise SystemExit(run(main))

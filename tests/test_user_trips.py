@@ -485,3 +485,28 @@ def test_old_string_booleans_read_resume_merge_and_gallery(tmp_path, rng, conv_m
         assert "true" not in old.read_text() and "false" not in old.read_text()
     else:
         assert Table.read(old)["resampled"].dtype == bool
+
+
+@pytest.mark.parametrize("module,args,missing", [
+    ("train", ["simulate", "--n", "2", "--out", "{tmp}/sim"], "lenstronomy"),
+    ("export.symmetrise", ["models/ps1.onnx", "{tmp}/s.onnx"], "onnx"),
+])
+def test_a_command_without_the_train_extra_says_so_in_one_line(tmp_path, module, args, missing):
+    """The light install (``pip install lensscore``) has the train and export commands but not
+    their libraries: a command that needs one ends in one line that names it, not a traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    argv = [a.format(tmp=tmp_path) for a in args]
+    code = ("import runpy, sys\n"
+            f"sys.modules[{missing!r}] = None  # as if not installed\n"
+            f"sys.argv = ['x', *{argv!r}]\n"
+            f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n")
+    p = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                       timeout=120)
+    err = p.stderr.strip().splitlines()
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert err[-1] == (f"error: this command needs {missing}, which is not installed: "
+                       "pip install 'lensscore[train]'")
