@@ -89,7 +89,7 @@ def parse_zeropoints(text: str | Mapping | None) -> tuple[tuple[str, float], ...
             zp = float(v)
         except (TypeError, ValueError):
             raise ValueError(f"--zeropoint: expected BAND=ZP items like g=27.0, got "
-                             f"{band}={v}") from None
+                             f"{band if v is None else f'{band}={v}'!r}") from None
         if not math.isfinite(zp) or not str(band).strip():
             raise ValueError(f"--zeropoint: bad item {band}={v}")
         out.append((normalize_band(band), zp))

@@ -159,6 +159,9 @@ def test_parse_zeropoints():
     assert parse_zeropoints("g=27,r=27.5,HSC-I=28") == (("g", 27.0), ("r", 27.5), ("i", 28.0))
     with pytest.raises(ValueError, match="BAND=ZP"):
         parse_zeropoints("g:27")
+    for text, shown in (("27", "'27'"), ("g=x", "'g=x'")):  # what was typed, not "27=None"
+        with pytest.raises(ValueError, match=f"got {shown}$"):
+            parse_zeropoints(text)
 
 
 # ----------------------------------------------------------------------------- grid
