@@ -70,6 +70,7 @@ def _least_per_row(bound: float, *args, **kwargs) -> float:
     return least
 
 
+@pytest.mark.slow  # 9-16 s of tracemalloc: the quick run stays under 3 minutes
 def test_stream_memory_per_row():
     """What each mode keeps per row, by tracemalloc over synthetic rows."""
     keep = _bytes_per_added_row(True, False)[1]
