@@ -40,7 +40,7 @@ def shipped_models() -> dict[str, Path]:
 
 def resolve_model(model) -> Path:
     """A model file: ``model`` if it exists, else the shipped model of that name (``ps1``,
-    ``ps1.onnx`` and ``models/ps1.onnx`` all name ``ps1``).
+    ``ps1.onnx``, ``PS1`` and ``models/ps1.onnx`` all name ``ps1``).
 
     Raises
     ------
@@ -51,7 +51,9 @@ def resolve_model(model) -> Path:
     if p.is_file():
         return p
     shipped = shipped_models()
-    name = p.name[:-5] if p.name.endswith(".onnx") else p.name
+    name = p.name[:-5] if p.name.lower().endswith(".onnx") else p.name
+    if name not in shipped and name.lower() in shipped:
+        name = name.lower()  # -m D4, -m PS1.onnx: the shipped names are lower case
     if name in shipped and (len(p.parts) == 1 or p.parent.name == "models"):
         return shipped[name]  # also where a directory of that name is in the way
     if p.exists():

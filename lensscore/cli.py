@@ -194,7 +194,7 @@ def scan(
         _check_cli_options(retry_errors, resume, stream, output)
         check_scan_options(paths=paths, catalog=catalog, images=images, output=output,
                            resume=resume, overwrite=overwrite, shard=shard, tta=tta,
-                           combine=combine, gallery=gallery_html)
+                           combine=combine, gallery=gallery_html, device=device)
     except (LensscoreError, ModelError) as exc:
         _fail(str(exc), EXIT_USAGE)
     from .distributed import close as _close_client

@@ -25,7 +25,7 @@ from .sources import Source, find_sources
 from .metrics import StabilityAccumulator, classification_summary, mirror_stability, \
     rotation_stability
 from .committee import COMBINE, make_scorer
-from .scorer import Scorer, check_tta, logit_of
+from .scorer import DEVICES, Scorer, check_tta, logit_of
 
 __all__ = ["scan", "scan_catalog", "ScanResult", "read_labels", "shard_of", "parse_shard",
            "rotation_mode", "check_scan_options"]
@@ -408,7 +408,8 @@ class _Stream:
 
 def check_scan_options(*, paths=None, catalog=None, images=None, output=None,
                        resume: bool = False, overwrite: bool = False, shard=None,
-                       tta: str = "none", combine: str = "mean", gallery=None) -> None:
+                       tta: str = "none", combine: str = "mean", gallery=None,
+                       device: str = "cpu") -> None:
     """Refuse, before any work, options that cannot work together (one-line LensscoreError);
     the CLI calls it first, :func:`scan` checks what it needs itself."""
     check_tta(tta)
@@ -424,6 +425,8 @@ def check_scan_options(*, paths=None, catalog=None, images=None, output=None,
         raise LensscoreError("--images is for --catalog")
     if combine not in COMBINE:
         raise LensscoreError(f"--combine must be one of {', '.join(COMBINE)}, got {combine!r}")
+    if device not in DEVICES:
+        raise LensscoreError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
     if shard is not None:
         parse_shard(shard)
     if resume and output is None:

@@ -113,10 +113,13 @@ def test_scan_with_the_default_model(monkeypatch):
 def test_shipped_models_by_name():
     r = runner.invoke(app, ["models"])
     assert r.exit_code == 0 and "d4 (default)" in r.stdout and "ps1" in r.stdout
-    for name in ("ps1", "ps1.onnx", "models/ps1.onnx"):
+    for name in ("ps1", "ps1.onnx", "models/ps1.onnx", "PS1", "Ps1.ONNX"):
         assert Scorer(name).grid.survey == "ps1"
     r = runner.invoke(app, ["scan", str(DEMO), "-m", "nosuch", "--top", "0"])
     assert r.exit_code == 1 and "shipped models, by name: baseline, d4, ps1, rot" in r.output
+    # a bad --device is a usage error, refused before any model is loaded
+    r = runner.invoke(app, ["scan", str(DEMO), "-m", "nosuch", "--device", "gpu"])
+    assert r.exit_code == 2 and "--device must be one of cpu, cuda, auto, got 'gpu'" in r.output
 
 
 def test_ps1_model_describes_its_grid_and_cross_validated_real_metrics():
