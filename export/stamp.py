@@ -7,6 +7,10 @@ from a ``lensscore scan`` catalog (any format it writes) of labelled real cutout
 positions) its false-positive rate at the threshold and the ROC AUC of the lenses against it.
 For a model that was trained or fine-tuned on those cutouts, use the cross-validated numbers
 instead (``train.finetune``): this command refuses a model whose metadata says it saw the data.
+
+``python -m export.stamp MODEL.onnx --trained-on DIR --name DATA`` records instead what the model
+was trained on (``lensscore.trained_on``: each cutout's digest and the sky position of its centre),
+so that a scan marks those cutouts ``in_training``; ``--update`` adds to a record made before.
 """
 
 from __future__ import annotations
@@ -43,9 +47,10 @@ def stamp(model_path, catalog, name: str) -> dict:
     return m
 
 
-def training_digests(model_path, data) -> list[str]:
+def training_digests(model_path, data) -> tuple[list[str], list[tuple[float, float]]]:
     """The digests (:func:`lensscore.trained.cutout_digest`) of every readable cutout under
-    ``data`` as a scan with ``model_path`` reads it (its grid, zero points, orientation)."""
+    ``data`` as a scan with ``model_path`` reads it (its grid, zero points, orientation), and
+    their centres' sky positions (ra, dec in degrees; NaN without a WCS)."""
     from lensscore.errors import CutoutError
     from lensscore.io import find_sources, load_source
     from lensscore.scorer import Scorer
@@ -53,37 +58,51 @@ def training_digests(model_path, data) -> list[str]:
 
     sc = Scorer(model_path, threads=1)
     opts = sc.read_options()
-    out = []
+    out, pos = [], []
     for src in find_sources(data, sc.bands):
         try:
             c = load_source(src, sc.bands, sc.size, opts, wcs=False)
         except CutoutError:
             continue  # a scan gives it an error row: it was not trained on either
         out.append(cutout_digest(c.data))
-    return out
+        pos.append((float("nan") if c.ra is None else float(c.ra),
+                    float("nan") if c.dec is None else float(c.dec)))
+    return out, pos
 
 
-def stamp_trained_on(model_path, data, name: str) -> dict:
-    """Write ``lensscore.trained_on`` (the digests of the cutouts under ``data``, which the model
-    was trained or fine-tuned on) into ``model_path``, atomically; a scan then marks those rows
-    ``in_training`` and keeps them out of its metrics."""
+def stamp_trained_on(model_path, data, name: str, *, update: bool = False) -> dict:
+    """Write ``lensscore.trained_on`` (the digests and sky positions of the cutouts under
+    ``data``, which the model was trained or fine-tuned on) into ``model_path``, atomically; a
+    scan then marks those rows ``in_training`` and keeps them out of its metrics.
+
+    ``update``: the model records ``trained_on`` already; keep its digests, add those (and the
+    positions) of ``data`` -- for a record made before positions were kept."""
     import onnx
 
-    from lensscore.trained import trained_on_record
+    from lensscore.trained import trained_digests, trained_on_record, trained_positions
 
     from .graph import merge_metadata
 
-    digests = training_digests(model_path, data)
+    digests, positions = training_digests(model_path, data)
     if not digests:
         raise ValueError(f"{data}: no readable cutouts")
-    rec = trained_on_record(digests, name)
     model = onnx.load(model_path)
-    if merge_metadata(model, {meta_key(TRAINED_ON): json.dumps(rec)}):
+    key = meta_key(TRAINED_ON)
+    old = [p for p in model.metadata_props if p.key == key]
+    if old and not update:
         raise ValueError(f"{model_path} records trained_on already; not overwritten")
+    if old:
+        was = {TRAINED_ON: json.loads(old[0].value)}
+        digests += sorted(trained_digests(was))
+        kept = trained_positions(was)
+        positions += kept.radec() if kept is not None else []
+        model.metadata_props.remove(old[0])
+    rec = trained_on_record(digests, name, positions)
+    merge_metadata(model, {key: json.dumps(rec)})
     tmp = Path(str(model_path) + ".tmp")
     onnx.save_model(model, tmp)
     os.replace(tmp, model_path)
-    return {k: v for k, v in rec.items() if k != "digests"}
+    return {k: v for k, v in rec.items() if k not in ("digests", "positions")}
 
 
 def main(argv=None) -> int:
@@ -97,11 +116,15 @@ def main(argv=None) -> int:
     ap.add_argument("--trained-on", help="directory of the real cutouts the model was trained "
                                          "or fine-tuned on: record their digests (trained_on)")
     ap.add_argument("--name", required=True, help="name of the real data set")
+    ap.add_argument("--update", action="store_true",
+                    help="with --trained-on: the model records trained_on already; keep its "
+                         "digests, add those and the sky positions of DIR")
     a = ap.parse_args(argv)
     if bool(a.real) == bool(a.trained_on):
         ap.error("give one of --real CATALOG or --trained-on DIR")
     if a.trained_on:
-        print(json.dumps(stamp_trained_on(a.model, a.trained_on, a.name), indent=1))
+        print(json.dumps(stamp_trained_on(a.model, a.trained_on, a.name, update=a.update),
+                         indent=1))
     else:
         print(json.dumps(stamp(a.model, a.real, a.name), indent=1))
     return 0

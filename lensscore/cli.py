@@ -511,6 +511,11 @@ def _print_metrics(res) -> None:
         out.print(f"labels: {m['n_lens']} lenses, {m['n_nonlens']} non-lenses; at threshold "
                   f"{m['threshold']:g}: accuracy {_pct(m['accuracy'])}, {ranks}",
                   highlight=False)
+        if res.n_unplaced:
+            err.print(f"[yellow]note:[/] {res.n_unplaced} of {res.n_scored} inputs have no sky "
+                      "position (no WCS), and this model records what it was trained on: a "
+                      "training object among them read from another file (other pixels) "
+                      "would count as test data here", highlight=False)
 
 
 def _print_stability(res) -> None:

@@ -110,6 +110,10 @@ class Committee:
         """The cutouts any member was trained on."""
         return frozenset().union(*(m.trained_digests for m in self.members))
 
+    def trained_near(self, ra, dec) -> bool:
+        """Whether any member was trained on a cutout centred there (:meth:`Scorer.trained_near`)."""
+        return any(m.trained_near(ra, dec) for m in self.members)
+
     @property
     def invariance(self) -> str:
         """The largest group every member is invariant to (none, C4 or D4)."""

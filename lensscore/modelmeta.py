@@ -216,4 +216,7 @@ class ModelMeta:
         if isinstance(rec, dict) and isinstance(rec.get("digests"), str):
             n = len(rec["digests"]) // DIGEST_HEX
             extra[TRAINED_ON] = {**rec, "digests": f"{n} digests"}
+            if isinstance(rec.get("positions"), str):  # ra,dec;ra,dec;...
+                n = len([p for p in rec["positions"].split(";") if p])
+                extra[TRAINED_ON]["positions"] = f"{n} sky positions"
         return {**out, **extra, **{k: v for k, v in self.other.items() if k not in out}}

@@ -157,6 +157,9 @@ class ScanResult:
     keep_rows: bool = True
     #: error rows of this run (resumed ones not counted), whether or not :attr:`errors` keeps them
     n_errors: int = 0
+    #: scored inputs of this run without a sky position, scanned with a model that records its
+    #: training cutouts: copies of those among them are recognised by identical pixels only
+    n_unplaced: int = 0
 
     # rows as they come (resumed from the catalog first, then scored), made arrays by _finish
     _scores: list = field(default_factory=list, repr=False, init=False)
@@ -204,6 +207,8 @@ class ScanResult:
             if self.keep_rows or len(self.errors) < STREAM_ERRORS:
                 self.errors.append((row["path"], row["error"]))
             return
+        if "in_training" in row and not _placed(row):
+            self.n_unplaced += 1
         if math.isnan(row["pixscale_in"]):  # no scale stated: the model's assumed
             self.n_scale_assumed += 1
         self.n_zp_assumed += row.get("zp_source") == "assumed"
@@ -404,6 +409,12 @@ class _Stream:
             return {}
         return {m: self._summary((self.members[False, 1][k], self.members[False, 0][k]),
                                  threshold) for k, m in enumerate(names)}
+
+
+def _placed(row: Mapping) -> bool:
+    """Whether a scored row has a sky position."""
+    ra, dec = row.get("ra"), row.get("dec")
+    return ra is not None and dec is not None and math.isfinite(ra) and math.isfinite(dec)
 
 
 def check_scan_options(*, paths=None, catalog=None, images=None, output=None,

@@ -334,6 +334,16 @@ class Scorer:
             self._trained = trained_digests(self.meta.extra)
         return self._trained
 
+    def trained_near(self, ra, dec) -> bool:
+        """Whether a cutout centred at (ra, dec) (degrees; None or NaN: unknown) is centred on
+        one the model was trained on, by the sky positions its metadata records
+        (:class:`lensscore.trained.TrainedPositions`); False when it records none."""
+        if not hasattr(self, "_trained_pos"):
+            from .trained import trained_positions
+
+            self._trained_pos = trained_positions(self.meta.extra)
+        return self._trained_pos is not None and self._trained_pos.near(ra, dec)
+
     def info(self) -> dict:
         """Everything the model says about itself, JSON values decoded."""
         g = self.grid

@@ -5,23 +5,35 @@ of those cutouts that printed its accuracy as a test would mislead. Such a model
 metadata (``lensscore.trained_on``), an 8-byte BLAKE2b digest of each training cutout as the
 scanner reads it -- float32 pixels on the model's grid, before preprocessing -- so that a scan
 can mark the rows it has seen (``in_training``) and print their metrics apart. The digests name
-no file and cannot be turned back into pixels; a cutout read differently (another file, another
-crop) is another cutout.
+no file and cannot be turned back into pixels.
+
+A digest matches identical pixels only: the same object read from another file, crop or
+resampling has other pixels. So the record also keeps the sky position of each training
+cutout's centre that has one, and a scanned cutout centred within ``radius_arcsec`` of one
+(:data:`SAME_OBJECT_ARCSEC`: a cutout that close shares nearly all its pixels with the training
+cutout) is marked too (:class:`TrainedPositions`). A cutout without a sky position (no WCS) can
+be recognised by its pixels only.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["DIGEST_HEX", "TRAINED_ON", "cutout_digest", "trained_digests", "trained_on_record"]
+__all__ = ["DIGEST_HEX", "SAME_OBJECT_ARCSEC", "TRAINED_ON", "TrainedPositions", "cutout_digest",
+           "trained_digests", "trained_on_record", "trained_positions"]
 
 #: hex characters of one digest (8 bytes)
 DIGEST_HEX = 16
 #: the record's key in a model's metadata, after ``lensscore.``
 TRAINED_ON = "trained_on"
+#: a scanned cutout centred this close to a training cutout's centre is taken for the same
+#: object: 8 PS1 or 12 HSC pixels, a sixth of the 12" field (the lenses the fine-tuning
+#: recentres on their detections move by at most 2")
+SAME_OBJECT_ARCSEC = 2.0
 
 
 def cutout_digest(data: np.ndarray) -> str:
@@ -32,11 +44,19 @@ def cutout_digest(data: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def trained_on_record(digests, data: str) -> dict:
-    """The ``lensscore.trained_on`` metadata value for ``digests`` of the data set ``data``."""
+def trained_on_record(digests, data: str, positions: Iterable | None = None,
+                      radius_arcsec: float = SAME_OBJECT_ARCSEC) -> dict:
+    """The ``lensscore.trained_on`` metadata value for ``digests`` of the data set ``data``, and
+    the sky positions (ra, dec in degrees; NaN where unknown) of the cutouts' centres."""
     ds = sorted(set(digests))
-    return {"data": data, "n": len(ds), "hash": "blake2b-64 of the float32 cutout on the model's "
-            "grid as lensscore reads it (lensscore.trained.cutout_digest)", "digests": "".join(ds)}
+    rec = {"data": data, "n": len(ds), "hash": "blake2b-64 of the float32 cutout on the model's "
+           "grid as lensscore reads it (lensscore.trained.cutout_digest)", "digests": "".join(ds)}
+    pos = sorted({(round(float(ra), 6), round(float(dec), 6)) for ra, dec in positions or ()
+                  if math.isfinite(float(ra)) and math.isfinite(float(dec))})
+    if pos:
+        rec.update(n_positions=len(pos), radius_arcsec=float(radius_arcsec),
+                   positions=";".join(f"{ra:.6f},{dec:.6f}" for ra, dec in pos))
+    return rec
 
 
 def trained_digests(extra: Mapping) -> frozenset[str]:
@@ -46,3 +66,47 @@ def trained_digests(extra: Mapping) -> frozenset[str]:
         return frozenset()
     s = rec["digests"]
     return frozenset(s[i:i + DIGEST_HEX] for i in range(0, len(s) - DIGEST_HEX + 1, DIGEST_HEX))
+
+
+class TrainedPositions:
+    """The centres of a model's training cutouts on the sky, and the radius within which a
+    scanned cutout's centre counts as the same object."""
+
+    def __init__(self, ra, dec, radius_arcsec: float):
+        self._radec = list(zip(map(float, ra), map(float, dec)))
+        ra, dec = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
+        self._xyz = np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], 1)
+        self.radius_arcsec = float(radius_arcsec)
+        self._cos = math.cos(math.radians(self.radius_arcsec / 3600.0))
+
+    def __len__(self) -> int:
+        return len(self._xyz)
+
+    def radec(self) -> list[tuple[float, float]]:
+        """The centres, (ra, dec) in degrees, as recorded."""
+        return list(self._radec)
+
+    def near(self, ra, dec) -> bool:
+        """Whether (ra, dec) in degrees lies within the radius of a training cutout's centre;
+        False for an unknown position (None or NaN)."""
+        if ra is None or dec is None or not (math.isfinite(ra) and math.isfinite(dec)):
+            return False
+        r, d = math.radians(ra), math.radians(dec)
+        v = np.array([math.cos(d) * math.cos(r), math.cos(d) * math.sin(r), math.sin(d)])
+        return bool((self._xyz @ v).max() >= self._cos)
+
+
+def trained_positions(extra: Mapping) -> TrainedPositions | None:
+    """The positions a model's metadata records (``ModelMeta.extra``); None if none."""
+    rec = extra.get(TRAINED_ON)
+    if not isinstance(rec, Mapping) or not isinstance(rec.get("positions"), str):
+        return None
+    try:
+        pairs = [tuple(map(float, p.split(","))) for p in rec["positions"].split(";") if p]
+        radius = float(rec.get("radius_arcsec", SAME_OBJECT_ARCSEC))
+    except ValueError:
+        return None  # a malformed record: the digests still mark identical cutouts
+    if not pairs or not all(len(p) == 2 for p in pairs):
+        return None
+    ra, dec = zip(*pairs)
+    return TrainedPositions(ra, dec, radius)

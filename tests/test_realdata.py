@@ -96,6 +96,41 @@ def test_scan_raw_ps1_files_with_no_options(tmp_path):
         assert "9 of 9 inputs are cutouts this model was trained on" in r.output
 
 
+def _crop(src_dir, out_dir, rows, cols):
+    """The per-band stamps of one raw object cropped to data[rows, cols], the WCS moved with
+    them (another cutout of the same sky: other pixels on the model's grid)."""
+    from astropy.io import fits
+
+    out_dir.mkdir(parents=True)
+    for f in sorted(src_dir.glob("*.fits")):
+        with fits.open(f) as h:
+            hdr, data = h[0].header.copy(), h[0].data[rows, cols]
+        hdr["CRPIX1"] -= cols.start
+        hdr["CRPIX2"] -= rows.start
+        fits.PrimaryHDU(data, header=hdr).writeto(out_dir / f.name)
+
+
+def test_ps1_marks_its_training_objects_cut_from_other_files(tmp_path):
+    """ps1.onnx records where on the sky its 550 training cutouts are centred: the same lens
+    cut again half an arcsecond off (other pixels, other digests) is still marked in_training;
+    cut 2.5" off it is another cutout. WCS-less copies (cal/) cannot be placed: the scan says so."""
+    ps1 = ROOT / "models" / "ps1.onnx"
+    lens = sorted((REAL / "raw" / "lenses").iterdir())[0]
+    _crop(lens, tmp_path / "d" / "lenses" / "near", slice(0, 116), slice(2, 118))  # 2 px off
+    _crop(lens, tmp_path / "d" / "lenses" / "far", slice(0, 100), slice(10, 110))  # 10 px off
+    out = tmp_path / "p.csv"
+    r = runner.invoke(app, ["scan", str(tmp_path / "d"), "-m", str(ps1), "-o", str(out),
+                            "--top", "0"])
+    assert r.exit_code == 0, r.output
+    with open(out) as fh:
+        rows = {x["id"].split("/")[1]: x["in_training"] for x in csv.DictReader(fh)}
+    assert rows == {"near": "True", "far": "False"}, rows
+    assert "1 of 2 inputs are cutouts this model was trained on" in r.output
+    cal = sorted((REAL / "cal" / "lenses").glob("*.fits"))[:2]
+    r = runner.invoke(app, ["scan", *map(str, cal), "-m", str(ps1), "--top", "0"])
+    assert r.exit_code == 0 and "2 of 2 inputs have no sky position" in " ".join(r.output.split())
+
+
 @pytest.mark.slow
 def test_scan_all_raw_ps1_files(tmp_path):
     out = tmp_path / "c.csv"

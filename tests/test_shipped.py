@@ -134,6 +134,9 @@ def test_ps1_model_describes_its_grid_and_cross_validated_real_metrics():
     # source's, and say so (not shown as its own real_metrics)
     assert "real_metrics" not in info and "test_metrics" not in info
     assert info["trained_on"]["n"] == 550
+    # and where they are on the sky: the same objects cut from other files are marked too
+    assert (info["trained_on"]["n_positions"], info["trained_on"]["radius_arcsec"]) == (550, 2.0)
+    assert info["trained_on"]["positions"] == "550 sky positions"  # info: a count, not 11 kB
     n_real = info["training"]["finetune"]["n_real"]
     real = info["symmetrised"]["source_metrics"]["real_metrics"]
     assert "cross-validation" in real["method"]

@@ -330,6 +330,7 @@ def test_finetune_from_a_scan_catalog_and_grades_with_painted_arcs(data_dir, tmp
     assert "grouped by sky position" in meta["method"] and "painted" in meta["method"]
     rec = json.loads((tmp_path / "ft" / "trained_on.json").read_text())
     assert rec["n"] == 8  # the digests of the 8 real cutouts, for export to stamp
+    assert (rec["n_positions"], rec["radius_arcsec"]) == (8, 2.0)  # and their places on the sky
 
 
 def test_balanced_finetune_weights_give_each_kind_of_nonlens_an_equal_share():

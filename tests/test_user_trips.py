@@ -130,13 +130,13 @@ def test_a_scan_marks_the_models_own_training_cutouts_and_keeps_them_out_of_the_
     seen, new = tmp_path / "seen", tmp_path / "all"
     for d in (seen / "lenses", seen / "nonlenses"):
         d.mkdir(parents=True)
-    for k in range(3):
-        write_cube(seen / "lenses" / f"a{k}.fits", fake_cutout(rng, lens=True))
-        write_cube(seen / "nonlenses" / f"b{k}.fits", fake_cutout(rng))
+    for k in range(3):  # each at its own place on the sky, 36" apart
+        write_cube(seen / "lenses" / f"a{k}.fits", fake_cutout(rng, lens=True), ra=150 + k / 100)
+        write_cube(seen / "nonlenses" / f"b{k}.fits", fake_cutout(rng), ra=150.5 + k / 100)
     shutil.copytree(seen, new)
     for k in range(3):  # cutouts the model never saw, beside those it did
-        write_cube(new / "lenses" / f"c{k}.fits", fake_cutout(rng, lens=True))
-        write_cube(new / "nonlenses" / f"d{k}.fits", fake_cutout(rng))
+        write_cube(new / "lenses" / f"c{k}.fits", fake_cutout(rng, lens=True), ra=151 + k / 100)
+        write_cube(new / "nonlenses" / f"d{k}.fits", fake_cutout(rng), ra=151.5 + k / 100)
     model = tmp_path / "m.onnx"
     shutil.copy(conv_model, model)
     rec = stamp_trained_on(model, seen, "six cutouts")
@@ -156,6 +156,50 @@ def test_a_scan_marks_the_models_own_training_cutouts_and_keeps_them_out_of_the_
     assert plain.n_in_training == 0 and plain.metrics()["n"] == 12
     with open(tmp_path / "p.csv") as fh:
         assert "in_training" not in fh.readline()
+
+
+def test_the_same_objects_from_other_files_are_marked_by_their_place_on_the_sky(
+        tmp_path, rng, conv_model):
+    """Scanning a model's training objects from other files (another crop or resampling: other
+    pixels, so other digests) printed in-sample numbers as a test. The record keeps each
+    training cutout's centre on the sky; a cutout centred within its radius (2") is marked."""
+    import shutil
+
+    from astropy.io import fits
+
+    from export.stamp import stamp_trained_on
+
+    from lensscore import scan
+
+    seen, new = tmp_path / "seen" / "lenses", tmp_path / "new" / "lenses"
+    seen.mkdir(parents=True)
+    new.mkdir(parents=True)
+    cubes = [fake_cutout(rng, lens=True) for _ in range(2)]
+    for k, c in enumerate(cubes):
+        write_cube(seen / f"a{k}.fits", c, ra=150 + k / 100)
+    model = tmp_path / "m.onnx"
+    shutil.copy(conv_model, model)
+    rec = stamp_trained_on(model, seen.parent, "two cutouts")
+    assert (rec["n"], rec["n_positions"], rec["radius_arcsec"]) == (2, 2, 2.0)
+    moved = np.roll(cubes[0], 1, axis=2)  # one pixel over: other pixels, another digest
+    write_cube(new / "near.fits", moved, ra=150 + 1.5 / 3600)  # its centre 1.5" from a0's
+    write_cube(new / "far.fits", moved, ra=150 + 3 / 3600)  # 3" away: another object
+    write_cube(new / "nowcs.fits", moved, wcs=False)  # no place on the sky: pixels only
+    write_cube(new / "exact.fits", cubes[1], ra=150.01)  # a1 itself
+    res = scan(new.parent, model, rotations=False)
+    marked = {i for i, t in zip(res.ids, res.in_training) if t}
+    assert marked == {"lenses/near", "lenses/exact"}, marked
+    # a record made before positions were kept gains them, its digests kept
+    with pytest.raises(ValueError, match="records trained_on already"):
+        stamp_trained_on(model, new.parent, "again")
+    with fits.open(new / "far.fits", mode="update") as h:  # far is trained on now too
+        h[0].data = h[0].data + 1
+    rec = stamp_trained_on(model, new.parent, "more", update=True)
+    # digests: a0 and a1 kept, near's (nowcs has its pixels) and far's added (exact is a1);
+    # positions: a0's and a1's kept, near's and far's added (exact's is a1's, nowcs has none)
+    assert (rec["n"], rec["n_positions"], rec["data"]) == (4, 4, "more")
+    res = scan(new.parent, model, rotations=False)
+    assert res.in_training.all()
 
 
 @pytest.mark.parametrize("ext", [".csv", ".fits"])

@@ -658,4 +658,4 @@ def _write_finetuned(out: RunDir, run: RunDir, final, save, real: RealSet, real_
         (out.path / "trained_on.json").write_text(json.dumps(trained_on_record(
             real.digests + real.also_seen, f"{name} ({len(y)} real cutouts, fine-tuned on"
             + (f"; {len(real.also_seen)} lenses recentred, also as catalogued" if
-               real.also_seen else "") + ")")))
+               real.also_seen else "") + ")", zip(real.ra, real.dec))))
