@@ -327,6 +327,9 @@ def test_recentre_cuts_lenses_on_their_detection_as_non_lenses_are_cut(tmp_path,
     from train.fit import FitConfig
 
     real = load_real(tmp_path, FitConfig(survey="ps1", size=CFG.size), recentre=True)
+    from lensscore import tilecut
+
+    assert not tilecut._TILES._open  # the stamps it cut from are closed (they were left open)
     assert real.also_seen == [cutout_digest(before)]
     assert cutout_digest(after) in real.digests and cutout_digest(before) not in real.digests
     save_real(tmp_path / "r.npz", real)

@@ -204,6 +204,19 @@ class RealSet:
 
 def load_real(data_dir, cfg, *, labels=None, detections: bool = False, hosts: bool = False,
               recentre: bool = False, progress=None) -> RealSet:
+    """Labelled real cutouts on the run's grid (its survey preset), preprocessed as in scoring
+    (:func:`_load_real`); the stamps it cut detections from are closed when it is done."""
+    from lensscore.tilecut import close_tiles
+
+    try:
+        return _load_real(data_dir, cfg, labels=labels, detections=detections, hosts=hosts,
+                          recentre=recentre, progress=progress)
+    finally:
+        close_tiles()
+
+
+def _load_real(data_dir, cfg, *, labels=None, detections: bool = False, hosts: bool = False,
+               recentre: bool = False, progress=None) -> RealSet:
     """Labelled real cutouts on the run's grid (its survey preset), preprocessed as in scoring.
 
     Parameters

@@ -199,18 +199,22 @@ def read_hosts(sources, cfg: SimConfig, options, pc: PaintConfig = PaintConfig()
         Those the reader refused.
     """
     from lensscore.io import load_source
+    from lensscore.tilecut import close_tiles
 
     hosts, skipped = [], []
-    for k, s in enumerate(sources):
-        try:
-            c = load_source(s, cfg.bands, cfg.size, options)
-        except (CutoutError, ValueError) as exc:
-            skipped.append((s.id, str(exc)))
-        else:
-            hosts.append(Host(s.id, np.asarray(c.data, np.float32), float(c.ra), float(c.dec),
-                              *host_photometry(c.data, cfg, pc.aperture_arcsec)))
-        if progress:
-            progress(k + 1, len(sources))
+    try:
+        for k, s in enumerate(sources):
+            try:
+                c = load_source(s, cfg.bands, cfg.size, options)
+            except (CutoutError, ValueError) as exc:
+                skipped.append((s.id, str(exc)))
+            else:
+                hosts.append(Host(s.id, np.asarray(c.data, np.float32), float(c.ra),
+                                  float(c.dec), *host_photometry(c.data, cfg, pc.aperture_arcsec)))
+            if progress:
+                progress(k + 1, len(sources))
+    finally:
+        close_tiles()  # the stamps detections are cut from (a scan closes its own the same way)
     return hosts, skipped
 
 
@@ -523,12 +527,16 @@ def write_painted(out_dir, rows, hosts: Sequence[Host], cfg: SimConfig,
             for f in (out / d).glob("*.fits"):
                 f.unlink()
 
-    def header(h: Host):
-        hd = grid_header(cfg, h.ra if np.isfinite(h.ra) else 0.0,
-                         h.dec if np.isfinite(h.dec) else 0.0)
-        hd["MAGZERO"] = cfg.zeropoint
-        hd["HOST"] = h.id[-60:]
-        return hd
+    headers: dict = {}
+
+    def header(h: Host):  # one per host: making a WCS header costs as much as writing a file
+        if h.id not in headers:
+            hd = grid_header(cfg, h.ra if np.isfinite(h.ra) else 0.0,
+                             h.dec if np.isfinite(h.dec) else 0.0)
+            hd["MAGZERO"] = cfg.zeropoint
+            hd["HOST"] = h.id[-60:]
+            headers[h.id] = hd
+        return headers[h.id]
 
     def safe(s):
         return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in s)
