@@ -90,6 +90,21 @@ def test_paint_spreads_jobs_over_hosts_and_is_worker_independent(rng):
         paint(hosts[3:], 2, cfg=CFG)
 
 
+def test_finetune_paints_only_hosts_as_bright_as_it_is_told(rng):
+    from train.finetune import FinetuneConfig, RealSet, paint_real
+    from train.fit import FitConfig
+
+    hosts = [host_of(galaxy(rng, mag_i=m), f"nonlenses/src/h{k}")
+             for k, m in enumerate((18.0, 19.5))]
+    real = RealSet(np.zeros((2, 3, 48, 48), np.float32), [0, 0], [h.id for h in hosts],
+                   hosts=hosts)
+    cfg = FitConfig(survey="ps1", size=CFG.size)
+    _, used = paint_real(real, cfg, FinetuneConfig(n_paint=4))
+    assert set(used) == {"nonlenses/src/h0", "nonlenses/src/h1"}
+    _, used = paint_real(real, cfg, FinetuneConfig(n_paint=4, paint_max_mag=19.0))
+    assert set(used) == {"nonlenses/src/h0"}
+
+
 def test_detect_finds_injected_sources_and_not_noise(rng):
     n = 120
     img = rng.normal(0, 1.0, (n, n))
@@ -178,6 +193,11 @@ def test_paint_cli_writes_pairs_truth_and_picture(tmp_path, rng):
     r = CliRunner().invoke(app, ["paint", str(real), "--out", str(out), "--n", "6",
                                  "--survey", "ps1"])
     assert r.exit_code == 2 and "holds a painting already" in r.output
+    # the faintest host is an option: o1 (i ~ 19.5) is left out at 19
+    r = CliRunner().invoke(app, ["paint", str(real), "--out", str(tmp_path / "p19"), "--n", "4",
+                                 "--survey", "ps1", "--max-mag", "19"])
+    assert r.exit_code == 0 and "1 of 2 non-lenses are galaxies of i <= 19 " in r.output, r.output
+    assert {row["host"] for row in Table.read(tmp_path / "p19" / "truth.ecsv")} == {"nonlenses/o0"}
 
 
 def test_grades_become_labels_by_the_stated_rule(tmp_path):

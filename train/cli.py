@@ -319,6 +319,10 @@ def paint(
         exists=True, dir_okay=False)] = None,
     overwrite: Annotated[bool, typer.Option(help="Write into a directory that has a "
                                                  "painting already.")] = False,
+    max_mag: Annotated[float, typer.Option(
+        help="Faintest host: i magnitude in a 2.5\" aperture (a deflector bright enough to "
+             "lens visibly at the survey's seeing; a deeper survey's catalogue may go "
+             "fainter).")] = _FT.paint_max_mag,
 ):
     """Paint simulated arcs onto real non-lens cutouts (HOLISMOKES): positives with real
     deflector light, neighbours, noise and sky, beside the same cutouts unpainted."""
@@ -345,7 +349,7 @@ def paint(
         hosts_src += detections_around(srcs, cfg.bands, options)
     with err.status(f"reading {len(hosts_src)} non-lenses"):
         hosts, skipped = read_hosts(hosts_src, cfg, options)
-    pc = PaintConfig()
+    pc = PaintConfig(max_mag=max_mag)
     ok = [h for h in hosts if h.paintable(pc)]
     err.print(f"{len(ok)} of {len(hosts)} non-lenses are galaxies of i <= {pc.max_mag:g} to "
               f"paint onto ({len(skipped)} unreadable)", highlight=False)
@@ -443,6 +447,8 @@ def finetune(
         min=0.0, help="Arcsec: cutouts closer than this share a fold (friends of friends).")]
     = 30.0,
     workers: Annotated[int, typer.Option(min=1, help="Processes for painting.")] = 1,
+    paint_max_mag: Annotated[float, typer.Option(
+        help="With --n-paint: the faintest host, as paint's --max-mag.")] = _FT.paint_max_mag,
 ):
     """Fine-tune on real cutouts; real-data metrics by k-fold cross-validation only, in folds
     grouped by sky position."""
@@ -465,7 +471,8 @@ def finetune(
             fc = FinetuneConfig(folds=folds, epochs=epochs, lr=lr, n_sim=n_sim,
                                 balance_nonlenses=balance_nonlenses, n_paint=n_paint,
                                 detections=detections, group_radius=group_radius,
-                                recentre_lenses=recentre_lenses)
+                                recentre_lenses=recentre_lenses,
+                                paint_max_mag=paint_max_mag)
             r = run_ft(run_dir, real, out_dir, fc,
                        progress=on_step,
                        labels=read_labels(labels) if labels else None, workers=workers)

@@ -32,6 +32,7 @@ from lensscore.metrics import classification_summary
 from lensscore.preprocess import PreprocessSpec
 
 from .fit import RunDir, augment, load_config, read_config
+from .simconfig import HOST_MAX_MAG
 
 __all__ = ["FinetuneConfig", "RealSet", "finetune", "load_real", "kind_of",
            "real_data_record", "run_sims", "sample_weights", "sim_indices", "position_groups",
@@ -87,6 +88,8 @@ class FinetuneConfig:
     #: training with only the paintings of its own folds' hosts; 0 for none
     n_paint: int = 0
     paint_seed: int = 0
+    #: the faintest host painted onto (i, :class:`train.paint.PaintConfig`)
+    paint_max_mag: float = HOST_MAX_MAG
     #: each painting's host beside it unpainted (HOLISMOKES' pairs): a host is as often a
     #: negative as a positive, so that its looks tell nothing of the class
     paint_pairs: bool = True
@@ -473,7 +476,7 @@ def paint_real(real: RealSet, cfg, fc: FinetuneConfig, workers: int = 1, progres
     cfg : FitConfig
         The base run's configuration: survey preset, bands, size, preprocessing.
     fc : FinetuneConfig
-        ``n_paint`` and ``paint_seed``.
+        ``n_paint``, ``paint_seed`` and ``paint_max_mag``.
     workers : int
         Processes.
     progress : callable(done, total), optional
@@ -487,12 +490,12 @@ def paint_real(real: RealSet, cfg, fc: FinetuneConfig, workers: int = 1, progres
     """
     from lensscore.preprocess import preprocess
 
-    from .paint import paint
+    from .paint import PaintConfig, paint
     from .simulate import SimConfig
 
     sim_cfg = SimConfig.for_survey(cfg.survey, bands=tuple(cfg.bands), size=cfg.size)
-    rows = paint(real.hosts, fc.n_paint, fc.paint_seed, sim_cfg, workers=workers,
-                 progress=progress)
+    rows = paint(real.hosts, fc.n_paint, fc.paint_seed, sim_cfg,
+                 PaintConfig(max_mag=fc.paint_max_mag), workers=workers, progress=progress)
     spec = PreprocessSpec.from_json(cfg.preprocess)
     done = [(hid, img) for hid, _, img, _ in rows if img is not None]
     log.info("%d of %d paintings passed the cuts, over %d hosts", len(done), len(rows),

@@ -49,7 +49,8 @@ from .lenses import arc_snr, draw_lens_model, lensed_source
 from .observe import draw_conditions
 from .render import renderer
 from .simcheck import measure_noise
-from .simconfig import DEFLECTOR_MAG_REF, DEFLECTOR_MAG_SCATTER, DEFLECTOR_THETA_REF, ZP, SimConfig
+from .simconfig import (DEFLECTOR_MAG_REF, DEFLECTOR_MAG_SCATTER, DEFLECTOR_THETA_REF,
+                        HOST_MAX_MAG, ZP, SimConfig)
 
 __all__ = ["Host", "PaintConfig", "read_hosts", "host_photometry", "theta_e_prior", "paint_one",
            "paint", "detect", "stamp_detections", "detection_sources", "detections_around",
@@ -70,7 +71,7 @@ class PaintConfig:
     deflector); ``max_draws``: theta_E and source redraws per painting.
     """
 
-    max_mag: float = 21.0
+    max_mag: float = HOST_MAX_MAG
     min_extent: float = 1.15
     max_offset: float = 0.75
     max_draws: int = 40

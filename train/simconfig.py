@@ -16,7 +16,7 @@ from lensscore.config import DEFAULT_BANDS, DEFAULT_SIZE, DEFAULT_ZEROPOINT
 from .presets import PRESETS
 
 __all__ = ["SimConfig", "BANDS", "ZP", "flux", "DEFLECTORS", "DEFLECTOR_MAG_REF",
-           "DEFLECTOR_THETA_REF", "DEFLECTOR_MAG_SCATTER", "HANDEDNESS"]
+           "DEFLECTOR_THETA_REF", "DEFLECTOR_MAG_SCATTER", "HANDEDNESS", "HOST_MAX_MAG"]
 
 #: the bands the colour model (:data:`train.render.COLOURS`, :func:`train.render.draw_mags`)
 #: draws magnitudes in: g - r, r - i
@@ -31,6 +31,9 @@ DEFLECTORS = ("uniform", "sis-vdf")
 #: "uniform" deflectors' brightness: i = 19.2 - 2.5 log10(theta_E / 1.2") + N(0, 0.8 mag)
 #: (a rule of thumb; train.paint inverts it for real galaxies of known brightness)
 DEFLECTOR_MAG_REF, DEFLECTOR_THETA_REF, DEFLECTOR_MAG_SCATTER = 19.2, 1.2, 0.8
+#: the faintest real galaxy arcs are painted onto (i, aperture magnitude; train.paint): by the
+#: relation above its median theta_E is 0.23", so fainter hosts would rarely draw one in range
+HOST_MAX_MAG = 21.0
 
 
 HANDEDNESS = ("both", "one")
