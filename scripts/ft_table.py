@@ -1,7 +1,7 @@
 """Markdown rows of the cross-validated real-data metrics of GPU fine-tunes (device_finetune.py).
 
     python scripts/ft_table.py RESULTS.json|CV.csv [...] [--boot 1000] [--committee A,B,...]
-        [--paired A,B]
+        [--paired A,B] [--agree A,B,...]
 
 Each job of each ``results.json`` is one row: its out-of-fold scores (``cv_scores.csv``, kept in
 the file) over the development half's 550 cutouts (the ``nonlenses/det/`` detections are reported
@@ -11,7 +11,9 @@ a cutout comes from a model that never saw it, so the mean is a cross-validated 
 ``--paired A,B`` prints A's AUC minus B's on the 550 (over all non-lenses, and against the
 field sources alone) with the 95 % interval of ``--boot``
 paired bootstrap resamplings (:func:`lensscore.metrics.paired_bootstrap`): both jobs scored
-on the same resampled cutouts.
+on the same resampled cutouts. ``--agree A,B,...`` counts, for each kind of cutout, how many of
+the named jobs score each one >= 0.5: whether the same field sources pass in every fine-tune
+(what the data show) or different ones in each (training noise).
 """
 
 from __future__ import annotations
@@ -103,6 +105,22 @@ def paired(jobs: dict, a: str, b: str, boot: int) -> str:
     return f"AUC, {a} - {b}: " + "; ".join(out)
 
 
+def agree(jobs: dict, names: list[str]) -> str:
+    """Per kind of cutout: how many are scored >= 0.5 by exactly k of the ``names``."""
+    common = sorted(set.intersection(*(set(jobs[n]) for n in names)))
+    hits = {i: sum(jobs[n][i][1] >= 0.5 for n in names) for i in common}
+    head = (f"| >= 0.5 in k of {len(names)} ({', '.join(names)}) | "
+            + " | ".join(f"k = {k}" for k in range(len(names) + 1)) + " |\n| --- "
+            + "| ---: " * (len(names) + 1) + "|")
+    rows = []
+    for kind in ("lens", "src", "sky", "det"):
+        ks = [h for i, h in hits.items() if _kind(i) == kind]
+        if ks:
+            rows.append(f"| {kind} ({len(ks)}) | "
+                        + " | ".join(str(ks.count(k)) for k in range(len(names) + 1)) + " |")
+    return "\n".join([head, *rows])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("results", nargs="+")
@@ -111,6 +129,8 @@ def main(argv=None) -> int:
                     help="comma-separated job names whose out-of-fold scores are averaged")
     ap.add_argument("--paired", action="append", default=[], metavar="A,B",
                     help="A's AUC minus B's with a paired bootstrap interval (--boot, or 1000)")
+    ap.add_argument("--agree", action="append", default=[], metavar="A,B,...",
+                    help="for each kind of cutout, how many score >= 0.5 in k of these jobs")
     a = ap.parse_args(argv)
     jobs = read_jobs(a.results)
     print(HEAD)
@@ -130,6 +150,11 @@ def main(argv=None) -> int:
             if n not in jobs:
                 raise SystemExit(f"--paired {pair}: no job {n!r} (jobs: {', '.join(jobs)})")
         print(paired(jobs, x, y, a.boot))
+    for names in a.agree:
+        missing = [n for n in names.split(",") if n not in jobs]
+        if missing:
+            raise SystemExit(f"--agree {names}: no job {missing[0]!r} (jobs: {', '.join(jobs)})")
+        print(agree(jobs, names.split(",")))
     return 0
 
 

@@ -177,6 +177,13 @@ def test_ft_table_reads_a_runs_cv_scores_as_it_is_and_averaged_over_the_mirror(t
                         str(run / "cv_scores.csv"), "--paired", "ft_x,nope"],
                        capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 1 and "no job 'nope'" in p.stderr, p.stderr
+    # which cutouts pass 0.5 in how many jobs: lens a in both, b and the field sources in neither
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "ft_table.py"),
+                        str(run / "cv_scores.csv"), "--agree", "ft_x,ft_x (mirror-averaged)"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    assert "| lens (2) | 1 | 0 | 1 |" in p.stdout and "| src (2) | 2 | 0 | 0 |" in p.stdout, \
+        p.stdout
 
 
 def test_bench_judges_a_model_against_the_gemm_timed_beside_it_where_it_was():
