@@ -570,14 +570,38 @@ def info(
     if as_json:
         out.print_json(json.dumps(d, default=str))
         return
-    t = Table(show_header=False, title=str(d["path"]), title_justify="left")
-    t.add_column("key", style="bold")
-    t.add_column("value")
-    for k, v in d.items():
-        if k == "path":
-            continue
-        t.add_row(k, v if isinstance(v, str) else json.dumps(v))
+    t = Table(show_header=False, title=str(d["path"]), title_justify="left",
+              caption="numbers to 4 significant digits; --json gives them all",
+              caption_justify="left")
+    t.add_column("key", style="bold", no_wrap=True)
+    t.add_column("value", overflow="fold")  # a hash whole, not cut
+    for key, value in _info_rows({k: v for k, v in d.items() if k != "path"}):
+        t.add_row(key, escape(value))
     out.print(t)
+
+
+def _info_rows(d: dict, depth: int = 0):
+    """(key, value) rows of a model's self-description: a nested record as indented keys, a
+    list of plain values on one line, numbers to 4 significant digits."""
+    for k, v in d.items():
+        key = "  " * depth + str(k)
+        if isinstance(v, dict) and v:
+            yield key, ""
+            yield from _info_rows(v, depth + 1)
+        elif isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v):
+            yield key, ", ".join(_info_value(x) for x in v)
+        else:
+            yield key, _info_value(v)
+
+
+def _info_value(v) -> str:
+    if isinstance(v, bool) or v is None:
+        return json.dumps(v)
+    if isinstance(v, float) and math.isfinite(v):
+        if v.is_integer() and abs(v) < 1e15:
+            return str(int(v))
+        return f"{v:.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
+    return v if isinstance(v, str) else json.dumps(v)
 
 
 @app.command()

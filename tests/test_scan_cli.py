@@ -177,12 +177,24 @@ def test_kill_mid_scan_then_resume_equals_one_shot(tmp_path, rng, conv_model):
 def test_info_and_version(rot_model):
     r = runner.invoke(app, ["info", rot_model])
     assert r.exit_code == 0 and "rotation_invariant" in r.stdout and "g" in r.stdout
+    # a nested record as indented keys, not a JSON blob
+    assert "│ preprocess " in r.stdout and "│   clip " in r.stdout and '"clip"' not in r.stdout
     r = runner.invoke(app, ["info", rot_model, "--json"])
     assert r.exit_code == 0 and '"size": 72' in r.stdout
     r = runner.invoke(app, ["--version"])
     assert r.exit_code == 0 and "lensscore" in r.stdout
     r = runner.invoke(app, ["scan", "--help"])
     assert r.exit_code == 0 and "--resume" in r.stdout
+
+
+def test_info_shows_numbers_short_and_records_as_rows():
+    from lensscore.cli import _info_rows, _info_value
+
+    assert [_info_value(v) for v in (0.92833333, 80400.0, 12345.6, 4.59647e-08, True, None,
+                                     "x")] == ["0.9283", "80400", "12346", "4.596e-08", "true",
+                                               "null", "x"]
+    rows = list(_info_rows({"a": {"b": [1, 2.5], "c": {}}, "d": [{"e": 1}]}))
+    assert rows == [("a", ""), ("  b", "1, 2.5"), ("  c", "{}"), ("d", '[{"e": 1}]')]
 
 
 def test_scorer_never_imports_tensorflow():
