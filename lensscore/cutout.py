@@ -17,8 +17,8 @@ import numpy as np
 
 from .config import DEFAULT_SIZE
 from .errors import BadPixelsError, CutoutError, CutoutShapeError
-from .geometry import axis_scales, cd_matrix, check_band_grids, old_from_new, \
-    standard_transform, transform, transform_name
+from .geometry import BAND_SCALE_TOLERANCE, axis_scales, cd_matrix, check_band_grids, \
+    old_from_new, standard_transform, transform, transform_name
 from .grid import RESAMPLE_TOLERANCE, Grid, ReadOptions, covers, resample
 from .readers import Plane, celestial
 from .survey import pixel_scale_from_header, zeropoint_from_header
@@ -272,6 +272,20 @@ def _fmt_scale(scale) -> str:
     return f"{scale:.4g}" if np.ndim(scale) == 0 else "{:.4g}x{:.4g}".format(*scale)
 
 
+def _stated_scales_differ(want, heads, wcss) -> str:
+    """A band without a celestial WCS whose scale keyword (``PIXSCALE``...) differs from
+    another band's scale (WCS or keyword) by more than :data:`BAND_SCALE_TOLERANCE`: a
+    one-line reason, else ``""``."""
+    known = [(b, s) for b, h, w in zip(want, heads, wcss)
+             if (s := pixel_scale_from_header(h, w))]
+    for b, s in known[1:]:
+        b0, s0 = known[0]
+        if abs(s / s0 - 1) > BAND_SCALE_TOLERANCE:
+            return (f"band {b}'s pixel scale ({s:.4g}\") differs from band {b0}'s ({s0:.4g}\") "
+                    f"by more than {100 * BAND_SCALE_TOLERANCE:g} % (a scale keyword, no WCS)")
+    return ""
+
+
 def _check_band_grids(planes, want, path: str, shape, header, wcs, *, fast: bool):
     """Refuse per-band planes from different headers whose WCS put them on different grids
     (:func:`lensscore.geometry.check_band_grids`): never stacked as stored.
@@ -287,6 +301,8 @@ def _check_band_grids(planes, want, path: str, shape, header, wcs, *, fast: bool
         return header, wcs  # one header for all planes (a cube, one MEF's shared WCS): one grid
     wcss = [wcs if fast and h is header else celestial(h, path, fast=True) for h in heads]
     why = check_band_grids(want, wcss, shape)
+    if not why and any(w is None for w in wcss):
+        why = _stated_scales_differ(want, heads, wcss)
     if why:
         raise CutoutShapeError(path, why + "; align the bands (e.g. reproject) before scoring")
     if wcs is None:

@@ -178,6 +178,26 @@ def test_a_band_without_a_sky_wcs_lies_on_the_others_grid_whichever_band_it_is(t
     assert c.ra == pytest.approx(ref.ra + d_ra, abs=1e-9)
 
 
+def test_a_band_without_a_wcs_on_another_scale_is_refused(tmp_path, rng):
+    """A band whose header states its scale by keyword only (PIXSCALE, no WCS) and differs
+    from the others' is refused, as a WCS on another scale is; the same scale passes, whether
+    the others' scale comes from a WCS or from keywords too."""
+    img = _chiral(rng)
+    files = {b: _write_band(tmp_path / f"o_{b}.fits", img[j], b) for j, b in enumerate("gri")}
+    bare = {}
+    for b, scale in (("r", 0.25), ("i", 0.168), ("g", 0.168)):
+        head = fits.Header()
+        head["FILTER"], head["PIXSCALE"] = b, scale
+        bare[b] = tmp_path / f"bare_{b}_{scale}.fits"
+        fits.PrimaryHDU(fits.getdata(files[b]), header=head).writeto(bare[b])
+    with pytest.raises(CutoutShapeError, match=r"band r's pixel scale \(0.25\"\) differs from "
+                                               r"band g's \(0.168\"\).*no WCS"):
+        load_cutout(dict(files, r=bare["r"]), wcs=False)
+    assert load_cutout(dict(files, i=bare["i"]), wcs=False).pixscale_in == pytest.approx(0.168)
+    with pytest.raises(CutoutShapeError, match="band r's pixel scale"):  # no WCS at all
+        load_cutout({"g": bare["g"], "r": bare["r"], "i": bare["i"]}, wcs=False)
+
+
 def test_small_band_differences_within_tolerance_pass(rng):
     w0 = sky_wcs(72)
     w1 = sky_wcs(72, ra=150.1 + 0.2 * 0.168 / 3600)  # a fifth of a pixel
