@@ -82,10 +82,12 @@ def _pct(x) -> str:
 @app.command()
 def scan(
     paths: Annotated[Optional[list[Path]], typer.Argument(
+        metavar="PATH",
         help="FITS files and/or directories (searched recursively); or none, with --catalog.",
         exists=True, show_default=False)] = None,
     model: Annotated[Optional[list[Path]], typer.Option(
-        "--model", "-m", help="ONNX model file, or a shipped model by name (`lensscore "
+        "--model", "-m", metavar="<model>",
+        help="ONNX model file, or a shipped model by name (`lensscore "
         "models` lists them: d4, ps1, rot, baseline) [default: the shipped d4, the HSC model "
         "invariant to rotations and mirror images, or $LENSSCORE_MODEL]; give it "
         "two or more times for a committee (scores combined by --combine, each model's in "
@@ -645,12 +647,14 @@ def models(
 @app.command()
 def merge(
     catalogs: Annotated[list[Path], typer.Argument(help="Shard catalogs (scan --shard K/N).",
+                                                   metavar="CATALOG",
                                                    exists=True, dir_okay=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Merged catalog.",
                                          dir_okay=False)],
     inputs: Annotated[Optional[list[Path]], typer.Option(
-        "--inputs", help="The FITS files/directories scanned: report inputs without a row "
-                         "(repeatable).", exists=True)] = None,
+        "--inputs", metavar="<path>",
+        help="The FITS files/directories scanned: report inputs without a row (repeatable).",
+        exists=True)] = None,
     shards: Annotated[Optional[int], typer.Option(
         help="N of --shard K/N, for catalogs that do not record it (.csv).", min=1)] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --output.")] = False,

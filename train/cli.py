@@ -167,6 +167,7 @@ def evaluate(
 @app.command()
 def plots(
     runs: Annotated[list[Path], typer.Argument(help="Evaluated run directories to compare.",
+                                               metavar="RUN",
                                                exists=True, file_okay=False)],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for the PNGs.")],
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0)] = DEFAULT_THRESHOLD,
@@ -188,7 +189,8 @@ def plots(
 def predict(
     model: Annotated[Path, typer.Argument(help="A .keras model (e.g. runs/NAME/model.keras).",
                                           exists=True, dir_okay=False)],
-    files: Annotated[list[Path], typer.Argument(help="FITS cutouts.", exists=True)],
+    files: Annotated[list[Path], typer.Argument(help="FITS cutouts.", exists=True,
+                                                metavar="FILE")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ):
     """Score single FITS images with a Keras model (the seed's prediction function)."""
