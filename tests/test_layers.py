@@ -69,6 +69,7 @@ def test_parameter_counts_and_augmentation_defaults():
         FitConfig(arch="c8")
 
 
+@pytest.mark.slow  # two TensorFlow start-ups in subprocesses: ~20 s
 def test_train_and_export_keep_tensorflow_quiet_without_verbose(tmp_path):
     """Issue 32: TensorFlow's start-up lines ('I0000 ... oneDNN custom operations are on',
     'cudart_stub.cc ... Could not find cuda drivers', 'failed call to cuInit') printed on every

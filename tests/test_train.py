@@ -384,6 +384,7 @@ def test_device_train_script_round_trips_through_import_device(tmp_path):
     assert json.loads((run / "state.json").read_text())["best_epoch"] == e["best_epoch"]
 
 
+@pytest.mark.slow  # three 28 MB models into Keras: ~18 s
 def test_shipped_model_weights_read_back_into_keras_and_a_wrong_network_refused(data_dir,
                                                                                  tmp_path):
     """``train.from_onnx``: the shipped d4 model's weights (int8 dense kernels through their
