@@ -75,11 +75,13 @@ def stamp_trained_on(model_path, data, name: str, *, update: bool = False) -> di
     ``data``, which the model was trained or fine-tuned on) into ``model_path``, atomically; a
     scan then marks those rows ``in_training`` and keeps them out of its metrics.
 
-    ``update``: the model records ``trained_on`` already; keep its digests, add those (and the
-    positions) of ``data`` -- for a record made before positions were kept."""
+    ``update``: the model records ``trained_on`` already; keep its digests, positions and
+    radius, add those of ``data`` (for a record made before positions were kept); the record's
+    name becomes ``OLD + name`` where the two differ. A malformed old record is refused."""
     import onnx
 
-    from lensscore.trained import trained_digests, trained_on_record, trained_positions
+    from lensscore.trained import (SAME_OBJECT_ARCSEC, trained_digests, trained_on_record,
+                                   trained_positions)
 
     from .graph import merge_metadata
 
@@ -91,13 +93,22 @@ def stamp_trained_on(model_path, data, name: str, *, update: bool = False) -> di
     old = [p for p in model.metadata_props if p.key == key]
     if old and not update:
         raise ValueError(f"{model_path} records trained_on already; not overwritten")
+    kept, radius = None, SAME_OBJECT_ARCSEC
     if old:
         was = {TRAINED_ON: json.loads(old[0].value)}
-        digests += sorted(trained_digests(was))
-        kept = trained_positions(was)
-        positions += kept.radec() if kept is not None else []
+        try:
+            kept = trained_positions(was)
+        except ValueError as exc:
+            raise ValueError(f"{model_path}: {exc}; not updated") from None
+        known = sorted(trained_digests(was))
+        digests += known
+        positions += [(float("nan"), float("nan"))] * len(known)
+        radius = kept.radius_arcsec if kept is not None else radius
+        was_name = was[TRAINED_ON].get("data")
+        name = name if was_name in (None, name) else f"{was_name} + {name}"
         model.metadata_props.remove(old[0])
-    rec = trained_on_record(digests, name, positions)
+    rec = trained_on_record(digests, name, positions, radius,
+                            kept=kept.radec() if kept is not None else ())
     merge_metadata(model, {key: json.dumps(rec)})
     tmp = Path(str(model_path) + ".tmp")
     onnx.save_model(model, tmp)

@@ -510,14 +510,17 @@ def _print_metrics(res) -> None:
                      f"TPR@FPR0.1% {_pct(m['tpr_at_fpr_0.1pct'])}, TPR0 {_pct(m['tpr0'])}")
         else:  # AUC and TPR at FPR need both classes
             ranks = "ROC AUC and TPR@FPR n/a (only one class is labelled)"
-        out.print(f"labels: {m['n_lens']} lenses, {m['n_nonlens']} non-lenses; at threshold "
-                  f"{m['threshold']:g}: accuracy {_pct(m['accuracy'])}, {ranks}",
-                  highlight=False)
-        if res.n_unplaced:
-            err.print(f"[yellow]note:[/] {res.n_unplaced} of {res.n_scored} inputs have no sky "
-                      "position (no WCS), and this model records what it was trained on: a "
-                      "training object among them read from another file (other pixels) "
-                      "would count as test data here", highlight=False)
+        unverified = m.get("n_unverified", 0)
+        if unverified:
+            why = ("this model records the cutouts it was trained on by their pixels only (no "
+                   "sky positions)" if res.training_record == "pixels" else
+                   f"{unverified} of these {m['n']} labelled inputs have no sky position (no WCS)")
+            err.print(f"[bold yellow]warning:[/] {why}: the model's training objects read from other "
+                      "files (another crop or resampling) are not recognised, so the metrics "
+                      "below may include its training data", highlight=False)
+        out.print(f"labels{' (not verified unseen)' if unverified else ''}: {m['n_lens']} "
+                  f"lenses, {m['n_nonlens']} non-lenses; at threshold {m['threshold']:g}: "
+                  f"accuracy {_pct(m['accuracy'])}, {ranks}", highlight=False)
 
 
 def _print_stability(res) -> None:

@@ -110,8 +110,14 @@ class Committee:
         """The cutouts any member was trained on."""
         return frozenset().union(*(m.trained_digests for m in self.members))
 
+    @property
+    def trained_positions(self):
+        """The first member's record of positions (None if no member records any): whether
+        the scan can place what the committee was trained on (:meth:`trained_near` asks all)."""
+        return next((p for m in self.members if (p := m.trained_positions) is not None), None)
+
     def trained_near(self, ra, dec) -> bool:
-        """Whether any member was trained on a cutout centred there (:meth:`Scorer.trained_near`)."""
+        """Whether any member was trained on a cutout centred there (Scorer.trained_near)."""
         return any(m.trained_near(ra, dec) for m in self.members)
 
     @property

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from .config import DEFAULT_ZEROPOINT, META_PREFIX, PIXEL_SCALE_ARCSEC, SYMMETRIES
 from .errors import ModelError
 from .preprocess import PreprocessSpec
-from .trained import DIGEST_HEX, TRAINED_ON
+from .trained import DIGEST_HEX, TRAINED_ON, trained_positions
 
 __all__ = ["ModelMeta", "meta_key", "TRAINING", "TEST_METRICS", "REAL_METRICS", "EXPORT",
            "TRAINED_ON", "SYMMETRISED"]
@@ -216,7 +216,11 @@ class ModelMeta:
         if isinstance(rec, dict) and isinstance(rec.get("digests"), str):
             n = len(rec["digests"]) // DIGEST_HEX
             extra[TRAINED_ON] = {**rec, "digests": f"{n} digests"}
-            if isinstance(rec.get("positions"), str):  # ra,dec;ra,dec;...
-                n = len([p for p in rec["positions"].split(";") if p])
-                extra[TRAINED_ON]["positions"] = f"{n} sky positions"
+            if isinstance(rec.get("positions"), str):  # ra,dec;ra,dec;...: as a count
+                try:
+                    where = trained_positions({TRAINED_ON: rec})
+                    shown = f"{len(where) if where else 0} sky positions"
+                except ValueError as exc:
+                    shown = f"malformed: {exc}"
+                extra[TRAINED_ON]["positions"] = shown
         return {**out, **extra, **{k: v for k, v in self.other.items() if k not in out}}

@@ -297,8 +297,8 @@ def score_pending(pending, scorer: Scorer, tta: str = "none"):
             fields = dict(payload[1])
             digest = fields.pop("_digest", None)
             if digest is not None:  # its pixels, or its centre on the sky (another file of it)
-                fields["in_training"] = (digest in seen
-                                         or scorer.trained_near(fields.get("ra"), fields.get("dec")))
+                near = scorer.trained_near
+                fields["in_training"] = digest in seen or near(fields.get("ra"), fields.get("dec"))
             row.update(score=float(s[j]), logit=float(lg[j]), **fields, status="ok", error="")
             if names:
                 row.update({f"score_{m}": float(ms[j, k]) for k, m in enumerate(names)})

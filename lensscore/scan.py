@@ -22,6 +22,7 @@ from .files import check_outputs
 from .grid import MAX_BAD_FRACTION, ReadOptions
 from .pipeline import score_stream
 from .sources import Source, find_sources
+from .trained import placed
 from .metrics import StabilityAccumulator, classification_summary, mirror_stability, \
     rotation_stability
 from .committee import COMBINE, make_scorer
@@ -157,8 +158,11 @@ class ScanResult:
     keep_rows: bool = True
     #: error rows of this run (resumed ones not counted), whether or not :attr:`errors` keeps them
     n_errors: int = 0
-    #: scored inputs of this run without a sky position, scanned with a model that records its
-    #: training cutouts: copies of those among them are recognised by identical pixels only
+    #: what the model records of its training cutouts: "none", "pixels" (digests only: the same
+    #: objects from other files are not recognised) or "positions" (digests and sky positions)
+    training_record: str = "none"
+    #: labelled inputs counted as test data (not in_training) that have no sky position, with a
+    #: model that records its training cutouts: such an input is recognised by its pixels only
     n_unplaced: int = 0
 
     # rows as they come (resumed from the catalog first, then scored), made arrays by _finish
@@ -200,6 +204,9 @@ class ScanResult:
                 self._mscores.append(mscores)
             if rotation_scores is not None:
                 self._rots.append(rotation_scores)
+        if ("in_training" in row and not seen and label >= 0 and row.get("status") == "ok"
+                and not placed(row.get("ra"), row.get("dec"))):  # resumed rows too
+            self.n_unplaced += 1
         if not new:
             return
         if row["status"] == "error":
@@ -207,8 +214,6 @@ class ScanResult:
             if self.keep_rows or len(self.errors) < STREAM_ERRORS:
                 self.errors.append((row["path"], row["error"]))
             return
-        if "in_training" in row and not _placed(row):
-            self.n_unplaced += 1
         if math.isnan(row["pixscale_in"]):  # no scale stated: the model's assumed
             self.n_scale_assumed += 1
         self.n_zp_assumed += row.get("zp_source") == "assumed"
@@ -272,14 +277,19 @@ class ScanResult:
 
         Inputs the model was trained on (``in_training``, from its metadata) are left out: a
         model's scores of its own training cutouts are no test. ``in_training=True`` gives the
-        metrics over those alone (in sample)."""
+        metrics over those alone (in sample). With a model that records its training cutouts,
+        ``n_unverified`` counts the inputs here that could not be checked against that record
+        beyond their pixels (all of them if it records no sky positions; else those without
+        one): the same objects read from other files would be among them unrecognised."""
         if self._stream is not None:
-            return self._stream.metrics(in_training, self.threshold)
-        ok = ~np.isnan(self.scores) & (self.labels >= 0) & (self._seen_mask() == in_training)
-        if not ok.any():
-            return None
-        return classification_summary(self.labels[ok], self.scores[ok], self.threshold,
-                                      ranking=self.logits[ok])
+            m = self._stream.metrics(in_training, self.threshold)
+        else:
+            ok = ~np.isnan(self.scores) & (self.labels >= 0) & (self._seen_mask() == in_training)
+            m = classification_summary(self.labels[ok], self.scores[ok], self.threshold,
+                                       ranking=self.logits[ok]) if ok.any() else None
+        if m is not None and not in_training and self.training_record != "none":
+            m["n_unverified"] = m["n"] if self.training_record == "pixels" else self.n_unplaced
+        return m
 
     def _seen_mask(self) -> np.ndarray:
         if len(self.in_training) == len(self.scores):
@@ -409,12 +419,6 @@ class _Stream:
             return {}
         return {m: self._summary((self.members[False, 1][k], self.members[False, 0][k]),
                                  threshold) for k, m in enumerate(names)}
-
-
-def _placed(row: Mapping) -> bool:
-    """Whether a scored row has a sky position."""
-    ra, dec = row.get("ra"), row.get("dec")
-    return ra is not None and dec is not None and math.isfinite(ra) and math.isfinite(dec)
 
 
 def check_scan_options(*, paths=None, catalog=None, images=None, output=None,
@@ -674,7 +678,9 @@ def scan(
                      keep_rows=bool(keep_rows),
                      rotation_mode=mode, invariance_claimed=scorer.invariance, tta=tta,
                      members=list(members), row_order=meta.row_order,
-                     read_options=options, labels_unmatched=unmatched, n_listed=n_all)
+                     read_options=options, labels_unmatched=unmatched, n_listed=n_all,
+                     training_record="positions" if scorer.trained_positions is not None
+                     else "pixels" if trained else "none")
     writer = None
     if output is not None:
         writer = CatalogWriter(output, columns, meta.to_dict(), resume=resume, overwrite=overwrite,

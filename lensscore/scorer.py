@@ -334,15 +334,27 @@ class Scorer:
             self._trained = trained_digests(self.meta.extra)
         return self._trained
 
-    def trained_near(self, ra, dec) -> bool:
-        """Whether a cutout centred at (ra, dec) (degrees; None or NaN: unknown) is centred on
-        one the model was trained on, by the sky positions its metadata records
-        (:class:`lensscore.trained.TrainedPositions`); False when it records none."""
+    @property
+    def trained_positions(self):
+        """The sky positions of the cutouts the model was trained on
+        (:class:`lensscore.trained.TrainedPositions`); None when its metadata records none, or
+        a malformed record (said once, as a warning: its cutouts are then known by pixels)."""
         if not hasattr(self, "_trained_pos"):
             from .trained import trained_positions
 
-            self._trained_pos = trained_positions(self.meta.extra)
-        return self._trained_pos is not None and self._trained_pos.near(ra, dec)
+            try:
+                self._trained_pos = trained_positions(self.meta.extra)
+            except ValueError as exc:
+                log.warning("%s: %s; the cutouts it was trained on are recognised by their "
+                            "pixels only", self.path, exc)
+                self._trained_pos = None
+        return self._trained_pos
+
+    def trained_near(self, ra, dec) -> bool:
+        """Whether a cutout centred at (ra, dec) (degrees; None or NaN: unknown) is centred on
+        one the model was trained on (:attr:`trained_positions`); False when none recorded."""
+        pos = self.trained_positions
+        return pos is not None and pos.near(ra, dec)
 
     def info(self) -> dict:
         """Everything the model says about itself, JSON values decoded."""

@@ -10,9 +10,10 @@ no file and cannot be turned back into pixels.
 A digest matches identical pixels only: the same object read from another file, crop or
 resampling has other pixels. So the record also keeps the sky position of each training
 cutout's centre that has one, and a scanned cutout centred within ``radius_arcsec`` of one
-(:data:`SAME_OBJECT_ARCSEC`: a cutout that close shares nearly all its pixels with the training
-cutout) is marked too (:class:`TrainedPositions`). A cutout without a sky position (no WCS) can
-be recognised by its pixels only.
+(:data:`SAME_OBJECT_ARCSEC`: a cutout that close shares over two thirds of a 12" field with the
+training cutout) is marked too (:class:`TrainedPositions`). A cutout without a sky position (no
+WCS) can be recognised by its pixels only. A position that two different training cutouts share
+is left out of the record: a placeholder WCS, one centre for many files, cannot tell them apart.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["DIGEST_HEX", "SAME_OBJECT_ARCSEC", "TRAINED_ON", "TrainedPositions", "cutout_digest",
-           "trained_digests", "trained_on_record", "trained_positions"]
+__all__ = ["DIGEST_HEX", "MAX_RADIUS_ARCSEC", "SAME_OBJECT_ARCSEC", "TRAINED_ON",
+           "TrainedPositions", "cutout_digest", "placed", "trained_digests", "trained_on_record",
+           "trained_positions"]
 
 #: hex characters of one digest (8 bytes)
 DIGEST_HEX = 16
@@ -34,6 +36,8 @@ TRAINED_ON = "trained_on"
 #: object: 8 PS1 or 12 HSC pixels, a sixth of the 12" field (the lenses the fine-tuning
 #: recentres on their detections move by at most 2")
 SAME_OBJECT_ARCSEC = 2.0
+#: the largest radius a record may state (a minute of arc is several cutouts' width)
+MAX_RADIUS_ARCSEC = 60.0
 
 
 def cutout_digest(data: np.ndarray) -> str:
@@ -44,18 +48,45 @@ def cutout_digest(data: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def placed(ra, dec) -> bool:
+    """Whether (ra, dec) in degrees is a place on the sky: finite numbers, |dec| <= 90."""
+    try:
+        ra, dec = float(ra), float(dec)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(ra) and math.isfinite(dec) and abs(dec) <= 90.0
+
+
+def _key(ra, dec) -> tuple[float, float]:
+    return round(float(ra) % 360.0, 6), round(float(dec), 6)
+
+
 def trained_on_record(digests, data: str, positions: Iterable | None = None,
-                      radius_arcsec: float = SAME_OBJECT_ARCSEC) -> dict:
-    """The ``lensscore.trained_on`` metadata value for ``digests`` of the data set ``data``, and
-    the sky positions (ra, dec in degrees; NaN where unknown) of the cutouts' centres."""
+                      radius_arcsec: float = SAME_OBJECT_ARCSEC, *, kept: Iterable = ()) -> dict:
+    """The ``lensscore.trained_on`` metadata value for ``digests`` of the data set ``data``.
+
+    ``positions``: the (ra, dec) in degrees of each cutout's centre, in the order of
+    ``digests`` (NaN where unknown). A position that cutouts of different digests share is left
+    out (``n_positions_shared`` counts them): a placeholder WCS would mark every cutout there.
+    ``kept``: positions of an earlier record, kept as they are (``export.stamp --update``).
+    """
+    digests = list(digests)
     ds = sorted(set(digests))
     rec = {"data": data, "n": len(ds), "hash": "blake2b-64 of the float32 cutout on the model's "
            "grid as lensscore reads it (lensscore.trained.cutout_digest)", "digests": "".join(ds)}
-    pos = sorted({(round(float(ra), 6), round(float(dec), 6)) for ra, dec in positions or ()
-                  if math.isfinite(float(ra)) and math.isfinite(float(dec))})
-    if pos:
-        rec.update(n_positions=len(pos), radius_arcsec=float(radius_arcsec),
-                   positions=";".join(f"{ra:.6f},{dec:.6f}" for ra, dec in pos))
+    positions = list(positions or ())
+    if positions and len(positions) != len(digests):
+        raise ValueError(f"{len(positions)} positions for {len(digests)} digests")
+    owners: dict = {}
+    for dg, (ra, dec) in zip(digests, positions):
+        if placed(ra, dec):
+            owners.setdefault(_key(ra, dec), set()).add(dg)
+    pos = {p for p, o in owners.items() if len(o) == 1} | {_key(*p) for p in kept}
+    if pos or owners:
+        rec.update(n_positions=len(pos),
+                   n_positions_shared=sum(len(o) > 1 for o in owners.values()),
+                   radius_arcsec=float(radius_arcsec),
+                   positions=";".join(f"{ra:.6f},{dec:.6f}" for ra, dec in sorted(pos)))
     return rec
 
 
@@ -88,25 +119,42 @@ class TrainedPositions:
 
     def near(self, ra, dec) -> bool:
         """Whether (ra, dec) in degrees lies within the radius of a training cutout's centre;
-        False for an unknown position (None or NaN)."""
-        if ra is None or dec is None or not (math.isfinite(ra) and math.isfinite(dec)):
+        False for an unknown position (None, NaN)."""
+        if not placed(ra, dec) or not len(self._xyz):
             return False
-        r, d = math.radians(ra), math.radians(dec)
+        r, d = math.radians(float(ra)), math.radians(float(dec))
         v = np.array([math.cos(d) * math.cos(r), math.cos(d) * math.sin(r), math.sin(d)])
-        return bool((self._xyz @ v).max() >= self._cos)
+        return bool((self._xyz @ v >= self._cos).any())
 
 
 def trained_positions(extra: Mapping) -> TrainedPositions | None:
-    """The positions a model's metadata records (``ModelMeta.extra``); None if none."""
+    """The positions a model's metadata records (``ModelMeta.extra``); None if it records none.
+
+    Raises
+    ------
+    ValueError
+        A malformed record: a position that is no place on the sky, or a radius not in
+        (0, :data:`MAX_RADIUS_ARCSEC`].
+    """
     rec = extra.get(TRAINED_ON)
-    if not isinstance(rec, Mapping) or not isinstance(rec.get("positions"), str):
+    if not isinstance(rec, Mapping) or rec.get("positions") in (None, ""):
         return None
     try:
-        pairs = [tuple(map(float, p.split(","))) for p in rec["positions"].split(";") if p]
-        radius = float(rec.get("radius_arcsec", SAME_OBJECT_ARCSEC))
+        pairs = [tuple(map(float, p.split(","))) for p in str(rec["positions"]).split(";") if p]
     except ValueError:
-        return None  # a malformed record: the digests still mark identical cutouts
-    if not pairs or not all(len(p) == 2 for p in pairs):
+        pairs = [(math.nan,)]
+    try:
+        radius = float(rec.get("radius_arcsec", SAME_OBJECT_ARCSEC))
+    except (TypeError, ValueError):
+        radius = math.nan
+    bad = next((p for p in pairs if len(p) != 2 or not placed(*p)), None)
+    if bad is not None:
+        raise ValueError(f"its trained_on record holds a position that is no place on the sky "
+                         f"({', '.join(f'{v:g}' for v in bad)})")
+    if not 0 < radius <= MAX_RADIUS_ARCSEC:
+        raise ValueError(f"its trained_on record's radius_arcsec is "
+                         f"{rec.get('radius_arcsec')!r}, not in (0, {MAX_RADIUS_ARCSEC:g}]")
+    if not pairs:
         return None
     ra, dec = zip(*pairs)
     return TrainedPositions(ra, dec, radius)

@@ -128,3 +128,8 @@ python -m export.stamp models/d4.onnx --real out/real-d4.csv \
 # ps1-rot.onnx averaged over the mirror, exactly D4-invariant
 git show 37b2d56:models/ps1-rot.onnx > out/ps1-rot.onnx
 python -m export.symmetrise out/ps1-rot.onnx models/ps1.onnx --overwrite
+# the 550 development cutouts ps1-rot was fine-tuned on, recorded in ps1.onnx so that a scan
+# marks them in_training: their digests (issue 32), then their sky positions (2026-12-06)
+NAME="realdata/ps1-sled-dev/raw: the 550 cutouts ps1-rot was fine-tuned on"
+python -m export.stamp models/ps1.onnx --trained-on "$REAL" --name "$NAME"
+python -m export.stamp models/ps1.onnx --trained-on "$REAL" --name "$NAME" --update

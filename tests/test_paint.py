@@ -351,6 +351,13 @@ def test_recentre_cuts_lenses_on_their_detection_as_non_lenses_are_cut(tmp_path,
 
     assert not tilecut._TILES._open  # the stamps it cut from are closed (they were left open)
     assert real.also_seen == [cutout_digest(before)]
+    # and where the catalogued cut was centred: the record places both reads of the lens
+    assert real.also_seen_radec == [pytest.approx((150.0, 2.2), abs=1e-9)]
+    load_source(got["lenses/near/near"], "gri", CFG.size, opts)  # cut from its stamp again
+    assert tilecut._TILES._open
+    read_hosts(new, CFG, opts)
+    assert not tilecut._TILES._open  # read_hosts closes them too
     assert cutout_digest(after) in real.digests and cutout_digest(before) not in real.digests
     save_real(tmp_path / "r.npz", real)
-    assert read_real(tmp_path / "r.npz").also_seen == real.also_seen
+    back = read_real(tmp_path / "r.npz")
+    assert back.also_seen == real.also_seen and back.also_seen_radec == real.also_seen_radec

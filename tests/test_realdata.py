@@ -128,7 +128,9 @@ def test_ps1_marks_its_training_objects_cut_from_other_files(tmp_path):
     assert "1 of 2 inputs are cutouts this model was trained on" in r.output
     cal = sorted((REAL / "cal" / "lenses").glob("*.fits"))[:2]
     r = runner.invoke(app, ["scan", *map(str, cal), "-m", str(ps1), "--top", "0"])
-    assert r.exit_code == 0 and "2 of 2 inputs have no sky position" in " ".join(r.output.split())
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0 and "2 of these 2 labelled inputs have no sky position" in said
+    assert "labels (not verified unseen): 2 lenses" in said
 
 
 @pytest.mark.slow

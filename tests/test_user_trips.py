@@ -197,9 +197,64 @@ def test_the_same_objects_from_other_files_are_marked_by_their_place_on_the_sky(
     rec = stamp_trained_on(model, new.parent, "more", update=True)
     # digests: a0 and a1 kept, near's (nowcs has its pixels) and far's added (exact is a1);
     # positions: a0's and a1's kept, near's and far's added (exact's is a1's, nowcs has none)
-    assert (rec["n"], rec["n_positions"], rec["data"]) == (4, 4, "more")
+    assert (rec["n"], rec["n_positions"], rec["data"]) == (4, 4, "two cutouts + more")
     res = scan(new.parent, model, rotations=False)
     assert res.in_training.all()
+
+
+def test_what_a_scan_cannot_place_it_says_and_a_placeholder_wcs_marks_nothing(
+        tmp_path, rng, conv_model):
+    """Inputs without a sky position are counted (a note under the metrics); a committee
+    marks what any member was trained on; a centre that two different training cutouts share
+    (one placeholder WCS for many files) is left out of the record, so it marks no new cutout
+    there; a malformed record is said once and its digests still mark identical cutouts."""
+    import json
+    import shutil
+
+    import onnx
+
+    from export.stamp import stamp_trained_on
+
+    from lensscore import scan
+
+    seen, new = tmp_path / "seen" / "lenses", tmp_path / "new" / "lenses"
+    seen.mkdir(parents=True)
+    new.mkdir(parents=True)
+    a, b, c = (fake_cutout(rng, lens=True) for _ in range(3))
+    write_cube(seen / "a.fits", a, ra=150.0)
+    write_cube(seen / "b.fits", b, ra=150.5)  # b and b2: one placeholder centre
+    write_cube(seen / "b2.fits", c, ra=150.5)
+    model = tmp_path / "m.onnx"
+    shutil.copy(conv_model, model)
+    rec = stamp_trained_on(model, seen.parent, "three")
+    assert (rec["n_positions"], rec["n_positions_shared"]) == (1, 1)
+    write_cube(new / "near_a.fits", np.roll(a, 1, axis=2), ra=150.0 + 1 / 3600)
+    write_cube(new / "at_b.fits", fake_cutout(rng, lens=True), ra=150.5)  # never seen
+    write_cube(new / "nowcs.fits", fake_cutout(rng, lens=True), wcs=False)
+    res = scan(new.parent, [model, conv_model], rotations=False)  # a committee
+    assert dict(zip(res.ids, res.in_training)) == {
+        "lenses/near_a": True, "lenses/at_b": False, "lenses/nowcs": False}
+    assert res.training_record == "positions" and res.n_unplaced == 1
+    assert res.metrics()["n_unverified"] == 1  # the library says so too
+    out = tmp_path / "c.csv"
+    scan(new.parent, model, output=out, rotations=False)
+    res = scan(new.parent, model, output=out, rotations=False, resume=True)  # all rows resumed
+    assert res.n_skipped == 3 and res.n_unplaced == 1
+    r = runner.invoke(app, ["scan", str(new.parent), "-m", str(model), "--top", "0"])
+    assert "1 of these 2 labelled inputs have no sky position" in \
+        " ".join(r.output.split()), r.output
+    m = onnx.load(model)  # a hand-edited record: one position off the sky
+    prop = next(p for p in m.metadata_props if p.key == "lensscore.trained_on")
+    prop.value = json.dumps({**json.loads(prop.value), "positions": "150.0,95.0"})
+    onnx.save_model(m, model)
+    write_cube(new / "a.fits", a, ra=150.0)  # a itself: its pixels
+    res = scan(new.parent, model, rotations=False)
+    assert dict(zip(res.ids, res.in_training))["lenses/a"] and res.n_in_training == 1
+    assert res.training_record == "pixels" and res.metrics()["n_unverified"] == 3
+    r = runner.invoke(app, ["scan", str(new.parent), "-m", str(model), "--top", "0"])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0 and said.count("no place on the sky (150, 95)") == 1, r.output
+    assert "by their pixels only (no sky positions)" in said
 
 
 @pytest.mark.parametrize("ext", [".csv", ".fits"])

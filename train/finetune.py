@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -181,6 +182,8 @@ class RealSet:
     also_seen : list of str
         Digests of the same objects as read elsewhere: a recentred lens as a scan of its
         stamp reads it, at its catalogued centre (a scan must know the model saw it).
+    also_seen_radec : list of (ra, dec)
+        Their centres (degrees; NaN where unknown), in the order of ``also_seen``.
     """
 
     x: np.ndarray
@@ -191,6 +194,7 @@ class RealSet:
     digests: list = field(default_factory=list)
     hosts: list = field(default_factory=list)
     also_seen: list = field(default_factory=list)
+    also_seen_radec: list = field(default_factory=list)
 
     def __post_init__(self):
         self.y = np.asarray(self.y, int)
@@ -257,12 +261,14 @@ def _load_real(data_dir, cfg, *, labels=None, detections: bool = False, hosts: b
     sources = labelled_sources(data_dir, cfg.bands, labels)
     if detections:
         sources += detections_around(sources, cfg.bands, options)
-    also_seen = []
+    also_seen, also_radec = [], []
     if recentre:
         before = {s.id: s for s in sources}
         sources, shifts = recentre_sources(sources, cfg.bands, options)
-        also_seen = [cutout_digest(load_source(before[i], cfg.bands, cfg.size, options).data)
-                     for i in shifts]
+        for i in shifts:
+            c = load_source(before[i], cfg.bands, cfg.size, options)
+            also_seen.append(cutout_digest(c.data))
+            also_radec.append((_deg(c.ra), _deg(c.dec)))
         log.info("%d lenses re-centred on their detection (median shift %.2f arcsec)",
                  len(shifts), float(np.median(list(shifts.values()))) if shifts else 0.0)
     if not sources:
@@ -291,7 +297,11 @@ def _load_real(data_dir, cfg, *, labels=None, detections: bool = False, hosts: b
     if skipped:
         log.warning("%d of %d real cutouts could not be read", skipped, len(sources))
     return RealSet(np.stack(xs).astype(np.float32), np.asarray(ys), ids, np.asarray(ra),
-                   np.asarray(dec), digests, kept, also_seen)
+                   np.asarray(dec), digests, kept, also_seen, also_radec)
+
+
+def _deg(v) -> float:
+    return math.nan if v is None else float(v)
 
 
 def save_real(path, real: RealSet) -> None:
@@ -301,6 +311,7 @@ def save_real(path, real: RealSet) -> None:
     np.savez_compressed(
         path, x=real.x, y=real.y, ids=np.array(real.ids), ra=real.ra, dec=real.dec,
         digests=np.array(real.digests), also_seen=np.array(real.also_seen, dtype=str),
+        also_seen_radec=np.array(real.also_seen_radec, float).reshape(-1, 2),
         host_ids=np.array([o.id for o in h]),
         host_data=np.stack([o.data for o in h]) if h else np.zeros((0,) + real.x.shape[1:]),
         host_ra=np.array([o.ra for o in h]), host_dec=np.array([o.dec for o in h]),
@@ -328,7 +339,8 @@ def read_real(path) -> RealSet:
     return RealSet(np.asarray(d["x"], np.float32), d["y"].astype(int), [str(i) for i in d["ids"]],
                    get("ra", np.full(n, np.nan)), get("dec", np.full(n, np.nan)),
                    [str(v) for v in get("digests", [])], hosts,
-                   [str(v) for v in get("also_seen", [])])
+                   [str(v) for v in get("also_seen", [])],
+                   [tuple(map(float, v)) for v in get("also_seen_radec", [])])
 
 
 def position_groups(ra, dec, radius_arcsec: float) -> np.ndarray:
@@ -671,7 +683,8 @@ def _write_finetuned(out: RunDir, run: RunDir, final, save, real: RealSet, real_
         from lensscore.trained import trained_on_record
 
         name = Path(real_dir).name if real_dir else "given"
+        also = real.also_seen_radec or [(math.nan, math.nan)] * len(real.also_seen)
         (out.path / "trained_on.json").write_text(json.dumps(trained_on_record(
             real.digests + real.also_seen, f"{name} ({len(y)} real cutouts, fine-tuned on"
             + (f"; {len(real.also_seen)} lenses recentred, also as catalogued" if
-               real.also_seen else "") + ")", zip(real.ra, real.dec))))
+               real.also_seen else "") + ")", list(zip(real.ra, real.dec)) + list(also))))
