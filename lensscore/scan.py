@@ -6,6 +6,7 @@ import hashlib
 import heapq
 import logging
 import math
+import os
 import time
 from array import array
 from collections.abc import Callable, Mapping, Sequence
@@ -686,7 +687,11 @@ def scan(
         writer = CatalogWriter(output, columns, meta.to_dict(), resume=resume, overwrite=overwrite,
                                retry_errors=retry_errors,
                                identity=IDENTITY)
-        sources = _resumed(writer, res, sources, rotations)
+        try:
+            sources = _resumed(writer, res, sources, rotations)
+        except LensscoreError:
+            writer.close(finalize=False)
+            raise
     if client is None:
         stream = score_stream(sources, scorer, _sampled(sources, mode, n_all), workers,
                               options, tta)
@@ -715,13 +720,38 @@ def _check_call(workers, resume, output, overwrite, progress, tta) -> None:
 
 
 def _resumed(writer, res: ScanResult, sources, rotations: bool) -> list:
-    """Count the rows a resumed catalog holds already into ``res``; the sources left to do."""
+    """Count the rows a resumed catalog holds already into ``res``; the sources left to do:
+    those whose id and whose file have no row (a row under another id for the same file, as
+    an older lensscore gave when two roots held the same names, counts as done).
+
+    Raises
+    ------
+    LensscoreError
+        If a row's id is an input of this scan but its path is another file (other inputs
+        that give the same ids): skipping it would lose that input's row."""
+    stored = {r["id"]: r.get("path", "") for r in writer.existing} if writer.done else {}
+    files = [s for s in sources if s.position is None]  # not objects cut from tiles, which
+    # share their tiles' display path and are keyed by the catalog's own ids
+    other = [(s, stored[s.id]) for s in files if s.id in stored
+             and _norm_path(stored[s.id]) != _norm_path(s.path)]
+    if other:
+        s, was = other[0]
+        raise LensscoreError(
+            f"{writer.target}: rows for other files than this scan's inputs of the same ids "
+            f"({len(other)}; e.g. id {s.id!r}: {was} there, {s.path} now); resume with the "
+            "same inputs, or --overwrite")
     for r in writer.existing if writer.done else ():
         rot = ([_float(r.get(f"score_{t}", "")) for t in TRANSFORM_NAMES] if rotations
                else None)
         res._add(r, _float(r["score"]), rot, new=False)
     res.n_skipped = len(writer.done)
-    return [s for s in sources if s.id not in writer.done]
+    done_paths = {_norm_path(p) for p in stored.values()} if files else set()
+    return [s for s in sources if s.id not in stored
+            and (s.position is not None or _norm_path(s.path) not in done_paths)]
+
+
+def _norm_path(p: str) -> str:
+    return os.path.normpath(os.path.abspath(p)) if p else p
 
 
 def _consume(stream, res: ScanResult, writer, progress, total: int, rotations: bool,

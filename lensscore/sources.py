@@ -360,18 +360,31 @@ def _make_source(kind: str, ref, sid: str, root: str | None, groups, rank, label
 
 def _unique_ids(sources: list[Source], roots: list[str]) -> list[Source]:
     """Ids key the catalog (resume, merge, labels): an id that two scanned roots both give
-    (``a/c0.fits`` and ``b/c0.fits``) is prefixed with its root's name from the second on
-    (``b/c0``), and numbered if that is taken too."""
-    seen: set[str] = set()
+    (``a/c0.fits`` and ``b/c0.fits``) is prefixed, in every one of them, with as much of its
+    root's path as tells them apart (``a/c0`` and ``b/c0``; ``x/a/c0`` where both roots are
+    named ``a``). So ids do not depend on the order of the roots: a scan resumed with its paths
+    in another order finds the same ids (the first root's were once left bare, and a resume
+    in the other order matched them to the other root's files)."""
+    by_id: dict[str, list[int]] = {}
+    for k, src in enumerate(sources):
+        by_id.setdefault(src.id, []).append(k)
+    ids = [src.id for src in sources]
+    for sid, ks in by_id.items():
+        if len(ks) < 2:
+            continue
+        parts = [Path(os.path.abspath(roots[k] or ".")).parts[1:] for k in ks]
+        for depth in range(1, max(len(p) for p in parts) + 1):
+            pre = ["/".join(p[-depth:]) for p in parts]
+            if len(set(pre)) == len(pre):
+                break
+        for k, prefix in zip(ks, pre):
+            ids[k] = f"{prefix}/{sid}" if prefix else sid
+    taken: set[str] = set()
     out = []
-    for src, root in zip(sources, roots):
-        sid = src.id
-        if sid in seen:
-            base = f"{os.path.basename(os.path.normpath(root or '.'))}/{sid}"
-            sid, k = base, 2
-            while sid in seen:
-                sid, k = f"{base}#{k}", k + 1
-            src = Source(sid, src.path, src.files, src.label)
-        seen.add(sid)
-        out.append(src)
+    for src, sid in zip(sources, ids):
+        base, n = sid, 2
+        while sid in taken:  # the same root given twice over other paths: numbered
+            sid, n = f"{base}#{n}", n + 1
+        taken.add(sid)
+        out.append(src if sid == src.id else Source(sid, src.path, src.files, src.label))
     return out

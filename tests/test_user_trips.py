@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from lensscore.catalog import rows_path
 from lensscore.cli import app
+from lensscore.errors import LensscoreError
 from lensscore.scorer import Scorer
 
 runner = CliRunner()
@@ -255,6 +256,47 @@ def test_what_a_scan_cannot_place_it_says_and_a_placeholder_wcs_marks_nothing(
     said = " ".join(r.output.split())
     assert r.exit_code == 0 and said.count("no place on the sky (150, 95)") == 1, r.output
     assert "by their pixels only (no sky positions)" in said
+
+
+def test_ids_do_not_depend_on_the_order_of_the_paths_and_resume_loses_nothing(
+        tmp_path, rng, conv_model, monkeypatch):
+    """Two roots with the same file names: the first root's ids were bare and the second's
+    prefixed, so a scan resumed with the paths in the other order matched the ids to the other
+    root's files, skipped them and exited 0 with rows lost. Now both are prefixed whatever the
+    order; a catalog row under another id for the same file (an older catalog, or a root added
+    on resume) counts as done; a row whose id now names another file is refused."""
+    import csv
+
+    from lensscore import find_sources, scan
+
+    monkeypatch.chdir(tmp_path)
+    for d in ("n1", "n2", "m/n1"):
+        (tmp_path / d).mkdir(parents=True)
+        for k in range(3):
+            write_cube(tmp_path / d / f"c{k}.fits", fake_cutout(rng))
+    ids = [s.id for s in find_sources(["n1", "n2"])]
+    assert ids == [f"n1/c{k}" for k in range(3)] + [f"n2/c{k}" for k in range(3)]
+    assert sorted(s.id for s in find_sources(["n2", "n1"])) == sorted(ids)
+    # roots of one name: as much of their paths as tells them apart
+    assert [s.id for s in find_sources(["m/n1", "n1"])][:1] == ["m/n1/c0"]
+
+    def rows(out):
+        with open(out) as fh:
+            return [(r["id"], r["path"]) for r in csv.DictReader(fh)]
+
+    out = tmp_path / "c.csv"
+    scan(["n1"], conv_model, output=out, rotations=False)  # one root: bare ids
+    res = scan(["n2", "n1"], conv_model, output=out, rotations=False, resume=True)
+    assert res.n_skipped == 3 and res.n_scored == 6
+    got = rows(out)
+    assert sorted(p for _, p in got) == sorted(f"{d}/c{k}.fits" for d in ("n1", "n2")
+                                               for k in range(3))  # each file once
+    bad = tmp_path / "bad.csv"  # a catalog whose id n1/c0 is another file now
+    scan(["n1", "n2"], conv_model, output=bad, rotations=False)
+    text = bad.read_text().replace("n1/c0.fits", "n1/c1.fits", 1)
+    bad.write_text(text)
+    with pytest.raises(LensscoreError, match="rows for other files .*id 'n1/c0'"):
+        scan(["n1", "n2"], conv_model, output=bad, rotations=False, resume=True)
 
 
 @pytest.mark.parametrize("ext", [".csv", ".fits"])
