@@ -377,7 +377,7 @@ class Scorer:
         if x.ndim != 4 or x.shape[1:] != want:
             raise ValueError(f"images must have shape (N, {want[0]}, {want[1]}, {want[2]}) in "
                              f"FITS order (N, bands, y, x), got {np.shape(images)}")
-        return preprocess(x, self.spec)
+        return preprocess(x, self.spec) if len(x) else x  # no cutouts: no scores
 
     def run(self, prepared: np.ndarray, *, logits: bool = False):
         """Run the network on preprocessed ``(N, bands, y, x)`` arrays; return scores ``(N,)``

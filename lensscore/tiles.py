@@ -26,6 +26,7 @@ from .readers import celestial
 from .sources import Source, band_token, group_display, split_fits_suffix
 from .survey import band_from_header, hdu_kind, normalize_band, pixel_scale_from_header
 from .tilecut import Tile, close_tiles, cut_size, load_tile_cutout
+from .trained import placed
 
 __all__ = ["Tile", "find_tiles", "read_objects", "catalog_sources", "load_tile_cutout",
            "close_tiles", "ID_COLUMNS"]
@@ -142,8 +143,10 @@ def read_objects(path, id_column: str | None = None, keep_columns=None):
         raise LensscoreError(f"{p}: cannot read the object catalog ({first[:160]})") from None
     cols = list(t.colnames)
     idc = id_column or next((c for c in ID_COLUMNS if c in cols), None)
-    if idc is None or idc not in cols:
-        raise LensscoreError(f"{p}: no id column ({id_column or ' / '.join(ID_COLUMNS)}); has "
+    if id_column is not None and id_column not in cols:
+        raise LensscoreError(f"--id-column {id_column}: not in {p} (has {', '.join(cols)})")
+    if idc is None:
+        raise LensscoreError(f"{p}: no id column ({' / '.join(ID_COLUMNS)}); has "
                              f"{', '.join(cols)}; give --id-column")
     ra = next((c for c in _RA if c in cols), None)
     dec = next((c for c in _DEC if c in cols), None)
@@ -226,7 +229,8 @@ def catalog_sources(catalog, images, options: ReadOptions, *, id_column=None,
     n = len(t)
     xyz = _unit_vectors(ra, dec)
     chosen: dict[str, np.ndarray] = {}
-    reasons = [None] * n
+    reasons: list = [None if placed(a, d) else f"RA/Dec ({a:g}, {d:g}) is no place on the sky"
+                     for a, d in zip(ra, dec)]
     for b, ts in tiles.items():
         best, best_room, inside = _best_tiles(ts, ra, dec, xyz, options)
         for i in np.flatnonzero(best_room < 0):
@@ -246,8 +250,8 @@ def catalog_sources(catalog, images, options: ReadOptions, *, id_column=None,
         extra = tuple((name, _plain(col[i])) for col, name in zip(cols, names))
         lab = labels.get(oid) if labels else None
         lab = None if lab is None else int(lab)
-        if reasons[i] is not None or not (np.isfinite(ra[i]) and np.isfinite(dec[i])):
-            why = reasons[i] or "RA/Dec not finite"
+        if reasons[i] is not None:
+            why = reasons[i]
             sources.append(Source(oid, f"{Path(catalog).name}#{oid}", (), lab, why,
                                   (float(ra[i]), float(dec[i])), extra))
             continue

@@ -187,6 +187,11 @@ def test_cuda_unavailable_is_loud(rot_model):
 def test_wrong_image_shape(rot_model, rng):
     with pytest.raises(ValueError, match="FITS order"):
         Scorer(rot_model).score(np.zeros((2, 72, 72, 3)))
+    sc = Scorer(rot_model)  # an empty batch (a pipeline's last chunk) has no scores, any TTA
+    for tta in ("none", "rot4", "d8"):
+        assert sc.score(np.zeros((0, 3, 72, 72)), tta=tta).shape == (0,)
+    with pytest.raises(ValueError, match="FITS order"):
+        sc.score(np.zeros((0, 2, 72, 72)))
 
 
 def test_model_metadata_is_one_typed_object(tmp_path):

@@ -161,7 +161,8 @@ def test_catalog_mode_cli_resume_shards_and_bad_input(survey, tmp_path, conv_mod
     bad.write_text("name,x\na,1\n")
     for args, text in (([objects, "--images", str(tmp_path / "none")], "no such file"),
                        ([str(bad), "--images", images], "RA and Dec"),
-                       ([objects, "--images", images, "--id-column", "nope"], "id column"),
+                       ([objects, "--images", images, "--id-column", "nope"],
+                        "--id-column nope: not in"),
                        ([objects], "--images")):
         r = runner.invoke(app, ["scan", "--catalog", *args, "-m", conv_model, "-q"])
         assert r.exit_code == 2 and text in r.output, (args, r.output)
@@ -292,6 +293,8 @@ def test_spatial_index_places_objects_as_testing_every_tile_does(tmp_path, monke
     assert [s.id for s in fast if s.error is None] == [s.id for s in slow if s.error is None]
     n_err = sum(s.error is not None for s in fast)
     assert 10 <= n_err < len(fast) / 2  # both kinds of objects are in the test
+    # an object without a position says so (it was "off every g tile")
+    assert {s.id: s.error for s in fast}["0"] == "RA/Dec (nan, nan) is no place on the sky"
 
 
 def test_a_tile_in_use_is_not_closed_under_its_reader(tmp_path):
