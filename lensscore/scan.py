@@ -733,7 +733,7 @@ def _resumed(writer, res: ScanResult, sources, rotations: bool) -> list:
     files = [s for s in sources if s.position is None]  # not objects cut from tiles, which
     # share their tiles' display path and are keyed by the catalog's own ids
     other = [(s, stored[s.id]) for s in files if s.id in stored
-             and _norm_path(stored[s.id]) != _norm_path(s.path)]
+             and not _same_file(stored[s.id], s.path, unsure=True)]  # refuse only if sure
     if other:
         s, was = other[0]
         raise LensscoreError(
@@ -745,13 +745,26 @@ def _resumed(writer, res: ScanResult, sources, rotations: bool) -> list:
                else None)
         res._add(r, _float(r["score"]), rot, new=False)
     res.n_skipped = len(writer.done)
-    done_paths = {_norm_path(p) for p in stored.values()} if files else set()
-    return [s for s in sources if s.id not in stored
-            and (s.position is not None or _norm_path(s.path) not in done_paths)]
+    by_name: dict[str, list[str]] = {}  # a file's row under another id, found by its name
+    for p in stored.values() if files else ():
+        by_name.setdefault(os.path.basename(p), []).append(p)
+    return [s for s in sources if s.id not in stored and (s.position is not None or not any(
+        _same_file(p, s.path, unsure=False) for p in by_name.get(os.path.basename(s.path), ())))]
 
 
 def _norm_path(p: str) -> str:
     return os.path.normpath(os.path.abspath(p)) if p else p
+
+
+def _same_file(a: str, b: str, unsure: bool) -> bool:
+    """Whether two inputs' paths, as two scans wrote them, name one file: equal, or one
+    relative (to a working directory this scan may not share) and the other ending in it;
+    ``unsure`` where a relative path climbs out (``..``) and cannot be told."""
+    pa, pb = (Path(os.path.normpath(p)).parts for p in (a, b))
+    if os.path.isabs(a) == os.path.isabs(b):
+        return pa == pb or _norm_path(a) == _norm_path(b)
+    rel, full = (pa, pb) if not os.path.isabs(a) else (pb, pa)
+    return unsure if ".." in rel else full[-len(rel):] == rel
 
 
 def _consume(stream, res: ScanResult, writer, progress, total: int, rotations: bool,

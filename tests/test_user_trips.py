@@ -291,6 +291,11 @@ def test_ids_do_not_depend_on_the_order_of_the_paths_and_resume_loses_nothing(
     got = rows(out)
     assert sorted(p for _, p in got) == sorted(f"{d}/c{k}.fits" for d in ("n1", "n2")
                                                for k in range(3))  # each file once
+    monkeypatch.chdir(tmp_path / "m")  # elsewhere, the roots' absolute paths: all resumed
+    res = scan([tmp_path / "n1", tmp_path / "n2"], conv_model, output=out, rotations=False,
+               resume=True)
+    assert res.n_skipped == 6 and len(rows(out)) == 6
+    monkeypatch.chdir(tmp_path)
     bad = tmp_path / "bad.csv"  # a catalog whose id n1/c0 is another file now
     scan(["n1", "n2"], conv_model, output=bad, rotations=False)
     text = bad.read_text().replace("n1/c0.fits", "n1/c1.fits", 1)
