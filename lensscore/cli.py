@@ -576,7 +576,8 @@ def info(
         out.print_json(json.dumps(d, default=str))
         return
     t = Table(show_header=False, title=str(d["path"]), title_justify="left",
-              caption="numbers to 4 significant digits; --json gives them all",
+              caption="numbers to 4 significant digits (from 10,000 up, to the unit); --json "
+                      "gives them all",
               caption_justify="left")
     t.add_column("key", style="bold", no_wrap=True)
     t.add_column("value", overflow="fold")  # a hash whole, not cut

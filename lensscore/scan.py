@@ -6,7 +6,6 @@ import hashlib
 import heapq
 import logging
 import math
-import os
 import time
 from array import array
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +21,7 @@ from .errors import LensscoreError
 from .files import check_outputs
 from .grid import MAX_BAD_FRACTION, ReadOptions
 from .pipeline import score_stream
-from .sources import Source, find_sources
+from .sources import Source, find_sources, id_suffixes
 from .trained import placed
 from .metrics import StabilityAccumulator, classification_summary, mirror_stability, \
     rotation_stability
@@ -687,11 +686,7 @@ def scan(
         writer = CatalogWriter(output, columns, meta.to_dict(), resume=resume, overwrite=overwrite,
                                retry_errors=retry_errors,
                                identity=IDENTITY)
-        try:
-            sources = _resumed(writer, res, sources, rotations)
-        except LensscoreError:
-            writer.close(finalize=False)
-            raise
+        sources = _resumed(writer, res, sources, rotations)
     if client is None:
         stream = score_stream(sources, scorer, _sampled(sources, mode, n_all), workers,
                               options, tta)
@@ -720,51 +715,14 @@ def _check_call(workers, resume, output, overwrite, progress, tta) -> None:
 
 
 def _resumed(writer, res: ScanResult, sources, rotations: bool) -> list:
-    """Count the rows a resumed catalog holds already into ``res``; the sources left to do:
-    those whose id and whose file have no row (a row under another id for the same file, as
-    an older lensscore gave when two roots held the same names, counts as done).
-
-    Raises
-    ------
-    LensscoreError
-        If a row's id is an input of this scan but its path is another file (other inputs
-        that give the same ids): skipping it would lose that input's row."""
-    stored = {r["id"]: r.get("path", "") for r in writer.existing} if writer.done else {}
-    files = [s for s in sources if s.position is None]  # not objects cut from tiles, which
-    # share their tiles' display path and are keyed by the catalog's own ids
-    other = [(s, stored[s.id]) for s in files if s.id in stored
-             and not _same_file(stored[s.id], s.path, unsure=True)]  # refuse only if sure
-    if other:
-        s, was = other[0]
-        raise LensscoreError(
-            f"{writer.target}: rows for other files than this scan's inputs of the same ids "
-            f"({len(other)}; e.g. id {s.id!r}: {was} there, {s.path} now); resume with the "
-            "same inputs, or --overwrite")
+    """Count the rows a resumed catalog holds already into ``res``; the sources left to do
+    (by id: ids do not depend on the order of the paths, :func:`lensscore.sources.find_sources`)."""
     for r in writer.existing if writer.done else ():
         rot = ([_float(r.get(f"score_{t}", "")) for t in TRANSFORM_NAMES] if rotations
                else None)
         res._add(r, _float(r["score"]), rot, new=False)
     res.n_skipped = len(writer.done)
-    by_name: dict[str, list[str]] = {}  # a file's row under another id, found by its name
-    for p in stored.values() if files else ():
-        by_name.setdefault(os.path.basename(p), []).append(p)
-    return [s for s in sources if s.id not in stored and (s.position is not None or not any(
-        _same_file(p, s.path, unsure=False) for p in by_name.get(os.path.basename(s.path), ())))]
-
-
-def _norm_path(p: str) -> str:
-    return os.path.normpath(os.path.abspath(p)) if p else p
-
-
-def _same_file(a: str, b: str, unsure: bool) -> bool:
-    """Whether two inputs' paths, as two scans wrote them, name one file: equal, or one
-    relative (to a working directory this scan may not share) and the other ending in it;
-    ``unsure`` where a relative path climbs out (``..``) and cannot be told."""
-    pa, pb = (Path(os.path.normpath(p)).parts for p in (a, b))
-    if os.path.isabs(a) == os.path.isabs(b):
-        return pa == pb or _norm_path(a) == _norm_path(b)
-    rel, full = (pa, pb) if not os.path.isabs(a) else (pb, pa)
-    return unsure if ".." in rel else full[-len(rel):] == rel
+    return [s for s in sources if s.id not in writer.done]
 
 
 def _consume(stream, res: ScanResult, writer, progress, total: int, rotations: bool,
@@ -826,10 +784,11 @@ def _catalog_meta(scorer, options: ReadOptions, threshold: float, tta: str, shar
 
 
 def unmatched_labels(labels: Mapping[str, int] | None, sources: Sequence[Source]) -> list[str]:
-    """The ids of ``labels`` that no source takes (a source takes its id or its last part)."""
+    """The ids of ``labels`` that no source takes (a source takes its id or any end of it after
+    a ``/``: :func:`lensscore.sources.label_of`)."""
     if not labels:
         return []
-    taken = {s.id for s in sources} | {s.id.rsplit("/", 1)[-1] for s in sources}
+    taken = {t for s in sources for t in id_suffixes(s.id)}
     return [i for i in labels if i not in taken]
 
 

@@ -9,7 +9,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .config import DEFAULT_BANDS, FITS_SUFFIXES
@@ -253,15 +253,28 @@ def find_sources(
     groups, order = _group_files(_listed_files(paths), band_set)
     label = _dir_labeller()
     rank = {b: k for k, b in enumerate(normalize_band(b) for b in bands)}
-    sources = []
-    for kind, ref, sid, root in order:
-        src = _make_source(kind, ref, Path(sid).as_posix(), root or None, groups, rank, label)
-        if labels:
-            lab = labels.get(src.id, labels.get(src.id.rsplit("/", 1)[-1]))
+    sources = [_make_source(kind, ref, Path(sid).as_posix(), root or None, groups, rank, label)
+               for kind, ref, sid, root in order]
+    sources = _unique_ids(sources, [root for *_, root in order])
+    if labels:
+        for k, src in enumerate(sources):
+            lab = label_of(labels, src.id)
             if lab is not None:
-                src = Source(src.id, src.path, src.files, int(lab))
-        sources.append(src)
-    return _unique_ids(sources, [root for *_, root in order])
+                sources[k] = replace(src, label=int(lab))
+    return sources
+
+
+def id_suffixes(sid: str) -> list[str]:
+    """An id and every end of it after a ``/``, longest first (``n1/lenses/c0``, ``lenses/c0``,
+    ``c0``): the keys a labels file may give it by."""
+    parts = sid.split("/")
+    return ["/".join(parts[k:]) for k in range(len(parts)) if parts[k]]
+
+
+def label_of(labels: Mapping[str, int], sid: str):
+    """The label of id ``sid``: under the id itself, else under the longest end of it after a
+    ``/`` (a labels file written before the id took its directory's name); None if none."""
+    return next((labels[t] for t in id_suffixes(sid) if t in labels), None)
 
 
 def _listed_files(paths) -> list[tuple]:
@@ -359,32 +372,50 @@ def _make_source(kind: str, ref, sid: str, root: str | None, groups, rank, label
                   label=label(items[0][1], root))
 
 def _unique_ids(sources: list[Source], roots: list[str]) -> list[Source]:
-    """Ids key the catalog (resume, merge, labels): an id that two scanned roots both give
-    (``a/c0.fits`` and ``b/c0.fits``) is prefixed, in every one of them, with as much of its
-    root's path as tells them apart (``a/c0`` and ``b/c0``; ``x/a/c0`` where both roots are
-    named ``a``). So ids do not depend on the order of the roots: a scan resumed with its paths
-    in another order finds the same ids (the first root's were once left bare, and a resume
-    in the other order matched them to the other root's files)."""
-    by_id: dict[str, list[int]] = {}
+    """Ids key the catalog (resume, merge, labels), and do not depend on the order of the
+    scanned roots (the first root's were once left bare, so a resume with the roots in another
+    order matched ids to the other root's files and skipped them):
+
+    * an id that several roots give (``a/c0.fits``, ``b/c0.fits``) is prefixed, in each, with
+      as much of its root's path as tells the roots apart and meets no other id (``a/c0``,
+      ``b/c0``; ``x/a/c0`` where both roots are named ``a``);
+    * files that still share an id (one root's ``obj.fits`` and ``obj.fits.gz``) are numbered
+      in the order of their paths (``obj``, ``obj#2``).
+    """
+    parts = [Path(os.path.abspath(r or ".")).parts[1:] for r in roots]
+    groups: dict[str, list[int]] = {}
     for k, src in enumerate(sources):
-        by_id.setdefault(src.id, []).append(k)
-    ids = [src.id for src in sources]
-    for sid, ks in by_id.items():
-        if len(ks) < 2:
-            continue
-        parts = [Path(os.path.abspath(roots[k] or ".")).parts[1:] for k in ks]
-        for depth in range(1, max(len(p) for p in parts) + 1):
-            pre = ["/".join(p[-depth:]) for p in parts]
-            if len(set(pre)) == len(pre):
-                break
-        for k, prefix in zip(ks, pre):
-            ids[k] = f"{prefix}/{sid}" if prefix else sid
-    taken: set[str] = set()
-    out = []
-    for src, sid in zip(sources, ids):
-        base, n = sid, 2
-        while sid in taken:  # the same root given twice over other paths: numbered
-            sid, n = f"{base}#{n}", n + 1
-        taken.add(sid)
-        out.append(src if sid == src.id else Source(sid, src.path, src.files, src.label))
+        groups.setdefault(src.id, []).append(k)
+    depth = {sid: _least_depth({parts[k] for k in ks}) for sid, ks in groups.items()
+             if len({parts[k] for k in ks}) > 1}
+    ids = _prefixed(sources, parts, depth)
+    for _ in range(max((len(p) for p in parts), default=0)):  # deepen what meets another id
+        owner: dict[str, set] = {}
+        for k, i in enumerate(ids):
+            owner.setdefault(i, set()).add((sources[k].id, parts[k]))
+        grow = {sid for o in owner.values() if len(o) > 1 for sid, _ in o
+                if sid in depth and depth[sid] < max(len(parts[k]) for k in groups[sid])}
+        if not grow:
+            break
+        depth.update((sid, depth[sid] + 1) for sid in grow)
+        ids = _prefixed(sources, parts, depth)
+    out = list(sources)
+    taken: dict[str, int] = {}
+    for k in sorted(range(len(ids)), key=lambda k: (ids[k], os.path.abspath(sources[k].path))):
+        n = taken[ids[k]] = taken.get(ids[k], 0) + 1
+        sid = ids[k] if n == 1 else f"{ids[k]}#{n}"
+        if sid != sources[k].id:
+            out[k] = replace(sources[k], id=sid)
     return out
+
+
+def _least_depth(roots: set) -> int:
+    """The fewest trailing parts of the roots' paths that tell them all apart."""
+    longest = max(len(r) for r in roots)
+    return next((d for d in range(1, longest + 1)
+                 if len({r[-d:] for r in roots}) == len(roots)), longest)
+
+
+def _prefixed(sources, parts, depth: dict) -> list[str]:
+    return [("/".join(parts[k][-depth[s.id]:]) + "/" + s.id) if s.id in depth else s.id
+            for k, s in enumerate(sources)]

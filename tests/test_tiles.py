@@ -280,6 +280,7 @@ def test_spatial_index_places_objects_as_testing_every_tile_does(tmp_path, monke
     ra, dec = w.pixel_to_world_values(x, y)
     ra[:5], dec[:5] = np.nan, np.nan
     ra[5:10] += 90  # far away
+    dec[10] = 95.0  # no place on the sky either
     Table({"id": np.arange(len(ra)), "ra": ra, "dec": dec}).write(tmp_path / "o.csv")
     opts = ReadOptions(Grid())
     args = (tmp_path / "o.csv", str(tmp_path / "t" / "t*_{band}.fits"), opts)
@@ -294,7 +295,9 @@ def test_spatial_index_places_objects_as_testing_every_tile_does(tmp_path, monke
     n_err = sum(s.error is not None for s in fast)
     assert 10 <= n_err < len(fast) / 2  # both kinds of objects are in the test
     # an object without a position says so (it was "off every g tile")
-    assert {s.id: s.error for s in fast}["0"] == "RA/Dec (nan, nan) is no place on the sky"
+    errors = {s.id: s.error for s in fast}
+    assert errors["0"] == "RA/Dec (nan, nan) is no place on the sky"
+    assert errors["10"].endswith(", 95) is no place on the sky")
 
 
 def test_a_tile_in_use_is_not_closed_under_its_reader(tmp_path):

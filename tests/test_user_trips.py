@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from lensscore.catalog import rows_path
 from lensscore.cli import app
-from lensscore.errors import LensscoreError
+from lensscore.scan import read_labels
 from lensscore.scorer import Scorer
 
 runner = CliRunner()
@@ -262,46 +262,50 @@ def test_ids_do_not_depend_on_the_order_of_the_paths_and_resume_loses_nothing(
         tmp_path, rng, conv_model, monkeypatch):
     """Two roots with the same file names: the first root's ids were bare and the second's
     prefixed, so a scan resumed with the paths in the other order matched the ids to the other
-    root's files, skipped them and exited 0 with rows lost. Now both are prefixed whatever the
-    order; a catalog row under another id for the same file (an older catalog, or a root added
-    on resume) counts as done; a row whose id now names another file is refused."""
+    root's files, skipped them and exited 0 with rows lost. Now ids do not depend on the order;
+    labels keyed by the new ids, or by the old ones, still match."""
     import csv
+    import gzip
 
     from lensscore import find_sources, scan
 
     monkeypatch.chdir(tmp_path)
-    for d in ("n1", "n2", "m/n1"):
+    for d in ("n1", "n2", "m/n1", "x/a/b", "x/b", "d"):
         (tmp_path / d).mkdir(parents=True)
-        for k in range(3):
+    for d in ("n1", "n2", "m/n1", "x/a", "x/a/b", "x/b"):
+        for k in range(3 if d in ("n1", "n2") else 1):
             write_cube(tmp_path / d / f"c{k}.fits", fake_cutout(rng))
-    ids = [s.id for s in find_sources(["n1", "n2"])]
-    assert ids == [f"n1/c{k}" for k in range(3)] + [f"n2/c{k}" for k in range(3)]
-    assert sorted(s.id for s in find_sources(["n2", "n1"])) == sorted(ids)
-    # roots of one name: as much of their paths as tells them apart
-    assert [s.id for s in find_sources(["m/n1", "n1"])][:1] == ["m/n1/c0"]
 
-    def rows(out):
-        with open(out) as fh:
-            return [(r["id"], r["path"]) for r in csv.DictReader(fh)]
+    def ids(*roots):
+        return sorted((s.id, s.path) for s in find_sources(list(roots)))
+
+    assert ids("n1", "n2") == ids("n2", "n1") == sorted(
+        (f"{d}/c{k}", f"{d}/c{k}.fits") for d in ("n1", "n2") for k in range(3))
+    # roots of one name: as much of their paths as tells them apart
+    assert {i for i, _ in ids("m/n1", "n1")} == {"m/n1/c0", f"{tmp_path.name}/n1/c0", "c1", "c2"}
+    # x/a's b/c0 is taken: the prefixes grow until they meet no id, in either order
+    assert ids("x/a", "x/b") == ids("x/b", "x/a") == [
+        ("b/c0", "x/a/b/c0.fits"), ("x/a/c0", "x/a/c0.fits"), ("x/b/c0", "x/b/c0.fits")]
+    write_cube(tmp_path / "d" / "o.fits", fake_cutout(rng))  # one root, one id twice
+    with gzip.open(tmp_path / "d" / "o.fits.gz", "wb") as fh:
+        fh.write((tmp_path / "d" / "o.fits").read_bytes())
+    assert ids("d") == [("o", "d/o.fits"), ("o#2", "d/o.fits.gz")]
 
     out = tmp_path / "c.csv"
-    scan(["n1"], conv_model, output=out, rotations=False)  # one root: bare ids
+    full = scan(["n1", "n2"], conv_model, output=out, rotations=False)
+    lines = out.read_text().splitlines()
+    keep = 1 + next(k for k, x in enumerate(lines) if x.startswith("id,")) + 2
+    out.write_text("\n".join(lines[:keep]) + "\n")  # interrupted after two rows (n1's)
     res = scan(["n2", "n1"], conv_model, output=out, rotations=False, resume=True)
-    assert res.n_skipped == 3 and res.n_scored == 6
-    got = rows(out)
-    assert sorted(p for _, p in got) == sorted(f"{d}/c{k}.fits" for d in ("n1", "n2")
-                                               for k in range(3))  # each file once
-    monkeypatch.chdir(tmp_path / "m")  # elsewhere, the roots' absolute paths: all resumed
-    res = scan([tmp_path / "n1", tmp_path / "n2"], conv_model, output=out, rotations=False,
-               resume=True)
-    assert res.n_skipped == 6 and len(rows(out)) == 6
-    monkeypatch.chdir(tmp_path)
-    bad = tmp_path / "bad.csv"  # a catalog whose id n1/c0 is another file now
-    scan(["n1", "n2"], conv_model, output=bad, rotations=False)
-    text = bad.read_text().replace("n1/c0.fits", "n1/c1.fits", 1)
-    bad.write_text(text)
-    with pytest.raises(LensscoreError, match="rows for other files .*id 'n1/c0'"):
-        scan(["n1", "n2"], conv_model, output=bad, rotations=False, resume=True)
+    assert res.n_skipped == 2 and res.n_scored == 6
+    with open(out) as fh:
+        rows = [r for r in csv.DictReader(fh)]
+    assert sorted(r["path"] for r in rows) == sorted(full.paths)  # each file once
+    labels = tmp_path / "labels.csv"  # by the new ids, and by the old bare ones
+    labels.write_text("id,label\nn1/c0,1\nn2/c0,0\nc1,1\n")
+    got = {s.id: s.label for s in find_sources(["n1", "n2"], labels=read_labels(labels))}
+    assert (got["n1/c0"], got["n2/c0"], got["n1/c1"], got["n2/c1"], got["n1/c2"]) == \
+        (1, 0, 1, 1, None)
 
 
 @pytest.mark.parametrize("ext", [".csv", ".fits"])
