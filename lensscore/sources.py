@@ -382,10 +382,13 @@ def _unique_ids(sources: list[Source], roots: list[str]) -> list[Source]:
     * files that still share an id (one root's ``obj.fits`` and ``obj.fits.gz``) are numbered
       in the order of their paths (``obj``, ``obj#2``).
     """
-    parts = [Path(os.path.abspath(r or ".")).parts[1:] for r in roots]
     groups: dict[str, list[int]] = {}
     for k, src in enumerate(sources):
         groups.setdefault(src.id, []).append(k)
+    if len(groups) == len(sources):
+        return sources  # no id twice: the ids as they are
+    split = {r: Path(os.path.abspath(r or ".")).parts[1:] for r in set(roots)}
+    parts = [split[r] for r in roots]
     depth = {sid: _least_depth({parts[k] for k in ks}) for sid, ks in groups.items()
              if len({parts[k] for k in ks}) > 1}
     ids = _prefixed(sources, parts, depth)
@@ -400,12 +403,15 @@ def _unique_ids(sources: list[Source], roots: list[str]) -> list[Source]:
         depth.update((sid, depth[sid] + 1) for sid in grow)
         ids = _prefixed(sources, parts, depth)
     out = list(sources)
-    taken: dict[str, int] = {}
-    for k in sorted(range(len(ids)), key=lambda k: (ids[k], os.path.abspath(sources[k].path))):
-        n = taken[ids[k]] = taken.get(ids[k], 0) + 1
-        sid = ids[k] if n == 1 else f"{ids[k]}#{n}"
-        if sid != sources[k].id:
-            out[k] = replace(sources[k], id=sid)
+    where: dict[str, list[int]] = {}
+    for k, i in enumerate(ids):
+        where.setdefault(i, []).append(k)
+    for i, ks in where.items():  # still twice: numbered in the order of the paths
+        ks = sorted(ks, key=lambda k: os.path.abspath(sources[k].path)) if len(ks) > 1 else ks
+        for n, k in enumerate(ks, start=1):
+            sid = i if n == 1 else f"{i}#{n}"
+            if sid != sources[k].id:
+                out[k] = replace(sources[k], id=sid)
     return out
 
 
