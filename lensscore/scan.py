@@ -722,7 +722,12 @@ def _resumed(writer, res: ScanResult, sources, rotations: bool) -> list:
                else None)
         res._add(r, _float(r["score"]), rot, new=False)
     res.n_skipped = len(writer.done)
-    return [s for s in sources if s.id not in writer.done]
+    left = [s for s in sources if s.id not in writer.done]
+    other = len(writer.done) - (len(sources) - len(left))
+    if other > 0:  # said, not refused: a file scanned then under another id gets a second row
+        log.warning("%s: %d of its rows have ids that none of these inputs has (other paths than "
+                    "the scan it resumes?); they are kept", writer.target, other)
+    return left
 
 
 def _consume(stream, res: ScanResult, writer, progress, total: int, rotations: bool,

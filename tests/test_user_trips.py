@@ -298,6 +298,12 @@ def test_ids_do_not_depend_on_the_order_of_the_paths_and_resume_loses_nothing(
     out.write_text("\n".join(lines[:keep]) + "\n")  # interrupted after two rows (n1's)
     res = scan(["n2", "n1"], conv_model, output=out, rotations=False, resume=True)
     assert res.n_skipped == 2 and res.n_scored == 6
+    one = tmp_path / "one.csv"  # one root, bare ids; resumed with a root added: said
+    scan(["n1"], conv_model, output=one, rotations=False)
+    r = runner.invoke(app, ["scan", "n1", "n2", "-m", conv_model, "-o", str(one), "--resume",
+                            "--no-rotations", "--top", "0"])
+    assert r.exit_code == 0 and "3 of its rows have ids that none of these inputs has" in \
+        " ".join(r.output.split()), r.output
     with open(out) as fh:
         rows = [r for r in csv.DictReader(fh)]
     assert sorted(r["path"] for r in rows) == sorted(full.paths)  # each file once
