@@ -65,8 +65,7 @@ def training_digests(model_path, data) -> tuple[list[str], list[tuple[float, flo
         except CutoutError:
             continue  # a scan gives it an error row: it was not trained on either
         out.append(cutout_digest(c.data))
-        pos.append((float("nan") if c.ra is None else float(c.ra),
-                    float("nan") if c.dec is None else float(c.dec)))
+        pos.append((float(c.ra), float(c.dec)))  # NaN without a WCS
     return out, pos
 
 

@@ -112,9 +112,12 @@ class Committee:
 
     @property
     def trained_positions(self):
-        """The first member's record of positions (None if no member records any): whether
-        the scan can place what the committee was trained on (:meth:`trained_near` asks all)."""
-        return next((p for m in self.members if (p := m.trained_positions) is not None), None)
+        """A member's record of positions where every member that records its training cutouts
+        records their positions too, else None: whether a scan can place everything the
+        committee was trained on (:meth:`trained_near` asks every member)."""
+        recorded = [m for m in self.members if m.trained_digests]
+        pos = [m.trained_positions for m in recorded]
+        return pos[0] if pos and all(p is not None for p in pos) else None
 
     def trained_near(self, ra, dec) -> bool:
         """Whether any member was trained on a cutout centred there (Scorer.trained_near)."""

@@ -26,7 +26,7 @@ from .readers import celestial
 from .sources import Source, band_token, group_display, split_fits_suffix
 from .survey import band_from_header, hdu_kind, normalize_band, pixel_scale_from_header
 from .tilecut import Tile, close_tiles, cut_size, load_tile_cutout
-from .trained import placed
+from .trained import placed, unit_vectors
 
 __all__ = ["Tile", "find_tiles", "read_objects", "catalog_sources", "load_tile_cutout",
            "close_tiles", "ID_COLUMNS"]
@@ -227,7 +227,7 @@ def catalog_sources(catalog, images, options: ReadOptions, *, id_column=None,
     except (TypeError, ValueError):
         raise LensscoreError(f"{catalog}: {rac}/{decc} must be numbers (degrees)") from None
     n = len(t)
-    xyz = _unit_vectors(ra, dec)
+    xyz = unit_vectors(ra, dec)
     chosen: dict[str, np.ndarray] = {}
     reasons: list = [None if placed(a, d) else f"RA/Dec ({a:g}, {d:g}) is no place on the sky"
                      for a, d in zip(ra, dec)]
@@ -301,12 +301,6 @@ def _kept_names(keep) -> list[str]:
     ours = {c for c, _ in catalog_columns(True, True)}
     return [f"in_{c}" if c in ours or c.startswith("score_") else c for c in keep]
 
-def _unit_vectors(ra, dec) -> np.ndarray:
-    """``(n, 3)`` unit vectors of RA/Dec in degrees."""
-    r, d = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
-    return np.stack([np.cos(d) * np.cos(r), np.cos(d) * np.sin(r), np.sin(d)], axis=-1)
-
-
 def _near_tiles(ts: Sequence[Tile], xyz: np.ndarray) -> list[np.ndarray]:
     """For each tile, the indices of the objects (unit vectors ``xyz``) that may lie on it: the
     objects within the tile's circumscribed circle (centre to its farthest corner, plus a
@@ -322,7 +316,7 @@ def _near_tiles(ts: Sequence[Tile], xyz: np.ndarray) -> list[np.ndarray]:
         py = np.array([(ny - 1) / 2, -0.5, -0.5, ny - 0.5, ny - 0.5])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            v = _unit_vectors(*tile.wcs.pixel_to_world_values(px, py))
+            v = unit_vectors(*tile.wcs.pixel_to_world_values(px, py))
         if not np.isfinite(v).all():  # a WCS that cannot place its corners: test every object
             centres.append(None)
             radii.append(np.pi)

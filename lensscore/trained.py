@@ -26,7 +26,7 @@ import numpy as np
 
 __all__ = ["DIGEST_HEX", "MAX_RADIUS_ARCSEC", "SAME_OBJECT_ARCSEC", "TRAINED_ON",
            "TrainedPositions", "cutout_digest", "placed", "trained_digests", "trained_on_record",
-           "trained_positions"]
+           "trained_positions", "unit_vectors"]
 
 #: hex characters of one digest (8 bytes)
 DIGEST_HEX = 16
@@ -55,6 +55,12 @@ def placed(ra, dec) -> bool:
     except (TypeError, ValueError):
         return False
     return math.isfinite(ra) and math.isfinite(dec) and abs(dec) <= 90.0
+
+
+def unit_vectors(ra, dec) -> np.ndarray:
+    """Unit vectors ``(..., 3)`` of RA/Dec in degrees (scalars give one ``(3,)``)."""
+    r, d = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
+    return np.stack([np.cos(d) * np.cos(r), np.cos(d) * np.sin(r), np.sin(d)], axis=-1)
 
 
 def _key(ra, dec) -> tuple[float, float]:
@@ -105,8 +111,7 @@ class TrainedPositions:
 
     def __init__(self, ra, dec, radius_arcsec: float):
         self._radec = list(zip(map(float, ra), map(float, dec)))
-        ra, dec = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
-        self._xyz = np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], 1)
+        self._xyz = unit_vectors(ra, dec).reshape(-1, 3)
         self.radius_arcsec = float(radius_arcsec)
         self._cos = math.cos(math.radians(self.radius_arcsec / 3600.0))
 
@@ -122,7 +127,7 @@ class TrainedPositions:
         False for an unknown position (None, NaN)."""
         if not placed(ra, dec) or not len(self._xyz):
             return False
-        r, d = math.radians(float(ra)), math.radians(float(dec))
+        r, d = math.radians(float(ra)), math.radians(float(dec))  # scalars: 3x unit_vectors' speed
         v = np.array([math.cos(d) * math.cos(r), math.cos(d) * math.sin(r), math.sin(d)])
         return bool((self._xyz @ v >= self._cos).any())
 

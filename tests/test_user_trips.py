@@ -237,6 +237,13 @@ def test_what_a_scan_cannot_place_it_says_and_a_placeholder_wcs_marks_nothing(
         "lenses/near_a": True, "lenses/at_b": False, "lenses/nowcs": False}
     assert res.training_record == "positions" and res.n_unplaced == 1
     assert res.metrics()["n_unverified"] == 1  # the library says so too
+    pixels_only = tmp_path / "p.onnx"  # a member that records its cutouts by pixels alone
+    m = onnx.load(model)
+    prop = next(p for p in m.metadata_props if p.key == "lensscore.trained_on")
+    prop.value = json.dumps({k: v for k, v in json.loads(prop.value).items()
+                             if k not in ("positions", "n_positions", "radius_arcsec")})
+    onnx.save_model(m, pixels_only)
+    assert scan(new.parent, [model, pixels_only], rotations=False).training_record == "pixels"
     out = tmp_path / "c.csv"
     scan(new.parent, model, output=out, rotations=False)
     res = scan(new.parent, model, output=out, rotations=False, resume=True)  # all rows resumed

@@ -268,7 +268,7 @@ def _load_real(data_dir, cfg, *, labels=None, detections: bool = False, hosts: b
         for i in shifts:
             c = load_source(before[i], cfg.bands, cfg.size, options)
             also_seen.append(cutout_digest(c.data))
-            also_radec.append((_deg(c.ra), _deg(c.dec)))
+            also_radec.append((float(c.ra), float(c.dec)))  # NaN without a WCS
         log.info("%d lenses re-centred on their detection (median shift %.2f arcsec)",
                  len(shifts), float(np.median(list(shifts.values()))) if shifts else 0.0)
     if not sources:
@@ -298,10 +298,6 @@ def _load_real(data_dir, cfg, *, labels=None, detections: bool = False, hosts: b
         log.warning("%d of %d real cutouts could not be read", skipped, len(sources))
     return RealSet(np.stack(xs).astype(np.float32), np.asarray(ys), ids, np.asarray(ra),
                    np.asarray(dec), digests, kept, also_seen, also_radec)
-
-
-def _deg(v) -> float:
-    return math.nan if v is None else float(v)
 
 
 def save_real(path, real: RealSet) -> None:
